@@ -1,0 +1,20 @@
+//! The lookup engine of the eligibility verification tier.
+//!
+//! A snapshot is a directory of rkyv archives ([`envelope`], [`model`],
+//! [`index`], [`manifest`]) mapped with memmap2 ([`mapped`], the one module
+//! with `unsafe`); [`lookup`] answers [`query`] documents with the real
+//! system's validity codes as [`answer`] documents.
+
+pub mod answer;
+pub mod envelope;
+pub mod ids;
+pub mod index;
+pub mod manifest;
+pub mod mapped;
+pub mod model;
+pub mod query;
+pub mod snapshot;
+pub mod lookup;
+pub mod overlay;
+mod entry;
+pub mod engine;

@@ -1,0 +1,408 @@
+//! Answering a [`Query`] against one generation: the validity codes and
+//! disclosure rules of `domain.md` section 5.
+//!
+//! Every candidate record comes from an index slot confirmed against the full
+//! stored key (`holds_*` below), so an answer never shows a record whose key
+//! differs from the key asked.
+
+use smallvec::SmallVec;
+
+use crate::answer::*;
+use crate::entry::{self, Disclose};
+use crate::ids;
+use crate::manifest::IndexName;
+use crate::model::*;
+use crate::overlay::{OverlayView, PersonRef};
+use crate::query::{codes, CardKey, Query, QueryError, QueryKey, TicketKey};
+use crate::snapshot::Snapshot;
+
+/// The clock of one request: `now` is `YYYYMMDDHHmmss` Japan time, used for
+/// certificate validity and consent expiry; `today` is its date.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clock {
+    pub now: u64,
+    pub today: u32,
+}
+
+impl Clock {
+    pub fn at(now: u64) -> Clock {
+        Clock { now, today: (now / 1_000_000) as u32 }
+    }
+
+    pub fn japan_now() -> Clock {
+        Clock::at(ids::japan_now().1)
+    }
+}
+
+/// One generation as a request sees it: the snapshot and the deltas applied
+/// on top of it up to `delta_seq`.
+#[derive(Clone, Copy)]
+pub struct View<'a> {
+    pub snapshot: &'a Snapshot,
+    pub overlay: Option<&'a OverlayView>,
+    pub delta_seq: u64,
+}
+
+type Persons<'a> = SmallVec<[PersonRef<'a>; 2]>;
+
+impl<'a> View<'a> {
+    pub fn new(snapshot: &'a Snapshot) -> View<'a> {
+        View { snapshot, overlay: None, delta_seq: snapshot.manifest().delta_seq }
+    }
+
+    /// Persons holding `key` in index `name`: snapshot records confirmed by
+    /// `holds`, replaced or removed by the overlay, plus overlay-only records.
+    fn find(&self, name: IndexName, key: &str, holds: impl Fn(&ArchivedPersonRecord) -> bool) -> Persons<'a> {
+        let mut out = Persons::new();
+        if let Some(hit) = self.snapshot.find(name, key, &holds) {
+            hit.for_each(|idx| {
+                if let Some(p) = self.snapshot.person(idx) {
+                    out.push(PersonRef::Snapshot(p));
+                }
+            });
+        }
+        if let Some(ov) = self.overlay {
+            ov.merge(name, key, &holds, &mut out);
+        }
+        out
+    }
+
+    fn revoked_at(&self, serial: &str) -> u64 {
+        self.overlay.map(|o| o.revoked(serial)).unwrap_or(0)
+    }
+
+    /// Answer one validated query.
+    pub fn answer(&self, q: &Query, clock: Clock) -> Answer {
+        let mut answer = match &q.key {
+            QueryKey::CertificateSerial(s) => self.my_number(q, clock, IndexName::Serial, s),
+            QueryKey::ProcessingNumber(s) => self.my_number(q, clock, IndexName::Processing, s),
+            QueryKey::InsuranceCard(c) => self.card(q, c),
+            QueryKey::MedicalTicket(t) => self.ticket(q, t),
+            QueryKey::DelegatedTickets { month } => self.delegated(q, *month),
+        };
+        answer.message_header = self.header(q, clock);
+        answer
+    }
+
+    /// The answer to a query that could not be parsed.
+    pub fn refuse(&self, err: &QueryError, institution: &str, clock: Clock) -> Answer {
+        let mut header = self.base_header(clock);
+        header.medical_institution_code = institution.to_string();
+        header.qualification_confirmation_date = clock.today.to_string();
+        error_answer(header, err)
+    }
+
+    fn base_header(&self, clock: Clock) -> MessageHeader {
+        MessageHeader {
+            process_execution_time: clock.now.to_string(),
+            segment_of_result: "1".into(),
+            character_code_identifier: "0".into(),
+            reference_classification: "2".into(),
+            snapshot_generation: self.snapshot.generation().to_string(),
+            delta_sequence: self.delta_seq.to_string(),
+            ..Default::default()
+        }
+    }
+
+    fn header(&self, q: &Query, clock: Clock) -> MessageHeader {
+        let mut h = self.base_header(clock);
+        h.qualification_confirmation_date = q.date.to_string();
+        h.medical_institution_code = q.institution.clone();
+        h.arbitrary_file_identifier = q.arbitrary_id.clone();
+        if matches!(q.key, QueryKey::CertificateSerial(_) | QueryKey::ProcessingNumber(_)) {
+            h.reference_classification = "1".into();
+        }
+        h
+    }
+
+    // ---- My Number card -------------------------------------------------
+
+    fn my_number(&self, q: &Query, clock: Clock, name: IndexName, key: &str) -> Answer {
+        let serial = name == IndexName::Serial;
+        let holds = |p: &ArchivedPersonRecord| {
+            p.certificates.iter().any(|c| if serial { c.serial_number == key } else { c.processing_number == key })
+        };
+        let persons = self.find(name, key, holds);
+        let person = match persons.as_slice() {
+            [] => return validity_only(Validity::NotFound, None),
+            [one] => one.get(),
+            _ => {
+                let e = QueryError {
+                    code: codes::CERT_SEVERAL_PERSONS,
+                    field: "MyNumberCard".into(),
+                    message: "the certificate is linked to several persons; refer the patient to the insurer".into(),
+                };
+                return error_body(&e);
+            }
+        };
+        let links: SmallVec<[&ArchivedCertificate; 2]> = person
+            .certificates
+            .iter()
+            .filter(|c| if serial { c.serial_number == key } else { c.processing_number == key })
+            .collect();
+        let revoked = links.iter().any(|c| {
+            let at = c.revoked_at.to_native().max(self.revoked_at(&c.serial_number));
+            at != 0 && at <= clock.now
+        });
+        if revoked {
+            let e = QueryError { code: codes::CERT_REVOKED, field: "MyNumberCard".into(), message: "the card's certificate is revoked".into() };
+            return error_body(&e);
+        }
+        let current = links.iter().any(|c| c.valid_from.to_native() <= clock.today && clock.today <= c.valid_to.to_native());
+        if !current {
+            let e = QueryError {
+                code: codes::CERT_NOT_VALID,
+                field: "MyNumberCard".into(),
+                message: "the card's certificate is expired or not yet valid".into(),
+            };
+            return error_body(&e);
+        }
+        self.person_answer(person, q, clock)
+    }
+
+    /// Everything of the person in force on the date, side by side.
+    fn person_answer(&self, p: &ArchivedPersonRecord, q: &Query, clock: Clock) -> Answer {
+        let inst = q.institution.as_str();
+        let d = q.date;
+        let disclose = Disclose {
+            limit: entry::consent(p, inst, ConsentKind::Limit, clock.now).0 == "1",
+            specific: entry::consent(p, inst, ConsentKind::SpecificDisease, clock.now).0 == "1",
+        };
+        let mut list = Vec::new();
+        for ins in p.insurance.iter().filter(|i| insurance_in_force(i, d)) {
+            list.push(entry::insurance_entry(p, ins, disclose));
+        }
+        let mut delegated_any = false;
+        let mut assisted = false;
+        for a in p.assistance.iter().filter(|a| assistance_in_force(a, d)) {
+            assisted = true;
+            let tickets = delegating_tickets(a, inst, d / 100);
+            delegated_any |= !tickets.is_empty();
+            let numbers = !tickets.is_empty();
+            list.push(entry::assistance_entry(p, a, numbers, tickets));
+        }
+        let validity = if list.is_empty() {
+            match latest_lost(p) {
+                Some(e) => {
+                    list.push(e);
+                    Validity::Invalid
+                }
+                None => return validity_only(Validity::NotFound, None),
+            }
+        } else if assisted && !delegated_any && p.insurance.iter().all(|i| !insurance_in_force(i, d)) {
+            Validity::NotDelegated
+        } else {
+            Validity::Valid
+        };
+        let reference = entry::reference_number(p, inst);
+        for e in &mut list {
+            entry::add_consents(e, p, inst, clock.now);
+            e.reference_number = reference.clone();
+        }
+        with_list(validity, list, None)
+    }
+
+    // ---- insurance card -------------------------------------------------
+
+    fn card(&self, q: &Query, c: &CardKey) -> Answer {
+        let echo = SearchInfo {
+            insurer_number: Some(c.insurer.clone()),
+            insured_card_symbol: entry::text(&c.symbol),
+            insured_identification_number: Some(c.number.clone()),
+            insured_branch_number: entry::text(&c.branch),
+            birthdate: Some(c.birth_date.to_string()),
+            limit_application_certificate_related_cons_flg: Some(if c.limit_consent { "1" } else { "0" }.into()),
+            arbitrary_identifier: q.arbitrary_id.clone(),
+        };
+        let key = ids::insurance_key(&c.insurer, &c.symbol, &c.number, &c.branch);
+        let matches = |i: &ArchivedInsurance| {
+            i.insurer_number == c.insurer.as_str()
+                && i.card_symbol == c.symbol.as_str()
+                && i.card_number == c.number.as_str()
+                && i.branch_number == c.branch.as_str()
+        };
+        let persons = self.find(IndexName::Insurance, &key, |p| p.insurance.iter().any(matches));
+        let born: Persons = persons.into_iter().filter(|p| p.get().birth_date == c.birth_date).collect();
+        let p = match born.as_slice() {
+            [] => return validity_only(Validity::NotFound, Some(echo)),
+            [one] => one.get(),
+            _ => return validity_only(Validity::SeveralMatch, Some(echo)),
+        };
+        let disclose = Disclose { limit: c.limit_consent, specific: false };
+        let d = q.date;
+        if let Some(ins) = p.insurance.iter().filter(|i| matches(i) && insurance_in_force(i, d)).last() {
+            return with_list(Validity::Valid, vec![entry::insurance_entry(p, ins, disclose)], Some(echo));
+        }
+        let lost = p.insurance.iter().filter(|i| matches(i)).max_by_key(|i| i.qualification_date.to_native());
+        let Some(lost) = lost else {
+            return validity_only(Validity::NotFound, Some(echo));
+        };
+        let validity = if has_other_in_force(p, d, |i| matches(i), |_| false) { Validity::InvalidNewExists } else { Validity::Invalid };
+        with_list(validity, vec![entry::insurance_entry(p, lost, Disclose::default())], Some(echo))
+    }
+
+    // ---- medical ticket -------------------------------------------------
+
+    fn ticket(&self, q: &Query, t: &TicketKey) -> Answer {
+        let echo = SearchInfo {
+            insurer_number: Some(t.payer.clone()),
+            insured_identification_number: Some(t.recipient.clone()),
+            birthdate: Some(t.birth_date.to_string()),
+            arbitrary_identifier: q.arbitrary_id.clone(),
+            ..Default::default()
+        };
+        let key = ids::assistance_key(&t.payer, &t.recipient);
+        let matches = |a: &ArchivedAssistance| a.payer_number == t.payer.as_str() && a.recipient_number == t.recipient.as_str();
+        let persons = self.find(IndexName::Assistance, &key, |p| p.assistance.iter().any(matches));
+        let born: Persons = persons.into_iter().filter(|p| p.get().birth_date == t.birth_date).collect();
+        let p = match born.as_slice() {
+            [] => return validity_only(Validity::NotFound, Some(echo)),
+            [one] => one.get(),
+            _ => return validity_only(Validity::SeveralMatch, Some(echo)),
+        };
+        let d = q.date;
+        if let Some(a) = p.assistance.iter().filter(|a| matches(a) && assistance_in_force(a, d)).last() {
+            let tickets = delegating_tickets(a, &q.institution, d / 100);
+            if tickets.is_empty() {
+                // 未委託: basic data and welfare office, numbers withheld.
+                return with_list(Validity::NotDelegated, vec![entry::assistance_entry(p, a, false, Vec::new())], Some(echo));
+            }
+            return with_list(Validity::Valid, vec![entry::assistance_entry(p, a, true, tickets)], Some(echo));
+        }
+        let Some(lost) = p.assistance.iter().filter(|a| matches(a)).max_by_key(|a| a.start_date.to_native()) else {
+            return validity_only(Validity::NotFound, Some(echo));
+        };
+        let validity = if has_other_in_force(p, d, |_| false, |a| matches(a)) { Validity::InvalidNewExists } else { Validity::Invalid };
+        with_list(validity, vec![entry::assistance_entry(p, lost, true, Vec::new())], Some(echo))
+    }
+
+    // ---- delegated-ticket fetch ------------------------------------------
+
+    fn delegated(&self, q: &Query, month: u32) -> Answer {
+        let inst = q.institution.as_str();
+        let key = ids::ticket_key(inst, month);
+        let delegates = |t: &ArchivedTicket| t.institution_code == inst && t.treatment_month == month;
+        let persons = self.find(IndexName::Tickets, &key, |p| p.assistance.iter().any(|a| a.tickets.iter().any(delegates)));
+        let mut units = Vec::new();
+        for p in persons.iter().map(|p| p.get()) {
+            for a in p.assistance.iter() {
+                for t in a.tickets.iter().filter(|t| delegates(t)) {
+                    let in_force = assistance_in_force(a, q.date);
+                    let validity = if in_force { Validity::Valid } else { Validity::Invalid };
+                    units.push(BulkConfirmUnit {
+                        qualification_confirm_search_info: SearchInfo {
+                            insurer_number: Some(a.payer_number.to_string()),
+                            insured_identification_number: Some(a.recipient_number.to_string()),
+                            birthdate: entry::date(p.birth_date.to_native()),
+                            arbitrary_identifier: q.arbitrary_id.clone(),
+                            ..Default::default()
+                        },
+                        processing_result_status: "1".into(),
+                        qualification_validity: Some(validity.code().into()),
+                        result_of_qualification_confirmation: Some(entry::assistance_entry(p, a, true, vec![entry::ticket_info(t, inst)])),
+                        reference_number: entry::reference_number(p, inst),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        // Stable order for callers that diff two fetches.
+        units.sort_by(|x, y| {
+            let k = |u: &BulkConfirmUnit| {
+                let s = &u.qualification_confirm_search_info;
+                (s.insurer_number.clone(), s.insured_identification_number.clone())
+            };
+            k(x).cmp(&k(y))
+        });
+        let mut answer = Answer::default();
+        answer.message_body.processing_result_status = "1".into();
+        answer.message_body.bulk_confirm_unit_list = units;
+        answer
+    }
+}
+
+impl Answer {
+    /// Fill the bulk counts of a delegated-ticket fetch.
+    pub fn count_units(&mut self) {
+        let units = &self.message_body.bulk_confirm_unit_list;
+        let errors = units.iter().filter(|u| u.processing_result_status != "1").count();
+        self.message_header.number_of_processing_result = Some(units.len().to_string());
+        self.message_header.number_of_normal_processing = Some((units.len() - errors).to_string());
+        self.message_header.number_of_error = Some(errors.to_string());
+    }
+}
+
+/// In force on `d`: started, and not yet lost (the loss date itself is not covered).
+pub fn insurance_in_force(i: &ArchivedInsurance, d: u32) -> bool {
+    let lost = i.disqualification_date.to_native();
+    i.qualification_date.to_native() <= d && (lost == 0 || d < lost)
+}
+
+/// In force on `d`: started, and the end date (inclusive) not passed.
+pub fn assistance_in_force(a: &ArchivedAssistance, d: u32) -> bool {
+    let end = a.end_date.to_native();
+    a.start_date.to_native() <= d && (end == 0 || d <= end)
+}
+
+fn delegating_tickets(a: &ArchivedAssistance, institution: &str, month: u32) -> Vec<MedicalTicketInfo> {
+    a.tickets
+        .iter()
+        .filter(|t| t.institution_code == institution && t.treatment_month == month)
+        .map(|t| entry::ticket_info(t, institution))
+        .collect()
+}
+
+fn has_other_in_force(
+    p: &ArchivedPersonRecord,
+    d: u32,
+    queried_ins: impl Fn(&ArchivedInsurance) -> bool,
+    queried_asst: impl Fn(&ArchivedAssistance) -> bool,
+) -> bool {
+    p.insurance.iter().any(|i| !queried_ins(i) && insurance_in_force(i, d))
+        || p.assistance.iter().any(|a| !queried_asst(a) && assistance_in_force(a, d))
+}
+
+/// The most recent qualification that is not in force (reference information).
+fn latest_lost(p: &ArchivedPersonRecord) -> Option<ResultOfQualificationConfirmation> {
+    let ins = p.insurance.iter().max_by_key(|i| (i.disqualification_date.to_native(), i.qualification_date.to_native()));
+    let asst = p.assistance.iter().max_by_key(|a| (a.end_date.to_native(), a.start_date.to_native()));
+    match (ins, asst) {
+        (Some(i), Some(a)) if a.end_date.to_native() > i.disqualification_date.to_native() => {
+            Some(entry::assistance_entry(p, a, false, Vec::new()))
+        }
+        (Some(i), _) => Some(entry::insurance_entry(p, i, Disclose::default())),
+        (None, Some(a)) => Some(entry::assistance_entry(p, a, false, Vec::new())),
+        (None, None) => None,
+    }
+}
+
+fn with_list(v: Validity, list: Vec<ResultOfQualificationConfirmation>, echo: Option<SearchInfo>) -> Answer {
+    let mut a = validity_only(v, echo);
+    a.message_body.result_list = list;
+    a
+}
+
+fn validity_only(v: Validity, echo: Option<SearchInfo>) -> Answer {
+    let mut a = Answer::default();
+    a.message_body.processing_result_status = "1".into();
+    a.message_body.qualification_validity = Some(v.code().into());
+    a.message_body.qualification_confirm_search_info = echo;
+    a
+}
+
+fn error_body(e: &QueryError) -> Answer {
+    error_answer(MessageHeader::default(), e)
+}
+
+/// An answer whose body reports `e` for this query.
+pub fn error_answer(header: MessageHeader, e: &QueryError) -> Answer {
+    Answer {
+        message_header: header,
+        message_body: MessageBody {
+            processing_result_status: "2".into(),
+            processing_result_code: Some(e.code.into()),
+            processing_result_message: Some(e.message.clone()),
+            ..Default::default()
+        },
+    }
+}

@@ -1,0 +1,225 @@
+//! The records of a snapshot: one [`PersonRecord`] per person, holding every
+//! row of the export that belongs to that person (certificate links,
+//! insurance qualifications with their attached certificates, public
+//! assistance with its tickets, reference numbers, consents).
+//!
+//! Keeping a person's rows together means one lookup touches one contiguous
+//! record, and a delta rewrites one record. Dates are `YYYYMMDD` numbers,
+//! months `YYYYMM`, timestamps `YYYYMMDDHHmmss`; `0` means absent.
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[rkyv(derive(Debug))]
+pub struct PersonRecord {
+    pub person_id: String,
+    pub name: String,
+    pub name_kana: String,
+    pub other_name: String,
+    pub other_name_kana: String,
+    /// 1 male, 2 female, 3 unset.
+    pub sex: u8,
+    pub birth_date: u32,
+    pub address: String,
+    pub post_number: String,
+    pub certificates: Vec<Certificate>,
+    pub insurance: Vec<Insurance>,
+    pub assistance: Vec<Assistance>,
+    pub reference_numbers: Vec<ReferenceNumber>,
+    pub consents: Vec<Consent>,
+}
+
+/// A link from a My Number card's user certificate to the person.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[rkyv(derive(Debug))]
+pub struct Certificate {
+    pub serial_number: String,
+    pub processing_number: String,
+    pub valid_from: u32,
+    pub valid_to: u32,
+    /// When the serial was revoked (from the revocation list), 0 if not.
+    pub revoked_at: u64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[rkyv(derive(Debug))]
+pub struct Insurance {
+    pub qualification_id: String,
+    /// Canonical: 8 digits, or 6 for National Health Insurance.
+    pub insurer_number: String,
+    pub card_symbol: String,
+    pub card_number: String,
+    pub branch_number: String,
+    pub card_classification: String,
+    /// 1 insured, 2 family.
+    pub personal_family: u8,
+    pub insured_name: String,
+    pub insurer_name: String,
+    pub qualification_date: u32,
+    pub disqualification_date: u32,
+    pub reason_of_loss: String,
+    pub card_issue_date: u32,
+    pub card_valid_from: u32,
+    pub card_valid_to: u32,
+    pub contribution_ratio: String,
+    pub preschool: bool,
+    pub elderly: Option<Elderly>,
+    pub limit: Option<Limit>,
+    pub specific_diseases: Vec<SpecificDisease>,
+}
+
+/// 高齢受給者証.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[rkyv(derive(Debug))]
+pub struct Elderly {
+    pub issue_date: u32,
+    pub valid_from: u32,
+    pub valid_to: u32,
+    pub contribution_ratio: String,
+}
+
+/// 限度額適用認定証: disclosed only with the patient's consent.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[rkyv(derive(Debug))]
+pub struct Limit {
+    pub classification: String,
+    pub category: String,
+    pub issue_date: u32,
+    pub valid_from: u32,
+    pub valid_to: u32,
+    pub long_term_date: u32,
+}
+
+/// 特定疾病療養受療証.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[rkyv(derive(Debug))]
+pub struct SpecificDisease {
+    pub category: String,
+    pub issue_date: u32,
+    pub valid_from: u32,
+    pub valid_to: u32,
+    pub self_pay: String,
+}
+
+/// 医療扶助: public assistance, with the tickets issued under it.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[rkyv(derive(Debug))]
+pub struct Assistance {
+    pub assistance_id: String,
+    pub payer_number: String,
+    pub recipient_number: String,
+    pub welfare_office: String,
+    pub start_date: u32,
+    pub end_date: u32,
+    pub tickets: Vec<Ticket>,
+}
+
+/// 医療券 / 調剤券: delegates a month of care to one institution.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[rkyv(derive(Debug))]
+pub struct Ticket {
+    pub ticket_id: String,
+    pub ticket_type: String,
+    pub treatment_month: u32,
+    pub valid_from: u32,
+    pub valid_to: u32,
+    pub issue_number: String,
+    pub institution_code: String,
+    pub institution_name: String,
+    pub treatment_type: String,
+    pub self_pay: String,
+    pub injury_names: [String; 3],
+    pub single_or_combined: String,
+    pub social_insurance: String,
+    pub consistency_flag: String,
+    pub infectious_disease: String,
+    pub elderly_medical_care: String,
+    pub prefectural_expenses: String,
+    pub prescriber_code: String,
+    pub prescriber_name: String,
+    pub district_contact: String,
+    pub handling_contact: String,
+    pub remarks: [String; 3],
+}
+
+/// 照会番号: an institution's own patient id for this person.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[rkyv(derive(Debug))]
+pub struct ReferenceNumber {
+    pub institution_code: String,
+    pub reference_number: String,
+}
+
+/// Consent registered at an institution's card reader.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[rkyv(derive(Debug))]
+pub struct Consent {
+    pub institution_code: String,
+    pub kind: ConsentKind,
+    pub consented_at: u64,
+    pub expires_at: u64,
+}
+
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default, Hash)]
+#[rkyv(derive(Debug, PartialEq, Eq))]
+pub enum ConsentKind {
+    #[default]
+    Pharmacy,
+    Checkup,
+    Diagnosis,
+    Operation,
+    Limit,
+    SpecificDisease,
+}
+
+impl ConsentKind {
+    pub const ALL: [ConsentKind; 6] = [
+        ConsentKind::Pharmacy,
+        ConsentKind::Checkup,
+        ConsentKind::Diagnosis,
+        ConsentKind::Operation,
+        ConsentKind::Limit,
+        ConsentKind::SpecificDisease,
+    ];
+
+    /// The name used in the export and delta files.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConsentKind::Pharmacy => "pharmacy",
+            ConsentKind::Checkup => "checkup",
+            ConsentKind::Diagnosis => "diagnosis",
+            ConsentKind::Operation => "operation",
+            ConsentKind::Limit => "limit",
+            ConsentKind::SpecificDisease => "specific_disease",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ConsentKind> {
+        ConsentKind::ALL.into_iter().find(|k| k.name() == s)
+    }
+}
+
+impl ArchivedConsentKind {
+    pub fn to_native(&self) -> ConsentKind {
+        match self {
+            ArchivedConsentKind::Pharmacy => ConsentKind::Pharmacy,
+            ArchivedConsentKind::Checkup => ConsentKind::Checkup,
+            ArchivedConsentKind::Diagnosis => ConsentKind::Diagnosis,
+            ArchivedConsentKind::Operation => ConsentKind::Operation,
+            ArchivedConsentKind::Limit => ConsentKind::Limit,
+            ArchivedConsentKind::SpecificDisease => ConsentKind::SpecificDisease,
+        }
+    }
+}
+
+/// One shard file of person records. Shards keep every archive far under
+/// rkyv's 2 GiB reach of 32-bit relative pointers.
+#[derive(Archive, Serialize, Deserialize, Debug, Default)]
+#[rkyv(derive(Debug))]
+pub struct PersonShard {
+    pub records: Vec<PersonRecord>,
+}
+
+/// Persons per shard: at the measured few hundred bytes a record, a shard
+/// stays under a few hundred MiB.
+pub const SHARD_PERSONS: u32 = 1 << 20;

@@ -1,0 +1,301 @@
+//! Query documents (`contract.md` section 3): parsed, normalised and
+//! validated into a [`Query`], or refused with a [`QueryError`] that names the
+//! field, so a malformed query is never mistaken for "no such qualification".
+
+use serde::Deserialize;
+
+use crate::ids::{self, FieldError};
+
+/// Error codes of `ProcessingResultCode` for refused queries (README lists them).
+pub mod codes {
+    pub const MALFORMED: &str = "EQ01";
+    pub const UNKNOWN_FIELD: &str = "EQ02";
+    pub const MISSING_FIELD: &str = "EQ03";
+    pub const INVALID_VALUE: &str = "EQ04";
+    pub const KEY_KIND: &str = "EQ05";
+    pub const CERT_REVOKED: &str = "EC01";
+    pub const CERT_NOT_VALID: &str = "EC02";
+    pub const CERT_SEVERAL_PERSONS: &str = "EC03";
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct QueryError {
+    pub code: &'static str,
+    /// The element at fault, e.g. `InsuranceCard.InsurerNumber`.
+    pub field: String,
+    pub message: String,
+}
+
+impl QueryError {
+    fn new(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
+        QueryError { code, field: field.into(), message: message.into() }
+    }
+
+    fn invalid(section: &str, e: FieldError) -> Self {
+        let field = if section.is_empty() { e.field.to_string() } else { format!("{section}.{}", e.field) };
+        let message = format!("{field} '{}': {}", e.value, e.reason);
+        QueryError::new(codes::INVALID_VALUE, field, message)
+    }
+}
+
+/// A validated query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    /// The requesting institution (10 digits, checked).
+    pub institution: String,
+    /// The date eligibility is judged at, `YYYYMMDD`.
+    pub date: u32,
+    pub arbitrary_id: Option<String>,
+    pub key: QueryKey,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryKey {
+    CertificateSerial(String),
+    ProcessingNumber(String),
+    InsuranceCard(CardKey),
+    MedicalTicket(TicketKey),
+    DelegatedTickets { month: u32 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CardKey {
+    pub insurer: String,
+    pub symbol: String,
+    pub number: String,
+    pub branch: String,
+    pub birth_date: u32,
+    pub limit_consent: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketKey {
+    pub payer: String,
+    pub recipient: String,
+    pub birth_date: u32,
+}
+
+impl QueryKey {
+    /// Short name of the lookup kind (metrics, usage, audit).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            QueryKey::CertificateSerial(_) => "certificate_serial",
+            QueryKey::ProcessingNumber(_) => "processing_number",
+            QueryKey::InsuranceCard(_) => "insurance_card",
+            QueryKey::MedicalTicket(_) => "medical_ticket",
+            QueryKey::DelegatedTickets { .. } => "delegated_tickets",
+        }
+    }
+
+    /// The key as one string (hashed for the audit log).
+    pub fn key_text(&self) -> String {
+        match self {
+            QueryKey::CertificateSerial(s) | QueryKey::ProcessingNumber(s) => s.clone(),
+            QueryKey::InsuranceCard(c) => format!("{}|{}|{}|{}|{}", c.insurer, c.symbol, c.number, c.branch, c.birth_date),
+            QueryKey::MedicalTicket(t) => format!("{}|{}|{}", t.payer, t.recipient, t.birth_date),
+            QueryKey::DelegatedTickets { month } => month.to_string(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawQuery {
+    #[serde(rename = "MedicalInstitutionCode")]
+    institution: Option<String>,
+    #[serde(rename = "QualificationConfirmationDate")]
+    date: Option<String>,
+    #[serde(rename = "ArbitraryIdentifier")]
+    arbitrary: Option<String>,
+    #[serde(rename = "MyNumberCard")]
+    my_number: Option<RawMyNumber>,
+    #[serde(rename = "InsuranceCard")]
+    card: Option<RawCard>,
+    #[serde(rename = "MedicalTicket")]
+    ticket: Option<RawTicket>,
+    #[serde(rename = "DelegatedTickets")]
+    delegated: Option<RawDelegated>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMyNumber {
+    #[serde(rename = "CertificateSerialNumber")]
+    serial: Option<String>,
+    #[serde(rename = "ProcessingNumber")]
+    processing: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCard {
+    #[serde(rename = "InsurerNumber")]
+    insurer: Option<String>,
+    #[serde(rename = "InsuredCardSymbol")]
+    symbol: Option<String>,
+    #[serde(rename = "InsuredIdentificationNumber")]
+    number: Option<String>,
+    #[serde(rename = "InsuredBranchNumber")]
+    branch: Option<String>,
+    #[serde(rename = "Birthdate")]
+    birth: Option<String>,
+    #[serde(rename = "LimitApplicationCertificateRelatedConsFlg")]
+    limit: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTicket {
+    #[serde(rename = "PayerNumber")]
+    payer: Option<String>,
+    #[serde(rename = "RecipientNumber")]
+    recipient: Option<String>,
+    #[serde(rename = "Birthdate")]
+    birth: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDelegated {
+    #[serde(rename = "MedicalTreatmentMonth")]
+    month: Option<String>,
+}
+
+fn required<'a>(v: &'a Option<String>, field: &str) -> Result<&'a str, QueryError> {
+    match v.as_deref() {
+        Some(s) if !s.trim().is_empty() => Ok(s),
+        _ => Err(QueryError::new(codes::MISSING_FIELD, field, format!("{field} is required"))),
+    }
+}
+
+/// Parse a query document. `today` is the default confirmation date.
+pub fn parse_query(json: &[u8], today: u32) -> Result<Query, QueryError> {
+    let de = &mut serde_json::Deserializer::from_slice(json);
+    let raw: RawQuery = serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let text = inner.to_string();
+        if text.starts_with("unknown field") {
+            let name = text.split('`').nth(1).unwrap_or("?").to_string();
+            let field = if path == "." || path.is_empty() { name.clone() } else { format!("{path}.{name}") };
+            let field = field.trim_start_matches('.').to_string();
+            QueryError::new(codes::UNKNOWN_FIELD, field.clone(), format!("unknown field '{field}'"))
+        } else {
+            QueryError::new(codes::MALFORMED, path.clone(), format!("malformed query at '{path}': {text}"))
+        }
+    })?;
+    let institution = ids::institution_code(required(&raw.institution, "MedicalInstitutionCode")?)
+        .map_err(|e| QueryError::invalid("", e))?;
+    let date = match raw.date.as_deref() {
+        None => today,
+        Some(d) => ids::date("QualificationConfirmationDate", d).map_err(|e| QueryError::invalid("", e))?,
+    };
+    let given = [raw.my_number.is_some(), raw.card.is_some(), raw.ticket.is_some(), raw.delegated.is_some()];
+    let kinds = given.iter().filter(|g| **g).count();
+    if kinds != 1 {
+        let msg = if kinds == 0 {
+            "one of MyNumberCard, InsuranceCard, MedicalTicket, DelegatedTickets is required"
+        } else {
+            "only one of MyNumberCard, InsuranceCard, MedicalTicket, DelegatedTickets may be given"
+        };
+        return Err(QueryError::new(codes::KEY_KIND, "MessageBody", msg));
+    }
+    let key = if let Some(m) = raw.my_number {
+        match (m.serial, m.processing) {
+            (Some(s), None) => QueryKey::CertificateSerial(
+                ids::certificate_key("CertificateSerialNumber", &s).map_err(|e| QueryError::invalid("MyNumberCard", e))?,
+            ),
+            (None, Some(p)) => QueryKey::ProcessingNumber(
+                ids::certificate_key("ProcessingNumber", &p).map_err(|e| QueryError::invalid("MyNumberCard", e))?,
+            ),
+            _ => {
+                return Err(QueryError::new(
+                    codes::KEY_KIND,
+                    "MyNumberCard",
+                    "MyNumberCard needs exactly one of CertificateSerialNumber, ProcessingNumber",
+                ))
+            }
+        }
+    } else if let Some(c) = raw.card {
+        let s = "InsuranceCard";
+        let inv = |e| QueryError::invalid(s, e);
+        let limit = match c.limit.as_deref().map(str::trim) {
+            None | Some("") | Some("0") => false,
+            Some("1") => true,
+            Some(other) => {
+                let field = format!("{s}.LimitApplicationCertificateRelatedConsFlg");
+                return Err(QueryError::new(codes::INVALID_VALUE, field.clone(), format!("{field} '{other}': must be 0 or 1")));
+            }
+        };
+        QueryKey::InsuranceCard(CardKey {
+            insurer: ids::insurer_number(required(&c.insurer, "InsuranceCard.InsurerNumber")?).map_err(inv)?,
+            symbol: ids::card_symbol(c.symbol.as_deref().unwrap_or("")).map_err(inv)?,
+            number: ids::card_number(required(&c.number, "InsuranceCard.InsuredIdentificationNumber")?).map_err(inv)?,
+            branch: ids::branch_number(c.branch.as_deref().unwrap_or("")).map_err(inv)?,
+            birth_date: ids::date("Birthdate", required(&c.birth, "InsuranceCard.Birthdate")?).map_err(inv)?,
+            limit_consent: limit,
+        })
+    } else if let Some(t) = raw.ticket {
+        let inv = |e| QueryError::invalid("MedicalTicket", e);
+        QueryKey::MedicalTicket(TicketKey {
+            payer: ids::payer_number(required(&t.payer, "MedicalTicket.PayerNumber")?).map_err(inv)?,
+            recipient: ids::recipient_number(required(&t.recipient, "MedicalTicket.RecipientNumber")?).map_err(inv)?,
+            birth_date: ids::date("Birthdate", required(&t.birth, "MedicalTicket.Birthdate")?).map_err(inv)?,
+        })
+    } else if let Some(d) = raw.delegated {
+        let month = ids::month("MedicalTreatmentMonth", required(&d.month, "DelegatedTickets.MedicalTreatmentMonth")?)
+            .map_err(|e| QueryError::invalid("DelegatedTickets", e))?;
+        QueryKey::DelegatedTickets { month }
+    } else {
+        unreachable!("exactly one key kind was checked above")
+    };
+    Ok(Query { institution, date, arbitrary_id: raw.arbitrary, key })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(json: &str) -> QueryError {
+        parse_query(json.as_bytes(), 20261122).unwrap_err()
+    }
+
+    #[test]
+    fn a_card_query_is_normalised() {
+        let q = parse_query(
+            r#"{"MedicalInstitutionCode":"3410712362","InsuranceCard":{"InsurerNumber":"  273128","InsuredCardSymbol":"ＡＢ","InsuredIdentificationNumber":"１２","InsuredBranchNumber":"1","Birthdate":"19800101","LimitApplicationCertificateRelatedConsFlg":"1"}}"#.as_bytes(),
+            20261122,
+        )
+        .unwrap();
+        assert_eq!(q.date, 20261122);
+        let QueryKey::InsuranceCard(c) = q.key else { panic!("card key expected") };
+        assert_eq!((c.insurer.as_str(), c.symbol.as_str(), c.number.as_str(), c.branch.as_str()), ("273128", "AB", "12", "01"));
+        assert!(c.limit_consent);
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let e = err(r#"{"MedicalInstitutionCode":"3410712362","MedicalTicket":{"PayerNumber":"88134458","RecipientNumber":"1234566","Birthdate":"19800101"}}"#);
+        assert_eq!((e.code, e.field.as_str()), (codes::INVALID_VALUE, "MedicalTicket.PayerNumber"));
+        assert!(e.message.contains("88134458") && e.message.contains("expected 7"), "{}", e.message);
+
+        let e = err(r#"{"MedicalInstitutionCode":"3410712362","InsuranceCard":{"InsurerNumber":"06130488","InsuredIdentificationNumber":"1","Birthdate":"19800101","Colour":"red"}}"#);
+        assert_eq!((e.code, e.field.as_str()), (codes::UNKNOWN_FIELD, "InsuranceCard.Colour"));
+
+        let e = err(r#"{"MedicalInstitutionCode":"3410712362","MyNumberCard":{"CertificateSerialNumber":"AB"},"DelegatedTickets":{"MedicalTreatmentMonth":"202611"}}"#);
+        assert_eq!(e.code, codes::KEY_KIND);
+
+        let e = err(r#"{"InsuranceCard":{}}"#);
+        assert_eq!((e.code, e.field.as_str()), (codes::MISSING_FIELD, "MedicalInstitutionCode"));
+
+        let e = err(r#"{"MedicalInstitutionCode":3410712362}"#);
+        assert_eq!((e.code, e.field.as_str()), (codes::MALFORMED, "MedicalInstitutionCode"));
+
+        let e = err("not json");
+        assert_eq!(e.code, codes::MALFORMED);
+
+        let e = err(r#"{"MedicalInstitutionCode":"3410712362","QualificationConfirmationDate":"20261131","DelegatedTickets":{"MedicalTreatmentMonth":"202611"}}"#);
+        assert_eq!(e.field, "QualificationConfirmationDate");
+    }
+}

@@ -1,0 +1,261 @@
+//! A snapshot directory opened for lookups.
+//!
+//! [`SnapshotFiles::open`] is cheap (manifest, maps, footers); [`SnapshotFiles::verify`]
+//! checks every checksum and validates every rkyv archive once and only then
+//! yields a [`Snapshot`], whose accessors use unchecked access.
+
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+use rkyv::util::AlignedVec;
+
+use crate::envelope::{self, EnvelopeError, FileKind, Footer};
+use crate::index::{ArchivedHashIndex, HashIndex, Hit};
+use crate::manifest::{IndexName, Manifest, MANIFEST_FILE};
+use crate::mapped;
+use crate::model::{ArchivedPersonRecord, ArchivedPersonShard, PersonShard, SHARD_PERSONS};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SnapshotError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path}: manifest is not valid: {source}")]
+    Manifest { path: PathBuf, source: serde_json::Error },
+    #[error("{path}: {source}")]
+    Envelope { path: PathBuf, source: EnvelopeError },
+    #[error("{path}: archive does not validate: {message}")]
+    Archive { path: PathBuf, message: String },
+    #[error("{path}: {what} is {found}, the manifest says {expected}")]
+    Mismatch { path: PathBuf, what: &'static str, found: String, expected: String },
+    #[error("manifest format version {found}, this build reads version {expected}")]
+    Version { found: u32, expected: u32 },
+    #[error("manifest lists no '{index}' index")]
+    MissingIndex { index: &'static str },
+}
+
+/// Bytes of one file: a read-only map, or an owned buffer (tests, overlay).
+#[derive(Debug)]
+pub enum Bytes {
+    Map(Mmap),
+    Owned(AlignedVec),
+}
+
+impl AsRef<[u8]> for Bytes {
+    fn as_ref(&self) -> &[u8] {
+        match self {
+            Bytes::Map(m) => m,
+            Bytes::Owned(v) => v,
+        }
+    }
+}
+
+/// One opened file: its bytes, footer, and where the payload ends.
+#[derive(Debug)]
+struct Part {
+    path: PathBuf,
+    bytes: Bytes,
+    footer: Footer,
+}
+
+impl Part {
+    fn open(dir: &Path, file: &str, kind: FileKind, generation: u64) -> Result<Part, SnapshotError> {
+        let path = dir.join(file);
+        // SAFETY: snapshot files are published once by rename and never
+        // modified afterwards (see `mapped`, invariant 1).
+        let map = unsafe { mapped::map_file(&path) }.map_err(|source| SnapshotError::Io { path: path.clone(), source })?;
+        let (footer, _) = envelope::open(&map, kind).map_err(|source| SnapshotError::Envelope { path: path.clone(), source })?;
+        if footer.generation != generation {
+            return Err(SnapshotError::Envelope {
+                path,
+                source: EnvelopeError::Generation { found: footer.generation, expected: generation },
+            });
+        }
+        Ok(Part { path, bytes: Bytes::Map(map), footer })
+    }
+
+    fn payload(&self) -> &[u8] {
+        &self.bytes.as_ref()[..self.footer.payload_len as usize]
+    }
+}
+
+/// A snapshot whose files are mapped but not yet verified.
+#[derive(Debug)]
+pub struct SnapshotFiles {
+    dir: PathBuf,
+    manifest: Manifest,
+    shards: Vec<Part>,
+    indexes: Vec<Part>,
+}
+
+/// Read and parse `manifest.json` of a snapshot directory.
+pub fn read_manifest(dir: &Path) -> Result<Manifest, SnapshotError> {
+    let path = dir.join(MANIFEST_FILE);
+    let text = std::fs::read(&path).map_err(|source| SnapshotError::Io { path: path.clone(), source })?;
+    let manifest: Manifest = serde_json::from_slice(&text).map_err(|source| SnapshotError::Manifest { path, source })?;
+    if manifest.format_version != envelope::FORMAT_VERSION {
+        return Err(SnapshotError::Version { found: manifest.format_version, expected: envelope::FORMAT_VERSION });
+    }
+    Ok(manifest)
+}
+
+impl SnapshotFiles {
+    /// Cheap open: manifest, maps, magic, version and lengths.
+    pub fn open(dir: &Path) -> Result<SnapshotFiles, SnapshotError> {
+        let manifest = read_manifest(dir)?;
+        let g = manifest.generation;
+        let shards = manifest
+            .shards
+            .iter()
+            .map(|e| Part::open(dir, &e.file, FileKind::PersonShard, g))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut indexes = Vec::with_capacity(IndexName::ALL.len());
+        for name in IndexName::ALL {
+            let entry = manifest.index(name).ok_or(SnapshotError::MissingIndex { index: name.name() })?;
+            indexes.push(Part::open(dir, &entry.file, FileKind::HashIndex, g)?);
+        }
+        Ok(SnapshotFiles { dir: dir.to_path_buf(), manifest, shards, indexes })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// Check every checksum against footer and manifest, and validate every
+    /// archive with rkyv. Runs once, before a snapshot serves.
+    pub fn verify(self) -> Result<Snapshot, SnapshotError> {
+        let entries = self.manifest.shards.iter().chain(self.manifest.indexes.iter().map(|(_, e)| e));
+        for (part, entry) in self.shards.iter().chain(self.indexes.iter()).zip(entries) {
+            envelope::check_sum(&part.footer, part.payload())
+                .map_err(|source| SnapshotError::Envelope { path: part.path.clone(), source })?;
+            let found = format!("{:016x}", part.footer.checksum);
+            if found != entry.checksum {
+                return Err(SnapshotError::Mismatch { path: part.path.clone(), what: "checksum", found, expected: entry.checksum.clone() });
+            }
+        }
+        for part in &self.shards {
+            let shard = rkyv::access::<ArchivedPersonShard, rkyv::rancor::Error>(part.payload())
+                .map_err(|e| SnapshotError::Archive { path: part.path.clone(), message: e.to_string() })?;
+            if shard.records.len() > SHARD_PERSONS as usize {
+                return Err(SnapshotError::Archive { path: part.path.clone(), message: "shard holds too many records".into() });
+            }
+        }
+        let persons = self.manifest.persons;
+        for part in &self.indexes {
+            let index = rkyv::access::<ArchivedHashIndex, rkyv::rancor::Error>(part.payload())
+                .map_err(|e| SnapshotError::Archive { path: part.path.clone(), message: e.to_string() })?;
+            check_index_targets(index, persons).map_err(|message| SnapshotError::Archive { path: part.path.clone(), message })?;
+        }
+        Ok(Snapshot { files: self })
+    }
+}
+
+/// Every value an index holds must point at an existing record, so the
+/// request path never indexes out of range.
+fn check_index_targets(index: &ArchivedHashIndex, persons: u64) -> Result<(), String> {
+    for slot in index.slots.iter() {
+        let value = slot.to_native() as u32;
+        if value == 0 {
+            continue;
+        }
+        if value & crate::index::MULTI == 0 {
+            if u64::from(value - 1) >= persons {
+                return Err(format!("slot points at record {} of {persons}", value - 1));
+            }
+        } else {
+            let off = (value & !crate::index::MULTI) as usize;
+            let count = index.multi.get(off).map(|c| c.to_native() as usize).ok_or("multi offset out of range")?;
+            let list = index.multi.get(off + 1..off + 1 + count).ok_or("multi list out of range")?;
+            if list.iter().any(|p| u64::from(p.to_native()) >= persons) {
+                return Err("multi list points past the last record".into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A verified snapshot, ready for lookups.
+#[derive(Debug)]
+pub struct Snapshot {
+    files: SnapshotFiles,
+}
+
+impl Snapshot {
+    /// Open and verify in one step.
+    pub fn load(dir: &Path) -> Result<Snapshot, SnapshotError> {
+        SnapshotFiles::open(dir)?.verify()
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.files.manifest
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.files.dir
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.files.manifest.generation
+    }
+
+    pub fn persons(&self) -> u32 {
+        self.files.manifest.persons as u32
+    }
+
+    /// Bytes mapped by this snapshot.
+    pub fn mapped_bytes(&self) -> u64 {
+        self.files.shards.iter().chain(self.files.indexes.iter()).map(|p| p.bytes.as_ref().len() as u64).sum()
+    }
+
+    /// Touch every page so the first requests after a swap do not fault.
+    pub fn prefault(&self) -> u64 {
+        let mut sum = 0u64;
+        for part in self.files.shards.iter().chain(self.files.indexes.iter()) {
+            if let Bytes::Map(m) = &part.bytes {
+                let _ = m.advise(memmap2::Advice::WillNeed);
+            }
+            for b in part.bytes.as_ref().iter().step_by(4096) {
+                sum = sum.wrapping_add(u64::from(*b));
+            }
+        }
+        std::hint::black_box(sum)
+    }
+
+    fn shard(&self, shard: usize) -> Option<&ArchivedPersonShard> {
+        let part = self.files.shards.get(shard)?;
+        // SAFETY: `verify` validated this payload; the file never changes.
+        Some(unsafe { mapped::archived_unchecked::<ArchivedPersonShard>(part.payload()) })
+    }
+
+    /// The person record number `idx`.
+    pub fn person(&self, idx: u32) -> Option<&ArchivedPersonRecord> {
+        let shard = self.shard((idx / SHARD_PERSONS) as usize)?;
+        shard.records.get((idx % SHARD_PERSONS) as usize)
+    }
+
+    pub fn index(&self, name: IndexName) -> &ArchivedHashIndex {
+        let pos = IndexName::ALL.iter().position(|n| *n == name).unwrap_or(0);
+        let part = &self.files.indexes[pos];
+        // SAFETY: `verify` validated this payload; the file never changes.
+        unsafe { mapped::archived_unchecked::<ArchivedHashIndex>(part.payload()) }
+    }
+
+    /// Persons whose records hold `key` in index `name`, confirmed by `holds`.
+    pub fn find(&self, name: IndexName, key: &str, holds: impl Fn(&ArchivedPersonRecord) -> bool) -> Option<Hit<'_>> {
+        self.index(name).find(key.as_bytes(), |p| self.person(p).is_some_and(&holds))
+    }
+
+    /// Every person record, in order (compile from deltas, tests).
+    pub fn iter_persons(&self) -> impl Iterator<Item = (u32, &ArchivedPersonRecord)> + '_ {
+        (0..self.persons()).filter_map(move |i| self.person(i).map(|p| (i, p)))
+    }
+}
+
+/// Serialise an index or shard payload (used by the loader and tests).
+pub fn archive_index(index: &HashIndex) -> AlignedVec {
+    rkyv::to_bytes::<rkyv::rancor::Error>(index).expect("serialising plain vectors cannot fail")
+}
+
+pub fn archive_shard(shard: &PersonShard) -> AlignedVec {
+    rkyv::to_bytes::<rkyv::rancor::Error>(shard).expect("serialising owned records cannot fail")
+}
