@@ -84,6 +84,21 @@ impl<'a> View<'a> {
         answer
     }
 
+    /// Parse and answer one query document; a malformed one gets an error
+    /// answer naming the field.
+    pub fn answer_document(&self, json: &[u8], clock: Clock) -> Answer {
+        match crate::query::parse_query(json, clock.today) {
+            Ok(q) => {
+                let mut a = self.answer(&q, clock);
+                if matches!(q.key, QueryKey::DelegatedTickets { .. }) {
+                    a.count_units();
+                }
+                a
+            }
+            Err(e) => self.refuse(&e, &institution_hint(json), clock),
+        }
+    }
+
     /// The answer to a query that could not be parsed.
     pub fn refuse(&self, err: &QueryError, institution: &str, clock: Clock) -> Answer {
         let mut header = self.base_header(clock);
@@ -330,6 +345,15 @@ impl Answer {
         self.message_header.number_of_normal_processing = Some((units.len() - errors).to_string());
         self.message_header.number_of_error = Some(errors.to_string());
     }
+}
+
+/// The institution code of a query that failed to parse, if it has one, so
+/// the error answer still names its requester.
+fn institution_hint(json: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(json)
+        .ok()
+        .and_then(|v| v.get("MedicalInstitutionCode").and_then(|c| c.as_str()).map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// In force on `d`: started, and not yet lost (the loss date itself is not covered).

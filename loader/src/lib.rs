@@ -2,4 +2,10 @@
 //! snapshot compiler.
 #![forbid(unsafe_code)]
 
+pub mod compile;
+pub mod export;
 pub mod gen;
+pub mod index_builder;
+pub mod progress;
+pub mod publish;
+pub mod stage;

@@ -1,0 +1,577 @@
+//! `elig-loader compile`: export directory → snapshot directory.
+//!
+//! Pass 1 reads every file, validates each row (`elig_engine::rows`),
+//! resolves references and uniqueness with 128-bit hashes of the ids, writes
+//! rejects with their reasons, and stages good rows by person shard.
+//! Pass 2 assembles one shard of person records at a time, drops lost
+//! qualifications past retention, archives the shard and feeds the index
+//! builders. Then the indexes are laid out and everything is published
+//! atomically (`publish`).
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use elig_engine::envelope::{FileKind, FORMAT_VERSION};
+use elig_engine::manifest::{shard_file_name, FileEntry, IndexName, Manifest, SourceFile};
+use elig_engine::model::*;
+use elig_engine::rows::{self, parse_row, Row, RowError, Table, TABLES};
+use elig_engine::snapshot::{archive_index, archive_shard};
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::export::{locate, Encoding, ExportError, ExportFile};
+use crate::index_builder::IndexBuilder;
+use crate::publish::{PublishError, Staging};
+use crate::stage::{self, Buckets, Staged, StagedRow};
+
+#[derive(Debug, Clone)]
+pub struct CompileOptions {
+    pub input: PathBuf,
+    pub out: PathBuf,
+    pub encoding: Encoding,
+    /// Fail when rejected rows exceed this fraction of all rows.
+    pub max_reject_ratio: f64,
+    /// Lost qualifications older than this many days are dropped.
+    pub retain_lost_days: u32,
+    /// Defaults to the creation time as `YYYYMMDDHHmmss`.
+    pub generation: Option<u64>,
+    /// The compile date (retention); defaults to today in Japan.
+    pub today: Option<u32>,
+    /// Where rejected rows go; defaults to `<out>.rejects.csv` beside the snapshot.
+    pub rejects: Option<PathBuf>,
+    pub progress: bool,
+}
+
+impl CompileOptions {
+    pub fn new(input: impl Into<PathBuf>, out: impl Into<PathBuf>) -> Self {
+        CompileOptions {
+            input: input.into(),
+            out: out.into(),
+            encoding: Encoding::Utf8,
+            max_reject_ratio: 0.001,
+            retain_lost_days: 1826,
+            generation: None,
+            today: None,
+            rejects: None,
+            progress: false,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CompileError {
+    #[error(transparent)]
+    Export(#[from] ExportError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error(
+        "{rejected} of {rows} rows rejected ({ratio:.5}), over --max-reject-ratio {max}; nothing was published; see {rejects}"
+    )]
+    TooManyRejects { rejected: u64, rows: u64, ratio: f64, max: f64, rejects: PathBuf },
+    #[error("more than {max} persons: the record numbers of one snapshot are 31-bit")]
+    TooManyPersons { max: u32 },
+}
+
+impl From<(PathBuf, std::io::Error)> for CompileError {
+    fn from((path, source): (PathBuf, std::io::Error)) -> Self {
+        CompileError::Io { path, source }
+    }
+}
+
+/// What a compile did.
+#[derive(Debug, Clone)]
+pub struct CompileSummary {
+    pub out: PathBuf,
+    pub manifest: Manifest,
+    pub rows_read: u64,
+    pub rejected: u64,
+    /// Rejected rows by `file: column: reason`, most frequent first.
+    pub reject_reasons: Vec<(String, u64)>,
+    pub anomalies: Vec<Anomaly>,
+    pub dropped_by_retention: u64,
+    pub rejects_file: PathBuf,
+    pub elapsed: Duration,
+}
+
+/// A linkage anomaly: reported, never silently fixed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anomaly {
+    /// `shared_key:<index>` or `duplicate_identity`.
+    pub kind: String,
+    pub person_ids: Vec<String>,
+}
+
+type IdMap = HashMap<u128, u32, ahash::RandomState>;
+
+fn h(s: &str) -> u128 {
+    xxh3_128(s.as_bytes())
+}
+
+/// Pass-1 state: who exists, what was seen, where rows go.
+struct Pass1 {
+    persons: IdMap,
+    qualifications: IdMap,
+    assistance: IdMap,
+    seen: HashSet<u128, ahash::RandomState>,
+    revoked: HashMap<String, u64>,
+    identities: IdMap,
+    identity_dups: Vec<(u32, u32)>,
+    buckets: Buckets,
+    rejects: csv::Writer<std::fs::File>,
+    reasons: HashMap<String, u64>,
+    rows: u64,
+    rejected: u64,
+    next_person: u32,
+}
+
+impl Pass1 {
+    fn reject(&mut self, file: &str, line: u64, e: &RowError) -> Result<(), CompileError> {
+        self.rejected += 1;
+        *self.reasons.entry(format!("{file}: {}: {}", e.column, e.reason)).or_default() += 1;
+        self.rejects
+            .write_record([file, &line.to_string(), &e.column, &e.value, &e.reason])
+            .map_err(|e| CompileError::Io { path: PathBuf::from("rejects"), source: e.into() })
+    }
+
+    fn person_of(&self, id: &str) -> Result<u32, RowError> {
+        self.persons.get(&h(id)).copied().ok_or_else(|| RowError::new("person_id", id, "no such person"))
+    }
+
+    /// Route one validated row; `Err` rejects it.
+    fn accept(&mut self, row: Row) -> Result<(), RowError> {
+        let (table, key) = rows::row_key(&row);
+        let unique = |seen: &mut HashSet<u128, ahash::RandomState>, column: &str, value: &str| {
+            if seen.insert(h(&format!("{table}\u{1f}{key}"))) {
+                Ok(())
+            } else {
+                Err(RowError::new(column, value, "duplicate key: an earlier row has it"))
+            }
+        };
+        let (person, staged) = match row {
+            Row::Person(p) => {
+                if self.next_person == u32::MAX >> 1 {
+                    return Err(RowError::new("person_id", &p.person_id, "too many persons for one snapshot"));
+                }
+                let id = h(&p.person_id);
+                if self.persons.contains_key(&id) {
+                    return Err(RowError::new("person_id", &p.person_id, "duplicate key: an earlier row has it"));
+                }
+                let idx = self.next_person;
+                self.next_person += 1;
+                self.persons.insert(id, idx);
+                let ident = h(&format!("{}\u{1f}{}\u{1f}{}\u{1f}{}\u{1f}{}", p.name, p.name_kana, p.birth_date, p.sex, p.address));
+                if let Some(first) = self.identities.insert(ident, idx) {
+                    self.identity_dups.push((first, idx));
+                }
+                (idx, StagedRow::Person(p))
+            }
+            Row::Revoked { serial, revoked_at } => {
+                unique(&mut self.seen, "serial_number", &serial)?;
+                self.revoked.insert(serial, revoked_at);
+                return Ok(());
+            }
+            Row::Certificate { person_id, mut cert } => {
+                let p = self.person_of(&person_id)?;
+                unique(&mut self.seen, "serial_number", &cert.serial_number)?;
+                cert.revoked_at = self.revoked.get(&cert.serial_number).copied().unwrap_or(0);
+                (p, StagedRow::Certificate(cert))
+            }
+            Row::Insurance { person_id, ins } => {
+                let p = self.person_of(&person_id)?;
+                if self.qualifications.insert(h(&ins.qualification_id), p).is_some() {
+                    return Err(RowError::new("qualification_id", &ins.qualification_id, "duplicate key: an earlier row has it"));
+                }
+                (p, StagedRow::Insurance(ins))
+            }
+            Row::Elderly { qualification_id: q, elderly } => (self.qual(&q, &mut |s| unique(s, "qualification_id", &q))?, StagedRow::Elderly(q, elderly)),
+            Row::Limit { qualification_id: q, limit } => (self.qual(&q, &mut |s| unique(s, "qualification_id", &q))?, StagedRow::Limit(q, limit)),
+            Row::SpecificDisease { qualification_id: q, disease } => {
+                (self.qual(&q, &mut |s| unique(s, "category", &disease.category))?, StagedRow::SpecificDisease(q, disease))
+            }
+            Row::Assistance { person_id, asst } => {
+                let p = self.person_of(&person_id)?;
+                if self.assistance.insert(h(&asst.assistance_id), p).is_some() {
+                    return Err(RowError::new("assistance_id", &asst.assistance_id, "duplicate key: an earlier row has it"));
+                }
+                (p, StagedRow::Assistance(asst))
+            }
+            Row::Ticket { assistance_id, ticket } => {
+                let p = *self
+                    .assistance
+                    .get(&h(&assistance_id))
+                    .ok_or_else(|| RowError::new("assistance_id", &assistance_id, "no such assistance"))?;
+                unique(&mut self.seen, "ticket_id", &ticket.ticket_id)?;
+                (p, StagedRow::Ticket(assistance_id, ticket))
+            }
+            Row::Reference { person_id, reference } => {
+                let p = self.person_of(&person_id)?;
+                unique(&mut self.seen, "person_id", &person_id)?;
+                (p, StagedRow::Reference(reference))
+            }
+            Row::Consent { person_id, consent } => {
+                let p = self.person_of(&person_id)?;
+                unique(&mut self.seen, "kind", consent.kind.name())?;
+                (p, StagedRow::Consent(consent))
+            }
+        };
+        self.buckets.push(&Staged { person, row: staged }).map_err(|(_, e)| RowError::new("", "", format!("staging: {e}")))
+    }
+
+    fn qual(
+        &mut self,
+        q: &str,
+        unique: &mut dyn FnMut(&mut HashSet<u128, ahash::RandomState>) -> Result<(), RowError>,
+    ) -> Result<u32, RowError> {
+        let p = *self.qualifications.get(&h(q)).ok_or_else(|| RowError::new("qualification_id", q, "no such qualification"))?;
+        unique(&mut self.seen)?;
+        Ok(p)
+    }
+}
+
+/// Tables in dependency order: parents before the rows that refer to them.
+const ORDER: [&str; 11] = [
+    "persons",
+    "revoked_certificates",
+    "certificates",
+    "insurance",
+    "elderly_certificates",
+    "limit_certificates",
+    "specific_disease_certificates",
+    "assistance",
+    "tickets",
+    "reference_numbers",
+    "consents",
+];
+
+/// Compile an export directory into a published snapshot.
+pub fn compile(opts: &CompileOptions) -> Result<CompileSummary, CompileError> {
+    let started = Instant::now();
+    let (today, now) = elig_engine::ids::japan_now();
+    let today = opts.today.unwrap_or(today);
+    let generation = opts.generation.unwrap_or(now);
+    if locate(&opts.input, rows::PERSONS).is_none() {
+        return Err(ExportError::NoPersons { dir: opts.input.clone() }.into());
+    }
+    let staging = Staging::begin(&opts.out, generation)?;
+    let result = run(opts, &staging, today, now, generation, started);
+    match result {
+        Ok((manifest, mut summary)) => {
+            summary.out = staging.publish(&manifest)?;
+            summary.manifest = manifest;
+            summary.elapsed = started.elapsed();
+            Ok(summary)
+        }
+        Err(e) => {
+            staging.abandon();
+            Err(e)
+        }
+    }
+}
+
+fn rejects_path(opts: &CompileOptions) -> PathBuf {
+    opts.rejects.clone().unwrap_or_else(|| {
+        let mut name = opts.out.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+        name.push(".rejects.csv");
+        opts.out.with_file_name(name)
+    })
+}
+
+fn run(
+    opts: &CompileOptions,
+    staging: &Staging,
+    today: u32,
+    now: u64,
+    generation: u64,
+    started: Instant,
+) -> Result<(Manifest, CompileSummary), CompileError> {
+    let rejects_file = rejects_path(opts);
+    let mut rejects = csv::Writer::from_path(&rejects_file)
+        .map_err(|e| CompileError::Io { path: rejects_file.clone(), source: e.into() })?;
+    rejects
+        .write_record(["file", "line", "column", "value", "reason"])
+        .map_err(|e| CompileError::Io { path: rejects_file.clone(), source: e.into() })?;
+    let mut p1 = Pass1 {
+        persons: IdMap::default(),
+        qualifications: IdMap::default(),
+        assistance: IdMap::default(),
+        seen: HashSet::default(),
+        revoked: HashMap::new(),
+        identities: IdMap::default(),
+        identity_dups: Vec::new(),
+        buckets: Buckets::new(&staging.tmp.join("staging"))?,
+        rejects,
+        reasons: HashMap::new(),
+        rows: 0,
+        rejected: 0,
+        next_person: 0,
+    };
+    let progress = crate::progress::Progress::new(opts.progress);
+    let mut sources = Vec::new();
+    for name in ORDER {
+        let table: &'static Table = TABLES.iter().find(|t| t.name == name).expect("ORDER names only known tables");
+        let Some(path) = locate(&opts.input, table) else { continue };
+        sources.push(read_file(&path, table, opts.encoding, &mut p1, &progress)?);
+    }
+    p1.rejects.flush().map_err(|e| CompileError::Io { path: rejects_file.clone(), source: e })?;
+    let ratio = if p1.rows == 0 { 0.0 } else { p1.rejected as f64 / p1.rows as f64 };
+    if ratio > opts.max_reject_ratio {
+        return Err(CompileError::TooManyRejects {
+            rejected: p1.rejected,
+            rows: p1.rows,
+            ratio,
+            max: opts.max_reject_ratio,
+            rejects: rejects_file,
+        });
+    }
+    let persons = p1.next_person;
+    let stage_files = std::mem::replace(&mut p1.buckets, Buckets::new(&staging.tmp.join("staging-unused"))?).finish()?;
+    let _ = std::fs::remove_dir_all(staging.tmp.join("staging-unused"));
+    let identity_dups = std::mem::take(&mut p1.identity_dups);
+    let (rows_read, rejected) = (p1.rows, p1.rejected);
+    let mut reject_reasons: Vec<(String, u64)> = p1.reasons.drain().collect();
+    reject_reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    drop(p1);
+
+    // Pass 2: one shard at a time.
+    let cutoff = retention_cutoff(today, opts.retain_lost_days);
+    let mut builders: HashMap<IndexName, IndexBuilder> = IndexName::ALL.iter().map(|n| (*n, IndexBuilder::default())).collect();
+    let mut shards = Vec::new();
+    let mut counts = Counts::default();
+    let shard_count = (persons as usize).div_ceil(SHARD_PERSONS as usize).max(1);
+    for shard in 0..shard_count {
+        let base = shard as u32 * SHARD_PERSONS;
+        let len = (persons - base.min(persons)).min(SHARD_PERSONS) as usize;
+        let mut records = vec![PersonRecord::default(); len];
+        if let Some(file) = stage_files.get(shard) {
+            stage::read_all(file, |s| attach(&mut records[(s.person - base) as usize], s.row))?;
+            let _ = std::fs::remove_file(file);
+        }
+        for (i, r) in records.iter_mut().enumerate() {
+            counts.dropped += retain(r, cutoff);
+            counts.add(r);
+            elig_engine::keys::record_keys(r, |name, key| {
+                if let Some(b) = builders.get_mut(&name) {
+                    b.add(key, base + i as u32);
+                }
+            });
+        }
+        let payload = archive_shard(&PersonShard { records });
+        shards.push(staging.write_sealed(&shard_file_name(shard), &payload, FileKind::PersonShard, len as u64)?);
+        progress.note(&format!("shard {}/{shard_count} written", shard + 1));
+    }
+    let _ = std::fs::remove_dir_all(staging.tmp.join("staging"));
+
+    let mut indexes = Vec::new();
+    let mut shared_keys = Vec::new();
+    for name in IndexName::ALL {
+        let builder = builders.remove(&name).unwrap_or_default();
+        let (index, shared) = builder.build();
+        if matches!(name, IndexName::Serial | IndexName::Processing | IndexName::Insurance | IndexName::Assistance) {
+            shared_keys.extend(shared.into_iter().map(|s| (name, s.persons)));
+        }
+        let payload = archive_index(&index);
+        indexes.push((name, staging.write_sealed(&name.file_name(), &payload, FileKind::HashIndex, index.keys)?));
+    }
+
+    let anomalies = resolve_anomalies(staging, &shards, &identity_dups, &shared_keys)?;
+    let mut report = String::from("kind,person_ids\n");
+    for a in &anomalies {
+        report.push_str(&format!("{},{}\n", a.kind, a.person_ids.join(" ")));
+    }
+    staging.write_plain("anomalies.csv", report.as_bytes())?;
+
+    let manifest = Manifest {
+        format_version: FORMAT_VERSION,
+        generation,
+        created: now,
+        delta_seq: 0,
+        persons: u64::from(persons),
+        retain_lost_days: opts.retain_lost_days,
+        shards,
+        indexes,
+        sources,
+        counts: counts.list(anomalies.len() as u64),
+    };
+    let summary = CompileSummary {
+        out: opts.out.clone(),
+        manifest: manifest.clone(),
+        rows_read,
+        rejected,
+        reject_reasons,
+        anomalies,
+        dropped_by_retention: counts.dropped,
+        rejects_file,
+        elapsed: started.elapsed(),
+    };
+    Ok((manifest, summary))
+}
+
+fn read_file(
+    path: &Path,
+    table: &'static Table,
+    encoding: Encoding,
+    p1: &mut Pass1,
+    progress: &crate::progress::Progress,
+) -> Result<SourceFile, CompileError> {
+    let mut file = ExportFile::open(path, table, encoding)?;
+    let file_name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let bar = progress.file(&file_name, file.size);
+    let mut record = csv::StringRecord::new();
+    let (mut rows, mut rejected) = (0u64, 0u64);
+    while let Some(line) = file.next_record(&mut record)? {
+        rows += 1;
+        p1.rows += 1;
+        let outcome = parse_row(table, &file.fields(&record)).and_then(|row| p1.accept(row));
+        if let Err(e) = outcome {
+            rejected += 1;
+            p1.reject(&file_name, line, &e)?;
+        }
+        if rows % 65536 == 0 {
+            bar.set(file.checksum().0);
+        }
+    }
+    bar.finish();
+    let (bytes, checksum) = file.checksum();
+    Ok(SourceFile { file: file_name, bytes, checksum: format!("{checksum:016x}"), rows, rejected })
+}
+
+/// Put a staged row into its person record.
+fn attach(r: &mut PersonRecord, row: StagedRow) {
+    match row {
+        StagedRow::Person(p) => {
+            let children = std::mem::take(r);
+            *r = PersonRecord { certificates: children.certificates, insurance: children.insurance, ..p };
+            r.assistance = children.assistance;
+            r.reference_numbers = children.reference_numbers;
+            r.consents = children.consents;
+        }
+        StagedRow::Certificate(c) => r.certificates.push(c),
+        StagedRow::Insurance(i) => r.insurance.push(i),
+        StagedRow::Elderly(q, e) => {
+            if let Some(i) = r.insurance.iter_mut().find(|i| i.qualification_id == q) {
+                i.elderly = Some(e);
+            }
+        }
+        StagedRow::Limit(q, l) => {
+            if let Some(i) = r.insurance.iter_mut().find(|i| i.qualification_id == q) {
+                i.limit = Some(l);
+            }
+        }
+        StagedRow::SpecificDisease(q, s) => {
+            if let Some(i) = r.insurance.iter_mut().find(|i| i.qualification_id == q) {
+                i.specific_diseases.push(s);
+            }
+        }
+        StagedRow::Assistance(a) => r.assistance.push(a),
+        StagedRow::Ticket(a, t) => {
+            if let Some(x) = r.assistance.iter_mut().find(|x| x.assistance_id == a) {
+                x.tickets.push(t);
+            }
+        }
+        StagedRow::Reference(x) => r.reference_numbers.push(x),
+        StagedRow::Consent(c) => r.consents.push(c),
+    }
+}
+
+/// The oldest loss date still kept.
+pub fn retention_cutoff(today: u32, days: u32) -> u32 {
+    let parse = chrono::NaiveDate::from_ymd_opt((today / 10000) as i32, today / 100 % 100, today % 100);
+    parse
+        .and_then(|d| d.checked_sub_days(chrono::Days::new(u64::from(days))))
+        .map(|d| d.format("%Y%m%d").to_string().parse().unwrap_or(0))
+        .unwrap_or(0)
+}
+
+/// Drop qualifications lost before `cutoff`; returns how many.
+pub fn retain(r: &mut PersonRecord, cutoff: u32) -> u64 {
+    let before = r.insurance.len() + r.assistance.len();
+    r.insurance.retain(|i| i.disqualification_date == 0 || i.disqualification_date >= cutoff);
+    r.assistance.retain(|a| a.end_date == 0 || a.end_date >= cutoff);
+    (before - r.insurance.len() - r.assistance.len()) as u64
+}
+
+#[derive(Default)]
+struct Counts {
+    persons: u64,
+    certificates: u64,
+    insurance: u64,
+    assistance: u64,
+    tickets: u64,
+    references: u64,
+    consents: u64,
+    dropped: u64,
+}
+
+impl Counts {
+    fn add(&mut self, r: &PersonRecord) {
+        self.persons += 1;
+        self.certificates += r.certificates.len() as u64;
+        self.insurance += r.insurance.len() as u64;
+        self.assistance += r.assistance.len() as u64;
+        self.tickets += r.assistance.iter().map(|a| a.tickets.len() as u64).sum::<u64>();
+        self.references += r.reference_numbers.len() as u64;
+        self.consents += r.consents.len() as u64;
+    }
+
+    fn list(&self, anomalies: u64) -> Vec<(String, u64)> {
+        [
+            ("persons", self.persons),
+            ("certificates", self.certificates),
+            ("insurance", self.insurance),
+            ("assistance", self.assistance),
+            ("tickets", self.tickets),
+            ("reference_numbers", self.references),
+            ("consents", self.consents),
+            ("dropped_by_retention", self.dropped),
+            ("anomalies", anomalies),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+}
+
+/// Turn record numbers into person ids by reading the written shards.
+fn resolve_anomalies(
+    staging: &Staging,
+    shards: &[FileEntry],
+    identity_dups: &[(u32, u32)],
+    shared_keys: &[(IndexName, Vec<u32>)],
+) -> Result<Vec<Anomaly>, CompileError> {
+    if identity_dups.is_empty() && shared_keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut wanted: Vec<u32> = identity_dups.iter().flat_map(|(a, b)| [*a, *b]).collect();
+    wanted.extend(shared_keys.iter().flat_map(|(_, ps)| ps.iter().copied()));
+    wanted.sort_unstable();
+    wanted.dedup();
+    let mut ids: HashMap<u32, String> = HashMap::new();
+    for (shard, entry) in shards.iter().enumerate() {
+        let base = shard as u32 * SHARD_PERSONS;
+        let here: Vec<u32> = wanted.iter().copied().filter(|p| p / SHARD_PERSONS == shard as u32).collect();
+        if here.is_empty() {
+            continue;
+        }
+        let path = staging.tmp.join(&entry.file);
+        let bytes = std::fs::read(&path).map_err(|e| CompileError::Io { path: path.clone(), source: e })?;
+        let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
+        aligned.extend_from_slice(&bytes[..bytes.len() - elig_engine::envelope::FOOTER_LEN]);
+        let archived = rkyv::access::<ArchivedPersonShard, rkyv::rancor::Error>(&aligned)
+            .map_err(|e| CompileError::Io { path: path.clone(), source: std::io::Error::other(e.to_string()) })?;
+        for p in here {
+            if let Some(r) = archived.records.get((p - base) as usize) {
+                ids.insert(p, r.person_id.to_string());
+            }
+        }
+    }
+    let name = |p: &u32| ids.get(p).cloned().unwrap_or_else(|| format!("#{p}"));
+    let mut out: Vec<Anomaly> = shared_keys
+        .iter()
+        .map(|(index, ps)| Anomaly { kind: format!("shared_key:{}", index.name()), person_ids: ps.iter().map(name).collect() })
+        .collect();
+    out.extend(identity_dups.iter().map(|(a, b)| Anomaly { kind: "duplicate_identity".into(), person_ids: vec![name(a), name(b)] }));
+    Ok(out)
+}

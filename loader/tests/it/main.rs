@@ -1,0 +1,6 @@
+//! Loader and engine end to end: exports compiled into snapshots and asked.
+
+mod fixture;
+mod lookups;
+mod rules;
+mod snapshot_files;
