@@ -7,6 +7,8 @@
 //! record, and a delta rewrites one record. Dates are `YYYYMMDD` numbers,
 //! months `YYYYMM`, timestamps `YYYYMMDDHHmmss`; `0` means absent.
 
+use std::sync::Arc;
+
 use rkyv::{Archive, Deserialize, Serialize};
 
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
@@ -20,7 +22,8 @@ pub struct PersonRecord {
     /// 1 male, 2 female, 3 unset.
     pub sex: u8,
     pub birth_date: u32,
-    pub address: String,
+    /// Shared within a household: interned per shard, archived once.
+    pub address: Arc<str>,
     pub post_number: String,
     pub certificates: Vec<Certificate>,
     pub insurance: Vec<Insurance>,
@@ -53,8 +56,9 @@ pub struct Insurance {
     pub card_classification: String,
     /// 1 insured, 2 family.
     pub personal_family: u8,
-    pub insured_name: String,
-    pub insurer_name: String,
+    pub insured_name: Arc<str>,
+    /// Interned per shard: thousands of insurers, archived once each.
+    pub insurer_name: Arc<str>,
     pub qualification_date: u32,
     pub disqualification_date: u32,
     pub reason_of_loss: String,
@@ -63,8 +67,9 @@ pub struct Insurance {
     pub card_valid_to: u32,
     pub contribution_ratio: String,
     pub preschool: bool,
-    pub elderly: Option<Elderly>,
-    pub limit: Option<Limit>,
+    /// Boxed: absent for most, and an inline `Option` would cost its full size.
+    pub elderly: Option<Box<Elderly>>,
+    pub limit: Option<Box<Limit>>,
     pub specific_diseases: Vec<SpecificDisease>,
 }
 
@@ -108,7 +113,7 @@ pub struct Assistance {
     pub assistance_id: String,
     pub payer_number: String,
     pub recipient_number: String,
-    pub welfare_office: String,
+    pub welfare_office: Arc<str>,
     pub start_date: u32,
     pub end_date: u32,
     pub tickets: Vec<Ticket>,
@@ -125,7 +130,7 @@ pub struct Ticket {
     pub valid_to: u32,
     pub issue_number: String,
     pub institution_code: String,
-    pub institution_name: String,
+    pub institution_name: Arc<str>,
     pub treatment_type: String,
     pub self_pay: String,
     pub injury_names: [String; 3],

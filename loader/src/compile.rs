@@ -349,7 +349,9 @@ fn run(
             stage::read_all(file, |s| attach(&mut records[(s.person - base) as usize], s.row))?;
             let _ = std::fs::remove_file(file);
         }
+        let mut interner = Interner::default();
         for (i, r) in records.iter_mut().enumerate() {
+            interner.record(r);
             counts.dropped += retain(r, cutoff);
             counts.add(r);
             elig_engine::keys::record_keys(r, |name, key| {
@@ -452,12 +454,12 @@ fn attach(r: &mut PersonRecord, row: StagedRow) {
         StagedRow::Insurance(i) => r.insurance.push(i),
         StagedRow::Elderly(q, e) => {
             if let Some(i) = r.insurance.iter_mut().find(|i| i.qualification_id == q) {
-                i.elderly = Some(e);
+                i.elderly = Some(Box::new(e));
             }
         }
         StagedRow::Limit(q, l) => {
             if let Some(i) = r.insurance.iter_mut().find(|i| i.qualification_id == q) {
-                i.limit = Some(l);
+                i.limit = Some(Box::new(l));
             }
         }
         StagedRow::SpecificDisease(q, s) => {
@@ -473,6 +475,38 @@ fn attach(r: &mut PersonRecord, row: StagedRow) {
         }
         StagedRow::Reference(x) => r.reference_numbers.push(x),
         StagedRow::Consent(c) => r.consents.push(c),
+    }
+}
+
+/// Makes equal repeated names one `Arc`, so rkyv archives each once per shard.
+#[derive(Default)]
+struct Interner(HashSet<std::sync::Arc<str>>);
+
+impl Interner {
+    fn one(&mut self, s: &mut std::sync::Arc<str>) {
+        if s.is_empty() {
+            return;
+        }
+        match self.0.get(&**s) {
+            Some(shared) => *s = shared.clone(),
+            None => {
+                self.0.insert(s.clone());
+            }
+        }
+    }
+
+    fn record(&mut self, r: &mut PersonRecord) {
+        self.one(&mut r.address);
+        for i in &mut r.insurance {
+            self.one(&mut i.insurer_name);
+            self.one(&mut i.insured_name);
+        }
+        for a in &mut r.assistance {
+            self.one(&mut a.welfare_office);
+            for t in &mut a.tickets {
+                self.one(&mut t.institution_name);
+            }
+        }
     }
 }
 
