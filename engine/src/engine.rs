@@ -1,24 +1,36 @@
 //! The live engine: one [`Generation`] behind an `ArcSwap`. A request loads
 //! it once and answers everything (a whole bulk inquiry included) from that
-//! generation, so a concurrent swap never mixes two generations in one answer.
+//! generation and the delta sequence visible when it started, so a swap or a
+//! batch never mixes states in one answer.
+//!
+//! Writers (delta batches, swaps) take one mutex, so batches apply in
+//! sequence order and a swap sees a settled overlay to carry over.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
+use crossbeam::channel::{unbounded, Sender};
+use serde::Serialize;
 
+use crate::delta::{parse_batch, Batch, BatchError};
+use crate::delta_log::{DeltaLog, LogError};
 use crate::lookup::View;
+use crate::overlay::{ApplyError, Overlay, OverlayStats};
 use crate::snapshot::{Snapshot, SnapshotError};
 
 /// A snapshot plus the deltas applied on top of it.
 #[derive(Debug)]
 pub struct Generation {
     pub snapshot: Snapshot,
+    pub overlay: Overlay,
 }
 
 impl Generation {
+    /// The view a request answers from: pins the visible delta sequence.
     pub fn view(&self) -> View<'_> {
-        View::new(&self.snapshot)
+        View { snapshot: &self.snapshot, overlay: Some(&self.overlay), delta_seq: self.overlay.visible() }
     }
 
     pub fn id(&self) -> u64 {
@@ -26,13 +38,130 @@ impl Generation {
     }
 }
 
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DeltaError {
+    #[error("batch refused: {0}")]
+    Parse(#[from] BatchError),
+    #[error("batch {got} refused: sequence gap, expected {expected}")]
+    Gap { expected: u64, got: u64 },
+    #[error("batch {seq} refused: {source}")]
+    Apply { seq: u64, source: ApplyError },
+    #[error("batch {seq} not acknowledged: delta log: {source}")]
+    Log { seq: u64, source: LogError },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SwapError {
+    #[error("swap refused, the live snapshot keeps serving: {0}")]
+    Snapshot(#[from] SnapshotError),
+    #[error("swap refused, the live snapshot keeps serving: generation {offered} is not newer than the live generation {live}")]
+    NotNewer { live: u64, offered: u64 },
+    #[error("swap refused, the live snapshot keeps serving: it includes deltas up to {snapshot_seq}, older than the live snapshot's {live_seq}")]
+    DeltasMissing { snapshot_seq: u64, live_seq: u64 },
+    #[error("swap refused, the live snapshot keeps serving: delta batch {seq} no longer applies on the new snapshot: {source}")]
+    Replay { seq: u64, source: ApplyError },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenError {
+    #[error(transparent)]
+    Snapshot(#[from] SnapshotError),
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("delta log: batch {seq} is invalid: {message}")]
+    Replay { seq: u64, message: String },
+    #[error("delta log: expected batch {expected} after the snapshot, found {found}")]
+    Gap { expected: u64, found: u64 },
+}
+
+/// The answer to a delta batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Ack {
+    pub seq: u64,
+    /// Already applied before: acknowledged again without effect.
+    pub duplicate: bool,
+    pub rows: usize,
+    pub generation: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SwapReport {
+    pub previous_generation: u64,
+    pub generation: u64,
+    /// Deltas the new snapshot already includes.
+    pub snapshot_delta_seq: u64,
+    /// Newer batches carried over onto the new snapshot.
+    pub replayed: usize,
+    pub verify_ms: u64,
+    pub prefault_ms: u64,
+    pub total_ms: u64,
+    /// A failed log compaction does not undo the swap; it is reported here.
+    pub compact_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub generation: u64,
+    pub snapshot_dir: String,
+    pub created: u64,
+    pub persons: u64,
+    pub snapshot_delta_seq: u64,
+    pub delta_seq: u64,
+    pub overlay: OverlayStats,
+    pub mapped_bytes: u64,
+    pub counts: Vec<(String, u64)>,
+    pub delta_log: Option<String>,
+}
+
+/// What replaying the log on start did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Replay {
+    pub replayed: usize,
+    pub skipped: usize,
+    pub dropped_bytes: u64,
+}
+
+#[derive(Debug)]
+struct Writer {
+    log: Option<DeltaLog>,
+    /// Batches applied over the live snapshot, carried over by a swap.
+    batches: Vec<Arc<Batch>>,
+}
+
 #[derive(Debug)]
 pub struct Engine {
     current: ArcSwap<Generation>,
+    writer: Mutex<Writer>,
+    retired: Sender<Arc<Generation>>,
+}
+
+/// Old generations are dropped (unmapped) here once their last request is
+/// done, so no request thread pays for the unmap.
+fn spawn_reaper() -> Sender<Arc<Generation>> {
+    let (tx, rx) = unbounded::<Arc<Generation>>();
+    std::thread::Builder::new()
+        .name("generation-reaper".into())
+        .spawn(move || {
+            let mut waiting: Vec<Arc<Generation>> = Vec::new();
+            loop {
+                match rx.recv_timeout(Duration::from_millis(50)) {
+                    Ok(g) => waiting.push(g),
+                    Err(crossbeam::channel::RecvTimeoutError::Timeout) => {}
+                    Err(crossbeam::channel::RecvTimeoutError::Disconnected) if waiting.is_empty() => return,
+                    Err(_) => std::thread::sleep(Duration::from_millis(50)),
+                }
+                waiting.retain(|g| Arc::strong_count(g) > 1);
+            }
+        })
+        .expect("spawning a thread at start-up");
+    tx
 }
 
 impl Engine {
-    /// Open, verify and pre-fault a snapshot directory.
+    /// Open, verify and pre-fault a snapshot directory, without a delta log.
     pub fn open(dir: &Path) -> Result<Engine, SnapshotError> {
         let snapshot = Snapshot::load(dir)?;
         snapshot.prefault();
@@ -40,11 +169,144 @@ impl Engine {
     }
 
     pub fn from_snapshot(snapshot: Snapshot) -> Engine {
-        Engine { current: ArcSwap::from_pointee(Generation { snapshot }) }
+        let overlay = Overlay::new(snapshot.manifest().delta_seq);
+        Engine {
+            current: ArcSwap::from_pointee(Generation { snapshot, overlay }),
+            writer: Mutex::new(Writer { log: None, batches: Vec::new() }),
+            retired: spawn_reaper(),
+        }
+    }
+
+    /// Open a snapshot and its delta log, replaying the batches the snapshot
+    /// does not include.
+    pub fn open_with_log(dir: &Path, log: &Path) -> Result<(Engine, Replay), OpenError> {
+        let snapshot = Snapshot::load(dir)?;
+        snapshot.prefault();
+        let engine = Engine::from_snapshot(snapshot);
+        let opened = DeltaLog::open(log)?;
+        let mut replay = Replay { dropped_bytes: opened.dropped_bytes, ..Default::default() };
+        {
+            let mut w = engine.lock();
+            let gen = engine.pin();
+            for rec in opened.records {
+                let visible = gen.overlay.visible();
+                if rec.seq <= visible {
+                    replay.skipped += 1;
+                    continue;
+                }
+                if rec.seq != visible + 1 {
+                    return Err(OpenError::Gap { expected: visible + 1, found: rec.seq });
+                }
+                let batch = parse_batch(&rec.payload).map_err(|e| OpenError::Replay { seq: rec.seq, message: e.to_string() })?;
+                gen.overlay
+                    .prepare(&gen.snapshot, &batch)
+                    .map_err(|e| OpenError::Replay { seq: rec.seq, message: e.to_string() })?
+                    .publish();
+                w.batches.push(Arc::new(batch));
+                replay.replayed += 1;
+            }
+            w.log = Some(opened.log);
+        }
+        Ok((engine, replay))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Writer> {
+        // A writer that panicked left no half-published batch (publish is
+        // the last step), so the state behind a poisoned lock is usable.
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The live generation; hold the `Arc` for the whole request.
     pub fn pin(&self) -> Arc<Generation> {
         self.current.load_full()
+    }
+
+    /// Validate, log durably, then publish one batch.
+    pub fn apply(&self, text: &[u8]) -> Result<Ack, DeltaError> {
+        let batch = parse_batch(text)?;
+        let mut w = self.lock();
+        let gen = self.pin();
+        let visible = gen.overlay.visible();
+        let rows = batch.changes.len();
+        if batch.seq <= visible {
+            return Ok(Ack { seq: batch.seq, duplicate: true, rows, generation: gen.id() });
+        }
+        if batch.seq != visible + 1 {
+            return Err(DeltaError::Gap { expected: visible + 1, got: batch.seq });
+        }
+        let prepared = gen.overlay.prepare(&gen.snapshot, &batch).map_err(|source| DeltaError::Apply { seq: batch.seq, source })?;
+        if let Some(log) = w.log.as_mut() {
+            log.append(batch.seq, text).map_err(|source| DeltaError::Log { seq: batch.seq, source })?;
+        }
+        prepared.publish();
+        w.batches.push(Arc::new(batch));
+        Ok(Ack { seq: visible + 1, duplicate: false, rows, generation: gen.id() })
+    }
+
+    /// Open, verify and pre-fault a new snapshot off the request path, carry
+    /// newer deltas over, then publish it in one store.
+    pub fn swap(&self, dir: &Path) -> Result<SwapReport, SwapError> {
+        let started = Instant::now();
+        let mut w = self.lock();
+        let live = self.pin();
+        let snapshot = Snapshot::load(dir)?;
+        let verify_ms = started.elapsed().as_millis() as u64;
+        if snapshot.generation() <= live.id() {
+            return Err(SwapError::NotNewer { live: live.id(), offered: snapshot.generation() });
+        }
+        let t = Instant::now();
+        snapshot.prefault();
+        let prefault_ms = t.elapsed().as_millis() as u64;
+        let base = snapshot.manifest().delta_seq;
+        let live_base = live.snapshot.manifest().delta_seq;
+        if base < live_base {
+            // Batches live_base and older were folded away; we cannot rebuild them.
+            return Err(SwapError::DeltasMissing { snapshot_seq: base, live_seq: live_base });
+        }
+        let overlay = Overlay::new(base);
+        let mut replayed = 0;
+        for b in w.batches.iter().filter(|b| b.seq > base) {
+            overlay.prepare(&snapshot, b).map_err(|source| SwapError::Replay { seq: b.seq, source })?.publish();
+            replayed += 1;
+        }
+        let generation = snapshot.generation();
+        let old = self.current.swap(Arc::new(Generation { snapshot, overlay }));
+        let _ = self.retired.send(old);
+        w.batches.retain(|b| b.seq > base);
+        let compact_error = match w.log.as_mut() {
+            Some(log) => log.compact(base).err().map(|e| e.to_string()),
+            None => None,
+        };
+        if let Some(e) = &compact_error {
+            tracing::warn!(error = %e, "delta log compaction failed after swap");
+        }
+        Ok(SwapReport {
+            previous_generation: live.id(),
+            generation,
+            snapshot_delta_seq: base,
+            replayed,
+            verify_ms,
+            prefault_ms,
+            total_ms: started.elapsed().as_millis() as u64,
+            compact_error,
+        })
+    }
+
+    pub fn status(&self) -> Status {
+        let gen = self.pin();
+        let m = gen.snapshot.manifest();
+        let log = self.lock().log.as_ref().map(|l| l.path().display().to_string());
+        Status {
+            generation: gen.id(),
+            snapshot_dir: gen.snapshot.dir().display().to_string(),
+            created: m.created,
+            persons: m.persons,
+            snapshot_delta_seq: m.delta_seq,
+            delta_seq: gen.overlay.visible(),
+            overlay: gen.overlay.stats(),
+            mapped_bytes: gen.snapshot.mapped_bytes(),
+            counts: m.counts.clone(),
+            delta_log: log,
+        }
     }
 }

@@ -27,3 +27,31 @@ pub fn record_keys(p: &PersonRecord, mut f: impl FnMut(IndexName, &str)) {
         }
     }
 }
+
+/// Whether an archived record holds `key` in index `name` (the full-key
+/// confirmation of an index hit).
+pub fn archived_holds(p: &crate::model::ArchivedPersonRecord, name: IndexName, key: &str) -> bool {
+    match name {
+        IndexName::PersonId => p.person_id == key,
+        IndexName::Serial => p.certificates.iter().any(|c| c.serial_number == key),
+        IndexName::Processing => p.certificates.iter().any(|c| c.processing_number == key),
+        IndexName::QualificationId => p.insurance.iter().any(|i| i.qualification_id == key),
+        IndexName::Insurance => {
+            p.insurance.iter().any(|i| ids::insurance_key(&i.insurer_number, &i.card_symbol, &i.card_number, &i.branch_number) == key)
+        }
+        IndexName::AssistanceId => p.assistance.iter().any(|a| a.assistance_id == key),
+        IndexName::Assistance => p.assistance.iter().any(|a| ids::assistance_key(&a.payer_number, &a.recipient_number) == key),
+        IndexName::TicketId => p.assistance.iter().any(|a| a.tickets.iter().any(|t| t.ticket_id == key)),
+        IndexName::Tickets => p
+            .assistance
+            .iter()
+            .any(|a| a.tickets.iter().any(|t| ids::ticket_key(&t.institution_code, t.treatment_month.to_native()) == key)),
+    }
+}
+
+/// Whether an owned record holds `key` in index `name`.
+pub fn record_holds(p: &PersonRecord, name: IndexName, key: &str) -> bool {
+    let mut found = false;
+    record_keys(p, |n, k| found |= n == name && k == key);
+    found
+}

@@ -6,6 +6,8 @@
 //! system's validity codes as [`answer`] documents.
 
 pub mod answer;
+pub mod delta;
+pub mod delta_log;
 pub mod envelope;
 pub mod ids;
 pub mod index;

@@ -12,7 +12,7 @@ use crate::entry::{self, Disclose};
 use crate::ids;
 use crate::manifest::IndexName;
 use crate::model::*;
-use crate::overlay::{OverlayView, PersonRef};
+use crate::overlay::{Overlay, PersonRef};
 use crate::query::{codes, CardKey, Query, QueryError, QueryKey, TicketKey};
 use crate::snapshot::Snapshot;
 
@@ -39,7 +39,7 @@ impl Clock {
 #[derive(Clone, Copy)]
 pub struct View<'a> {
     pub snapshot: &'a Snapshot,
-    pub overlay: Option<&'a OverlayView>,
+    pub overlay: Option<&'a Overlay>,
     pub delta_seq: u64,
 }
 
@@ -62,13 +62,14 @@ impl<'a> View<'a> {
             });
         }
         if let Some(ov) = self.overlay {
-            ov.merge(name, key, &holds, &mut out);
+            ov.merge(name, key, &holds, &mut out, self.delta_seq);
         }
         out
     }
 
-    fn revoked_at(&self, serial: &str) -> u64 {
-        self.overlay.map(|o| o.revoked(serial)).unwrap_or(0)
+    /// When the serial was revoked: a delta's word if there is one, else the snapshot's.
+    fn revoked_at(&self, c: &ArchivedCertificate) -> u64 {
+        self.overlay.and_then(|o| o.revoked(&c.serial_number, self.delta_seq)).unwrap_or(c.revoked_at.to_native())
     }
 
     /// Answer one validated query.
@@ -156,7 +157,7 @@ impl<'a> View<'a> {
             .filter(|c| if serial { c.serial_number == key } else { c.processing_number == key })
             .collect();
         let revoked = links.iter().any(|c| {
-            let at = c.revoked_at.to_native().max(self.revoked_at(&c.serial_number));
+            let at = self.revoked_at(c);
             at != 0 && at <= clock.now
         });
         if revoked {

@@ -1,14 +1,28 @@
-//! Deltas applied on top of a snapshot (filled in by the delta feed).
+//! Deltas applied on top of a snapshot.
 //!
-//! A person changed by a delta gets a new version of its whole record,
+//! A person changed by a batch gets a new version of its whole record,
 //! archived with rkyv so lookups read it exactly as they read the snapshot.
+//! Versions are tagged with their batch's sequence; a batch becomes visible
+//! when `visible` moves to its sequence, after all its versions are in
+//! place. A request reads `visible` once and sees every version up to it and
+//! none after, so it sees all of a batch or none of it. Versions are kept
+//! for the life of the generation (a day of changes); the next snapshot
+//! folds them in.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use dashmap::DashMap;
 use rkyv::util::AlignedVec;
+use smallvec::SmallVec;
 
+use crate::delta::{Batch, Change, Delete};
+use crate::keys::{archived_holds, record_holds, record_keys};
 use crate::manifest::IndexName;
-use crate::model::ArchivedPersonRecord;
+use crate::model::*;
+use crate::rows::Row;
+use crate::snapshot::Snapshot;
 
 /// A person record found by a lookup: in the mapped snapshot, or a version
 /// written by a delta.
@@ -29,21 +43,399 @@ impl PersonRef<'_> {
     }
 }
 
-/// The deltas visible to one request.
-#[derive(Debug, Default)]
-pub struct OverlayView {}
+fn archived(bytes: &AlignedVec) -> &ArchivedPersonRecord {
+    // SAFETY: as in `PersonRef::get`.
+    unsafe { crate::mapped::archived_unchecked::<ArchivedPersonRecord>(bytes) }
+}
 
-impl OverlayView {
-    pub(crate) fn merge<'a>(
-        &self,
-        _name: IndexName,
-        _key: &str,
-        _holds: &dyn Fn(&ArchivedPersonRecord) -> bool,
-        _out: &mut smallvec::SmallVec<[PersonRef<'a>; 2]>,
-    ) {
+#[derive(Debug, Clone)]
+struct Version {
+    seq: u64,
+    /// `None`: the person was deleted.
+    record: Option<Arc<AlignedVec>>,
+}
+
+type Map<K, V> = DashMap<K, V, ahash::RandomState>;
+
+/// A refused change: the batch line and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {message}")]
+pub struct ApplyError {
+    pub line: usize,
+    pub message: String,
+}
+
+#[derive(Debug, Default)]
+pub struct Overlay {
+    visible: AtomicU64,
+    persons: Map<Arc<str>, Vec<Version>>,
+    /// Hash of (index, key) → persons whose versions held the key. The hash
+    /// lives only in memory (ahash is never persisted); a collision only adds
+    /// a candidate that the full-key check then drops.
+    keys: Map<u64, SmallVec<[Arc<str>; 1]>>,
+    key_hasher: ahash::RandomState,
+    /// Revocation list changes: serial → (seq, revoked_at or 0 for lifted).
+    revoked: Map<Arc<str>, Vec<(u64, u64)>>,
+    changed_rows: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// Overlay size, for status and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct OverlayStats {
+    pub changed_rows: u64,
+    pub persons: u64,
+    pub bytes: u64,
+}
+
+impl Overlay {
+    /// An empty overlay over a snapshot that includes deltas up to `base_seq`.
+    pub fn new(base_seq: u64) -> Overlay {
+        Overlay { visible: AtomicU64::new(base_seq), ..Default::default() }
     }
 
-    pub(crate) fn revoked(&self, _serial: &str) -> u64 {
-        0
+    /// The last sequence whose changes are visible.
+    pub fn visible(&self) -> u64 {
+        self.visible.load(Ordering::Acquire)
+    }
+
+    pub fn stats(&self) -> OverlayStats {
+        OverlayStats {
+            changed_rows: self.changed_rows.load(Ordering::Relaxed),
+            persons: self.persons.len() as u64,
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    fn key_id(&self, name: IndexName, key: &str) -> u64 {
+        self.key_hasher.hash_one((name as u8, key))
+    }
+
+    fn version_at(&self, person_id: &str, seq: u64) -> Option<Option<Arc<AlignedVec>>> {
+        let versions = self.persons.get(person_id)?;
+        versions.iter().rev().find(|v| v.seq <= seq).map(|v| v.record.clone())
+    }
+
+    /// Apply the overlay to a lookup's snapshot candidates at `seq`:
+    /// replace or drop changed persons, add persons only the deltas hold.
+    pub(crate) fn merge<'a>(
+        &self,
+        name: IndexName,
+        key: &str,
+        holds: &dyn Fn(&ArchivedPersonRecord) -> bool,
+        out: &mut SmallVec<[PersonRef<'a>; 2]>,
+        seq: u64,
+    ) {
+        if self.changed_rows.load(Ordering::Relaxed) == 0 {
+            return;
+        }
+        let mut i = 0;
+        while i < out.len() {
+            match self.version_at(&out[i].get().person_id, seq) {
+                None => i += 1,
+                Some(Some(rec)) if holds(archived(&rec)) => {
+                    out[i] = PersonRef::Delta(rec);
+                    i += 1;
+                }
+                Some(_) => {
+                    out.remove(i);
+                }
+            }
+        }
+        let Some(ids) = self.keys.get(&self.key_id(name, key)) else { return };
+        for pid in ids.iter() {
+            if out.iter().any(|p| p.get().person_id == **pid) {
+                continue;
+            }
+            if let Some(Some(rec)) = self.version_at(pid, seq) {
+                if holds(archived(&rec)) {
+                    out.push(PersonRef::Delta(rec));
+                }
+            }
+        }
+    }
+
+    /// The revocation state a delta set for `serial` at `seq`, if any.
+    pub(crate) fn revoked(&self, serial: &str, seq: u64) -> Option<u64> {
+        let list = self.revoked.get(serial)?;
+        list.iter().rev().find(|(s, _)| *s <= seq).map(|(_, at)| *at)
+    }
+
+    /// Validate and stage a batch against `snapshot` and the versions so far;
+    /// nothing is visible until [`Prepared::publish`].
+    pub fn prepare<'a>(&'a self, snapshot: &'a Snapshot, batch: &Batch) -> Result<Prepared<'a>, ApplyError> {
+        let mut w = Working { overlay: self, snapshot, records: HashMap::new(), revoked: Vec::new(), local: HashMap::new(), rows: 0 };
+        for (line, change) in &batch.changes {
+            w.change(change).map_err(|message| ApplyError { line: *line, message })?;
+            w.rows += 1;
+        }
+        Ok(Prepared { w, seq: batch.seq })
+    }
+}
+
+/// A validated batch, ready to become visible.
+pub struct Prepared<'a> {
+    w: Working<'a>,
+    seq: u64,
+}
+
+impl Prepared<'_> {
+    /// Make the batch visible to requests, all at once.
+    pub fn publish(self) {
+        let ov = self.w.overlay;
+        let seq = self.seq;
+        let mut bytes = 0u64;
+        for (pid, rec) in self.w.records {
+            let record = rec.map(|r| {
+                let archived = rkyv::to_bytes::<rkyv::rancor::Error>(&r).expect("serialising an owned record cannot fail");
+                bytes += archived.len() as u64;
+                record_keys(&r, |name, key| {
+                    let mut entry = ov.keys.entry(ov.key_id(name, key)).or_default();
+                    if !entry.iter().any(|p| **p == *pid) {
+                        entry.push(pid.clone());
+                    }
+                });
+                Arc::new(archived)
+            });
+            ov.persons.entry(pid).or_default().push(Version { seq, record });
+        }
+        for (serial, at) in self.w.revoked {
+            ov.revoked.entry(serial.into()).or_default().push((seq, at));
+        }
+        ov.bytes.fetch_add(bytes, Ordering::Relaxed);
+        ov.changed_rows.fetch_add(self.w.rows, Ordering::Relaxed);
+        ov.visible.store(seq, Ordering::Release);
+    }
+}
+
+/// The records a batch changes, as owned values.
+struct Working<'a> {
+    overlay: &'a Overlay,
+    snapshot: &'a Snapshot,
+    records: HashMap<Arc<str>, Option<PersonRecord>>,
+    revoked: Vec<(String, u64)>,
+    /// Ids given to a person by this batch (index, id) → person.
+    local: HashMap<(IndexName, String), Arc<str>>,
+    rows: u64,
+}
+
+fn deserialize(p: &ArchivedPersonRecord) -> PersonRecord {
+    rkyv::deserialize::<PersonRecord, rkyv::rancor::Error>(p).expect("a verified archive deserialises")
+}
+
+impl Working<'_> {
+    /// The person as of this batch so far.
+    fn current(&self, pid: &str) -> Option<PersonRecord> {
+        if let Some(r) = self.records.get(pid) {
+            return r.clone();
+        }
+        if let Some(v) = self.overlay.version_at(pid, u64::MAX) {
+            return v.map(|b| deserialize(archived(&b)));
+        }
+        let hit = self.snapshot.find(IndexName::PersonId, pid, |p| p.person_id == pid)?;
+        self.snapshot.person(hit.first()).map(deserialize)
+    }
+
+    fn load(&mut self, pid: &str) -> Result<&mut PersonRecord, String> {
+        if !self.records.contains_key(pid) {
+            let cur = self.current(pid);
+            self.records.insert(pid.into(), cur);
+        }
+        self.records.get_mut(pid).and_then(Option::as_mut).ok_or_else(|| format!("person_id '{pid}' does not exist"))
+    }
+
+    /// The person who holds id `key` of index `name` now. Candidates come
+    /// from this batch, the overlay and the snapshot; each is checked against
+    /// its newest version.
+    fn owner(&self, name: IndexName, key: &str) -> Option<String> {
+        let mut candidates: SmallVec<[Arc<str>; 2]> = SmallVec::new();
+        if let Some(pid) = self.local.get(&(name, key.to_string())) {
+            candidates.push(pid.clone());
+        }
+        if let Some(ids) = self.overlay.keys.get(&self.overlay.key_id(name, key)) {
+            candidates.extend(ids.iter().cloned());
+        }
+        if let Some(hit) = self.snapshot.find(name, key, |p| archived_holds(p, name, key)) {
+            hit.for_each(|i| candidates.extend(self.snapshot.person(i).map(|p| Arc::from(p.person_id.as_str()))));
+        }
+        let holds_now = |pid: &str| match self.records.get(pid) {
+            Some(r) => r.as_ref().is_some_and(|r| record_holds(r, name, key)),
+            None => match self.overlay.version_at(pid, u64::MAX) {
+                Some(Some(b)) => archived_holds(archived(&b), name, key),
+                Some(None) => false,
+                // Unchanged since the snapshot, whose index hit was confirmed.
+                None => true,
+            },
+        };
+        candidates.into_iter().find(|pid| holds_now(pid)).map(|p| p.to_string())
+    }
+
+    fn owner_of(&self, name: IndexName, key: &str, what: &str) -> Result<String, String> {
+        self.owner(name, key).ok_or_else(|| format!("{what} '{key}' does not exist"))
+    }
+
+    fn change(&mut self, change: &Change) -> Result<(), String> {
+        match change {
+            Change::Upsert(row) => self.upsert(row.clone()),
+            Change::Delete(d) => self.delete(d),
+        }
+    }
+
+    fn upsert(&mut self, row: Row) -> Result<(), String> {
+        match row {
+            Row::Person(p) => {
+                let pid = p.person_id.clone();
+                let cur = self.current(&pid);
+                let merged = match cur {
+                    Some(old) => PersonRecord {
+                        certificates: old.certificates,
+                        insurance: old.insurance,
+                        assistance: old.assistance,
+                        reference_numbers: old.reference_numbers,
+                        consents: old.consents,
+                        ..p
+                    },
+                    None => p,
+                };
+                self.records.insert(pid.into(), Some(merged));
+            }
+            Row::Certificate { person_id, cert } => {
+                let r = self.load(&person_id)?;
+                r.certificates.retain(|c| c.serial_number != cert.serial_number);
+                r.certificates.push(cert);
+            }
+            Row::Revoked { serial, revoked_at } => self.revoked.push((serial, revoked_at)),
+            Row::Insurance { person_id, mut ins } => {
+                // A qualification may move to another person: take it (and its
+                // attached certificates) from whoever holds it now.
+                if let Some(old_pid) = self.owner(IndexName::QualificationId, &ins.qualification_id) {
+                    let old = self.load(&old_pid)?;
+                    if let Some(pos) = old.insurance.iter().position(|i| i.qualification_id == ins.qualification_id) {
+                        let prev = old.insurance.remove(pos);
+                        ins.elderly = prev.elderly;
+                        ins.limit = prev.limit;
+                        ins.specific_diseases = prev.specific_diseases;
+                    }
+                }
+                self.local.insert((IndexName::QualificationId, ins.qualification_id.clone()), person_id.as_str().into());
+                self.load(&person_id)?.insurance.push(ins);
+            }
+            Row::Elderly { qualification_id, elderly } => {
+                self.qualification(&qualification_id)?.elderly = Some(Box::new(elderly));
+            }
+            Row::Limit { qualification_id, limit } => {
+                self.qualification(&qualification_id)?.limit = Some(Box::new(limit));
+            }
+            Row::SpecificDisease { qualification_id, disease } => {
+                let q = self.qualification(&qualification_id)?;
+                q.specific_diseases.retain(|d| d.category != disease.category);
+                q.specific_diseases.push(disease);
+            }
+            Row::Assistance { person_id, mut asst } => {
+                if let Some(old_pid) = self.owner(IndexName::AssistanceId, &asst.assistance_id) {
+                    let old = self.load(&old_pid)?;
+                    if let Some(pos) = old.assistance.iter().position(|a| a.assistance_id == asst.assistance_id) {
+                        asst.tickets = old.assistance.remove(pos).tickets;
+                    }
+                }
+                self.local.insert((IndexName::AssistanceId, asst.assistance_id.clone()), person_id.as_str().into());
+                self.load(&person_id)?.assistance.push(asst);
+            }
+            Row::Ticket { assistance_id, ticket } => {
+                if let Some(old_pid) = self.owner(IndexName::TicketId, &ticket.ticket_id) {
+                    let old = self.load(&old_pid)?;
+                    for a in &mut old.assistance {
+                        a.tickets.retain(|t| t.ticket_id != ticket.ticket_id);
+                    }
+                }
+                let pid = self.owner_of(IndexName::AssistanceId, &assistance_id, "assistance_id")?;
+                self.local.insert((IndexName::TicketId, ticket.ticket_id.clone()), pid.as_str().into());
+                let r = self.load(&pid)?;
+                if let Some(a) = r.assistance.iter_mut().find(|a| a.assistance_id == assistance_id) {
+                    a.tickets.push(ticket);
+                }
+            }
+            Row::Reference { person_id, reference } => {
+                let r = self.load(&person_id)?;
+                r.reference_numbers.retain(|x| x.institution_code != reference.institution_code);
+                r.reference_numbers.push(reference);
+            }
+            Row::Consent { person_id, consent } => {
+                let r = self.load(&person_id)?;
+                r.consents.retain(|c| !(c.institution_code == consent.institution_code && c.kind == consent.kind));
+                r.consents.push(consent);
+            }
+        }
+        Ok(())
+    }
+
+    fn qualification(&mut self, qid: &str) -> Result<&mut Insurance, String> {
+        let pid = self.owner_of(IndexName::QualificationId, qid, "qualification_id")?;
+        let r = self.load(&pid)?;
+        r.insurance.iter_mut().find(|i| i.qualification_id == qid).ok_or_else(|| format!("qualification_id '{qid}' does not exist"))
+    }
+
+    fn delete(&mut self, d: &Delete) -> Result<(), String> {
+        let missing = |what: &str, key: &str| format!("{what} '{key}' does not exist");
+        match d {
+            Delete::Person { person_id } => {
+                self.load(person_id)?;
+                self.records.insert(person_id.as_str().into(), None);
+            }
+            Delete::Certificate { serial, person_id } => {
+                let r = self.load(person_id)?;
+                let before = r.certificates.len();
+                r.certificates.retain(|c| c.serial_number != *serial);
+                if r.certificates.len() == before {
+                    return Err(missing("serial_number", serial));
+                }
+            }
+            Delete::Revoked { serial } => self.revoked.push((serial.clone(), 0)),
+            Delete::Insurance { qualification_id } => {
+                let pid = self.owner_of(IndexName::QualificationId, qualification_id, "qualification_id")?;
+                self.load(&pid)?.insurance.retain(|i| i.qualification_id != *qualification_id);
+            }
+            Delete::Elderly { qualification_id } => {
+                self.qualification(qualification_id)?.elderly.take().ok_or_else(|| missing("elderly certificate of", qualification_id))?;
+            }
+            Delete::Limit { qualification_id } => {
+                self.qualification(qualification_id)?.limit.take().ok_or_else(|| missing("limit certificate of", qualification_id))?;
+            }
+            Delete::SpecificDisease { qualification_id, category } => {
+                let q = self.qualification(qualification_id)?;
+                let before = q.specific_diseases.len();
+                q.specific_diseases.retain(|s| s.category != *category);
+                if q.specific_diseases.len() == before {
+                    return Err(missing("specific disease category", category));
+                }
+            }
+            Delete::Assistance { assistance_id } => {
+                let pid = self.owner_of(IndexName::AssistanceId, assistance_id, "assistance_id")?;
+                self.load(&pid)?.assistance.retain(|a| a.assistance_id != *assistance_id);
+            }
+            Delete::Ticket { ticket_id } => {
+                let pid = self.owner_of(IndexName::TicketId, ticket_id, "ticket_id")?;
+                for a in &mut self.load(&pid)?.assistance {
+                    a.tickets.retain(|t| t.ticket_id != *ticket_id);
+                }
+            }
+            Delete::Reference { institution, person_id } => {
+                let r = self.load(person_id)?;
+                let before = r.reference_numbers.len();
+                r.reference_numbers.retain(|x| x.institution_code != *institution);
+                if r.reference_numbers.len() == before {
+                    return Err(missing("reference number of institution", institution));
+                }
+            }
+            Delete::Consent { institution, person_id, kind } => {
+                let r = self.load(person_id)?;
+                let before = r.consents.len();
+                r.consents.retain(|c| !(c.institution_code == *institution && c.kind == *kind));
+                if r.consents.len() == before {
+                    return Err(missing("consent of institution", institution));
+                }
+            }
+        }
+        Ok(())
     }
 }
