@@ -116,6 +116,19 @@ impl Overlay {
         versions.iter().rev().find(|v| v.seq <= seq).map(|v| v.record.clone())
     }
 
+    /// The newest version of a person changed by deltas: `Some(None)` if
+    /// deleted, `None` if no delta touched it.
+    pub fn latest(&self, person_id: &str) -> Option<Option<PersonRecord>> {
+        self.version_at(person_id, u64::MAX).map(|v| v.map(|b| deserialize(archived(&b))))
+    }
+
+    /// Every person a delta touched, sorted.
+    pub fn changed_persons(&self) -> Vec<Arc<str>> {
+        let mut ids: Vec<Arc<str>> = self.persons.iter().map(|e| e.key().clone()).collect();
+        ids.sort();
+        ids
+    }
+
     /// Apply the overlay to a lookup's snapshot candidates at `seq`:
     /// replace or drop changed persons, add persons only the deltas hold.
     pub(crate) fn merge<'a>(

@@ -12,17 +12,17 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use elig_engine::envelope::{FileKind, FORMAT_VERSION};
-use elig_engine::manifest::{shard_file_name, FileEntry, IndexName, Manifest, SourceFile};
+use elig_engine::envelope::FORMAT_VERSION;
+use elig_engine::manifest::{FileEntry, IndexName, Manifest, SourceFile};
 use elig_engine::model::*;
 use elig_engine::rows::{self, parse_row, Row, RowError, Table, TABLES};
-use elig_engine::snapshot::{archive_index, archive_shard};
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::export::{locate, Encoding, ExportError, ExportFile};
-use crate::index_builder::IndexBuilder;
 use crate::publish::{PublishError, Staging};
 use crate::stage::{self, Buckets, Staged, StagedRow};
+pub use crate::writer::{retain, retention_cutoff};
+use crate::writer::SnapshotWriter;
 
 #[derive(Debug, Clone)]
 pub struct CompileOptions {
@@ -61,6 +61,10 @@ impl CompileOptions {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum CompileError {
+    #[error(transparent)]
+    Fold(#[from] crate::fold::FoldDeltaError),
+    #[error(transparent)]
+    Snapshot(#[from] elig_engine::snapshot::SnapshotError),
     #[error(transparent)]
     Export(#[from] ExportError),
     #[error(transparent)]
@@ -336,10 +340,7 @@ fn run(
     drop(p1);
 
     // Pass 2: one shard at a time.
-    let cutoff = retention_cutoff(today, opts.retain_lost_days);
-    let mut builders: HashMap<IndexName, IndexBuilder> = IndexName::ALL.iter().map(|n| (*n, IndexBuilder::default())).collect();
-    let mut shards = Vec::new();
-    let mut counts = Counts::default();
+    let mut writer = SnapshotWriter::new(staging, retention_cutoff(today, opts.retain_lost_days));
     let shard_count = (persons as usize).div_ceil(SHARD_PERSONS as usize).max(1);
     for shard in 0..shard_count {
         let base = shard as u32 * SHARD_PERSONS;
@@ -349,34 +350,14 @@ fn run(
             stage::read_all(file, |s| attach(&mut records[(s.person - base) as usize], s.row))?;
             let _ = std::fs::remove_file(file);
         }
-        let mut interner = Interner::default();
-        for (i, r) in records.iter_mut().enumerate() {
-            interner.record(r);
-            counts.dropped += retain(r, cutoff);
-            counts.add(r);
-            elig_engine::keys::record_keys(r, |name, key| {
-                if let Some(b) = builders.get_mut(&name) {
-                    b.add(key, base + i as u32);
-                }
-            });
+        for r in records {
+            writer.push(r)?;
         }
-        let payload = archive_shard(&PersonShard { records });
-        shards.push(staging.write_sealed(&shard_file_name(shard), &payload, FileKind::PersonShard, len as u64)?);
-        progress.note(&format!("shard {}/{shard_count} written", shard + 1));
+        progress.note(&format!("shard {}/{shard_count} assembled", shard + 1));
     }
     let _ = std::fs::remove_dir_all(staging.tmp.join("staging"));
-
-    let mut indexes = Vec::new();
-    let mut shared_keys = Vec::new();
-    for name in IndexName::ALL {
-        let builder = builders.remove(&name).unwrap_or_default();
-        let (index, shared) = builder.build();
-        if matches!(name, IndexName::Serial | IndexName::Processing | IndexName::Insurance | IndexName::Assistance) {
-            shared_keys.extend(shared.into_iter().map(|s| (name, s.persons)));
-        }
-        let payload = archive_index(&index);
-        indexes.push((name, staging.write_sealed(&name.file_name(), &payload, FileKind::HashIndex, index.keys)?));
-    }
+    let written = writer.finish()?;
+    let (shards, indexes, shared_keys, counts) = (written.shards, written.indexes, written.shared_keys, written.counts);
 
     let anomalies = resolve_anomalies(staging, &shards, &identity_dups, &shared_keys)?;
     let mut report = String::from("kind,person_ids\n");
@@ -478,98 +459,8 @@ fn attach(r: &mut PersonRecord, row: StagedRow) {
     }
 }
 
-/// Makes equal repeated names one `Arc`, so rkyv archives each once per shard.
-#[derive(Default)]
-struct Interner(HashSet<std::sync::Arc<str>>);
-
-impl Interner {
-    fn one(&mut self, s: &mut std::sync::Arc<str>) {
-        if s.is_empty() {
-            return;
-        }
-        match self.0.get(&**s) {
-            Some(shared) => *s = shared.clone(),
-            None => {
-                self.0.insert(s.clone());
-            }
-        }
-    }
-
-    fn record(&mut self, r: &mut PersonRecord) {
-        self.one(&mut r.address);
-        for i in &mut r.insurance {
-            self.one(&mut i.insurer_name);
-            self.one(&mut i.insured_name);
-        }
-        for a in &mut r.assistance {
-            self.one(&mut a.welfare_office);
-            for t in &mut a.tickets {
-                self.one(&mut t.institution_name);
-            }
-        }
-    }
-}
-
-/// The oldest loss date still kept.
-pub fn retention_cutoff(today: u32, days: u32) -> u32 {
-    let parse = chrono::NaiveDate::from_ymd_opt((today / 10000) as i32, today / 100 % 100, today % 100);
-    parse
-        .and_then(|d| d.checked_sub_days(chrono::Days::new(u64::from(days))))
-        .map(|d| d.format("%Y%m%d").to_string().parse().unwrap_or(0))
-        .unwrap_or(0)
-}
-
-/// Drop qualifications lost before `cutoff`; returns how many.
-pub fn retain(r: &mut PersonRecord, cutoff: u32) -> u64 {
-    let before = r.insurance.len() + r.assistance.len();
-    r.insurance.retain(|i| i.disqualification_date == 0 || i.disqualification_date >= cutoff);
-    r.assistance.retain(|a| a.end_date == 0 || a.end_date >= cutoff);
-    (before - r.insurance.len() - r.assistance.len()) as u64
-}
-
-#[derive(Default)]
-struct Counts {
-    persons: u64,
-    certificates: u64,
-    insurance: u64,
-    assistance: u64,
-    tickets: u64,
-    references: u64,
-    consents: u64,
-    dropped: u64,
-}
-
-impl Counts {
-    fn add(&mut self, r: &PersonRecord) {
-        self.persons += 1;
-        self.certificates += r.certificates.len() as u64;
-        self.insurance += r.insurance.len() as u64;
-        self.assistance += r.assistance.len() as u64;
-        self.tickets += r.assistance.iter().map(|a| a.tickets.len() as u64).sum::<u64>();
-        self.references += r.reference_numbers.len() as u64;
-        self.consents += r.consents.len() as u64;
-    }
-
-    fn list(&self, anomalies: u64) -> Vec<(String, u64)> {
-        [
-            ("persons", self.persons),
-            ("certificates", self.certificates),
-            ("insurance", self.insurance),
-            ("assistance", self.assistance),
-            ("tickets", self.tickets),
-            ("reference_numbers", self.references),
-            ("consents", self.consents),
-            ("dropped_by_retention", self.dropped),
-            ("anomalies", anomalies),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect()
-    }
-}
-
 /// Turn record numbers into person ids by reading the written shards.
-fn resolve_anomalies(
+pub(crate) fn resolve_anomalies(
     staging: &Staging,
     shards: &[FileEntry],
     identity_dups: &[(u32, u32)],

@@ -4,8 +4,10 @@
 
 pub mod compile;
 pub mod export;
+pub mod fold;
 pub mod gen;
 pub mod index_builder;
 pub mod progress;
 pub mod publish;
 pub mod stage;
+pub mod writer;

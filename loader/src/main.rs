@@ -1,1 +1,232 @@
-fn main() {}
+//! `elig-loader`: generate, compile, verify and inspect snapshots, and answer
+//! queries against one offline. A thin shell over the `elig_loader` and
+//! `elig_engine` libraries.
+//!
+//! Exit codes: 0 success, 1 failure (the message says why), 2 bad usage.
+
+use std::io::{BufRead, Read, Write};
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use elig_engine::lookup::{Clock, View};
+use elig_engine::snapshot::{read_manifest, Snapshot};
+use elig_loader::compile::{compile, CompileOptions};
+use elig_loader::export::Encoding;
+use elig_loader::fold::{fold, FoldOptions};
+use elig_loader::gen::{generate, GenOptions};
+
+#[derive(Parser)]
+#[command(name = "elig-loader", version, about = "Compile nightly eligibility exports into memory-mapped snapshots")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Write a synthetic export with national proportions.
+    Gen {
+        #[arg(long, default_value_t = 100_000)]
+        persons: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        out: PathBuf,
+        /// Export date YYYYMMDD (default: today in Japan).
+        #[arg(long)]
+        today: Option<u32>,
+        /// Fraction of persons with injected data defects (shared keys, duplicate identities).
+        #[arg(long, default_value_t = 0.0)]
+        defect_rate: f64,
+    },
+    /// Validate an export and compile it into a new snapshot directory; or,
+    /// with --base and --deltas, fold a delta log into a new snapshot.
+    Compile {
+        /// The export directory.
+        #[arg(long, required_unless_present = "deltas", conflicts_with_all = ["base", "deltas"])]
+        input: Option<PathBuf>,
+        /// The snapshot the delta log applies to (with --deltas).
+        #[arg(long, requires = "deltas")]
+        base: Option<PathBuf>,
+        /// A delta log to fold into --base.
+        #[arg(long, requires = "base")]
+        deltas: Option<PathBuf>,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value_t = Encoding::Utf8)]
+        encoding: Encoding,
+        #[arg(long, default_value_t = 0.001)]
+        max_reject_ratio: f64,
+        #[arg(long, default_value_t = 1826)]
+        retain_lost_days: u32,
+        /// Snapshot generation (default: creation time YYYYMMDDHHmmss).
+        #[arg(long)]
+        generation: Option<u64>,
+        /// Compile date for retention, YYYYMMDD (default: today in Japan).
+        #[arg(long)]
+        today: Option<u32>,
+        /// Rejected rows file (default: <out>.rejects.csv).
+        #[arg(long)]
+        rejects: Option<PathBuf>,
+    },
+    /// Check every checksum and archive of a snapshot.
+    Verify { snapshot: PathBuf },
+    /// Print a snapshot's manifest and counts.
+    Inspect { snapshot: PathBuf },
+    /// Answer a query (or JSON Lines of queries) from standard input offline.
+    Lookup {
+        #[arg(long)]
+        snapshot: PathBuf,
+        /// Read queries from this file instead of standard input.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Process time YYYYMMDDHHmmss (default: now in Japan).
+        #[arg(long)]
+        now: Option<u64>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    if let Err(e) = run(cli) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Gen { persons, seed, out, today, defect_rate } => {
+            let today = today.unwrap_or_else(|| elig_engine::ids::japan_now().0);
+            let started = std::time::Instant::now();
+            let summary = generate(&GenOptions { persons, seed, today, defect_rate }, &out)
+                .with_context(|| format!("generating into {}", out.display()))?;
+            for (file, rows) in &summary.rows {
+                println!("{file:36} {rows:>12} rows");
+            }
+            println!("{} persons in {:.1?}", summary.persons, started.elapsed());
+        }
+        Command::Compile { input, base, deltas, out, encoding, max_reject_ratio, retain_lost_days, generation, today, rejects } => {
+            if let (Some(base), Some(deltas)) = (base, deltas) {
+                let s = fold(&FoldOptions { base, deltas, out, generation, today, retain_lost_days: Some(retain_lost_days) })?;
+                println!("snapshot   {} (generation {})", s.out.display(), s.manifest.generation);
+                println!("batches    {} applied, delta sequence {}", s.rows_read, s.manifest.delta_seq);
+                println!("anomalies  {}", s.anomalies.len());
+                print_files(&s.manifest);
+                println!("time       {:.1?}", s.elapsed);
+                return Ok(());
+            }
+            let Some(input) = input else { bail!("--input (an export directory) or --base with --deltas is required") };
+            if !(0.0..=1.0).contains(&max_reject_ratio) {
+                bail!("--max-reject-ratio {max_reject_ratio}: must be between 0 and 1");
+            }
+            let opts = CompileOptions {
+                encoding,
+                max_reject_ratio,
+                retain_lost_days,
+                generation,
+                today,
+                rejects,
+                progress: true,
+                ..CompileOptions::new(input, out)
+            };
+            let s = compile(&opts)?;
+            println!("snapshot   {} (generation {})", s.out.display(), s.manifest.generation);
+            println!("rows read  {}", s.rows_read);
+            println!("rejected   {} (see {})", s.rejected, s.rejects_file.display());
+            for (reason, n) in s.reject_reasons.iter().take(20) {
+                println!("  {n:>10}  {reason}");
+            }
+            println!("dropped    {} lost qualifications past retention", s.dropped_by_retention);
+            println!("anomalies  {} (see {}/anomalies.csv)", s.anomalies.len(), s.out.display());
+            print_files(&s.manifest);
+            println!("time       {:.1?}", s.elapsed);
+        }
+        Command::Verify { snapshot } => {
+            let started = std::time::Instant::now();
+            let snap = Snapshot::load(&snapshot)?;
+            println!(
+                "ok: {} generation {}, {} persons, {} bytes verified in {:.1?}",
+                snapshot.display(),
+                snap.generation(),
+                snap.persons(),
+                snap.mapped_bytes(),
+                started.elapsed()
+            );
+        }
+        Command::Inspect { snapshot } => {
+            let m = read_manifest(&snapshot)?;
+            println!("format version  {}", m.format_version);
+            println!("generation      {}", m.generation);
+            println!("created         {}", m.created);
+            println!("delta sequence  {}", m.delta_seq);
+            println!("persons         {}", m.persons);
+            println!("retain lost     {} days", m.retain_lost_days);
+            for (k, v) in &m.counts {
+                println!("  {k:22} {v:>12}");
+            }
+            println!("sources:");
+            for s in &m.sources {
+                println!("  {:36} {:>12} bytes {:>10} rows {:>8} rejected  xxh3 {}", s.file, s.bytes, s.rows, s.rejected, s.checksum);
+            }
+            print_files(&m);
+        }
+        Command::Lookup { snapshot, file, now } => {
+            let snap = Snapshot::load(&snapshot)?;
+            let clock = now.map(Clock::at).unwrap_or_else(Clock::japan_now);
+            let input = match file {
+                Some(f) => std::fs::read(&f).with_context(|| format!("reading {}", f.display()))?,
+                None => {
+                    let mut v = Vec::new();
+                    std::io::stdin().read_to_end(&mut v)?;
+                    v
+                }
+            };
+            lookup(&View::new(&snap), &input, clock)?;
+        }
+    }
+    Ok(())
+}
+
+fn print_files(m: &elig_engine::manifest::Manifest) {
+    let shard_bytes: u64 = m.shards.iter().map(|s| s.bytes).sum();
+    println!("files:");
+    println!("  {:36} {:>14} bytes {:>12} records", format!("{} person shards", m.shards.len()), shard_bytes, m.persons);
+    for (_, e) in &m.indexes {
+        println!("  {:36} {:>14} bytes {:>12} keys", e.file, e.bytes, e.count);
+    }
+    let total: u64 = shard_bytes + m.indexes.iter().map(|(_, e)| e.bytes).sum::<u64>();
+    println!("  {:36} {:>14} bytes", "total", total);
+}
+
+/// One JSON document in, one answer out; otherwise JSON Lines in, one answer
+/// line per query line (blank lines skipped), and counts on standard error.
+fn lookup(view: &View, input: &[u8], clock: Clock) -> Result<()> {
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    if serde_json::from_slice::<serde_json::Value>(input).is_ok() {
+        let answer = view.answer_document(input, clock);
+        serde_json::to_writer_pretty(&mut out, &answer)?;
+        writeln!(out)?;
+        return Ok(());
+    }
+    let (mut normal, mut errors) = (0u64, 0u64);
+    for line in input.lines() {
+        let line = line.context("reading query lines")?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let answer = view.answer_document(line.as_bytes(), clock);
+        if answer.is_error() {
+            errors += 1;
+        } else {
+            normal += 1;
+        }
+        serde_json::to_writer(&mut out, &answer)?;
+        writeln!(out)?;
+    }
+    out.flush()?;
+    eprintln!("{} queries: {normal} normal, {errors} error", normal + errors);
+    Ok(())
+}
