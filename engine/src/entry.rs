@@ -20,9 +20,9 @@ pub(crate) fn text(s: &str) -> Option<String> {
 pub(crate) fn person_fields(p: &ArchivedPersonRecord) -> ResultOfQualificationConfirmation {
     ResultOfQualificationConfirmation {
         name: text(&p.name),
-        name_of_other: text(&p.other_name),
+        name_of_other: p.other_name.as_ref().and_then(|o| text(&o.name)),
         name_kana: text(&p.name_kana),
-        name_of_other_kana: text(&p.other_name_kana),
+        name_of_other_kana: p.other_name.as_ref().and_then(|o| text(&o.kana)),
         sex1: Some(p.sex.to_string()),
         birthdate: date(p.birth_date.to_native()),
         address: text(&p.address),
@@ -40,7 +40,7 @@ pub(crate) struct Disclose {
 
 pub(crate) fn insurance_entry(p: &ArchivedPersonRecord, q: &ArchivedInsurance, d: Disclose) -> ResultOfQualificationConfirmation {
     let mut e = person_fields(p);
-    e.insured_card_classification = text(&q.card_classification);
+    e.insured_card_classification = text(&code2(q.card_classification));
     e.insurer_number = text(&q.insurer_number);
     e.insured_card_symbol = text(&q.card_symbol);
     e.insured_identification_number = text(&q.card_number);
@@ -52,16 +52,16 @@ pub(crate) fn insurance_entry(p: &ArchivedPersonRecord, q: &ArchivedInsurance, d
     e.insured_certificate_issuance_date = date(q.card_issue_date.to_native());
     e.insured_card_valid_date = date(q.card_valid_from.to_native());
     e.insured_card_expiration_date = date(q.card_valid_to.to_native());
-    e.insured_partial_contribution_ratio = text(&q.contribution_ratio);
+    e.insured_partial_contribution_ratio = text(&code3(q.contribution_ratio));
     e.preschool_classification = q.preschool.then(|| "1".to_string());
-    e.reason_of_loss = text(&q.reason_of_loss);
+    e.reason_of_loss = text(&code2(q.reason_of_loss));
     e.insurer_name = text(&q.insurer_name);
     if let Some(el) = q.elderly.as_ref() {
         e.elderly_recipient_certificate_info = Some(ElderlyRecipientCertificateInfo {
             elderly_recipient_certificate_date: date(el.issue_date.to_native()),
             elderly_recipient_valid_start_date: date(el.valid_from.to_native()),
             elderly_recipient_valid_end_date: date(el.valid_to.to_native()),
-            elderly_recipient_contribution_ratio: text(&el.contribution_ratio),
+            elderly_recipient_contribution_ratio: text(&code3(el.contribution_ratio)),
         });
     }
     e.limit_application_certificate_related_cons_flg = Some(if d.limit { "1" } else { "0" }.to_string());

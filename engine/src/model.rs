@@ -17,8 +17,8 @@ pub struct PersonRecord {
     pub person_id: String,
     pub name: String,
     pub name_kana: String,
-    pub other_name: String,
-    pub other_name_kana: String,
+    /// Rare: boxed so persons without one pay 8 bytes, not two strings.
+    pub other_name: Option<Box<OtherName>>,
     /// 1 male, 2 female, 3 unset.
     pub sex: u8,
     pub birth_date: u32,
@@ -30,6 +30,14 @@ pub struct PersonRecord {
     pub assistance: Vec<Assistance>,
     pub reference_numbers: Vec<ReferenceNumber>,
     pub consents: Vec<Consent>,
+}
+
+/// 通称: another name and its kana.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[rkyv(derive(Debug))]
+pub struct OtherName {
+    pub name: String,
+    pub kana: String,
 }
 
 /// A link from a My Number card's user certificate to the person.
@@ -53,7 +61,9 @@ pub struct Insurance {
     pub card_symbol: String,
     pub card_number: String,
     pub branch_number: String,
-    pub card_classification: String,
+    /// Codes are stored as numbers (`01` → 1; 0 absent) to keep records small;
+    /// [`code2`] and [`code3`] format them back.
+    pub card_classification: u8,
     /// 1 insured, 2 family.
     pub personal_family: u8,
     pub insured_name: Arc<str>,
@@ -61,11 +71,12 @@ pub struct Insurance {
     pub insurer_name: Arc<str>,
     pub qualification_date: u32,
     pub disqualification_date: u32,
-    pub reason_of_loss: String,
+    pub reason_of_loss: u8,
     pub card_issue_date: u32,
     pub card_valid_from: u32,
     pub card_valid_to: u32,
-    pub contribution_ratio: String,
+    /// Percent: 10, 20, 30.
+    pub contribution_ratio: u8,
     pub preschool: bool,
     /// Boxed: absent for most, and an inline `Option` would cost its full size.
     pub elderly: Option<Box<Elderly>>,
@@ -80,7 +91,7 @@ pub struct Elderly {
     pub issue_date: u32,
     pub valid_from: u32,
     pub valid_to: u32,
-    pub contribution_ratio: String,
+    pub contribution_ratio: u8,
 }
 
 /// 限度額適用認定証: disclosed only with the patient's consent.
@@ -228,3 +239,13 @@ pub struct PersonShard {
 /// Persons per shard: at the measured few hundred bytes a record, a shard
 /// stays under a few hundred MiB.
 pub const SHARD_PERSONS: u32 = 1 << 20;
+
+/// A two-digit code (`01`, `99`); empty for 0 (absent).
+pub fn code2(n: u8) -> String {
+    if n == 0 { String::new() } else { format!("{n:02}") }
+}
+
+/// A three-digit code (`030`); empty for 0 (absent).
+pub fn code3(n: u8) -> String {
+    if n == 0 { String::new() } else { format!("{n:03}") }
+}

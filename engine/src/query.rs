@@ -177,9 +177,9 @@ pub fn parse_query(json: &[u8], today: u32) -> Result<Query, QueryError> {
         let inner = e.into_inner();
         let text = inner.to_string();
         if text.starts_with("unknown field") {
+            // The path already ends with the unknown name, except at the top level.
             let name = text.split('`').nth(1).unwrap_or("?").to_string();
-            let field = if path == "." || path.is_empty() { name.clone() } else { format!("{path}.{name}") };
-            let field = field.trim_start_matches('.').to_string();
+            let field = if path == "." || path.is_empty() { name } else { path.trim_start_matches('.').to_string() };
             QueryError::new(codes::UNKNOWN_FIELD, field.clone(), format!("unknown field '{field}'"))
         } else {
             QueryError::new(codes::MALFORMED, path.clone(), format!("malformed query at '{path}': {text}"))

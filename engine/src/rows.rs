@@ -247,6 +247,11 @@ impl<F: Fields> R<'_, F> {
     }
 }
 
+/// A validated numeric code as its number (0 for absent).
+fn num(code: String) -> u8 {
+    code.parse().unwrap_or(0)
+}
+
 fn ordered(from_col: &str, from: u32, to_col: &str, to: u32) -> Result<(), RowError> {
     if to != 0 && to < from {
         return Err(RowError::new(to_col, &to.to_string(), format!("is before {from_col} {from}")));
@@ -280,8 +285,10 @@ pub fn parse_row(table: &Table, f: &impl Fields) -> Result<Row, RowError> {
                 person_id: r.id("person_id")?,
                 name: r.req_text("name", 100)?,
                 name_kana: r.text("name_kana", 100)?,
-                other_name: r.text("other_name", 100)?,
-                other_name_kana: r.text("other_name_kana", 100)?,
+                other_name: {
+                    let (name, kana) = (r.text("other_name", 100)?, r.text("other_name_kana", 100)?);
+                    (!name.is_empty() || !kana.is_empty()).then(|| Box::new(OtherName { name, kana }))
+                },
                 sex: r.code("sex", &["1", "2", "3"])?.parse().unwrap_or(3),
                 birth_date: r.date("birth_date")?,
                 address: r.text("address", 200)?.into(),
@@ -318,23 +325,23 @@ pub fn parse_row(table: &Table, f: &impl Fields) -> Result<Row, RowError> {
                     None => String::new(),
                     Some(v) => ids::branch_number(v).map_err(|e| RowError::new("branch_number", v, e.reason))?,
                 },
-                card_classification: r.code("card_classification", CARD_CLASSES)?,
+                card_classification: num(r.code("card_classification", CARD_CLASSES)?),
                 personal_family: r.code("personal_family", &["1", "2"])?.parse().unwrap_or(1),
                 insured_name: r.text("insured_name", 100)?.into(),
                 insurer_name: r.req_text("insurer_name", 100)?.into(),
                 qualification_date: r.date("qualification_date")?,
                 disqualification_date: disq,
-                reason_of_loss: r.opt_code("reason_of_loss", &["01", "02", "03", "99"])?,
+                reason_of_loss: num(r.opt_code("reason_of_loss", &["01", "02", "03", "99"])?),
                 card_issue_date: r.opt_date("card_issue_date")?,
                 card_valid_from: r.opt_date("card_valid_from")?,
                 card_valid_to: r.opt_date("card_valid_to")?,
-                contribution_ratio: r.opt_code("contribution_ratio", RATIOS)?,
+                contribution_ratio: num(r.opt_code("contribution_ratio", RATIOS)?),
                 preschool: r.opt_code("preschool", &["0", "1"])? == "1",
                 ..Default::default()
             };
             ordered("qualification_date", ins.qualification_date, "disqualification_date", disq)?;
-            if disq == 0 && !ins.reason_of_loss.is_empty() {
-                return Err(RowError::new("reason_of_loss", &ins.reason_of_loss, "given without a disqualification_date"));
+            if disq == 0 && ins.reason_of_loss != 0 {
+                return Err(RowError::new("reason_of_loss", &code2(ins.reason_of_loss), "given without a disqualification_date"));
             }
             ordered("card_valid_from", ins.card_valid_from, "card_valid_to", ins.card_valid_to)?;
             Row::Insurance { person_id: r.id("person_id")?, ins }
@@ -344,7 +351,7 @@ pub fn parse_row(table: &Table, f: &impl Fields) -> Result<Row, RowError> {
                 issue_date: r.opt_date("issue_date")?,
                 valid_from: r.date("valid_from")?,
                 valid_to: r.date("valid_to")?,
-                contribution_ratio: r.code("contribution_ratio", RATIOS)?,
+                contribution_ratio: num(r.code("contribution_ratio", RATIOS)?),
             };
             ordered("valid_from", elderly.valid_from, "valid_to", elderly.valid_to)?;
             Row::Elderly { qualification_id: r.id("qualification_id")?, elderly }

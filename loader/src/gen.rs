@@ -665,6 +665,10 @@ impl Gen {
 
     /// Public assistance and the monthly tickets of the last 2 or 3 months.
     fn assistance(&mut self, pid: u64, m: &Member, home: &Home, a: &Assist) -> Result<(), GenError> {
+        // A child born after the household's assistance ended was never assisted.
+        if a.end.is_some_and(|end| m.birth > end) {
+            return Ok(());
+        }
         let (today, rng) = (self.today, &mut self.rng);
         self.seq.assist += 1;
         let aid = self.seq.assist;

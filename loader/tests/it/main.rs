@@ -3,5 +3,6 @@
 mod fixture;
 mod deltas;
 mod lookups;
+mod oracle;
 mod rules;
 mod snapshot_files;
