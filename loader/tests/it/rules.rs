@@ -137,3 +137,49 @@ fn identical_identities_under_two_ids_are_reported() {
     let report = std::fs::read_to_string(c.path().join("anomalies.csv")).unwrap();
     assert!(report.contains("duplicate_identity,P1 P2"));
 }
+
+/// One bad row per remaining rule: (table, row, expected rejects line fragment).
+#[test]
+fn every_other_rule_rejects_with_its_reason() {
+    let cases: Vec<(&'static str, Vec<(&'static str, &'static str)>, &str)> = vec![
+        ("persons", vec![("person_id", "P7"), ("name", "x"), ("sex", "1"), ("birth_date", "19800101"), ("post_number", "12-34")], "post_number,12-34,must be a postal code 123-4567"),
+        ("certificates", vec![("serial_number", "AA"), ("processing_number", "1"), ("person_id", "P1"), ("valid_from", "20250101"), ("valid_to", "20240101")], "valid_to,20240101,is before valid_from 20250101"),
+        ("certificates", vec![("serial_number", "A A"), ("processing_number", "1"), ("person_id", "P1"), ("valid_from", "20250101"), ("valid_to", "20260101")], "serial_number,A A,must be 1 to 64 visible ASCII characters"),
+        ("revoked_certificates", vec![("serial_number", "AA"), ("revoked_at", "2026")], "revoked_at,2026,must be a timestamp YYYYMMDDHHmmss"),
+        ("insurance", vec![("qualification_id", "Q9"), ("person_id", "P1"), ("insurer_number", "06130488"), ("card_number", "9"), ("card_classification", "09"), ("personal_family", "1"), ("insurer_name", "x"), ("qualification_date", "20200101")], "card_classification,09,must be one of 01, 02, 03, 04, 05, 06, 07"),
+        ("insurance", vec![("qualification_id", "Q9"), ("person_id", "P1"), ("insurer_number", "06130488"), ("card_number", "9"), ("card_classification", "01"), ("personal_family", "1"), ("insurer_name", "x"), ("qualification_date", "20200101"), ("reason_of_loss", "03")], "reason_of_loss,03,given without a disqualification_date"),
+        ("insurance", vec![("qualification_id", "Q9"), ("person_id", "P1"), ("insurer_number", "06130488"), ("card_number", "123456789012345678901"), ("card_classification", "01"), ("personal_family", "1"), ("insurer_name", "x"), ("qualification_date", "20200101")], "card_number,123456789012345678901,must be 1 to 20 characters"),
+        ("elderly_certificates", vec![("qualification_id", "Q1"), ("valid_from", "20260101"), ("valid_to", "20270101"), ("contribution_ratio", "040")], "contribution_ratio,040,must be one of 010, 020, 030"),
+        ("limit_certificates", vec![("qualification_id", "Q1"), ("classification", "01"), ("category", "C01"), ("valid_from", "20260101"), ("valid_to", "20270101")], "category,C01,must be one of A01"),
+        ("specific_disease_certificates", vec![("qualification_id", "Q1"), ("category", "4"), ("valid_from", "20260101")], "category,4,must be one of 1, 2, 3"),
+        ("tickets", vec![("ticket_id", "T1"), ("assistance_id", "A404"), ("ticket_type", "01"), ("treatment_month", "202611"), ("valid_from", "20261101"), ("valid_to", "20261130"), ("institution_code", "1310000011")], "assistance_id,A404,no such assistance"),
+        ("tickets", vec![("ticket_id", "T1"), ("assistance_id", "A404"), ("ticket_type", "01"), ("treatment_month", "202613"), ("valid_from", "20261101"), ("valid_to", "20261130"), ("institution_code", "1310000011")], "treatment_month,202613,must be a month YYYYMM"),
+        ("tickets", vec![("ticket_id", "T1"), ("assistance_id", "A404"), ("ticket_type", "01"), ("treatment_month", "202611"), ("valid_from", "20261101"), ("valid_to", "20261130"), ("institution_code", "1320000019")], "institution_code,1320000019,third digit must be 1 (medical), 3 (dental) or 4 (pharmacy)"),
+        ("reference_numbers", vec![("institution_code", "1310000011"), ("person_id", "P1"), ("reference_number", "123456789012345678901234567890123456789012345678901")], "longer than 50 characters"),
+        ("consents", vec![("institution_code", "1310000011"), ("person_id", "P1"), ("kind", "pharmacy"), ("consented_at", "20261122100000"), ("expires_at", "20261121100000")], "expires_at,20261121100000,is before consented_at"),
+    ];
+    for (table, row, expected) in cases {
+        let mut e = base();
+        e.row(table, &row);
+        let (dir, r) = try_compile(&e, |o| o.max_reject_ratio = 1.0);
+        let s = r.unwrap_or_else(|err| panic!("{table}: {err}"));
+        assert_eq!(s.rejected, 1, "{table}: {expected}");
+        // Reasons with commas are quoted in the CSV.
+        let text = rejects(&dir).replace('"', "");
+        assert!(text.contains(expected), "{table}: missing '{expected}' in:\n{text}");
+    }
+}
+
+#[test]
+fn a_leftover_half_written_temp_directory_does_not_disturb_a_compile() {
+    let e = base();
+    let dir = tempfile::tempdir().unwrap();
+    e.write(&dir.path().join("export"));
+    // A crashed compile left its temporary directory with half a shard.
+    let stale = dir.path().join(".snap.tmp-999999");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("persons-00000.rkyv"), b"half").unwrap();
+    let s = elig_loader::compile::compile(&options(dir.path())).unwrap();
+    elig_engine::snapshot::Snapshot::load(&s.out).expect("the published snapshot verifies");
+    assert!(s.out.join("persons-00000.rkyv").metadata().unwrap().len() >= 100, "a real shard, not the stale half");
+}
