@@ -1,6 +1,7 @@
 //! Loader and engine end to end: exports compiled into snapshots and asked.
 
 mod fixture;
+mod golden;
 mod deltas;
 mod lookups;
 mod oracle;
