@@ -1,0 +1,237 @@
+//! `elig`: the client of `eligd`. A thin shell over `elig_server::client`.
+//!
+//! Exit codes: 0 success, 1 connection or transport failure, 2 invalid
+//! arguments, settings or input, 3 the server refused the request.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use elig_server::cli::{self, CliError, ClientSettings, Format};
+use elig_server::client::{Client, ClientError};
+
+#[derive(Parser)]
+#[command(name = "elig", version, about = "Client of the eligibility lookup server")]
+struct Cli {
+    #[command(flatten)]
+    conn: ConnArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Args)]
+struct ConnArgs {
+    /// TOML file with server, server_name, ca, cert, key.
+    #[arg(long, global = true, env = "ELIG_CONFIG")]
+    config: Option<PathBuf>,
+    /// Server address, e.g. 127.0.0.1:4433.
+    #[arg(long, global = true, env = "ELIG_SERVER")]
+    server: Option<String>,
+    /// Name the server certificate must carry (default localhost).
+    #[arg(long, global = true, env = "ELIG_SERVER_NAME")]
+    server_name: Option<String>,
+    /// CA certificate (PEM) that issued the server certificate.
+    #[arg(long, global = true, env = "ELIG_CA")]
+    ca: Option<PathBuf>,
+    /// Our client certificate (PEM); its role decides what we may ask.
+    #[arg(long, global = true, env = "ELIG_CERT")]
+    cert: Option<PathBuf>,
+    /// Our private key (PEM).
+    #[arg(long, global = true, env = "ELIG_KEY")]
+    key: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct OutArgs {
+    /// json (answer documents) or xml (the XmlMsg document).
+    #[arg(long, default_value = "json")]
+    format: String,
+    /// utf-8 or shift_jis (XML only).
+    #[arg(long, default_value = "utf-8")]
+    encoding: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Answer one query (JSON on standard input or --file).
+    Lookup {
+        #[arg(long)]
+        file: Option<PathBuf>,
+        #[command(flatten)]
+        out: OutArgs,
+        /// Indent the JSON.
+        #[arg(long)]
+        pretty: bool,
+    },
+    /// Bulk inquiry: JSON Lines of queries in, one answer line per query out, streamed in order.
+    Bulk {
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// With --format xml: one XmlMsg of BulkConfirmUnits after the last answer.
+        #[command(flatten)]
+        out: OutArgs,
+    },
+    /// Fetch the tickets that delegate an institution for a month.
+    Tickets {
+        /// Institution code (omit with an institution certificate: its own code is used).
+        #[arg(long)]
+        institution: Option<String>,
+        /// Treatment month, YYYYMM.
+        #[arg(long)]
+        month: String,
+        /// Confirmation date, YYYYMMDD (default today).
+        #[arg(long)]
+        date: Option<String>,
+        #[command(flatten)]
+        out: OutArgs,
+        #[arg(long)]
+        pretty: bool,
+    },
+    /// Operator: the server's status.
+    Status,
+    /// Operator: usage counts per institution and lookup kind.
+    Usage {
+        /// Write the counts as CSV to this file instead of printing JSON.
+        #[arg(long)]
+        export: Option<PathBuf>,
+    },
+    /// Load generator (not in this build yet).
+    Bench,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("elig: starting the tokio runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("elig: {e:#}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+fn exit_code(e: &anyhow::Error) -> u8 {
+    let client = e.downcast_ref::<ClientError>().or_else(|| match e.downcast_ref::<CliError>() {
+        Some(CliError::Client(c)) => Some(c),
+        _ => None,
+    });
+    match (client, e.downcast_ref::<CliError>()) {
+        (Some(ClientError::Refused { .. }), _) => 3,
+        (Some(ClientError::Tls(_)), _) => 2,
+        (Some(_), _) => 1,
+        (None, Some(_)) => 2,
+        (None, None) => 1,
+    }
+}
+
+async fn connect(conn: &ConnArgs) -> anyhow::Result<Client> {
+    let file = match &conn.config {
+        Some(p) => ClientSettings::from_file(p)?,
+        None => ClientSettings::default(),
+    };
+    let settings = file.overridden_by(ClientSettings {
+        server: conn.server.clone(),
+        server_name: conn.server_name.clone(),
+        ca: conn.ca.clone(),
+        cert: conn.cert.clone(),
+        key: conn.key.clone(),
+    });
+    let opts = settings.options()?;
+    Ok(Client::connect(&opts).await?)
+}
+
+/// A command with its input read and checked, ready to send.
+enum Ready {
+    Lookup { query: Vec<u8>, format: Format, pretty: bool },
+    Bulk { lines: Vec<Vec<u8>>, format: Format },
+    Tickets { query: Vec<u8>, format: Format, pretty: bool },
+    Status,
+    Usage { export: Option<PathBuf> },
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Input and arguments first: a mistake there needs no connection.
+    let ready = match cli.command {
+        Command::Lookup { file, out, pretty } => Ready::Lookup {
+            format: Format::new(&out.format, &out.encoding)?,
+            query: cli::read_input(file.as_deref())?.trim_ascii().to_vec(),
+            pretty,
+        },
+        Command::Bulk { file, out } => {
+            Ready::Bulk { format: Format::new(&out.format, &out.encoding)?, lines: cli::query_lines(&cli::read_input(file.as_deref())?) }
+        }
+        Command::Tickets { institution, month, date, out, pretty } => Ready::Tickets {
+            format: Format::new(&out.format, &out.encoding)?,
+            query: Client::tickets_query(institution.as_deref(), &month, date.as_deref()),
+            pretty,
+        },
+        Command::Status => Ready::Status,
+        Command::Usage { export } => Ready::Usage { export },
+        Command::Bench => return Err(CliError::Usage("elig bench is not part of this build yet".into()).into()),
+    };
+    let client = connect(&cli.conn).await?;
+    let result = execute(&client, ready).await;
+    // Close politely on every path, so the server does not wait for an idle timeout.
+    client.close().await;
+    result
+}
+
+async fn execute(client: &Client, ready: Ready) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match ready {
+        Ready::Lookup { query, format, pretty } => {
+            let answer = client.lookup(&query).await?;
+            stdout.write_all(&format.render(&answer, pretty))?;
+        }
+        Ready::Bulk { lines, format } => {
+            let mut results = client.bulk(lines).await?;
+            let mut kept = Vec::new();
+            while let Some(answer) = results.next().await? {
+                match format {
+                    Format::Json => {
+                        stdout.write_all(&format.render(&answer, false))?;
+                        stdout.flush()?;
+                    }
+                    Format::Xml { .. } => kept.push(answer),
+                }
+            }
+            let summary = results.summary().cloned().context("the bulk ended without a summary")?;
+            if let Format::Xml { .. } = format {
+                stdout.write_all(&format.render(&cli::bulk_document(&kept, &summary), false))?;
+            }
+            eprintln!(
+                "elig bulk: {} items, {} normal, {} errors (generation {})",
+                summary.items, summary.normal, summary.errors, summary.generation
+            );
+        }
+        Ready::Tickets { query, format, pretty } => {
+            let answer = client.tickets(&query).await?.collect().await?;
+            stdout.write_all(&format.render(&answer, pretty))?;
+        }
+        Ready::Status => {
+            let status = client.status().await?;
+            writeln!(stdout, "{}", serde_json::to_string_pretty(&status)?)?;
+        }
+        Ready::Usage { export } => {
+            let report = client.usage().await?;
+            match export {
+                Some(path) => {
+                    std::fs::write(&path, report.to_csv()).with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!("elig usage: wrote {} rows to {}", report.rows.len(), path.display());
+                }
+                None => writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?,
+            }
+        }
+    }
+    stdout.flush()?;
+    Ok(())
+}

@@ -1,0 +1,263 @@
+//! `eligd`: the lookup server. A thin shell over `elig_server`.
+//!
+//! Exit codes: 0 success, 1 failure while running, 2 invalid arguments or
+//! configuration.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use elig_engine::engine::Engine;
+use elig_server::certs::DevPki;
+use elig_server::config::{RawConfig, RawLimits, RawTls};
+use elig_server::demo;
+use elig_server::server::Server;
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(name = "eligd", version, about = "Eligibility lookup server (QUIC, TLS 1.3, client certificates)")]
+struct Cli {
+    /// Log as JSON lines instead of text (the level comes from RUST_LOG, default info).
+    #[arg(long, global = true)]
+    log_json: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a snapshot (configuration file plus overrides).
+    Serve(Box<ServeArgs>),
+    /// Create a development CA and server, central, institution and operator certificates.
+    Certs {
+        /// Directory to write ca.pem/.key, server.*, central.*, institution.*, operator.*.
+        #[arg(long)]
+        out: PathBuf,
+        /// Institution code carried by institution.pem.
+        #[arg(long, default_value = "3410712362")]
+        institution: String,
+        /// DNS name of the server certificate (127.0.0.1 and ::1 are always included).
+        #[arg(long = "server-name", default_value = "localhost")]
+        server_names: Vec<String>,
+    },
+    /// Generate and compile a synthetic data set, create certificates, and serve it on 127.0.0.1 (the default).
+    Demo(DemoArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML configuration file.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// UDP address to listen on (default 127.0.0.1:4433).
+    #[arg(long)]
+    listen: Option<String>,
+    /// Snapshot directory to serve.
+    #[arg(long)]
+    snapshot: Option<PathBuf>,
+    /// CA certificate (PEM) that issues client certificates.
+    #[arg(long)]
+    ca: Option<PathBuf>,
+    /// Server certificate chain (PEM).
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// Server private key (PEM).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// Address of the Prometheus endpoint (GET /metrics).
+    #[arg(long)]
+    metrics: Option<String>,
+    /// Audit log file (JSON Lines, appended).
+    #[arg(long)]
+    audit_log: Option<PathBuf>,
+    #[arg(long)]
+    max_bulk_items: Option<u64>,
+    #[arg(long)]
+    max_frame_bytes: Option<u64>,
+    #[arg(long)]
+    max_streams: Option<u64>,
+    #[arg(long)]
+    max_connections: Option<u64>,
+    /// Seconds without traffic before a connection is dropped (clients send keep-alives).
+    #[arg(long)]
+    idle_timeout: Option<u64>,
+    /// Seconds to wait for the next frame of a request.
+    #[arg(long)]
+    frame_timeout: Option<u64>,
+    /// Seconds to let requests in flight finish on SIGTERM.
+    #[arg(long)]
+    shutdown_grace: Option<u64>,
+    /// Answer as if it were always this time, YYYYMMDDHHmmss (tests, replays).
+    #[arg(long, hide = true)]
+    fixed_clock: Option<String>,
+}
+
+#[derive(Args)]
+struct DemoArgs {
+    #[arg(long, default_value_t = 100_000)]
+    persons: u64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Keep everything in this directory (default: a temporary one, removed on exit).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    #[arg(long, default_value = "127.0.0.1:4433")]
+    listen: SocketAddr,
+    #[arg(long, default_value = "127.0.0.1:0")]
+    metrics: SocketAddr,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logs(cli.log_json);
+    let result = match cli.command {
+        Some(Command::Certs { out, institution, server_names }) => certs(&out, &institution, &server_names),
+        Some(Command::Serve(args)) => runtime().and_then(|rt| rt.block_on(serve(*args))),
+        Some(Command::Demo(args)) => runtime().and_then(|rt| rt.block_on(run_demo(args))),
+        None => runtime().and_then(|rt| {
+            rt.block_on(run_demo(DemoArgs {
+                persons: 100_000,
+                seed: 1,
+                dir: None,
+                listen: "127.0.0.1:4433".parse().expect("constant address"),
+                metrics: "127.0.0.1:0".parse().expect("constant address"),
+            }))
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("eligd: {e:#}");
+            let config = e.downcast_ref::<elig_server::config::ConfigError>().is_some();
+            ExitCode::from(if config { 2 } else { 1 })
+        }
+    }
+}
+
+fn init_logs(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the tokio runtime")
+}
+
+fn certs(out: &std::path::Path, institution: &str, names: &[String]) -> anyhow::Result<()> {
+    let role = elig_server::roles::Role::from_uri(&format!("urn:elig:role:institution:{institution}")).map_err(|e| {
+        elig_server::config::ConfigError::Invalid { key: "--institution", value: institution.into(), reason: e.to_string() }
+    })?;
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    let pki = DevPki::generate(role.institution().unwrap_or(institution), &names)?;
+    for f in pki.write(out)? {
+        println!("{}", f.display());
+    }
+    Ok(())
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let file = match &args.config {
+        Some(p) => RawConfig::from_file(p)?,
+        None => RawConfig::default(),
+    };
+    let over = RawConfig {
+        listen: args.listen,
+        snapshot_dir: args.snapshot,
+        metrics_listen: args.metrics,
+        audit_log: args.audit_log,
+        audit_key_salt: None,
+        fixed_clock: args.fixed_clock,
+        tls: RawTls { ca: args.ca, cert: args.cert, key: args.key },
+        limits: RawLimits {
+            max_bulk_items: args.max_bulk_items,
+            max_frame_bytes: args.max_frame_bytes,
+            max_streams_per_connection: args.max_streams,
+            max_connections: args.max_connections,
+            idle_timeout_secs: args.idle_timeout,
+            frame_timeout_secs: args.frame_timeout,
+            shutdown_grace_secs: args.shutdown_grace,
+        },
+    };
+    let config = file.overridden_by(over).validate()?;
+    let engine = Engine::open(&config.snapshot_dir).with_context(|| format!("opening snapshot {}", config.snapshot_dir.display()))?;
+    let server = Server::start(&config, Arc::new(engine)).await?;
+    if let Some(m) = server.metrics_addr() {
+        tracing::info!(%m, "metrics on http://{m}/metrics");
+    }
+    stop_on_signals(server.stop_token());
+    server.run().await;
+    Ok(())
+}
+
+fn stop_on_signals(token: CancellationToken) {
+    tokio::spawn(async move {
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot listen for SIGTERM");
+                    let _ = tokio::signal::ctrl_c().await;
+                    token.cancel();
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = term.recv() => tracing::info!("SIGTERM"),
+                _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT"),
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        token.cancel();
+    });
+}
+
+async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
+    let (dir, _tmp) = match args.dir {
+        Some(d) => {
+            std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
+            (d, None)
+        }
+        None => {
+            let t = tempfile::Builder::new().prefix("elig-demo-").tempdir().context("creating a temporary directory")?;
+            (t.path().to_path_buf(), Some(t))
+        }
+    };
+    let today = elig_engine::ids::japan_now().0;
+    eprintln!("eligd demo: generating {} persons and compiling a snapshot in {} ...", args.persons, dir.display());
+    let snapshot_dir = dir.join("snapshot");
+    let snapshot = if snapshot_dir.join("manifest.json").is_file() {
+        eprintln!("eligd demo: reusing the snapshot in {}", snapshot_dir.display());
+        snapshot_dir
+    } else {
+        let (persons, seed, d) = (args.persons, args.seed, dir.clone());
+        tokio::task::spawn_blocking(move || demo::synthetic_snapshot(&d, persons, seed, today)).await??
+    };
+    let engine = Arc::new(Engine::open(&snapshot).with_context(|| format!("opening snapshot {}", snapshot.display()))?);
+    let examples = demo::examples(&engine.pin(), today);
+    let prepared = demo::prepare(&dir, snapshot, &examples.institution, args.listen, Some(args.metrics))?;
+    let server = Server::start(&prepared.config, engine).await?;
+    let elig = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(|d| d.join("elig")))
+        .filter(|p| p.is_file())
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "cargo run -q -p elig-server --bin elig --".to_string());
+    // The instructions are for a person; a closed standard output must not stop the server.
+    let text = demo::instructions(&prepared, &examples, server.local_addr(), server.metrics_addr(), args.persons, &elig);
+    let mut out = std::io::stdout();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    stop_on_signals(server.stop_token());
+    server.run().await;
+    Ok(())
+}

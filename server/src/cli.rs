@@ -1,0 +1,211 @@
+//! What the `elig` command line needs besides the client library: its
+//! connection settings (file, environment, flags), reading query input,
+//! and writing answers as JSON or as the real `XmlMsg` document.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use elig_engine::answer::{Answer, BulkConfirmUnit, MessageHeader};
+use serde::Deserialize;
+
+use crate::client::{ClientError, ClientOptions};
+use crate::protocol::BulkSummary;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CliError {
+    #[error("{path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("missing setting '{key}': pass {flag}, set {env}, or put it in the --config file")]
+    Missing { key: &'static str, flag: &'static str, env: &'static str },
+    #[error("'{value}' is not a server address like 127.0.0.1:4433")]
+    Address { value: String },
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+}
+
+/// The `--config` file of `elig`: where the server is and which
+/// certificate to present.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSettings {
+    pub server: Option<String>,
+    pub server_name: Option<String>,
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+impl ClientSettings {
+    pub fn from_file(path: &Path) -> Result<ClientSettings, CliError> {
+        let text = std::fs::read_to_string(path).map_err(|source| CliError::Read { path: path.to_path_buf(), source })?;
+        toml::from_str(&text).map_err(|e| CliError::Parse { path: path.to_path_buf(), message: e.to_string().trim_end().into() })
+    }
+
+    /// `self` with the settings `over` gives replaced.
+    pub fn overridden_by(self, over: ClientSettings) -> ClientSettings {
+        ClientSettings {
+            server: over.server.or(self.server),
+            server_name: over.server_name.or(self.server_name),
+            ca: over.ca.or(self.ca),
+            cert: over.cert.or(self.cert),
+            key: over.key.or(self.key),
+        }
+    }
+
+    /// Validate and load the PEM files.
+    pub fn options(&self) -> Result<ClientOptions, CliError> {
+        let server = self.server.as_deref().ok_or(CliError::Missing { key: "server", flag: "--server", env: "ELIG_SERVER" })?;
+        let addr: SocketAddr = server.parse().map_err(|_| CliError::Address { value: server.to_string() })?;
+        let ca = self.ca.as_deref().ok_or(CliError::Missing { key: "ca", flag: "--ca", env: "ELIG_CA" })?;
+        let cert = self.cert.as_deref().ok_or(CliError::Missing { key: "cert", flag: "--cert", env: "ELIG_CERT" })?;
+        let key = self.key.as_deref().ok_or(CliError::Missing { key: "key", flag: "--key", env: "ELIG_KEY" })?;
+        let name = self.server_name.as_deref().unwrap_or("localhost");
+        Ok(ClientOptions::from_files(addr, name, ca, Some((cert, key)))?)
+    }
+}
+
+/// Output format of answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    /// The `XmlMsg` document; `true` for Shift_JIS.
+    Xml {
+        shift_jis: bool,
+    },
+}
+
+impl Format {
+    pub fn new(format: &str, encoding: &str) -> Result<Format, CliError> {
+        let sjis = match encoding.to_ascii_lowercase().replace('-', "_").as_str() {
+            "utf_8" | "utf8" => false,
+            "shift_jis" | "sjis" => true,
+            other => return Err(CliError::Usage(format!("--encoding '{other}': expected utf-8 or shift_jis"))),
+        };
+        match format {
+            "json" if sjis => Err(CliError::Usage("--encoding shift_jis needs --format xml (JSON is always UTF-8)".into())),
+            "json" => Ok(Format::Json),
+            "xml" => Ok(Format::Xml { shift_jis: sjis }),
+            other => Err(CliError::Usage(format!("--format '{other}': expected json or xml"))),
+        }
+    }
+
+    /// One answer document, ending with a newline.
+    pub fn render(self, answer: &Answer, pretty: bool) -> Vec<u8> {
+        let mut out = match self {
+            Format::Json if pretty => serde_json::to_vec_pretty(answer).unwrap_or_default(),
+            Format::Json => serde_json::to_vec(answer).unwrap_or_default(),
+            Format::Xml { shift_jis } => crate::xml::render(answer, shift_jis),
+        };
+        if out.last() != Some(&b'\n') {
+            out.push(b'\n');
+        }
+        out
+    }
+}
+
+/// Read all of `file`, or standard input when `None`.
+pub fn read_input(file: Option<&Path>) -> Result<Vec<u8>, CliError> {
+    match file {
+        Some(p) => std::fs::read(p).map_err(|source| CliError::Read { path: p.to_path_buf(), source }),
+        None => {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
+                .map_err(|source| CliError::Read { path: "<stdin>".into(), source })?;
+            Ok(buf)
+        }
+    }
+}
+
+/// The query lines of JSON Lines input. Blank lines are skipped (they are
+/// not queries); every other line is sent as it is, so a malformed line
+/// gets its own error answer in its position.
+pub fn query_lines(input: &[u8]) -> Vec<Vec<u8>> {
+    input
+        .split(|b| *b == b'\n')
+        .map(|l| l.strip_suffix(b"\r").unwrap_or(l))
+        .filter(|l| l.iter().any(|b| !b.is_ascii_whitespace()))
+        .map(<[u8]>::to_vec)
+        .collect()
+}
+
+/// A bulk inquiry's answers as one document of the real bulk result: one
+/// `BulkConfirmUnit` per query, the counts in the header.
+pub fn bulk_document(answers: &[Answer], summary: &BulkSummary) -> Answer {
+    let first = answers.first().map(|a| &a.message_header);
+    let institution = first.map(|h| h.medical_institution_code.clone()).unwrap_or_default();
+    let same = answers.iter().all(|a| a.message_header.medical_institution_code == institution);
+    let header = MessageHeader {
+        process_execution_time: first.map(|h| h.process_execution_time.clone()).unwrap_or_default(),
+        qualification_confirmation_date: first.map(|h| h.qualification_confirmation_date.clone()).unwrap_or_default(),
+        medical_institution_code: if same { institution } else { String::new() },
+        reference_classification: "2".into(),
+        segment_of_result: "1".into(),
+        character_code_identifier: "0".into(),
+        snapshot_generation: summary.generation.to_string(),
+        delta_sequence: summary.delta_seq.to_string(),
+        number_of_processing_result: Some(summary.items.to_string()),
+        number_of_normal_processing: Some(summary.normal.to_string()),
+        number_of_error: Some(summary.errors.to_string()),
+        ..Default::default()
+    };
+    let units = answers
+        .iter()
+        .map(|a| {
+            let b = &a.message_body;
+            let entry = b.result_list.first().cloned();
+            BulkConfirmUnit {
+                qualification_confirm_search_info: b.qualification_confirm_search_info.clone().unwrap_or_default(),
+                processing_result_status: b.processing_result_status.clone(),
+                processing_result_code: b.processing_result_code.clone(),
+                processing_result_message: b.processing_result_message.clone(),
+                qualification_validity: b.qualification_validity.clone(),
+                reference_number: entry.as_ref().and_then(|e| e.reference_number.clone()),
+                result_of_qualification_confirmation: entry,
+            }
+        })
+        .collect();
+    let mut doc = Answer { message_header: header, ..Default::default() };
+    doc.message_body.processing_result_status = "1".into();
+    doc.message_body.bulk_confirm_unit_list = units;
+    doc
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_formats_and_settings() {
+        let lines = query_lines(b"{\"a\":1}\r\n\n  \n{bad\n{\"b\":2}");
+        assert_eq!(lines, vec![b"{\"a\":1}".to_vec(), b"{bad".to_vec(), b"{\"b\":2}".to_vec()]);
+        assert_eq!(Format::new("xml", "Shift_JIS").unwrap(), Format::Xml { shift_jis: true });
+        assert!(Format::new("json", "shift_jis").unwrap_err().to_string().contains("needs --format xml"));
+        assert!(Format::new("yaml", "utf-8").is_err());
+        let e = ClientSettings::default().options().unwrap_err();
+        assert_eq!(e.to_string(), "missing setting 'server': pass --server, set ELIG_SERVER, or put it in the --config file");
+        let s = ClientSettings { server: Some("localhost:1".into()), ..Default::default() };
+        assert!(s.options().unwrap_err().to_string().contains("not a server address"));
+    }
+
+    #[test]
+    fn a_bulk_becomes_one_document_of_units() {
+        let mut ok = Answer::default();
+        ok.message_header.medical_institution_code = "3410712362".into();
+        ok.message_body.processing_result_status = "1".into();
+        ok.message_body.qualification_validity = Some("1".into());
+        let mut bad = ok.clone();
+        bad.message_body.processing_result_status = "2".into();
+        bad.message_body.processing_result_code = Some("EQ04".into());
+        let summary = BulkSummary { items: 2, normal: 1, errors: 1, generation: 9, delta_seq: 0 };
+        let doc = bulk_document(&[ok, bad], &summary);
+        assert_eq!(doc.message_header.number_of_error.as_deref(), Some("1"));
+        assert_eq!(doc.message_header.snapshot_generation, "9");
+        assert_eq!(doc.message_body.bulk_confirm_unit_list.len(), 2);
+        assert_eq!(doc.message_body.bulk_confirm_unit_list[1].processing_result_code.as_deref(), Some("EQ04"));
+    }
+}

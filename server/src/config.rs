@@ -1,0 +1,329 @@
+//! Server configuration: a TOML file, overridden by command-line flags,
+//! validated once into a [`Config`] whose fields are all usable as they are.
+//!
+//! ```toml
+//! listen = "127.0.0.1:4433"          # UDP address of the QUIC endpoint
+//! snapshot_dir = "/srv/elig/snapshot" # required: a compiled snapshot directory
+//! metrics_listen = "127.0.0.1:9464"   # optional: Prometheus endpoint (GET /metrics)
+//! audit_log = "/var/log/elig/audit.jsonl" # optional: audit JSON Lines, appended
+//! audit_key_salt = "..."              # optional: mixed into the audit key hash
+//!
+//! [tls]                               # all three required
+//! ca = "certs/ca.pem"                 # CA that issues client certificates
+//! cert = "certs/server.pem"
+//! key = "certs/server.key"
+//!
+//! [limits]                            # all optional, defaults shown
+//! max_bulk_items = 10000
+//! max_frame_bytes = 65536
+//! max_streams_per_connection = 64
+//! max_connections = 1024
+//! idle_timeout_secs = 30               # connection idle time (clients send keep-alives)
+//! frame_timeout_secs = 30              # longest wait for the next frame of a request
+//! shutdown_grace_secs = 30
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("{path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("missing setting '{key}': set it in the configuration file or pass {flag}")]
+    Missing { key: &'static str, flag: &'static str },
+    #[error("setting '{key}' = '{value}': {reason}")]
+    Invalid { key: &'static str, value: String, reason: String },
+}
+
+/// Settings as read from the file or flags: everything optional.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Option<String>,
+    pub snapshot_dir: Option<PathBuf>,
+    pub metrics_listen: Option<String>,
+    pub audit_log: Option<PathBuf>,
+    pub audit_key_salt: Option<String>,
+    /// `YYYYMMDDHHmmss`: answer as if it were always this time (tests, replays).
+    pub fixed_clock: Option<String>,
+    #[serde(default)]
+    pub tls: RawTls,
+    #[serde(default)]
+    pub limits: RawLimits,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub ca: Option<PathBuf>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLimits {
+    pub max_bulk_items: Option<u64>,
+    pub max_frame_bytes: Option<u64>,
+    pub max_streams_per_connection: Option<u64>,
+    pub max_connections: Option<u64>,
+    pub idle_timeout_secs: Option<u64>,
+    pub frame_timeout_secs: Option<u64>,
+    pub shutdown_grace_secs: Option<u64>,
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub snapshot_dir: PathBuf,
+    pub tls: TlsPaths,
+    pub metrics_listen: Option<SocketAddr>,
+    pub audit_log: Option<PathBuf>,
+    pub audit_key_salt: String,
+    pub fixed_clock: Option<u64>,
+    pub limits: Limits,
+}
+
+#[derive(Debug, Clone)]
+pub struct TlsPaths {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    pub max_bulk_items: u64,
+    pub max_frame_bytes: usize,
+    pub max_streams_per_connection: u32,
+    pub max_connections: usize,
+    pub idle_timeout_secs: u64,
+    pub frame_timeout_secs: u64,
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_bulk_items: 10_000,
+            max_frame_bytes: crate::protocol::DEFAULT_MAX_FRAME,
+            max_streams_per_connection: 64,
+            max_connections: 1024,
+            idle_timeout_secs: 30,
+            frame_timeout_secs: 30,
+            shutdown_grace_secs: 30,
+        }
+    }
+}
+
+impl Limits {
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    pub fn frame_timeout(&self) -> Duration {
+        Duration::from_secs(self.frame_timeout_secs)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4433";
+
+impl RawConfig {
+    /// Read a TOML file.
+    pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        RawConfig::from_toml(&text).map_err(|message| ConfigError::Parse { path: path.to_path_buf(), message })
+    }
+
+    pub fn from_toml(text: &str) -> Result<RawConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
+    }
+
+    /// `self` with every setting that `over` gives replaced.
+    pub fn overridden_by(self, over: RawConfig) -> RawConfig {
+        let l = over.limits;
+        RawConfig {
+            listen: over.listen.or(self.listen),
+            snapshot_dir: over.snapshot_dir.or(self.snapshot_dir),
+            metrics_listen: over.metrics_listen.or(self.metrics_listen),
+            audit_log: over.audit_log.or(self.audit_log),
+            audit_key_salt: over.audit_key_salt.or(self.audit_key_salt),
+            fixed_clock: over.fixed_clock.or(self.fixed_clock),
+            tls: RawTls { ca: over.tls.ca.or(self.tls.ca), cert: over.tls.cert.or(self.tls.cert), key: over.tls.key.or(self.tls.key) },
+            limits: RawLimits {
+                max_bulk_items: l.max_bulk_items.or(self.limits.max_bulk_items),
+                max_frame_bytes: l.max_frame_bytes.or(self.limits.max_frame_bytes),
+                max_streams_per_connection: l.max_streams_per_connection.or(self.limits.max_streams_per_connection),
+                max_connections: l.max_connections.or(self.limits.max_connections),
+                idle_timeout_secs: l.idle_timeout_secs.or(self.limits.idle_timeout_secs),
+                frame_timeout_secs: l.frame_timeout_secs.or(self.limits.frame_timeout_secs),
+                shutdown_grace_secs: l.shutdown_grace_secs.or(self.limits.shutdown_grace_secs),
+            },
+        }
+    }
+
+    /// Check every setting; the first problem found is the error.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let listen_text = self.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
+        let listen = address("listen", &listen_text)?;
+        let snapshot_dir = self.snapshot_dir.ok_or(ConfigError::Missing { key: "snapshot_dir", flag: "--snapshot" })?;
+        if !snapshot_dir.join(elig_engine::manifest::MANIFEST_FILE).is_file() {
+            return Err(ConfigError::Invalid {
+                key: "snapshot_dir",
+                value: snapshot_dir.display().to_string(),
+                reason: "not a snapshot directory (no manifest.json); compile one with `elig-loader compile`".into(),
+            });
+        }
+        let tls = TlsPaths {
+            ca: file("tls.ca", self.tls.ca, "--ca")?,
+            cert: file("tls.cert", self.tls.cert, "--cert")?,
+            key: file("tls.key", self.tls.key, "--key")?,
+        };
+        let metrics_listen = self.metrics_listen.as_deref().map(|m| address("metrics_listen", m)).transpose()?;
+        if let Some(dir) = self.audit_log.as_ref().and_then(|p| p.parent()).filter(|d| !d.as_os_str().is_empty()) {
+            if !dir.is_dir() {
+                return Err(ConfigError::Invalid {
+                    key: "audit_log",
+                    value: self.audit_log.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
+                    reason: "its directory does not exist".into(),
+                });
+            }
+        }
+        let fixed_clock = match self.fixed_clock {
+            None => None,
+            Some(t) => Some(elig_engine::ids::timestamp("fixed_clock", &t).map_err(|e| ConfigError::Invalid {
+                key: "fixed_clock",
+                value: t.clone(),
+                reason: e.reason,
+            })?),
+        };
+        let d = Limits::default();
+        let l = self.limits;
+        let limits = Limits {
+            max_bulk_items: ranged("limits.max_bulk_items", l.max_bulk_items, d.max_bulk_items, 1, 1_000_000)?,
+            max_frame_bytes: ranged("limits.max_frame_bytes", l.max_frame_bytes, d.max_frame_bytes as u64, 1024, 16 << 20)? as usize,
+            max_streams_per_connection: ranged(
+                "limits.max_streams_per_connection",
+                l.max_streams_per_connection,
+                d.max_streams_per_connection.into(),
+                1,
+                10_000,
+            )? as u32,
+            max_connections: ranged("limits.max_connections", l.max_connections, d.max_connections as u64, 1, 1_000_000)? as usize,
+            idle_timeout_secs: ranged("limits.idle_timeout_secs", l.idle_timeout_secs, d.idle_timeout_secs, 10, 3600)?,
+            frame_timeout_secs: ranged("limits.frame_timeout_secs", l.frame_timeout_secs, d.frame_timeout_secs, 1, 3600)?,
+            shutdown_grace_secs: ranged("limits.shutdown_grace_secs", l.shutdown_grace_secs, d.shutdown_grace_secs, 0, 3600)?,
+        };
+        Ok(Config {
+            listen,
+            snapshot_dir,
+            tls,
+            metrics_listen,
+            audit_log: self.audit_log,
+            audit_key_salt: self.audit_key_salt.unwrap_or_default(),
+            fixed_clock,
+            limits,
+        })
+    }
+}
+
+fn address(key: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
+    value.parse().map_err(|_| ConfigError::Invalid {
+        key,
+        value: value.to_string(),
+        reason: "not a socket address like 127.0.0.1:4433 or [::1]:4433".into(),
+    })
+}
+
+fn file(key: &'static str, path: Option<PathBuf>, flag: &'static str) -> Result<PathBuf, ConfigError> {
+    let path = path.ok_or(ConfigError::Missing { key, flag })?;
+    if !path.is_file() {
+        return Err(ConfigError::Invalid { key, value: path.display().to_string(), reason: "no such file".into() });
+    }
+    Ok(path)
+}
+
+fn ranged(key: &'static str, v: Option<u64>, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
+    let v = v.unwrap_or(default);
+    if v < min || v > max {
+        return Err(ConfigError::Invalid { key, value: v.to_string(), reason: format!("must be between {min} and {max}") });
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup() -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path();
+        std::fs::create_dir(p.join("snap")).unwrap();
+        std::fs::write(p.join("snap/manifest.json"), "{}").unwrap();
+        for f in ["ca.pem", "server.pem", "server.key"] {
+            std::fs::write(p.join(f), "x").unwrap();
+        }
+        let d = p.display();
+        let toml = format!(
+            "snapshot_dir = \"{d}/snap\"\n[tls]\nca = \"{d}/ca.pem\"\ncert = \"{d}/server.pem\"\nkey = \"{d}/server.key\"\n[limits]\nmax_bulk_items = 500\n"
+        );
+        (dir, toml)
+    }
+
+    #[test]
+    fn a_file_with_overrides_validates() {
+        let (_dir, toml) = setup();
+        let raw = RawConfig::from_toml(&toml).unwrap();
+        let over = RawConfig {
+            listen: Some("[::1]:0".into()),
+            limits: RawLimits { idle_timeout_secs: Some(15), ..Default::default() },
+            ..Default::default()
+        };
+        let c = raw.overridden_by(over).validate().unwrap();
+        assert_eq!(c.listen, "[::1]:0".parse::<SocketAddr>().unwrap());
+        assert_eq!(c.limits.max_bulk_items, 500);
+        assert_eq!(c.limits.idle_timeout_secs, 15);
+        assert_eq!(c.limits.max_frame_bytes, 65536);
+        assert_eq!(c.metrics_listen, None);
+    }
+
+    #[test]
+    fn every_bad_setting_is_named() {
+        let (_dir, toml) = setup();
+        let check = |extra: &str, want: &str| {
+            let text = format!("{extra}\n{toml}");
+            let err = match RawConfig::from_toml(&text) {
+                Ok(raw) => raw.validate().unwrap_err().to_string(),
+                Err(e) => e,
+            };
+            assert!(err.contains(want), "{extra}: {err}");
+        };
+        check("listen = \"localhost\"", "setting 'listen' = 'localhost': not a socket address");
+        check("metrics_listen = \"9464\"", "setting 'metrics_listen' = '9464'");
+        check("colour = \"red\"", "unknown field `colour`");
+        check("fixed_clock = \"2026\"", "setting 'fixed_clock' = '2026': must be a timestamp");
+        let text = toml.replace("max_bulk_items = 500", "max_bulk_items = 0");
+        let err = RawConfig::from_toml(&text).unwrap().validate().unwrap_err();
+        assert_eq!(err.to_string(), "setting 'limits.max_bulk_items' = '0': must be between 1 and 1000000");
+        let err = RawConfig::default().validate().unwrap_err();
+        assert_eq!(err.to_string(), "missing setting 'snapshot_dir': set it in the configuration file or pass --snapshot");
+        let text = toml.replace("server.key", "nope.key");
+        let err = RawConfig::from_toml(&text).unwrap().validate().unwrap_err().to_string();
+        assert!(err.starts_with("setting 'tls.key' = '") && err.ends_with("nope.key': no such file"), "{err}");
+        let text = toml.replace("/snap\"", "/nosnap\"");
+        let err = RawConfig::from_toml(&text).unwrap().validate().unwrap_err().to_string();
+        assert!(err.contains("not a snapshot directory"), "{err}");
+    }
+}

@@ -1,0 +1,476 @@
+//! The request handler: a plain function of one snapshot generation, the
+//! caller's role and the request. No quinn or tokio types: tests call it
+//! directly, and `server` is thin glue that moves frames in and out.
+//!
+//! Queries always get an answer document, even when refused (malformed, or
+//! the role may not ask it: `ProcessingResultStatus` 2 with a code that names
+//! why). A request that cannot be served as a whole (an operator command
+//! without the operator role, a bulk inquiry over the limit) is a
+//! [`Refusal`], sent as an `Error` frame.
+
+use std::borrow::Cow;
+
+use elig_engine::answer::{Answer, BulkConfirmUnit, SearchInfo};
+use elig_engine::engine::Generation;
+use elig_engine::ids;
+use elig_engine::lookup::{Clock, View};
+use elig_engine::query::{parse_query, Query, QueryError, QueryKey};
+use serde::{Deserialize, Serialize};
+
+use crate::config::Limits;
+use crate::protocol::{codes, BulkBegin, BulkSummary};
+use crate::roles::Role;
+use crate::usage::{Usage, UsageReport};
+
+/// A request refused as a whole: the payload of an `Error` frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct Refusal {
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Refusal {
+    pub fn new(code: &'static str, message: impl Into<String>) -> Refusal {
+        Refusal { code, message: message.into() }
+    }
+
+    fn operator_only(what: &str, role: &Role) -> Refusal {
+        Refusal::new(codes::PERMISSION, format!("{what} needs an operator certificate; this one is {role}"))
+    }
+}
+
+/// What one query (a lookup, a bulk item, a ticket fetch) came to: what
+/// usage accounting, the audit log and metrics record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// `lookup`, `bulk` or `tickets`.
+    pub request: &'static str,
+    /// The lookup kind (`QueryKey::kind`), `malformed` or `refused`.
+    pub kind: &'static str,
+    /// The institution the query was made for ("" if unknown).
+    pub institution: String,
+    /// The key asked (hashed before it is logged; never logged as is).
+    pub key: Option<String>,
+    pub generation: u64,
+    pub delta_seq: u64,
+    /// `1` normal, `2` error (`ProcessingResultStatus`).
+    pub status: String,
+    pub validity: Option<String>,
+    pub code: Option<String>,
+    /// Position in a bulk inquiry, from 0.
+    pub item: Option<u64>,
+    /// A My Number certificate check was made (J-LIS bills these).
+    pub certificate_check: bool,
+}
+
+impl Outcome {
+    pub fn is_normal(&self) -> bool {
+        self.status == "1"
+    }
+}
+
+/// Which query kinds a request takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Accept {
+    Any,
+    /// Bulk inquiries: insurance card and medical ticket queries.
+    CardData,
+    Delegated,
+}
+
+/// Answer one query document.
+pub fn lookup(gen: &Generation, role: &Role, query: &[u8], clock: Clock) -> (Answer, Outcome) {
+    let (mut answer, outcome) = answer_one(&gen.view(), gen.id(), role, query, clock, "lookup", Accept::Any);
+    if !answer.message_body.bulk_confirm_unit_list.is_empty() {
+        answer.count_units();
+    }
+    (answer, outcome)
+}
+
+/// A delegated-ticket fetch: the units, then the summary (the answer
+/// without its units, with the counts in its header).
+pub fn tickets(gen: &Generation, role: &Role, query: &[u8], clock: Clock) -> (Vec<BulkConfirmUnit>, Answer, Outcome) {
+    let (mut answer, outcome) = answer_one(&gen.view(), gen.id(), role, query, clock, "tickets", Accept::Delegated);
+    if answer.is_error() {
+        return (Vec::new(), answer, outcome);
+    }
+    answer.count_units();
+    let units = std::mem::take(&mut answer.message_body.bulk_confirm_unit_list);
+    (units, answer, outcome)
+}
+
+/// A bulk inquiry in progress: items are answered one at a time, in order,
+/// all from the generation and delta sequence it began with.
+pub struct Bulk<'g> {
+    view: View<'g>,
+    generation: u64,
+    role: Role,
+    clock: Clock,
+    declared: u64,
+    summary: BulkSummary,
+}
+
+impl std::fmt::Debug for Bulk<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Bulk").field("role", &self.role).field("declared", &self.declared).field("summary", &self.summary).finish()
+    }
+}
+
+impl<'g> Bulk<'g> {
+    /// Start a bulk inquiry from its `BulkBegin` payload.
+    pub fn begin(gen: &'g Generation, role: &Role, header: &[u8], limits: &Limits, clock: Clock) -> Result<Bulk<'g>, Refusal> {
+        if role.is_operator() {
+            return Err(Refusal::new(codes::PERMISSION, "an operator certificate may not query eligibility"));
+        }
+        let begin: BulkBegin = serde_json::from_slice(header)
+            .map_err(|e| Refusal::new(codes::BAD_PAYLOAD, format!("bulk header must be {{\"items\": N}}: {e}")))?;
+        if begin.items > limits.max_bulk_items {
+            return Err(Refusal::new(
+                codes::BULK_LIMIT,
+                format!("bulk inquiry of {} items exceeds the limit of {} items; split it", begin.items, limits.max_bulk_items),
+            ));
+        }
+        let view = gen.view();
+        let summary = BulkSummary { generation: gen.id(), delta_seq: view.delta_seq, ..Default::default() };
+        Ok(Bulk { view, generation: gen.id(), role: role.clone(), clock, declared: begin.items, summary })
+    }
+
+    /// Items the caller declared.
+    pub fn declared(&self) -> u64 {
+        self.declared
+    }
+
+    /// Items still expected.
+    pub fn remaining(&self) -> u64 {
+        self.declared - self.summary.items
+    }
+
+    /// Answer the next item.
+    pub fn item(&mut self, query: &[u8]) -> Result<(Answer, Outcome), Refusal> {
+        if self.remaining() == 0 {
+            return Err(Refusal::new(codes::BULK_COUNT, format!("more items than the {} declared", self.declared)));
+        }
+        let (answer, mut outcome) = answer_one(&self.view, self.generation, &self.role, query, self.clock, "bulk", Accept::CardData);
+        outcome.item = Some(self.summary.items);
+        self.summary.items += 1;
+        if answer.is_error() {
+            self.summary.errors += 1;
+        } else {
+            self.summary.normal += 1;
+        }
+        Ok((answer, outcome))
+    }
+
+    /// The summary, once every declared item was answered.
+    pub fn finish(self) -> Result<BulkSummary, Refusal> {
+        if self.remaining() != 0 {
+            return Err(Refusal::new(
+                codes::BULK_COUNT,
+                format!("bulk inquiry ended after {} of {} declared items", self.summary.items, self.declared),
+            ));
+        }
+        Ok(self.summary)
+    }
+}
+
+/// What the server knows about itself, for `status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeInfo {
+    /// `YYYYMMDDHHmmss`, Japan time.
+    pub started: u64,
+    pub uptime_secs: u64,
+    pub connections_active: u64,
+    pub connections_total: u64,
+    pub requests_total: u64,
+    pub limits: Option<Limits>,
+}
+
+/// The `status` report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub server_version: String,
+    pub protocol: String,
+    pub generation: u64,
+    pub delta_seq: u64,
+    pub persons: u64,
+    /// When the snapshot was compiled, `YYYYMMDDHHmmss`.
+    pub snapshot_created: u64,
+    pub snapshot_dir: String,
+    pub mapped_bytes: u64,
+    #[serde(flatten)]
+    pub runtime: RuntimeInfo,
+}
+
+/// Operator: the server's status.
+pub fn status(gen: &Generation, role: &Role, runtime: RuntimeInfo) -> Result<StatusReport, Refusal> {
+    if !role.is_operator() {
+        return Err(Refusal::operator_only("status", role));
+    }
+    let m = gen.snapshot.manifest();
+    Ok(StatusReport {
+        server_version: env!("CARGO_PKG_VERSION").to_string(),
+        protocol: String::from_utf8_lossy(crate::protocol::ALPN).into_owned(),
+        generation: gen.id(),
+        delta_seq: gen.view().delta_seq,
+        persons: m.persons,
+        snapshot_created: m.created,
+        snapshot_dir: gen.snapshot.dir().display().to_string(),
+        mapped_bytes: gen.snapshot.mapped_bytes(),
+        runtime,
+    })
+}
+
+/// Operator: usage counts since the server started.
+pub fn usage(role: &Role, usage: &Usage, clock: Clock) -> Result<UsageReport, Refusal> {
+    if !role.is_operator() {
+        return Err(Refusal::operator_only("usage", role));
+    }
+    Ok(usage.report(clock.now))
+}
+
+/// Operator commands reserved for a later version (snapshot swap, deltas).
+pub fn reserved(what: &str, role: &Role) -> Refusal {
+    if !role.is_operator() {
+        return Refusal::operator_only(what, role);
+    }
+    Refusal::new(codes::NOT_IMPLEMENTED, format!("{what} is reserved and not implemented by this server version"))
+}
+
+/// A whole request, for callers without a network (tests, tools).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Request {
+    Lookup(Vec<u8>),
+    Bulk(Vec<Vec<u8>>),
+    Tickets(Vec<u8>),
+    Status,
+    Usage,
+    Swap(Vec<u8>),
+    Delta(Vec<u8>),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Response {
+    Answer(Answer),
+    Bulk { answers: Vec<Answer>, summary: BulkSummary },
+    Tickets { units: Vec<BulkConfirmUnit>, summary: Answer },
+    Status(StatusReport),
+    Usage(UsageReport),
+    Refused(Refusal),
+}
+
+/// What the operator requests read besides the generation.
+#[derive(Debug)]
+pub struct Env<'a> {
+    pub limits: Limits,
+    pub usage: &'a Usage,
+    pub runtime: RuntimeInfo,
+}
+
+/// Serve one whole request; returns the response and the outcome of every
+/// query it answered (in order).
+pub fn handle(gen: &Generation, role: &Role, req: Request, clock: Clock, env: &Env<'_>) -> (Response, Vec<Outcome>) {
+    match req {
+        Request::Lookup(q) => {
+            let (a, o) = lookup(gen, role, &q, clock);
+            (Response::Answer(a), vec![o])
+        }
+        Request::Tickets(q) => {
+            let (units, summary, o) = tickets(gen, role, &q, clock);
+            (Response::Tickets { units, summary }, vec![o])
+        }
+        Request::Bulk(items) => {
+            let header = serde_json::to_vec(&BulkBegin { items: items.len() as u64 }).unwrap_or_default();
+            let mut bulk = match Bulk::begin(gen, role, &header, &env.limits, clock) {
+                Ok(b) => b,
+                Err(r) => return (Response::Refused(r), Vec::new()),
+            };
+            let mut answers = Vec::with_capacity(items.len());
+            let mut outcomes = Vec::with_capacity(items.len());
+            for q in &items {
+                match bulk.item(q) {
+                    Ok((a, o)) => {
+                        answers.push(a);
+                        outcomes.push(o);
+                    }
+                    Err(r) => return (Response::Refused(r), outcomes),
+                }
+            }
+            match bulk.finish() {
+                Ok(summary) => (Response::Bulk { answers, summary }, outcomes),
+                Err(r) => (Response::Refused(r), outcomes),
+            }
+        }
+        Request::Status => match status(gen, role, env.runtime.clone()) {
+            Ok(s) => (Response::Status(s), Vec::new()),
+            Err(r) => (Response::Refused(r), Vec::new()),
+        },
+        Request::Usage => match usage(role, env.usage, clock) {
+            Ok(u) => (Response::Usage(u), Vec::new()),
+            Err(r) => (Response::Refused(r), Vec::new()),
+        },
+        Request::Swap(_) => (Response::Refused(reserved("swap", role)), Vec::new()),
+        Request::Delta(_) => (Response::Refused(reserved("delta", role)), Vec::new()),
+    }
+}
+
+// ---- one query ------------------------------------------------------------
+
+fn answer_one(
+    view: &View<'_>,
+    generation: u64,
+    role: &Role,
+    raw: &[u8],
+    clock: Clock,
+    request: &'static str,
+    accept: Accept,
+) -> (Answer, Outcome) {
+    let mut outcome = Outcome {
+        request,
+        kind: "malformed",
+        institution: String::new(),
+        key: None,
+        generation,
+        delta_seq: view.delta_seq,
+        status: "2".into(),
+        validity: None,
+        code: None,
+        item: None,
+        certificate_check: false,
+    };
+    let query = match checked_query(role, raw, clock, accept) {
+        Ok(q) => q,
+        Err(Rejected { error, institution, kind }) => {
+            let mut answer = view.refuse(&error, &institution, clock);
+            if let Some(id) = raw_field(raw, "ArbitraryIdentifier") {
+                answer.message_body.qualification_confirm_search_info =
+                    Some(SearchInfo { arbitrary_identifier: Some(id), ..Default::default() });
+            }
+            outcome.kind = kind;
+            outcome.institution = institution;
+            outcome.code = Some(error.code.to_string());
+            return (answer, outcome);
+        }
+    };
+    let answer = view.answer(&query, clock);
+    outcome.kind = query.key.kind();
+    outcome.institution = query.institution.clone();
+    outcome.key = Some(query.key.key_text());
+    outcome.status = answer.message_body.processing_result_status.clone();
+    outcome.validity = answer.validity().map(str::to_string);
+    outcome.code = answer.message_body.processing_result_code.clone();
+    outcome.certificate_check = matches!(query.key, QueryKey::CertificateSerial(_) | QueryKey::ProcessingNumber(_));
+    (answer, outcome)
+}
+
+struct Rejected {
+    error: QueryError,
+    /// For the answer header and accounting.
+    institution: String,
+    kind: &'static str,
+}
+
+/// Parse a query as the role may ask it.
+fn checked_query(role: &Role, raw: &[u8], clock: Clock, accept: Accept) -> Result<Query, Rejected> {
+    let permission = |message: String, institution: String| Rejected {
+        error: QueryError { code: codes::PERMISSION, field: "MedicalInstitutionCode".into(), message },
+        institution,
+        kind: "refused",
+    };
+    let query = match role {
+        Role::Operator => {
+            return Err(permission(
+                "an operator certificate may not query eligibility; use a central or institution certificate".into(),
+                String::new(),
+            ))
+        }
+        Role::Central => parse_query(raw, clock.today).map_err(|error| Rejected {
+            error,
+            institution: raw_field(raw, "MedicalInstitutionCode").and_then(|c| ids::institution_code(&c).ok()).unwrap_or_default(),
+            kind: "malformed",
+        })?,
+        Role::Institution(code) => {
+            let filled = with_institution(raw, code);
+            let q = parse_query(&filled, clock.today).map_err(|error| Rejected { error, institution: code.clone(), kind: "malformed" })?;
+            if q.institution != *code {
+                return Err(permission(
+                    format!("MedicalInstitutionCode '{}': this certificate may query only as institution {code}", q.institution),
+                    code.clone(),
+                ));
+            }
+            q
+        }
+    };
+    let wrong_kind = |message: &str| Rejected {
+        error: QueryError { code: codes::NOT_IN_BULK, field: "MessageBody".into(), message: message.into() },
+        institution: query.institution.clone(),
+        kind: query.key.kind(),
+    };
+    match (accept, &query.key) {
+        (Accept::CardData, QueryKey::InsuranceCard(_) | QueryKey::MedicalTicket(_)) | (Accept::Any, _) => Ok(query),
+        (Accept::CardData, _) => Err(wrong_kind(
+            "a bulk inquiry takes InsuranceCard and MedicalTicket queries only; send MyNumberCard queries as single lookups and DelegatedTickets as a ticket fetch",
+        )),
+        (Accept::Delegated, QueryKey::DelegatedTickets { .. }) => Ok(query),
+        (Accept::Delegated, _) => Err(wrong_kind("a ticket fetch takes a DelegatedTickets query only")),
+    }
+}
+
+/// The query with `MedicalInstitutionCode` set to `code` when it is absent,
+/// null or blank (an institution's certificate says who it is).
+fn with_institution<'a>(raw: &'a [u8], code: &str) -> Cow<'a, [u8]> {
+    let Ok(serde_json::Value::Object(mut map)) = serde_json::from_slice::<serde_json::Value>(raw) else {
+        return Cow::Borrowed(raw);
+    };
+    let absent = match map.get("MedicalInstitutionCode") {
+        None | Some(serde_json::Value::Null) => true,
+        Some(serde_json::Value::String(s)) => s.trim().is_empty(),
+        Some(_) => false,
+    };
+    if !absent {
+        return Cow::Borrowed(raw);
+    }
+    map.insert("MedicalInstitutionCode".into(), serde_json::Value::String(code.to_string()));
+    Cow::Owned(serde_json::to_vec(&map).unwrap_or_else(|_| raw.to_vec()))
+}
+
+/// A top-level string field of a query that may not parse as a query.
+fn raw_field(raw: &[u8], name: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_slice(raw).ok()?;
+    v.get(name)?.as_str().map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn institution_is_filled_only_when_absent() {
+        let code = "3410712362";
+        let filled = with_institution(br#"{"DelegatedTickets":{"MedicalTreatmentMonth":"202611"}}"#, code);
+        let v: serde_json::Value = serde_json::from_slice(&filled).unwrap();
+        assert_eq!(v["MedicalInstitutionCode"], code);
+        let blank = with_institution(br#"{"MedicalInstitutionCode":" "}"#, code);
+        assert!(String::from_utf8_lossy(&blank).contains(code));
+        let other = br#"{"MedicalInstitutionCode":"1311111114"}"#;
+        assert_eq!(&*with_institution(other, code), &other[..]);
+        assert_eq!(&*with_institution(b"not json", code), b"not json");
+    }
+
+    #[test]
+    fn operators_and_kinds_are_checked_before_lookup() {
+        let clock = Clock::at(20261122093000);
+        let q = br#"{"MedicalInstitutionCode":"3410712362","MyNumberCard":{"CertificateSerialNumber":"AB12"}}"#;
+        let e = checked_query(&Role::Operator, q, clock, Accept::Any).err().unwrap();
+        assert_eq!((e.error.code, e.kind), (codes::PERMISSION, "refused"));
+        let e = checked_query(&Role::Central, q, clock, Accept::CardData).err().unwrap();
+        assert_eq!((e.error.code, e.kind), (codes::NOT_IN_BULK, "certificate_serial"));
+        assert!(checked_query(&Role::Central, q, clock, Accept::Any).is_ok());
+        let e = checked_query(&Role::Institution("1311111114".into()), q, clock, Accept::Any).err().unwrap();
+        assert_eq!(e.error.code, codes::PERMISSION);
+        assert_eq!(e.institution, "1311111114");
+        assert!(e.error.message.contains("'3410712362'"), "{}", e.error.message);
+        let e = checked_query(&Role::Central, b"{", clock, Accept::Any).err().unwrap();
+        assert_eq!((e.error.code, e.kind), ("EQ01", "malformed"));
+    }
+}

@@ -1,0 +1,341 @@
+//! The wire protocol: length-prefixed frames on QUIC bidirectional streams.
+//!
+//! Plain code over bytes, no quinn or tokio types, so tests and the fuzzer
+//! call it directly. The protocol version is negotiated through ALPN
+//! ([`ALPN`]); a change that old peers cannot read gets a new ALPN id.
+//!
+//! ```text
+//! offset  size  field
+//! 0       4     payload length L (u32, little-endian), at most the peer's frame limit
+//! 4       1     frame kind (see `Kind`)
+//! 5       L     payload (UTF-8 JSON, or empty)
+//! ```
+//!
+//! One request per stream: the client opens a bidirectional stream, sends a
+//! request frame (a bulk inquiry: a `BulkBegin` frame then its `BulkItem`
+//! frames), finishes its side, and reads the response frames until the
+//! server finishes its side. Requests on different streams run concurrently.
+
+use serde::{Deserialize, Serialize};
+
+/// ALPN protocol id of this version of the protocol.
+pub const ALPN: &[u8] = b"elig/1";
+
+/// Bytes of the frame header (length + kind).
+pub const HEADER_LEN: usize = 5;
+
+/// Default limit on a frame payload a server accepts (queries are small).
+pub const DEFAULT_MAX_FRAME: usize = 64 * 1024;
+
+/// Limit on a frame payload the client accepts (answers can be large).
+pub const CLIENT_MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// Frame kinds. Requests have the high bit clear, responses set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Kind {
+    /// One query document; answered by one `Answer` frame.
+    Lookup = 0x01,
+    /// Starts a bulk inquiry: `{"items": N}`; `N` `BulkItem` frames follow.
+    BulkBegin = 0x02,
+    /// One query document of a bulk inquiry.
+    BulkItem = 0x03,
+    /// A delegated-ticket query; answered by `Unit` frames then a `Summary`.
+    Tickets = 0x04,
+    /// Operator: server status; answered by a `Report` frame.
+    Status = 0x10,
+    /// Operator: usage counts; answered by a `Report` frame.
+    Usage = 0x11,
+    /// Operator: snapshot swap (reserved, issue 4).
+    Swap = 0x12,
+    /// Operator: delta batch (reserved, issue 4).
+    Delta = 0x13,
+    /// An answer document (`contract.md` section 3).
+    Answer = 0x81,
+    /// One `BulkConfirmUnit` of a delegated-ticket fetch.
+    Unit = 0x82,
+    /// End of a bulk inquiry or ticket fetch.
+    Summary = 0x83,
+    /// Operator report (status, usage).
+    Report = 0x84,
+    /// The request as a whole was refused: `{"code", "message"}`.
+    Error = 0xFF,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 13] = [
+        Kind::Lookup,
+        Kind::BulkBegin,
+        Kind::BulkItem,
+        Kind::Tickets,
+        Kind::Status,
+        Kind::Usage,
+        Kind::Swap,
+        Kind::Delta,
+        Kind::Answer,
+        Kind::Unit,
+        Kind::Summary,
+        Kind::Report,
+        Kind::Error,
+    ];
+
+    pub fn from_u8(b: u8) -> Option<Kind> {
+        Kind::ALL.into_iter().find(|k| *k as u8 == b)
+    }
+
+    /// Short name (logs, metrics, errors).
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Lookup => "lookup",
+            Kind::BulkBegin => "bulk_begin",
+            Kind::BulkItem => "bulk_item",
+            Kind::Tickets => "tickets",
+            Kind::Status => "status",
+            Kind::Usage => "usage",
+            Kind::Swap => "swap",
+            Kind::Delta => "delta",
+            Kind::Answer => "answer",
+            Kind::Unit => "unit",
+            Kind::Summary => "summary",
+            Kind::Report => "report",
+            Kind::Error => "error",
+        }
+    }
+
+    /// Whether a client may send this kind.
+    pub fn is_request(self) -> bool {
+        (self as u8) & 0x80 == 0
+    }
+}
+
+/// Error codes of `Error` frames and of refusals inside answers
+/// (`ProcessingResultCode`). The README lists them.
+pub mod codes {
+    /// A frame could not be read (truncated, empty stream).
+    pub const MALFORMED_FRAME: &str = "EF01";
+    /// A frame is larger than the limit.
+    pub const FRAME_TOO_LARGE: &str = "EF02";
+    /// A frame kind this version does not know.
+    pub const UNKNOWN_KIND: &str = "EF03";
+    /// A known frame where it does not belong.
+    pub const UNEXPECTED_FRAME: &str = "EF04";
+    /// A request payload that does not parse (bulk header, ...).
+    pub const BAD_PAYLOAD: &str = "EF05";
+    /// The certificate's role does not allow this request.
+    pub const PERMISSION: &str = "EP01";
+    /// A bulk inquiry over the item limit.
+    pub const BULK_LIMIT: &str = "EL01";
+    /// A bulk inquiry whose items do not match its declared count.
+    pub const BULK_COUNT: &str = "EL02";
+    /// No frame arrived within the idle time.
+    pub const TIMEOUT: &str = "EL03";
+    /// A reserved request kind this version does not implement yet.
+    pub const NOT_IMPLEMENTED: &str = "EN01";
+    /// A query kind a bulk inquiry does not take.
+    pub const NOT_IN_BULK: &str = "EB01";
+}
+
+/// One decoded frame.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Frame {
+    pub kind: Kind,
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FrameError {
+    #[error("frame payload of {len} bytes exceeds the limit of {max} bytes")]
+    TooLarge { len: u64, max: usize },
+    #[error("unknown frame kind 0x{kind:02x}")]
+    UnknownKind { kind: u8 },
+    #[error("truncated frame: {have} of {need} bytes")]
+    Truncated { have: usize, need: usize },
+}
+
+impl FrameError {
+    /// The protocol error code for this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            FrameError::TooLarge { .. } => codes::FRAME_TOO_LARGE,
+            FrameError::UnknownKind { .. } => codes::UNKNOWN_KIND,
+            FrameError::Truncated { .. } => codes::MALFORMED_FRAME,
+        }
+    }
+}
+
+impl Frame {
+    pub fn new(kind: Kind, payload: impl Into<Vec<u8>>) -> Frame {
+        Frame { kind, payload: payload.into() }
+    }
+
+    /// A frame whose payload is `value` as JSON.
+    pub fn json<T: Serialize>(kind: Kind, value: &T) -> Frame {
+        // Serialising our own plain structs to a Vec cannot fail.
+        Frame { kind, payload: serde_json::to_vec(value).unwrap_or_default() }
+    }
+
+    pub fn error(code: &str, message: impl Into<String>) -> Frame {
+        Frame::json(Kind::Error, &ErrorBody { code: code.to_string(), message: message.into() })
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        encode(self.kind, &self.payload)
+    }
+}
+
+/// Encode one frame.
+pub fn encode(kind: Kind, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    encode_into(&mut out, kind, payload);
+    out
+}
+
+/// Append one encoded frame to `out`.
+pub fn encode_into(out: &mut Vec<u8>, kind: Kind, payload: &[u8]) {
+    // Payloads above u32::MAX never reach here: every sender caps them far lower.
+    let len = u32::try_from(payload.len()).unwrap_or(u32::MAX);
+    out.extend_from_slice(&len.to_le_bytes());
+    out.push(kind as u8);
+    out.extend_from_slice(payload);
+}
+
+/// Decode a frame header: the kind and the payload length, checked against
+/// `max` before any payload byte is read.
+pub fn decode_header(header: &[u8; HEADER_LEN], max: usize) -> Result<(Kind, usize), FrameError> {
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    if len as u64 > max as u64 {
+        return Err(FrameError::TooLarge { len: len.into(), max });
+    }
+    let kind = Kind::from_u8(header[4]).ok_or(FrameError::UnknownKind { kind: header[4] })?;
+    Ok((kind, len as usize))
+}
+
+/// Decode the first frame of `buf`. `Ok(None)` means more bytes are needed;
+/// on success returns the frame and the bytes it took.
+pub fn decode(buf: &[u8], max: usize) -> Result<Option<(Frame, usize)>, FrameError> {
+    let Some(header) = buf.get(..HEADER_LEN) else {
+        return Ok(None);
+    };
+    let mut h = [0u8; HEADER_LEN];
+    h.copy_from_slice(header);
+    let (kind, len) = decode_header(&h, max)?;
+    let end = HEADER_LEN + len;
+    match buf.get(HEADER_LEN..end) {
+        Some(payload) => Ok(Some((Frame { kind, payload: payload.to_vec() }, end))),
+        None => Ok(None),
+    }
+}
+
+/// Decode a complete byte stream into frames; a partial frame at the end is
+/// [`FrameError::Truncated`].
+pub fn decode_all(mut buf: &[u8], max: usize) -> Result<Vec<Frame>, FrameError> {
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        match decode(buf, max)? {
+            Some((frame, used)) => {
+                out.push(frame);
+                buf = &buf[used..];
+            }
+            None => {
+                let need = if buf.len() < HEADER_LEN {
+                    HEADER_LEN
+                } else {
+                    HEADER_LEN + u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize
+                };
+                return Err(FrameError::Truncated { have: buf.len(), need });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Payload of an `Error` frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub code: String,
+    pub message: String,
+}
+
+/// Payload of a `BulkBegin` frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BulkBegin {
+    /// Number of `BulkItem` frames that follow.
+    pub items: u64,
+}
+
+/// Payload of the `Summary` frame that ends a bulk inquiry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkSummary {
+    /// Items answered (`NumberOfProcessingResult`).
+    pub items: u64,
+    /// Items with `ProcessingResultStatus` 1 (`NumberOfNormalProcessing`).
+    pub normal: u64,
+    /// Items with `ProcessingResultStatus` 2 (`NumberOfError`).
+    pub errors: u64,
+    /// The snapshot generation every item was answered from.
+    pub generation: u64,
+    pub delta_seq: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_split_anywhere() {
+        let mut stream = Vec::new();
+        encode_into(&mut stream, Kind::BulkBegin, br#"{"items":2}"#);
+        encode_into(&mut stream, Kind::BulkItem, b"{}");
+        encode_into(&mut stream, Kind::Status, b"");
+        let frames = decode_all(&stream, 1024).unwrap();
+        assert_eq!(frames.len(), 3);
+        assert_eq!(frames[0], Frame::new(Kind::BulkBegin, br#"{"items":2}"#.to_vec()));
+        assert_eq!(frames[2], Frame::new(Kind::Status, Vec::new()));
+        for cut in 0..stream.len() {
+            match decode(&stream[..cut], 1024).unwrap() {
+                None => assert!(cut < 16, "first frame is 16 bytes, cut {cut}"),
+                Some((f, used)) => assert_eq!((f.kind, used), (Kind::BulkBegin, 16)),
+            }
+        }
+    }
+
+    #[test]
+    fn oversized_unknown_and_truncated_frames_are_typed_errors() {
+        let big = encode(Kind::Lookup, &[b'x'; 100]);
+        assert_eq!(decode(&big, 99), Err(FrameError::TooLarge { len: 100, max: 99 }));
+        assert_eq!(FrameError::TooLarge { len: 100, max: 99 }.code(), codes::FRAME_TOO_LARGE);
+        let mut unknown = encode(Kind::Lookup, b"{}");
+        unknown[4] = 0x7a;
+        assert_eq!(decode(&unknown, 99), Err(FrameError::UnknownKind { kind: 0x7a }));
+        assert_eq!(decode_all(&big[..10], 1000), Err(FrameError::Truncated { have: 10, need: 105 }));
+        assert_eq!(decode_all(&big[..3], 1000), Err(FrameError::Truncated { have: 3, need: 5 }));
+        // A header claiming 4 GiB is refused before anything is allocated.
+        assert!(matches!(decode(&[0xff, 0xff, 0xff, 0xff, 0x01], DEFAULT_MAX_FRAME), Err(FrameError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn kinds_are_distinct_and_classified() {
+        for k in Kind::ALL {
+            assert_eq!(Kind::from_u8(k as u8), Some(k));
+            assert_eq!(k.is_request(), (k as u8) < 0x80, "{}", k.name());
+        }
+        assert_eq!(Kind::from_u8(0x00), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn decoder_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let _ = decode_all(&bytes, 32);
+            let _ = decode(&bytes, 32);
+        }
+
+        #[test]
+        fn encode_then_decode_is_identity(kind in 0usize..13, payload in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let kind = Kind::ALL[kind];
+            let frames = decode_all(&encode(kind, &payload), 300).unwrap();
+            proptest::prop_assert_eq!(frames, vec![Frame::new(kind, payload)]);
+        }
+    }
+}

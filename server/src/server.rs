@@ -1,0 +1,412 @@
+//! The QUIC server: accept loop, role check per connection, one task per
+//! stream moving frames in and out of [`crate::handler`]. Thin glue.
+//!
+//! Connection close codes (application): 0 server shutting down, 1 the
+//! client certificate carries no usable role, 2 connection limit reached.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use elig_engine::engine::Engine;
+use elig_engine::lookup::Clock;
+use quinn::{Connection, Endpoint, Incoming, RecvStream, SendStream, VarInt};
+use rustls::pki_types::CertificateDer;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::audit::Audit;
+use crate::config::{Config, Limits};
+use crate::handler::{self, Bulk, Outcome, Refusal, RuntimeInfo};
+use crate::metrics;
+use crate::protocol::{codes, Frame, Kind};
+use crate::roles::{Role, RoleError};
+use crate::stream::{read_frame, write_frame, ReadError};
+use crate::tls::{self, Identity, TlsError};
+use crate::usage::{Usage, UsageReport};
+
+pub const CLOSE_SHUTDOWN: u32 = 0;
+pub const CLOSE_NO_ROLE: u32 = 1;
+pub const CLOSE_LIMIT: u32 = 2;
+
+/// How long a finished response waits for the peer's acknowledgement once
+/// a shutdown has begun.
+const SHUTDOWN_ACK_WAIT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot serve metrics on {addr}: {source}")]
+    Metrics { addr: SocketAddr, source: std::io::Error },
+    #[error("audit log {path}: {source}")]
+    Audit { path: std::path::PathBuf, source: std::io::Error },
+    #[error("idle timeout {0:?} is out of range")]
+    IdleTimeout(Duration),
+}
+
+/// State shared by every connection.
+#[derive(Debug)]
+struct Shared {
+    engine: Arc<Engine>,
+    limits: Limits,
+    usage: Usage,
+    audit: Audit,
+    fixed_clock: Option<Clock>,
+    started: Instant,
+    started_at: u64,
+    connections_active: AtomicU64,
+    connections_total: AtomicU64,
+    requests_total: AtomicU64,
+    tracker: TaskTracker,
+    stop: CancellationToken,
+}
+
+impl Shared {
+    fn clock(&self) -> Clock {
+        self.fixed_clock.unwrap_or_else(Clock::japan_now)
+    }
+
+    fn record(&self, role: &Role, peer: SocketAddr, now: u64, o: &Outcome) {
+        self.usage.record(o);
+        self.audit.record(now, role, peer, o);
+        metrics::query(o);
+    }
+
+    fn runtime(&self) -> RuntimeInfo {
+        RuntimeInfo {
+            started: self.started_at,
+            uptime_secs: self.started.elapsed().as_secs(),
+            connections_active: self.connections_active.load(Ordering::Relaxed),
+            connections_total: self.connections_total.load(Ordering::Relaxed),
+            requests_total: self.requests_total.load(Ordering::Relaxed),
+            limits: Some(self.limits),
+        }
+    }
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    endpoint: Endpoint,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+}
+
+impl Server {
+    /// Load the TLS material, bind, and start serving `engine`.
+    pub async fn start(config: &Config, engine: Arc<Engine>) -> Result<Server, ServerError> {
+        let roots = tls::roots(&tls::read(&config.tls.ca)?, &config.tls.ca.display().to_string())?;
+        let identity = Identity::load(&config.tls.cert, &config.tls.key)?;
+        let crypto = tls::quic_server(tls::server_config(roots, identity)?)?;
+        let limits = config.limits;
+        let mut transport = quinn::TransportConfig::default();
+        transport.max_concurrent_bidi_streams(VarInt::from_u32(limits.max_streams_per_connection));
+        transport.max_concurrent_uni_streams(VarInt::from_u32(0));
+        let idle = quinn::IdleTimeout::try_from(limits.idle_timeout()).map_err(|_| ServerError::IdleTimeout(limits.idle_timeout()))?;
+        transport.max_idle_timeout(Some(idle));
+        let mut server_config = quinn::ServerConfig::with_crypto(crypto);
+        server_config.transport_config(Arc::new(transport));
+        let endpoint =
+            Endpoint::server(server_config, config.listen).map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        let local_addr = endpoint.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+
+        let audit = match &config.audit_log {
+            Some(path) => Audit::open(path, &config.audit_key_salt).map_err(|source| ServerError::Audit { path: path.clone(), source })?,
+            None => Audit::disabled(),
+        };
+        let stop = CancellationToken::new();
+        let metrics_addr = match config.metrics_listen {
+            Some(addr) => Some(metrics::serve(addr, stop.clone()).await.map_err(|source| ServerError::Metrics { addr, source })?),
+            None => None,
+        };
+        let fixed_clock = config.fixed_clock.map(Clock::at);
+        let started_at = fixed_clock.unwrap_or_else(Clock::japan_now).now;
+        let shared = Arc::new(Shared {
+            engine,
+            limits,
+            usage: Usage::new(started_at),
+            audit,
+            fixed_clock,
+            started: Instant::now(),
+            started_at,
+            connections_active: AtomicU64::new(0),
+            connections_total: AtomicU64::new(0),
+            requests_total: AtomicU64::new(0),
+            tracker: TaskTracker::new(),
+            stop: stop.clone(),
+        });
+        metrics::generation(shared.engine.pin().id());
+        tokio::spawn(accept_loop(endpoint.clone(), shared.clone(), stop.clone()));
+        tracing::info!(%local_addr, generation = shared.engine.pin().id(), "eligd listening");
+        Ok(Server { endpoint, shared, stop, local_addr, metrics_addr })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// Usage counts so far.
+    pub fn usage(&self) -> UsageReport {
+        self.shared.usage.report(self.shared.clock().now)
+    }
+
+    /// A token that starts the shutdown when cancelled (signal handlers).
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Serve until the stop token is cancelled, then shut down gracefully.
+    pub async fn run(self) {
+        self.stop.cancelled().await;
+        self.shutdown().await;
+    }
+
+    /// Stop accepting connections and streams, let requests in flight
+    /// finish (up to `shutdown_grace_secs`), then close every connection.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down: finishing requests in flight");
+        self.stop.cancel();
+        self.endpoint.set_server_config(None);
+        self.shared.tracker.close();
+        let grace = self.shared.limits.shutdown_grace();
+        if tokio::time::timeout(grace, self.shared.tracker.wait()).await.is_err() {
+            tracing::warn!(?grace, "requests still in flight after the grace period; closing anyway");
+        }
+        self.endpoint.close(VarInt::from_u32(CLOSE_SHUTDOWN), b"server shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.endpoint.wait_idle()).await;
+        self.shared.audit.close();
+        tracing::info!("shut down");
+    }
+}
+
+async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        let incoming = tokio::select! {
+            _ = stop.cancelled() => break,
+            i = endpoint.accept() => match i {
+                Some(i) => i,
+                None => break,
+            },
+        };
+        if shared.connections_active.load(Ordering::Relaxed) >= shared.limits.max_connections as u64 {
+            metrics::connection_refused("limit");
+            tracing::warn!(peer = %incoming.remote_address(), "connection limit reached; refusing");
+            incoming.refuse();
+            continue;
+        }
+        shared.tracker.spawn(connection(incoming, shared.clone(), stop.clone()));
+    }
+}
+
+fn role_of(conn: &Connection) -> Result<Role, RoleError> {
+    let identity = conn.peer_identity().ok_or(RoleError::NoCertificate)?;
+    let certs = identity.downcast::<Vec<CertificateDer<'static>>>().map_err(|_| RoleError::NoCertificate)?;
+    let leaf = certs.first().ok_or(RoleError::NoCertificate)?;
+    Role::from_certificate(leaf)
+}
+
+async fn connection(incoming: Incoming, shared: Arc<Shared>, stop: CancellationToken) {
+    let peer = incoming.remote_address();
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            metrics::connection_refused("handshake");
+            tracing::info!(%peer, error = %e, "handshake failed");
+            return;
+        }
+    };
+    let role = match role_of(&conn) {
+        Ok(r) => r,
+        Err(e) => {
+            metrics::connection_refused("no_role");
+            tracing::warn!(%peer, error = %e, "refusing connection");
+            conn.close(VarInt::from_u32(CLOSE_NO_ROLE), e.to_string().as_bytes());
+            return;
+        }
+    };
+    tracing::info!(%peer, %role, "connection");
+    metrics::connection_opened(role.name());
+    shared.connections_active.fetch_add(1, Ordering::Relaxed);
+    shared.connections_total.fetch_add(1, Ordering::Relaxed);
+    let streams = TaskTracker::new();
+    let stopped = loop {
+        let (send, recv) = tokio::select! {
+            _ = stop.cancelled() => break true,
+            s = conn.accept_bi() => match s {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "connection ended");
+                    break false;
+                }
+            },
+        };
+        let shared2 = shared.clone();
+        let role = role.clone();
+        streams.spawn(async move { request(shared2, role, peer, send, recv).await });
+    };
+    // Requests in flight finish before the connection closes (the
+    // connection task is tracked by the server's shutdown).
+    streams.close();
+    streams.wait().await;
+    if stopped {
+        conn.close(VarInt::from_u32(CLOSE_SHUTDOWN), b"server shutting down");
+    }
+    shared.connections_active.fetch_sub(1, Ordering::Relaxed);
+    metrics::connection_closed();
+}
+
+/// Why a stream ended early: the peer went away (nothing to send), or the
+/// request is refused with an `Error` frame.
+enum Stop {
+    Gone,
+    Refuse(Refusal),
+}
+
+impl From<Refusal> for Stop {
+    fn from(r: Refusal) -> Stop {
+        Stop::Refuse(r)
+    }
+}
+
+impl From<quinn::WriteError> for Stop {
+    fn from(_: quinn::WriteError) -> Stop {
+        Stop::Gone
+    }
+}
+
+fn read_stop(e: ReadError) -> Stop {
+    match e.code() {
+        Some(code) => Stop::Refuse(Refusal::new(code, e.to_string())),
+        None => Stop::Gone,
+    }
+}
+
+/// One request stream.
+async fn request(shared: Arc<Shared>, role: Role, peer: SocketAddr, mut send: SendStream, mut recv: RecvStream) {
+    let started = Instant::now();
+    shared.requests_total.fetch_add(1, Ordering::Relaxed);
+    let mut label = ("unknown", "-", "refused");
+    match serve(&shared, &role, peer, &mut send, &mut recv, &mut label).await {
+        Ok(()) => {}
+        Err(Stop::Gone) => label.2 = "error",
+        Err(Stop::Refuse(r)) => {
+            label.2 = "refused";
+            metrics::protocol_error(r.code);
+            tracing::debug!(%peer, code = r.code, message = %r.message, "request refused");
+            let _ = write_frame(&mut send, &Frame::error(r.code, r.message)).await;
+            // Whatever else the client sends on this stream is not read.
+            let _ = recv.stop(VarInt::from_u32(0));
+        }
+    }
+    metrics::request(label.0, label.1, label.2, started.elapsed().as_secs_f64());
+    let _ = send.finish();
+    // Let the peer receive everything before the task (and a shutdown) ends.
+    // During a shutdown a peer that never acknowledges gets a short grace.
+    let shutdown_grace = async {
+        shared.stop.cancelled().await;
+        tokio::time::sleep(SHUTDOWN_ACK_WAIT).await;
+    };
+    tokio::select! {
+        _ = tokio::time::timeout(shared.limits.idle_timeout(), send.stopped()) => {}
+        _ = shutdown_grace => {}
+    }
+}
+
+async fn serve(
+    shared: &Shared,
+    role: &Role,
+    peer: SocketAddr,
+    send: &mut SendStream,
+    recv: &mut RecvStream,
+    label: &mut (&'static str, &'static str, &'static str),
+) -> Result<(), Stop> {
+    let limits = &shared.limits;
+    let idle = limits.frame_timeout();
+    let first = match read_frame(recv, limits.max_frame_bytes, idle).await.map_err(read_stop)? {
+        Some(f) => f,
+        None => return Err(Refusal::new(codes::MALFORMED_FRAME, "empty request stream: send one request frame").into()),
+    };
+    label.0 = first.kind.name();
+    let gen = shared.engine.pin();
+    let clock = shared.clock();
+    match first.kind {
+        Kind::Lookup => {
+            let (answer, o) = handler::lookup(&gen, role, &first.payload, clock);
+            shared.record(role, peer, clock.now, &o);
+            *label = ("lookup", o.kind, metrics::outcome_of(&o));
+            write_frame(send, &Frame::json(Kind::Answer, &answer)).await?;
+        }
+        Kind::Tickets => {
+            let (units, summary, o) = handler::tickets(&gen, role, &first.payload, clock);
+            shared.record(role, peer, clock.now, &o);
+            *label = ("tickets", o.kind, metrics::outcome_of(&o));
+            for unit in &units {
+                write_frame(send, &Frame::json(Kind::Unit, unit)).await?;
+            }
+            write_frame(send, &Frame::json(Kind::Summary, &summary)).await?;
+        }
+        Kind::BulkBegin => {
+            let mut bulk = Bulk::begin(&gen, role, &first.payload, limits, clock)?;
+            *label = ("bulk", "bulk", "normal");
+            while bulk.remaining() > 0 {
+                let item = match read_frame(recv, limits.max_frame_bytes, idle).await.map_err(read_stop)? {
+                    Some(f) if f.kind == Kind::BulkItem => f,
+                    Some(f) => {
+                        return Err(Refusal::new(
+                            codes::UNEXPECTED_FRAME,
+                            format!("expected a bulk_item frame inside a bulk inquiry, got '{}'", f.kind.name()),
+                        )
+                        .into())
+                    }
+                    None => break,
+                };
+                let (answer, o) = bulk.item(&item.payload)?;
+                shared.record(role, peer, clock.now, &o);
+                write_frame(send, &Frame::json(Kind::Answer, &answer)).await?;
+            }
+            if bulk.remaining() == 0 {
+                if let Some(f) = read_frame(recv, limits.max_frame_bytes, idle).await.map_err(read_stop)? {
+                    let declared = bulk.declared();
+                    return Err(Refusal::new(
+                        codes::BULK_COUNT,
+                        format!("more items than the {declared} declared (got a '{}' frame after the last)", f.kind.name()),
+                    )
+                    .into());
+                }
+            }
+            let summary = bulk.finish()?;
+            write_frame(send, &Frame::json(Kind::Summary, &summary)).await?;
+        }
+        Kind::Status => {
+            let report = handler::status(&gen, role, shared.runtime())?;
+            *label = ("status", "-", "normal");
+            write_frame(send, &Frame::json(Kind::Report, &report)).await?;
+        }
+        Kind::Usage => {
+            let report = handler::usage(role, &shared.usage, clock)?;
+            *label = ("usage", "-", "normal");
+            write_frame(send, &Frame::json(Kind::Report, &report)).await?;
+        }
+        Kind::Swap | Kind::Delta => return Err(handler::reserved(first.kind.name(), role).into()),
+        Kind::BulkItem => return Err(Refusal::new(codes::UNEXPECTED_FRAME, "a bulk_item frame must follow a bulk_begin frame").into()),
+        other => {
+            return Err(Refusal::new(
+                codes::UNEXPECTED_FRAME,
+                format!("frame kind '{}' (0x{:02x}) is sent by servers, not clients", other.name(), other as u8),
+            )
+            .into())
+        }
+    }
+    Ok(())
+}

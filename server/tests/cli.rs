@@ -1,0 +1,163 @@
+//! The two binaries end to end: `eligd demo` serves a small data set on
+//! 127.0.0.1:0, the printed `elig` commands work, and SIGTERM shuts the
+//! server down cleanly. Plus `eligd certs` and configuration errors.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+const ELIGD: &str = env!("CARGO_BIN_EXE_eligd");
+const ELIG: &str = env!("CARGO_BIN_EXE_elig");
+
+struct Demo {
+    child: Child,
+    env: Vec<(String, String)>,
+    lines: Vec<String>,
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_demo(dir: &Path) -> Demo {
+    let mut child = Command::new(ELIGD)
+        .args(["demo", "--persons", "600", "--listen", "127.0.0.1:0", "--dir"])
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start eligd demo");
+    let out = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut lines = Vec::new();
+    let mut env = Vec::new();
+    for line in out.lines() {
+        let line = line.expect("demo output");
+        if let Some(rest) = line.strip_prefix("export ") {
+            env = rest.split(' ').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        }
+        let done = line.starts_with("Stop the server");
+        lines.push(line);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(env.len(), 4, "export line in {lines:?}");
+    Demo { child, env, lines }
+}
+
+fn elig(demo: &Demo, args: &[&str], stdin: &str, cert: &str) -> Output {
+    let mut cmd = Command::new(ELIG);
+    cmd.args(args).envs(demo.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    if cert != "central" {
+        let certs =
+            Path::new(&demo.env.iter().find(|(k, _)| k == "ELIG_CA").expect("ELIG_CA").1).parent().expect("certs dir").to_path_buf();
+        cmd.env("ELIG_CERT", certs.join(format!("{cert}.pem"))).env("ELIG_KEY", certs.join(format!("{cert}.key")));
+    }
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("run elig");
+    child.stdin.take().expect("piped stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    child.wait_with_output().expect("elig output")
+}
+
+/// The query after `echo '` on the line following `comment`.
+fn example(demo: &Demo, comment: &str) -> String {
+    let at = demo.lines.iter().position(|l| l.starts_with(comment)).unwrap_or_else(|| panic!("{comment} in {:?}", demo.lines));
+    let line = &demo.lines[at + 1];
+    line.strip_prefix("echo '").and_then(|l| l.split_once("' |")).map(|(q, _)| q.to_string()).expect("an echo line")
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    assert!(out.status.success(), "elig failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)))
+}
+
+#[test]
+fn demo_commands_work_and_sigterm_shuts_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut demo = start_demo(dir.path());
+
+    let card = example(&demo, "# insurance card");
+    let a = json(&elig(&demo, &["lookup"], &card, "central"));
+    assert_eq!(a["MessageBody"]["QualificationValidity"], "1");
+
+    let ticket = example(&demo, "# medical ticket");
+    let out = elig(&demo, &["lookup", "--format", "xml", "--encoding", "shift_jis"], &ticket, "central");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.stdout.starts_with(b"<?xml version=\"1.0\" encoding=\"Shift_JIS\""), "{}", String::from_utf8_lossy(&out.stdout));
+    let doc = elig_server::xml::parse(&out.stdout).unwrap();
+    assert_eq!(doc.message_header.character_code_identifier, "1");
+
+    // JSON Lines in, one line out per query line, in order, errors in place.
+    let input = format!("{card}\n\n{{\"InsuranceCard\":{{}}}}\n{ticket}\n");
+    let out = elig(&demo, &["bulk"], &input, "central");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> =
+        out.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["MessageHeader"]["ArbitraryFileIdentifier"], "demo-1");
+    assert_eq!(lines[1]["MessageBody"]["ProcessingResultCode"], "EQ03");
+    assert_eq!(lines[2]["MessageHeader"]["ArbitraryFileIdentifier"], "demo-2");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("3 items, 2 normal, 1 errors"));
+
+    let out = elig(&demo, &["bulk", "--format", "xml"], &input, "central");
+    let doc = elig_server::xml::parse(&out.stdout).unwrap();
+    assert_eq!(doc.message_body.bulk_confirm_unit_list.len(), 3);
+    assert_eq!(doc.message_header.number_of_error.as_deref(), Some("1"));
+
+    let month = demo.lines.iter().find_map(|l| l.split("elig tickets --month ").nth(1)).expect("tickets line").to_string();
+    let t = json(&elig(&demo, &["tickets", "--month", &month], "", "institution"));
+    assert_ne!(t["MessageHeader"]["NumberOfProcessingResult"], "0");
+
+    // Operator commands need the operator certificate: exit code 3 otherwise.
+    let out = elig(&demo, &["status"], "", "central");
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("EP01"), "{}", String::from_utf8_lossy(&out.stderr));
+    let s = json(&elig(&demo, &["status"], "", "operator"));
+    assert_eq!(s["persons"], 600);
+    let csv = dir.path().join("usage.csv");
+    let out = elig(&demo, &["usage", "--export", csv.to_str().unwrap()], "", "operator");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = std::fs::read_to_string(&csv).unwrap();
+    assert!(text.starts_with("institution_code,lookup_kind,requests,normal,errors,certificate_checks\n"), "{text}");
+    assert!(text.contains(",insurance_card,"), "{text}");
+
+    // A bad setting: exit code 2 and the setting named.
+    let out = elig(&demo, &["--server", "nowhere", "status"], "", "operator");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'nowhere' is not a server address"));
+
+    let pid = demo.child.id().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    let status = demo.child.wait().unwrap();
+    assert!(status.success(), "eligd exits 0 after SIGTERM: {status}");
+    let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
+    assert!(audit.lines().count() >= 9, "{audit}");
+}
+
+#[test]
+fn certs_and_configuration_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(ELIGD).args(["certs", "--out"]).arg(dir.path()).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    for f in ["ca.pem", "server.key", "central.pem", "institution.pem", "operator.key"] {
+        assert!(dir.path().join(f).is_file(), "{f}");
+    }
+    let out = Command::new(ELIGD).args(["certs", "--institution", "3410712363", "--out"]).arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("check digit"), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let out = Command::new(ELIGD).args(["serve", "--ca"]).arg(dir.path().join("ca.pem")).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("missing setting 'snapshot_dir'") && err.contains("--snapshot"), "{err}");
+
+    let config = dir.path().join("eligd.toml");
+    std::fs::write(&config, "listen = \"127.0.0.1:4433\"\n[limits]\nmax_bulk_items = \"many\"\n").unwrap();
+    let out = Command::new(ELIGD).args(["serve", "--config"]).arg(&config).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("eligd.toml") && err.contains("max_bulk_items"), "{err}");
+}

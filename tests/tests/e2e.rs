@@ -1,0 +1,16 @@
+//! End-to-end tests: a server on 127.0.0.1:0 with a generated PKI, serving
+//! a snapshot compiled once per run from the synthetic generator, and the
+//! client library talking real QUIC to it. The harness is `elig_tests`.
+
+#[path = "e2e/bulk.rs"]
+mod bulk;
+#[path = "e2e/frames.rs"]
+mod frames;
+#[path = "e2e/handler.rs"]
+mod handler;
+#[path = "e2e/lookups.rs"]
+mod lookups;
+#[path = "e2e/operations.rs"]
+mod operations;
+#[path = "e2e/roles.rs"]
+mod roles;
