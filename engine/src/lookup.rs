@@ -36,7 +36,7 @@ impl Clock {
 
 /// One generation as a request sees it: the snapshot and the deltas applied
 /// on top of it up to `delta_seq`.
-#[derive(Clone, Copy)]
+#[derive(Debug, Clone, Copy)]
 pub struct View<'a> {
     pub snapshot: &'a Snapshot,
     pub overlay: Option<&'a Overlay>,
@@ -96,7 +96,15 @@ impl<'a> View<'a> {
                 }
                 a
             }
-            Err(e) => self.refuse(&e, &institution_hint(json), clock),
+            Err(e) => {
+                let (institution, arbitrary) = hints(json);
+                let mut a = self.refuse(&e, &institution, clock);
+                if arbitrary.is_some() {
+                    a.message_header.arbitrary_file_identifier = arbitrary.clone();
+                    a.message_body.qualification_confirm_search_info = Some(SearchInfo { arbitrary_identifier: arbitrary, ..Default::default() });
+                }
+                a
+            }
         }
     }
 
@@ -348,13 +356,13 @@ impl Answer {
     }
 }
 
-/// The institution code of a query that failed to parse, if it has one, so
-/// the error answer still names its requester.
-fn institution_hint(json: &[u8]) -> String {
-    serde_json::from_slice::<serde_json::Value>(json)
-        .ok()
-        .and_then(|v| v.get("MedicalInstitutionCode").and_then(|c| c.as_str()).map(str::to_string))
-        .unwrap_or_default()
+/// The institution code and caller's identifier of a query that failed to
+/// parse, if it has them, so the error answer still names its requester and
+/// pairs with the caller's record.
+fn hints(json: &[u8]) -> (String, Option<String>) {
+    let v = serde_json::from_slice::<serde_json::Value>(json).ok();
+    let text = |k: &str| v.as_ref().and_then(|v| v.get(k)).and_then(|c| c.as_str()).map(str::to_string);
+    (text("MedicalInstitutionCode").unwrap_or_default(), text("ArbitraryIdentifier"))
 }
 
 /// In force on `d`: started, and not yet lost (the loss date itself is not covered).

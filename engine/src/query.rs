@@ -28,7 +28,7 @@ pub struct QueryError {
 }
 
 impl QueryError {
-    fn new(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(code: &'static str, field: impl Into<String>, message: impl Into<String>) -> Self {
         QueryError { code, field: field.into(), message: message.into() }
     }
 
