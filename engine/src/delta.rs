@@ -16,6 +16,9 @@ pub struct Batch {
     pub changes: Vec<(usize, Change)>,
 }
 
+// A batch holds at most a few thousand changes, briefly: boxing the row
+// would cost an allocation per change for nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Change {
     Upsert(Row),
@@ -75,9 +78,11 @@ fn check_columns(line: usize, table: &Table, map: &Map<String, Value>, allowed: 
 pub fn parse_batch(text: &[u8]) -> Result<Batch, BatchError> {
     let text = std::str::from_utf8(text).map_err(|e| err(0, format!("batch is not UTF-8: {e}")))?;
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let (_, head) = lines.next().ok_or_else(|| err(1, "empty batch: the first line must be {\"seq\": N, \"created\": \"YYYYMMDDHHmmss\"}"))?;
+    let (_, head) =
+        lines.next().ok_or_else(|| err(1, "empty batch: the first line must be {\"seq\": N, \"created\": \"YYYYMMDDHHmmss\"}"))?;
     let head: Map<String, Value> = serde_json::from_str(head).map_err(|e| err(1, format!("header is not a JSON object: {e}")))?;
-    let seq = head.get("seq").and_then(Value::as_u64).filter(|s| *s > 0).ok_or_else(|| err(1, "header 'seq' must be a positive integer"))?;
+    let seq =
+        head.get("seq").and_then(Value::as_u64).filter(|s| *s > 0).ok_or_else(|| err(1, "header 'seq' must be a positive integer"))?;
     let created_text = head.get("created").and_then(Value::as_str).ok_or_else(|| err(1, "header 'created' must be a timestamp string"))?;
     let created = ids::timestamp("created", created_text).map_err(|e| err(1, e.to_string()))?;
     if let Some(k) = head.keys().find(|k| *k != "seq" && *k != "created") {
@@ -112,15 +117,20 @@ fn parse_change(line: usize, text: &str) -> Result<Change, BatchError> {
         return Ok(Change::Upsert(row));
     }
     check_columns(line, table, body, table.key)?;
-    let get = |c: &str| fields.get(c).map(str::trim).ok_or_else(|| err(line, format!("table '{}': key column '{c}' is required", table.name)));
-    let field = |r: Result<String, ids::FieldError>, c: &str| r.map_err(|e| err(line, format!("table '{}': column '{c}' value '{}': {}", table.name, e.value, e.reason)));
+    let get =
+        |c: &str| fields.get(c).map(str::trim).ok_or_else(|| err(line, format!("table '{}': key column '{c}' is required", table.name)));
+    let field = |r: Result<String, ids::FieldError>, c: &str| {
+        r.map_err(|e| err(line, format!("table '{}': column '{c}' value '{}': {}", table.name, e.value, e.reason)))
+    };
     let delete = match table.name {
         "persons" => Delete::Person { person_id: get("person_id")?.into() },
         "certificates" => Delete::Certificate {
             serial: field(ids::certificate_key("serial_number", get("serial_number")?), "serial_number")?,
             person_id: get("person_id")?.into(),
         },
-        "revoked_certificates" => Delete::Revoked { serial: field(ids::certificate_key("serial_number", get("serial_number")?), "serial_number")? },
+        "revoked_certificates" => {
+            Delete::Revoked { serial: field(ids::certificate_key("serial_number", get("serial_number")?), "serial_number")? }
+        }
         "insurance" => Delete::Insurance { qualification_id: get("qualification_id")?.into() },
         "elderly_certificates" => Delete::Elderly { qualification_id: get("qualification_id")?.into() },
         "limit_certificates" => Delete::Limit { qualification_id: get("qualification_id")?.into() },
@@ -138,7 +148,8 @@ fn parse_change(line: usize, text: &str) -> Result<Change, BatchError> {
             Delete::Consent {
                 institution: field(ids::institution_code(get("institution_code")?), "institution_code")?,
                 person_id: get("person_id")?.into(),
-                kind: ConsentKind::parse(k).ok_or_else(|| err(line, format!("table 'consents': column 'kind' value '{k}': unknown kind")))?,
+                kind: ConsentKind::parse(k)
+                    .ok_or_else(|| err(line, format!("table 'consents': column 'kind' value '{k}': unknown kind")))?,
             }
         }
         other => return Err(err(line, format!("unknown table '{other}'"))),
@@ -174,8 +185,14 @@ mod tests {
             ("{\"seq\": 1}", "created"),
             ("{\"seq\": 1, \"created\": \"20261122101500\"}\n{\"op\": \"merge\", \"table\": \"persons\", \"row\": {}}", "unknown op"),
             ("{\"seq\": 1, \"created\": \"20261122101500\"}\n{\"op\": \"delete\", \"table\": \"nope\", \"key\": {}}", "unknown table"),
-            ("{\"seq\": 1, \"created\": \"20261122101500\"}\n{\"op\": \"delete\", \"table\": \"persons\", \"key\": {\"name\": \"x\"}}", "unknown column 'name'"),
-            ("{\"seq\": 1, \"created\": \"20261122101500\"}\n{\"op\": \"upsert\", \"table\": \"persons\", \"row\": {\"person_id\": 5}}", "must be a string"),
+            (
+                "{\"seq\": 1, \"created\": \"20261122101500\"}\n{\"op\": \"delete\", \"table\": \"persons\", \"key\": {\"name\": \"x\"}}",
+                "unknown column 'name'",
+            ),
+            (
+                "{\"seq\": 1, \"created\": \"20261122101500\"}\n{\"op\": \"upsert\", \"table\": \"persons\", \"row\": {\"person_id\": 5}}",
+                "must be a string",
+            ),
         ] {
             let e = parse_batch(bad.as_bytes()).unwrap_err();
             assert!(e.to_string().contains(want), "{bad}: {e}");

@@ -58,7 +58,9 @@ pub enum SwapError {
     Snapshot(#[from] SnapshotError),
     #[error("swap refused, the live snapshot keeps serving: generation {offered} is not newer than the live generation {live}")]
     NotNewer { live: u64, offered: u64 },
-    #[error("swap refused, the live snapshot keeps serving: it includes deltas up to {snapshot_seq}, older than the live snapshot's {live_seq}")]
+    #[error(
+        "swap refused, the live snapshot keeps serving: it includes deltas up to {snapshot_seq}, older than the live snapshot's {live_seq}"
+    )]
     DeltasMissing { snapshot_seq: u64, live_seq: u64 },
     #[error("swap refused, the live snapshot keeps serving: delta batch {seq} no longer applies on the new snapshot: {source}")]
     Replay { seq: u64, source: ApplyError },

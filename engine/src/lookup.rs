@@ -101,7 +101,8 @@ impl<'a> View<'a> {
                 let mut a = self.refuse(&e, &institution, clock);
                 if arbitrary.is_some() {
                     a.message_header.arbitrary_file_identifier = arbitrary.clone();
-                    a.message_body.qualification_confirm_search_info = Some(SearchInfo { arbitrary_identifier: arbitrary, ..Default::default() });
+                    a.message_body.qualification_confirm_search_info =
+                        Some(SearchInfo { arbitrary_identifier: arbitrary, ..Default::default() });
                 }
                 a
             }
@@ -159,17 +160,15 @@ impl<'a> View<'a> {
                 return error_body(&e);
             }
         };
-        let links: SmallVec<[&ArchivedCertificate; 2]> = person
-            .certificates
-            .iter()
-            .filter(|c| if serial { c.serial_number == key } else { c.processing_number == key })
-            .collect();
+        let links: SmallVec<[&ArchivedCertificate; 2]> =
+            person.certificates.iter().filter(|c| if serial { c.serial_number == key } else { c.processing_number == key }).collect();
         let revoked = links.iter().any(|c| {
             let at = self.revoked_at(c);
             at != 0 && at <= clock.now
         });
         if revoked {
-            let e = QueryError { code: codes::CERT_REVOKED, field: "MyNumberCard".into(), message: "the card's certificate is revoked".into() };
+            let e =
+                QueryError { code: codes::CERT_REVOKED, field: "MyNumberCard".into(), message: "the card's certificate is revoked".into() };
             return error_body(&e);
         }
         let current = links.iter().any(|c| c.valid_from.to_native() <= clock.today && clock.today <= c.valid_to.to_native());
@@ -254,7 +253,7 @@ impl<'a> View<'a> {
         };
         let disclose = Disclose { limit: c.limit_consent, specific: false };
         let d = q.date;
-        if let Some(ins) = p.insurance.iter().filter(|i| matches(i) && insurance_in_force(i, d)).last() {
+        if let Some(ins) = p.insurance.iter().rfind(|i| matches(i) && insurance_in_force(i, d)) {
             return with_list(Validity::Valid, vec![entry::insurance_entry(p, ins, disclose)], Some(echo));
         }
         let lost = p.insurance.iter().filter(|i| matches(i)).max_by_key(|i| i.qualification_date.to_native());
@@ -285,7 +284,7 @@ impl<'a> View<'a> {
             _ => return validity_only(Validity::SeveralMatch, Some(echo)),
         };
         let d = q.date;
-        if let Some(a) = p.assistance.iter().filter(|a| matches(a) && assistance_in_force(a, d)).last() {
+        if let Some(a) = p.assistance.iter().rfind(|a| matches(a) && assistance_in_force(a, d)) {
             let tickets = delegating_tickets(a, &q.institution, d / 100);
             if tickets.is_empty() {
                 // 未委託: basic data and welfare office, numbers withheld.

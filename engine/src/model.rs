@@ -242,10 +242,18 @@ pub const SHARD_PERSONS: u32 = 1 << 20;
 
 /// A two-digit code (`01`, `99`); empty for 0 (absent).
 pub fn code2(n: u8) -> String {
-    if n == 0 { String::new() } else { format!("{n:02}") }
+    if n == 0 {
+        String::new()
+    } else {
+        format!("{n:02}")
+    }
 }
 
 /// A three-digit code (`030`); empty for 0 (absent).
 pub fn code3(n: u8) -> String {
-    if n == 0 { String::new() } else { format!("{n:03}") }
+    if n == 0 {
+        String::new()
+    } else {
+        format!("{n:03}")
+    }
 }

@@ -185,8 +185,8 @@ pub fn parse_query(json: &[u8], today: u32) -> Result<Query, QueryError> {
             QueryError::new(codes::MALFORMED, path.clone(), format!("malformed query at '{path}': {text}"))
         }
     })?;
-    let institution = ids::institution_code(required(&raw.institution, "MedicalInstitutionCode")?)
-        .map_err(|e| QueryError::invalid("", e))?;
+    let institution =
+        ids::institution_code(required(&raw.institution, "MedicalInstitutionCode")?).map_err(|e| QueryError::invalid("", e))?;
     let date = match raw.date.as_deref() {
         None => today,
         Some(d) => ids::date("QualificationConfirmationDate", d).map_err(|e| QueryError::invalid("", e))?,
@@ -276,14 +276,20 @@ mod tests {
 
     #[test]
     fn errors_name_the_field() {
-        let e = err(r#"{"MedicalInstitutionCode":"3410712362","MedicalTicket":{"PayerNumber":"88134458","RecipientNumber":"1234566","Birthdate":"19800101"}}"#);
+        let e = err(
+            r#"{"MedicalInstitutionCode":"3410712362","MedicalTicket":{"PayerNumber":"88134458","RecipientNumber":"1234566","Birthdate":"19800101"}}"#,
+        );
         assert_eq!((e.code, e.field.as_str()), (codes::INVALID_VALUE, "MedicalTicket.PayerNumber"));
         assert!(e.message.contains("88134458") && e.message.contains("expected 7"), "{}", e.message);
 
-        let e = err(r#"{"MedicalInstitutionCode":"3410712362","InsuranceCard":{"InsurerNumber":"06130488","InsuredIdentificationNumber":"1","Birthdate":"19800101","Colour":"red"}}"#);
+        let e = err(
+            r#"{"MedicalInstitutionCode":"3410712362","InsuranceCard":{"InsurerNumber":"06130488","InsuredIdentificationNumber":"1","Birthdate":"19800101","Colour":"red"}}"#,
+        );
         assert_eq!((e.code, e.field.as_str()), (codes::UNKNOWN_FIELD, "InsuranceCard.Colour"));
 
-        let e = err(r#"{"MedicalInstitutionCode":"3410712362","MyNumberCard":{"CertificateSerialNumber":"AB"},"DelegatedTickets":{"MedicalTreatmentMonth":"202611"}}"#);
+        let e = err(
+            r#"{"MedicalInstitutionCode":"3410712362","MyNumberCard":{"CertificateSerialNumber":"AB"},"DelegatedTickets":{"MedicalTreatmentMonth":"202611"}}"#,
+        );
         assert_eq!(e.code, codes::KEY_KIND);
 
         let e = err(r#"{"InsuranceCard":{}}"#);
@@ -295,7 +301,9 @@ mod tests {
         let e = err("not json");
         assert_eq!(e.code, codes::MALFORMED);
 
-        let e = err(r#"{"MedicalInstitutionCode":"3410712362","QualificationConfirmationDate":"20261131","DelegatedTickets":{"MedicalTreatmentMonth":"202611"}}"#);
+        let e = err(
+            r#"{"MedicalInstitutionCode":"3410712362","QualificationConfirmationDate":"20261131","DelegatedTickets":{"MedicalTreatmentMonth":"202611"}}"#,
+        );
         assert_eq!(e.field, "QualificationConfirmationDate");
     }
 }

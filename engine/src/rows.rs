@@ -156,7 +156,9 @@ pub trait Fields {
     fn get(&self, column: &str) -> Option<&str>;
 }
 
-/// One validated row.
+/// One validated row. Rows live only between parsing and staging, so the
+/// person variant's size is not worth an allocation per row.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Row {
     Person(PersonRecord),
@@ -474,9 +476,7 @@ pub fn row_key(row: &Row) -> (&'static str, String) {
         Row::Assistance { asst, .. } => ("assistance", asst.assistance_id.clone()),
         Row::Ticket { ticket, .. } => ("tickets", ticket.ticket_id.clone()),
         Row::Reference { person_id, reference } => ("reference_numbers", format!("{}|{person_id}", reference.institution_code)),
-        Row::Consent { person_id, consent } => {
-            ("consents", format!("{}|{person_id}|{}", consent.institution_code, consent.kind.name()))
-        }
+        Row::Consent { person_id, consent } => ("consents", format!("{}|{person_id}|{}", consent.institution_code, consent.kind.name())),
     }
 }
 
@@ -498,10 +498,11 @@ mod tests {
 
     #[test]
     fn a_person_row_is_normalised() {
-        let Row::Person(p) =
-            row("persons", &[("person_id", "P1"), ("name", "山田　太郎"), ("sex", "1"), ("birth_date", "19800101"), ("post_number", "1000001")])
-                .unwrap()
-        else {
+        let Row::Person(p) = row(
+            "persons",
+            &[("person_id", "P1"), ("name", "山田　太郎"), ("sex", "1"), ("birth_date", "19800101"), ("post_number", "1000001")],
+        )
+        .unwrap() else {
             panic!("person expected")
         };
         assert_eq!((p.post_number.as_str(), p.birth_date, p.sex), ("100-0001", 19800101, 1));

@@ -104,11 +104,7 @@ impl SnapshotFiles {
     pub fn open(dir: &Path) -> Result<SnapshotFiles, SnapshotError> {
         let manifest = read_manifest(dir)?;
         let g = manifest.generation;
-        let shards = manifest
-            .shards
-            .iter()
-            .map(|e| Part::open(dir, &e.file, FileKind::PersonShard, g))
-            .collect::<Result<Vec<_>, _>>()?;
+        let shards = manifest.shards.iter().map(|e| Part::open(dir, &e.file, FileKind::PersonShard, g)).collect::<Result<Vec<_>, _>>()?;
         let mut indexes = Vec::with_capacity(IndexName::ALL.len());
         for name in IndexName::ALL {
             let entry = manifest.index(name).ok_or(SnapshotError::MissingIndex { index: name.name() })?;
@@ -233,7 +229,7 @@ impl Snapshot {
         shard.records.get((idx % SHARD_PERSONS) as usize)
     }
 
-    pub fn index(&self, name: IndexName) -> &ArchivedHashIndex {
+    pub fn hash_index(&self, name: IndexName) -> &ArchivedHashIndex {
         let pos = IndexName::ALL.iter().position(|n| *n == name).unwrap_or(0);
         let part = &self.files.indexes[pos];
         // SAFETY: `verify` validated this payload; the file never changes.
@@ -242,7 +238,7 @@ impl Snapshot {
 
     /// Persons whose records hold `key` in index `name`, confirmed by `holds`.
     pub fn find(&self, name: IndexName, key: &str, holds: impl Fn(&ArchivedPersonRecord) -> bool) -> Option<Hit<'_>> {
-        self.index(name).find(key.as_bytes(), |p| self.person(p).is_some_and(&holds))
+        self.hash_index(name).find(key.as_bytes(), |p| self.person(p).is_some_and(&holds))
     }
 
     /// Every person record, in order (compile from deltas, tests).

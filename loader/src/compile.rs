@@ -21,8 +21,8 @@ use xxhash_rust::xxh3::xxh3_128;
 use crate::export::{locate, Encoding, ExportError, ExportFile};
 use crate::publish::{PublishError, Staging};
 use crate::stage::{self, Buckets, Staged, StagedRow};
-pub use crate::writer::{retain, retention_cutoff};
 use crate::writer::SnapshotWriter;
+pub use crate::writer::{retain, retention_cutoff};
 
 #[derive(Debug, Clone)]
 pub struct CompileOptions {
@@ -71,9 +71,7 @@ pub enum CompileError {
     Publish(#[from] PublishError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error(
-        "{rejected} of {rows} rows rejected ({ratio:.5}), over --max-reject-ratio {max}; nothing was published; see {rejects}"
-    )]
+    #[error("{rejected} of {rows} rows rejected ({ratio:.5}), over --max-reject-ratio {max}; nothing was published; see {rejects}")]
     TooManyRejects { rejected: u64, rows: u64, ratio: f64, max: f64, rejects: PathBuf },
     #[error("more than {max} persons: the record numbers of one snapshot are 31-bit")]
     TooManyPersons { max: u32 },
@@ -109,6 +107,7 @@ pub struct Anomaly {
 }
 
 type IdMap = HashMap<u128, u32, ahash::RandomState>;
+type Seen = HashSet<u128, ahash::RandomState>;
 
 fn h(s: &str) -> u128 {
     xxh3_128(s.as_bytes())
@@ -119,7 +118,7 @@ struct Pass1 {
     persons: IdMap,
     qualifications: IdMap,
     assistance: IdMap,
-    seen: HashSet<u128, ahash::RandomState>,
+    seen: Seen,
     revoked: HashMap<String, u64>,
     identities: IdMap,
     identity_dups: Vec<(u32, u32)>,
@@ -147,7 +146,7 @@ impl Pass1 {
     /// Route one validated row; `Err` rejects it.
     fn accept(&mut self, row: Row) -> Result<(), RowError> {
         let (table, key) = rows::row_key(&row);
-        let unique = |seen: &mut HashSet<u128, ahash::RandomState>, column: &str, value: &str| {
+        let unique = |seen: &mut Seen, column: &str, value: &str| {
             if seen.insert(h(&format!("{table}\u{1f}{key}"))) {
                 Ok(())
             } else {
@@ -190,8 +189,12 @@ impl Pass1 {
                 }
                 (p, StagedRow::Insurance(ins))
             }
-            Row::Elderly { qualification_id: q, elderly } => (self.qual(&q, &mut |s| unique(s, "qualification_id", &q))?, StagedRow::Elderly(q, elderly)),
-            Row::Limit { qualification_id: q, limit } => (self.qual(&q, &mut |s| unique(s, "qualification_id", &q))?, StagedRow::Limit(q, limit)),
+            Row::Elderly { qualification_id: q, elderly } => {
+                (self.qual(&q, &mut |s| unique(s, "qualification_id", &q))?, StagedRow::Elderly(q, elderly))
+            }
+            Row::Limit { qualification_id: q, limit } => {
+                (self.qual(&q, &mut |s| unique(s, "qualification_id", &q))?, StagedRow::Limit(q, limit))
+            }
             Row::SpecificDisease { qualification_id: q, disease } => {
                 (self.qual(&q, &mut |s| unique(s, "category", &disease.category))?, StagedRow::SpecificDisease(q, disease))
             }
@@ -224,11 +227,7 @@ impl Pass1 {
         self.buckets.push(&Staged { person, row: staged }).map_err(|(_, e)| RowError::new("", "", format!("staging: {e}")))
     }
 
-    fn qual(
-        &mut self,
-        q: &str,
-        unique: &mut dyn FnMut(&mut HashSet<u128, ahash::RandomState>) -> Result<(), RowError>,
-    ) -> Result<u32, RowError> {
+    fn qual(&mut self, q: &str, unique: &mut dyn FnMut(&mut Seen) -> Result<(), RowError>) -> Result<u32, RowError> {
         let p = *self.qualifications.get(&h(q)).ok_or_else(|| RowError::new("qualification_id", q, "no such qualification"))?;
         unique(&mut self.seen)?;
         Ok(p)
@@ -292,8 +291,8 @@ fn run(
     started: Instant,
 ) -> Result<(Manifest, CompileSummary), CompileError> {
     let rejects_file = rejects_path(opts);
-    let mut rejects = csv::Writer::from_path(&rejects_file)
-        .map_err(|e| CompileError::Io { path: rejects_file.clone(), source: e.into() })?;
+    let mut rejects =
+        csv::Writer::from_path(&rejects_file).map_err(|e| CompileError::Io { path: rejects_file.clone(), source: e.into() })?;
     rejects
         .write_record(["file", "line", "column", "value", "reason"])
         .map_err(|e| CompileError::Io { path: rejects_file.clone(), source: e.into() })?;
@@ -301,7 +300,7 @@ fn run(
         persons: IdMap::default(),
         qualifications: IdMap::default(),
         assistance: IdMap::default(),
-        seen: HashSet::default(),
+        seen: Seen::default(),
         revoked: HashMap::new(),
         identities: IdMap::default(),
         identity_dups: Vec::new(),

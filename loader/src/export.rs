@@ -80,22 +80,16 @@ impl ExportFile {
         let size = file.metadata().map_err(io_err)?.len();
         let hash = std::rc::Rc::new(std::cell::RefCell::new((Xxh3::new(), 0u64)));
         let raw = Hashing { inner: BufReader::with_capacity(1 << 20, file), hash: hash.clone() };
-        let decompressed: Box<dyn Read> = if path.extension().is_some_and(|e| e == "gz") {
-            Box::new(flate2::read::MultiGzDecoder::new(raw))
-        } else {
-            Box::new(raw)
-        };
+        let decompressed: Box<dyn Read> =
+            if path.extension().is_some_and(|e| e == "gz") { Box::new(flate2::read::MultiGzDecoder::new(raw)) } else { Box::new(raw) };
         let decoded: Box<dyn Read> = match encoding {
             Encoding::Utf8 => decompressed,
-            Encoding::ShiftJis => Box::new(
-                encoding_rs_io::DecodeReaderBytesBuilder::new().encoding(Some(encoding_rs::SHIFT_JIS)).build(decompressed),
-            ),
+            Encoding::ShiftJis => {
+                Box::new(encoding_rs_io::DecodeReaderBytesBuilder::new().encoding(Some(encoding_rs::SHIFT_JIS)).build(decompressed))
+            }
         };
         let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(decoded);
-        let headers = reader
-            .headers()
-            .map_err(|source| ExportError::Csv { path: path.to_path_buf(), line: 1, source })?
-            .clone();
+        let headers = reader.headers().map_err(|source| ExportError::Csv { path: path.to_path_buf(), line: 1, source })?.clone();
         let mut columns = HashMap::new();
         for (i, h) in headers.iter().enumerate() {
             let name = h.trim().trim_start_matches('\u{feff}').to_string();

@@ -48,7 +48,9 @@ pub fn fold(opts: &FoldOptions) -> Result<CompileSummary, CompileError> {
     let (records, _) = delta_log::parse(&bytes);
     let mut applied = 0u64;
     for r in &records {
-        let ack = engine.apply(&r.payload).map_err(|e| CompileError::Fold(FoldDeltaError { path: opts.deltas.clone(), seq: r.seq, message: e.to_string() }))?;
+        let ack = engine
+            .apply(&r.payload)
+            .map_err(|e| CompileError::Fold(FoldDeltaError { path: opts.deltas.clone(), seq: r.seq, message: e.to_string() }))?;
         applied += u64::from(!ack.duplicate);
     }
     let gen = engine.pin();
@@ -59,9 +61,10 @@ pub fn fold(opts: &FoldOptions) -> Result<CompileSummary, CompileError> {
             match gen.overlay.latest(&p.person_id) {
                 Some(None) => {}
                 Some(Some(r)) => writer.push(r)?,
-                None => writer.push(rkyv::deserialize::<PersonRecord, rkyv::rancor::Error>(p).map_err(|e| {
-                    CompileError::Io { path: opts.base.clone(), source: std::io::Error::other(e.to_string()) }
-                })?)?,
+                None => writer.push(
+                    rkyv::deserialize::<PersonRecord, rkyv::rancor::Error>(p)
+                        .map_err(|e| CompileError::Io { path: opts.base.clone(), source: std::io::Error::other(e.to_string()) })?,
+                )?,
             }
         }
         for pid in gen.overlay.changed_persons() {

@@ -11,9 +11,12 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 const SECOND_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// Entries for one index, collected while records are assembled.
+/// (key hash, second key hash, person record).
+type Entry = (u64, u64, u32);
+
 #[derive(Debug, Default)]
 pub struct IndexBuilder {
-    entries: Vec<(u64, u64, u32)>,
+    entries: Vec<Entry>,
 }
 
 /// Persons sharing one key (reported as an anomaly when they differ).
@@ -42,7 +45,7 @@ impl IndexBuilder {
     pub fn build(mut self) -> (HashIndex, Vec<SharedKey>) {
         self.entries.sort_unstable();
         self.entries.dedup();
-        let mut groups: Vec<(u64, &[(u64, u64, u32)])> = Vec::new();
+        let mut groups: Vec<(u64, &[Entry])> = Vec::new();
         let mut start = 0;
         for i in 1..=self.entries.len() {
             let boundary = i == self.entries.len() || {

@@ -18,6 +18,8 @@ pub struct Staged {
     pub row: StagedRow,
 }
 
+// Staged rows are serialised one at a time; the size difference costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub enum StagedRow {
     Person(PersonRecord),

@@ -15,9 +15,13 @@ const PAYER: &str = "12130019";
 
 fn base() -> Export {
     let mut e = Export::default();
-    e.person("P1", "山田　太郎", "19800101")
-        .insurance("Q1", "P1", SOCIETY, "A", "1", "01", "20200101", "")
-        .certificate("AB01", "1000000000000001", "P1", "20220101", "20301231");
+    e.person("P1", "山田　太郎", "19800101").insurance("Q1", "P1", SOCIETY, "A", "1", "01", "20200101", "").certificate(
+        "AB01",
+        "1000000000000001",
+        "P1",
+        "20220101",
+        "20301231",
+    );
     e.person("P2", "佐藤　花子", "19700101").insurance("Q2", "P2", KENPO, "B", "2", "01", "20200101", "");
     e
 }
@@ -73,7 +77,10 @@ fn every_table_upserts_and_deletes() {
     apply(&[
         up("persons", json!({"person_id": "P9", "name": "新人　一", "sex": "1", "birth_date": "20000101"})),
         up("insurance", ins_row("Q9", "P9", KENPO, "99", "")),
-        up("certificates", json!({"serial_number": "CD09", "processing_number": "9", "person_id": "P9", "valid_from": "20220101", "valid_to": "20301231"})),
+        up(
+            "certificates",
+            json!({"serial_number": "CD09", "processing_number": "9", "person_id": "P9", "valid_from": "20220101", "valid_to": "20301231"}),
+        ),
     ]);
     assert_eq!(code(&e, &card(KENPO, "A", "99", "01", "20000101")), "1");
     assert_eq!(code(&e, &serial("CD09", CLINIC)), "1");
@@ -103,10 +110,22 @@ fn every_table_upserts_and_deletes() {
     let mut with_consent = card(KENPO, "A", "7", "01", "19800101");
     with_consent["InsuranceCard"]["LimitApplicationCertificateRelatedConsFlg"] = json!("1");
     apply(&[
-        up("elderly_certificates", json!({"qualification_id": "Q1", "valid_from": "20260101", "valid_to": "20271231", "contribution_ratio": "020"})),
-        up("limit_certificates", json!({"qualification_id": "Q1", "classification": "01", "category": "A01", "valid_from": "20260101", "valid_to": "20271231"})),
-        up("specific_disease_certificates", json!({"qualification_id": "Q1", "category": "1", "valid_from": "20260101", "self_pay": "10000"})),
-        up("consents", json!({"institution_code": CLINIC, "person_id": "P1", "kind": "specific_disease", "consented_at": "20261122090000"})),
+        up(
+            "elderly_certificates",
+            json!({"qualification_id": "Q1", "valid_from": "20260101", "valid_to": "20271231", "contribution_ratio": "020"}),
+        ),
+        up(
+            "limit_certificates",
+            json!({"qualification_id": "Q1", "classification": "01", "category": "A01", "valid_from": "20260101", "valid_to": "20271231"}),
+        ),
+        up(
+            "specific_disease_certificates",
+            json!({"qualification_id": "Q1", "category": "1", "valid_from": "20260101", "self_pay": "10000"}),
+        ),
+        up(
+            "consents",
+            json!({"institution_code": CLINIC, "person_id": "P1", "kind": "specific_disease", "consented_at": "20261122090000"}),
+        ),
     ]);
     let r = ask(&e, &with_consent).message_body.result_list.remove(0);
     assert!(r.elderly_recipient_certificate_info.is_some() && r.limit_application_certificate_related_info.is_some());
@@ -124,9 +143,15 @@ fn every_table_upserts_and_deletes() {
     assert_eq!(ask(&e, &my1).message_body.result_list[0].specific_diseases_certificate_related_cons_flg.as_deref(), Some("0"));
     // assistance and tickets.
     let tq = ticket_query(PAYER, "1234566", "19800101", CLINIC);
-    apply(&[up("assistance", json!({"assistance_id": "A1", "person_id": "P1", "payer_number": PAYER, "recipient_number": "1234566", "welfare_office": "福祉事務所", "start_date": "20260101"}))]);
+    apply(&[up(
+        "assistance",
+        json!({"assistance_id": "A1", "person_id": "P1", "payer_number": PAYER, "recipient_number": "1234566", "welfare_office": "福祉事務所", "start_date": "20260101"}),
+    )]);
     assert_eq!(code(&e, &tq), "6");
-    apply(&[up("tickets", json!({"ticket_id": "T1", "assistance_id": "A1", "ticket_type": "01", "treatment_month": "202611", "valid_from": "20261101", "valid_to": "20261130", "institution_code": CLINIC}))]);
+    apply(&[up(
+        "tickets",
+        json!({"ticket_id": "T1", "assistance_id": "A1", "ticket_type": "01", "treatment_month": "202611", "valid_from": "20261101", "valid_to": "20261130", "institution_code": CLINIC}),
+    )]);
     assert_eq!(code(&e, &tq), "1");
     apply(&[del("tickets", json!({"ticket_id": "T1"}))]);
     assert_eq!(code(&e, &tq), "6");
@@ -135,7 +160,10 @@ fn every_table_upserts_and_deletes() {
     // reference numbers and consents.
     apply(&[
         up("reference_numbers", json!({"institution_code": CLINIC, "person_id": "P1", "reference_number": "R-1"})),
-        up("consents", json!({"institution_code": CLINIC, "person_id": "P1", "kind": "pharmacy", "consented_at": "20261122090000", "expires_at": "20261123090000"})),
+        up(
+            "consents",
+            json!({"institution_code": CLINIC, "person_id": "P1", "kind": "pharmacy", "consented_at": "20261122090000", "expires_at": "20261123090000"}),
+        ),
     ]);
     let r = ask(&e, &my1).message_body.result_list.remove(0);
     assert_eq!((r.reference_number.as_deref(), r.pharmacists_info_cons_flg.as_deref()), (Some("R-1"), Some("1")));

@@ -25,11 +25,32 @@ impl Export {
     }
 
     pub fn person(&mut self, id: &str, name: &str, birth: &str) -> &mut Self {
-        self.row("persons", &[("person_id", id), ("name", name), ("name_kana", "ﾃｽﾄ"), ("sex", "1"), ("birth_date", birth), ("address", "東京都千代田区1-1"), ("post_number", "100-0001")])
+        self.row(
+            "persons",
+            &[
+                ("person_id", id),
+                ("name", name),
+                ("name_kana", "ﾃｽﾄ"),
+                ("sex", "1"),
+                ("birth_date", birth),
+                ("address", "東京都千代田区1-1"),
+                ("post_number", "100-0001"),
+            ],
+        )
     }
 
     #[allow(clippy::too_many_arguments)]
-    pub fn insurance(&mut self, qid: &str, pid: &str, insurer: &str, symbol: &str, number: &str, branch: &str, from: &str, lost: &str) -> &mut Self {
+    pub fn insurance(
+        &mut self,
+        qid: &str,
+        pid: &str,
+        insurer: &str,
+        symbol: &str,
+        number: &str,
+        branch: &str,
+        from: &str,
+        lost: &str,
+    ) -> &mut Self {
         let reason = if lost.is_empty() { "" } else { "03" };
         self.row(
             "insurance",
@@ -52,13 +73,24 @@ impl Export {
     }
 
     pub fn certificate(&mut self, serial: &str, processing: &str, pid: &str, from: &str, to: &str) -> &mut Self {
-        self.row("certificates", &[("serial_number", serial), ("processing_number", processing), ("person_id", pid), ("valid_from", from), ("valid_to", to)])
+        self.row(
+            "certificates",
+            &[("serial_number", serial), ("processing_number", processing), ("person_id", pid), ("valid_from", from), ("valid_to", to)],
+        )
     }
 
     pub fn assistance(&mut self, aid: &str, pid: &str, payer: &str, recipient: &str, start: &str, end: &str) -> &mut Self {
         self.row(
             "assistance",
-            &[("assistance_id", aid), ("person_id", pid), ("payer_number", payer), ("recipient_number", recipient), ("welfare_office", "千代田区福祉事務所"), ("start_date", start), ("end_date", end)],
+            &[
+                ("assistance_id", aid),
+                ("person_id", pid),
+                ("payer_number", payer),
+                ("recipient_number", recipient),
+                ("welfare_office", "千代田区福祉事務所"),
+                ("start_date", start),
+                ("end_date", end),
+            ],
         )
     }
 
@@ -95,7 +127,8 @@ impl Export {
             let mut w = csv::Writer::from_path(dir.join(format!("{table}.csv"))).unwrap();
             w.write_record(&cols).unwrap();
             for r in rows {
-                let rec: Vec<String> = cols.iter().map(|c| r.iter().find(|(k, _)| k == c).map(|(_, v)| v.clone()).unwrap_or_default()).collect();
+                let rec: Vec<String> =
+                    cols.iter().map(|c| r.iter().find(|(k, _)| k == c).map(|(_, v)| v.clone()).unwrap_or_default()).collect();
                 w.write_record(&rec).unwrap();
             }
             w.flush().unwrap();
@@ -110,7 +143,12 @@ pub struct Compiled {
 }
 
 pub fn options(dir: &Path) -> CompileOptions {
-    CompileOptions { today: Some(20261122), generation: Some(1), max_reject_ratio: 0.5, ..CompileOptions::new(dir.join("export"), dir.join("snap")) }
+    CompileOptions {
+        today: Some(20261122),
+        generation: Some(1),
+        max_reject_ratio: 0.5,
+        ..CompileOptions::new(dir.join("export"), dir.join("snap"))
+    }
 }
 
 pub fn try_compile(export: &Export, tweak: impl FnOnce(&mut CompileOptions)) -> (tempfile::TempDir, Result<CompileSummary, CompileError>) {

@@ -15,12 +15,48 @@ fn world() -> Compiled {
         .insurance("Q1a", "P1", KENPO, "記号１", "100", "01", "20150401", "20240401")
         .insurance("Q1b", "P1", SOCIETY, "A1", "555", "01", "20240401", "")
         .certificate("AB01", "1000000000000001", "P1", "20220101", "20301231")
-        .row("limit_certificates", &[("qualification_id", "Q1b"), ("classification", "01"), ("category", "A03"), ("valid_from", "20260101"), ("valid_to", "20271231")])
+        .row(
+            "limit_certificates",
+            &[
+                ("qualification_id", "Q1b"),
+                ("classification", "01"),
+                ("category", "A03"),
+                ("valid_from", "20260101"),
+                ("valid_to", "20271231"),
+            ],
+        )
         .row("reference_numbers", &[("institution_code", CLINIC), ("person_id", "P1"), ("reference_number", "K-42")])
         .row("reference_numbers", &[("institution_code", PHARMACY), ("person_id", "P1"), ("reference_number", "PH-7")])
-        .row("consents", &[("institution_code", CLINIC), ("person_id", "P1"), ("kind", "pharmacy"), ("consented_at", "20261122090000"), ("expires_at", "20261123090000")])
-        .row("consents", &[("institution_code", CLINIC), ("person_id", "P1"), ("kind", "diagnosis"), ("consented_at", "20261120090000"), ("expires_at", "20261121090000")])
-        .row("consents", &[("institution_code", CLINIC), ("person_id", "P1"), ("kind", "limit"), ("consented_at", "20261122090000"), ("expires_at", "20261123090000")]);
+        .row(
+            "consents",
+            &[
+                ("institution_code", CLINIC),
+                ("person_id", "P1"),
+                ("kind", "pharmacy"),
+                ("consented_at", "20261122090000"),
+                ("expires_at", "20261123090000"),
+            ],
+        )
+        .row(
+            "consents",
+            &[
+                ("institution_code", CLINIC),
+                ("person_id", "P1"),
+                ("kind", "diagnosis"),
+                ("consented_at", "20261120090000"),
+                ("expires_at", "20261121090000"),
+            ],
+        )
+        .row(
+            "consents",
+            &[
+                ("institution_code", CLINIC),
+                ("person_id", "P1"),
+                ("kind", "limit"),
+                ("consented_at", "20261122090000"),
+                ("expires_at", "20261123090000"),
+            ],
+        );
     // P2: only a lost qualification (NHI), revoked and expired certificates.
     e.person("P2", "佐藤　花子", "19500505")
         .insurance("Q2", "P2", NHI, "", "77", "00", "20000101", "20250101")
@@ -30,7 +66,13 @@ fn world() -> Compiled {
     // P3 and P4 share one insurance key and birth date (a data defect), and one serial.
     e.person("P3", "鈴木　一郎", "19900303").insurance("Q3", "P3", SOCIETY, "B", "9", "01", "20200101", "");
     e.person("P4", "鈴木　次郎", "19900303").insurance("Q4", "P4", SOCIETY, "B", "9", "01", "20200101", "");
-    e.certificate("DUP1", "1000000000000009", "P3", "20220101", "20301231").certificate("DUP1", "1000000000000010", "P4", "20220101", "20301231");
+    e.certificate("DUP1", "1000000000000009", "P3", "20220101", "20301231").certificate(
+        "DUP1",
+        "1000000000000010",
+        "P4",
+        "20220101",
+        "20301231",
+    );
     // P5: public assistance (and insurance lost with reason 02), tickets for the clinic this month.
     e.person("P5", "高橋　三郎", "19700707")
         .insurance("Q5", "P5", KENPO, "S", "5", "01", "20100101", "20250101")
@@ -218,9 +260,7 @@ fn ticket_delegated_not_delegated_ended_and_mismatch() {
 #[test]
 fn delegated_ticket_fetch_lists_this_institutions_tickets() {
     let w = world();
-    let q = |inst: &str, month: &str| {
-        json!({"MedicalInstitutionCode": inst, "QualificationConfirmationDate": "20261122", "DelegatedTickets": {"MedicalTreatmentMonth": month}})
-    };
+    let q = |inst: &str, month: &str| json!({"MedicalInstitutionCode": inst, "QualificationConfirmationDate": "20261122", "DelegatedTickets": {"MedicalTreatmentMonth": month}});
     let a = w.ask(q(CLINIC, "202611"));
     let units = &a.message_body.bulk_confirm_unit_list;
     assert_eq!(units.len(), 1);

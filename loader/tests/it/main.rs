@@ -1,8 +1,8 @@
 //! Loader and engine end to end: exports compiled into snapshots and asked.
 
+mod deltas;
 mod fixture;
 mod golden;
-mod deltas;
 mod lookups;
 mod oracle;
 mod rules;

@@ -62,7 +62,12 @@ fn date_strategy() -> impl Strategy<Value = (u32, u32)> {
         .prop_filter("loss after start", |(f, l)| *l == 0 || *l >= *f)
 }
 
-fn person_strategy() -> impl Strategy<Value = (u32, Vec<(usize, usize, (u32, u32))>, Option<(usize, u32, bool)>, Option<(usize, u32, bool)>)> {
+/// (birth, insurance (insurer, number, dates), certificate (serial, valid to, revoked), assistance (recipient, end, delegated)).
+type RawPerson = (u32, Vec<(usize, usize, (u32, u32))>, Option<(usize, u32, bool)>, Option<(usize, u32, bool)>);
+/// (person pick, change kind, insurer, number, dates, serial).
+type Op = (usize, u8, usize, usize, (u32, u32), usize);
+
+fn person_strategy() -> impl Strategy<Value = RawPerson> {
     (
         0..BIRTHS.len(),
         prop::collection::vec((0..INSURERS.len(), 0..NUMBERS.len(), date_strategy()), 0..3),
@@ -72,7 +77,7 @@ fn person_strategy() -> impl Strategy<Value = (u32, Vec<(usize, usize, (u32, u32
         .prop_map(|(b, ins, cert, asst)| (BIRTHS[b], ins, cert, asst))
 }
 
-fn people(raw: Vec<(u32, Vec<(usize, usize, (u32, u32))>, Option<(usize, u32, bool)>, Option<(usize, u32, bool)>)>) -> Vec<Person> {
+fn people(raw: Vec<RawPerson>) -> Vec<Person> {
     let mut ps: Vec<Person> = raw
         .into_iter()
         .enumerate()
@@ -99,7 +104,11 @@ fn people(raw: Vec<(u32, Vec<(usize, usize, (u32, u32))>, Option<(usize, u32, bo
 }
 
 fn date(d: u32) -> String {
-    if d == 0 { String::new() } else { d.to_string() }
+    if d == 0 {
+        String::new()
+    } else {
+        d.to_string()
+    }
 }
 
 fn ins_json(p: &Person, i: &Ins) -> Value {
@@ -217,7 +226,7 @@ fn check_all(engine: &Engine, ps: &[Person]) -> Result<(), TestCaseError> {
 }
 
 /// One random change to the model, and the delta line that makes it.
-fn change(ps: &mut [Person], pick: usize, kind: u8, insurer: usize, number: usize, dates: (u32, u32), serial_ix: usize, n: usize) -> Value {
+fn change(ps: &mut [Person], &(pick, kind, insurer, number, dates, serial_ix): &Op, n: usize) -> Value {
     let p = pick % ps.len();
     match kind % 5 {
         0 => {
@@ -256,9 +265,13 @@ fn change(ps: &mut [Person], pick: usize, kind: u8, insurer: usize, number: usiz
             }
             None => {
                 let c = Cert { serial: SERIALS[serial_ix], to: 20301231, revoked: false };
-                let line = up("certificates", json!({"serial_number": c.serial, "processing_number": format!("8{n}"), "person_id": ps[p].id, "valid_from": "20200101", "valid_to": "20301231"}));
+                let line = up(
+                    "certificates",
+                    json!({"serial_number": c.serial, "processing_number": format!("8{n}"), "person_id": ps[p].id, "valid_from": "20200101", "valid_to": "20301231"}),
+                );
                 // A revocation of this serial set earlier still applies to the new link.
-                ps[p].cert = Some(Cert { revoked: ps.iter().any(|q| q.cert.as_ref().is_some_and(|x| x.serial == c.serial && x.revoked)), ..c });
+                ps[p].cert =
+                    Some(Cert { revoked: ps.iter().any(|q| q.cert.as_ref().is_some_and(|x| x.serial == c.serial && x.revoked)), ..c });
                 line
             }
         },
@@ -291,7 +304,7 @@ proptest! {
             let lines: Vec<Value> = chunk
                 .iter()
                 .enumerate()
-                .map(|(k, (pick, kind, i, num, dates, s))| change(&mut ps, *pick, *kind, *i, *num, *dates, *s, n * 10 + k))
+                .map(|(k, op)| change(&mut ps, op, n * 10 + k))
                 .collect();
             seq += 1;
             engine.apply(&batch(seq, &lines)).map_err(|e| TestCaseError::fail(e.to_string()))?;

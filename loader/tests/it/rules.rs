@@ -22,7 +22,10 @@ fn bad_rows_are_rejected_with_file_line_column_value_reason() {
     e.insurance("Q2", "P1", "06130489", "A", "2", "01", "20200101", ""); // check digit
     e.insurance("Q3", "P404", "06130488", "A", "3", "01", "20200101", ""); // no such person
     e.insurance("Q1", "P1", "06130488", "A", "4", "01", "20200101", ""); // duplicate qualification id
-    e.row("elderly_certificates", &[("qualification_id", "Q404"), ("valid_from", "20200101"), ("valid_to", "20210101"), ("contribution_ratio", "020")]);
+    e.row(
+        "elderly_certificates",
+        &[("qualification_id", "Q404"), ("valid_from", "20200101"), ("valid_to", "20210101"), ("contribution_ratio", "020")],
+    );
     e.assistance("A1", "P1", "12130019", "1234567", "20200101", ""); // recipient check digit
     e.row("consents", &[("institution_code", CLINIC), ("person_id", "P1"), ("kind", "pharmacy"), ("consented_at", "20261122250000")]);
     let (dir, r) = try_compile(&e, |o| o.max_reject_ratio = 0.9);
@@ -56,7 +59,11 @@ fn too_many_rejects_fail_and_publish_nothing() {
         other => panic!("expected TooManyRejects, got {other:?}"),
     }
     assert!(!dir.path().join("snap").exists(), "no snapshot under the final name");
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(|e| e.ok()).filter(|e| e.file_name().to_string_lossy().contains(".tmp-")).collect();
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
     assert!(leftovers.is_empty(), "temporary directory removed");
     assert!(rejects(&dir).contains("birth_date,bad"));
 }
@@ -133,7 +140,11 @@ fn identical_identities_under_two_ids_are_reported() {
     let mut e = base();
     e.person("P2", "山田　太郎", "19800101");
     let c = build(&e);
-    assert!(c.summary.anomalies.iter().any(|a| a.kind == "duplicate_identity" && a.person_ids == ["P1", "P2"]), "{:?}", c.summary.anomalies);
+    assert!(
+        c.summary.anomalies.iter().any(|a| a.kind == "duplicate_identity" && a.person_ids == ["P1", "P2"]),
+        "{:?}",
+        c.summary.anomalies
+    );
     let report = std::fs::read_to_string(c.path().join("anomalies.csv")).unwrap();
     assert!(report.contains("duplicate_identity,P1 P2"));
 }
@@ -141,22 +152,163 @@ fn identical_identities_under_two_ids_are_reported() {
 /// One bad row per remaining rule: (table, row, expected rejects line fragment).
 #[test]
 fn every_other_rule_rejects_with_its_reason() {
-    let cases: Vec<(&'static str, Vec<(&'static str, &'static str)>, &str)> = vec![
-        ("persons", vec![("person_id", "P7"), ("name", "x"), ("sex", "1"), ("birth_date", "19800101"), ("post_number", "12-34")], "post_number,12-34,must be a postal code 123-4567"),
-        ("certificates", vec![("serial_number", "AA"), ("processing_number", "1"), ("person_id", "P1"), ("valid_from", "20250101"), ("valid_to", "20240101")], "valid_to,20240101,is before valid_from 20250101"),
-        ("certificates", vec![("serial_number", "A A"), ("processing_number", "1"), ("person_id", "P1"), ("valid_from", "20250101"), ("valid_to", "20260101")], "serial_number,A A,must be 1 to 64 visible ASCII characters"),
-        ("revoked_certificates", vec![("serial_number", "AA"), ("revoked_at", "2026")], "revoked_at,2026,must be a timestamp YYYYMMDDHHmmss"),
-        ("insurance", vec![("qualification_id", "Q9"), ("person_id", "P1"), ("insurer_number", "06130488"), ("card_number", "9"), ("card_classification", "09"), ("personal_family", "1"), ("insurer_name", "x"), ("qualification_date", "20200101")], "card_classification,09,must be one of 01, 02, 03, 04, 05, 06, 07"),
-        ("insurance", vec![("qualification_id", "Q9"), ("person_id", "P1"), ("insurer_number", "06130488"), ("card_number", "9"), ("card_classification", "01"), ("personal_family", "1"), ("insurer_name", "x"), ("qualification_date", "20200101"), ("reason_of_loss", "03")], "reason_of_loss,03,given without a disqualification_date"),
-        ("insurance", vec![("qualification_id", "Q9"), ("person_id", "P1"), ("insurer_number", "06130488"), ("card_number", "123456789012345678901"), ("card_classification", "01"), ("personal_family", "1"), ("insurer_name", "x"), ("qualification_date", "20200101")], "card_number,123456789012345678901,must be 1 to 20 characters"),
-        ("elderly_certificates", vec![("qualification_id", "Q1"), ("valid_from", "20260101"), ("valid_to", "20270101"), ("contribution_ratio", "040")], "contribution_ratio,040,must be one of 010, 020, 030"),
-        ("limit_certificates", vec![("qualification_id", "Q1"), ("classification", "01"), ("category", "C01"), ("valid_from", "20260101"), ("valid_to", "20270101")], "category,C01,must be one of A01"),
-        ("specific_disease_certificates", vec![("qualification_id", "Q1"), ("category", "4"), ("valid_from", "20260101")], "category,4,must be one of 1, 2, 3"),
-        ("tickets", vec![("ticket_id", "T1"), ("assistance_id", "A404"), ("ticket_type", "01"), ("treatment_month", "202611"), ("valid_from", "20261101"), ("valid_to", "20261130"), ("institution_code", "1310000011")], "assistance_id,A404,no such assistance"),
-        ("tickets", vec![("ticket_id", "T1"), ("assistance_id", "A404"), ("ticket_type", "01"), ("treatment_month", "202613"), ("valid_from", "20261101"), ("valid_to", "20261130"), ("institution_code", "1310000011")], "treatment_month,202613,must be a month YYYYMM"),
-        ("tickets", vec![("ticket_id", "T1"), ("assistance_id", "A404"), ("ticket_type", "01"), ("treatment_month", "202611"), ("valid_from", "20261101"), ("valid_to", "20261130"), ("institution_code", "1320000019")], "institution_code,1320000019,third digit must be 1 (medical), 3 (dental) or 4 (pharmacy)"),
-        ("reference_numbers", vec![("institution_code", "1310000011"), ("person_id", "P1"), ("reference_number", "123456789012345678901234567890123456789012345678901")], "longer than 50 characters"),
-        ("consents", vec![("institution_code", "1310000011"), ("person_id", "P1"), ("kind", "pharmacy"), ("consented_at", "20261122100000"), ("expires_at", "20261121100000")], "expires_at,20261121100000,is before consented_at"),
+    type Case = (&'static str, Vec<(&'static str, &'static str)>, &'static str);
+    let cases: Vec<Case> = vec![
+        (
+            "persons",
+            vec![("person_id", "P7"), ("name", "x"), ("sex", "1"), ("birth_date", "19800101"), ("post_number", "12-34")],
+            "post_number,12-34,must be a postal code 123-4567",
+        ),
+        (
+            "certificates",
+            vec![
+                ("serial_number", "AA"),
+                ("processing_number", "1"),
+                ("person_id", "P1"),
+                ("valid_from", "20250101"),
+                ("valid_to", "20240101"),
+            ],
+            "valid_to,20240101,is before valid_from 20250101",
+        ),
+        (
+            "certificates",
+            vec![
+                ("serial_number", "A A"),
+                ("processing_number", "1"),
+                ("person_id", "P1"),
+                ("valid_from", "20250101"),
+                ("valid_to", "20260101"),
+            ],
+            "serial_number,A A,must be 1 to 64 visible ASCII characters",
+        ),
+        (
+            "revoked_certificates",
+            vec![("serial_number", "AA"), ("revoked_at", "2026")],
+            "revoked_at,2026,must be a timestamp YYYYMMDDHHmmss",
+        ),
+        (
+            "insurance",
+            vec![
+                ("qualification_id", "Q9"),
+                ("person_id", "P1"),
+                ("insurer_number", "06130488"),
+                ("card_number", "9"),
+                ("card_classification", "09"),
+                ("personal_family", "1"),
+                ("insurer_name", "x"),
+                ("qualification_date", "20200101"),
+            ],
+            "card_classification,09,must be one of 01, 02, 03, 04, 05, 06, 07",
+        ),
+        (
+            "insurance",
+            vec![
+                ("qualification_id", "Q9"),
+                ("person_id", "P1"),
+                ("insurer_number", "06130488"),
+                ("card_number", "9"),
+                ("card_classification", "01"),
+                ("personal_family", "1"),
+                ("insurer_name", "x"),
+                ("qualification_date", "20200101"),
+                ("reason_of_loss", "03"),
+            ],
+            "reason_of_loss,03,given without a disqualification_date",
+        ),
+        (
+            "insurance",
+            vec![
+                ("qualification_id", "Q9"),
+                ("person_id", "P1"),
+                ("insurer_number", "06130488"),
+                ("card_number", "123456789012345678901"),
+                ("card_classification", "01"),
+                ("personal_family", "1"),
+                ("insurer_name", "x"),
+                ("qualification_date", "20200101"),
+            ],
+            "card_number,123456789012345678901,must be 1 to 20 characters",
+        ),
+        (
+            "elderly_certificates",
+            vec![("qualification_id", "Q1"), ("valid_from", "20260101"), ("valid_to", "20270101"), ("contribution_ratio", "040")],
+            "contribution_ratio,040,must be one of 010, 020, 030",
+        ),
+        (
+            "limit_certificates",
+            vec![
+                ("qualification_id", "Q1"),
+                ("classification", "01"),
+                ("category", "C01"),
+                ("valid_from", "20260101"),
+                ("valid_to", "20270101"),
+            ],
+            "category,C01,must be one of A01",
+        ),
+        (
+            "specific_disease_certificates",
+            vec![("qualification_id", "Q1"), ("category", "4"), ("valid_from", "20260101")],
+            "category,4,must be one of 1, 2, 3",
+        ),
+        (
+            "tickets",
+            vec![
+                ("ticket_id", "T1"),
+                ("assistance_id", "A404"),
+                ("ticket_type", "01"),
+                ("treatment_month", "202611"),
+                ("valid_from", "20261101"),
+                ("valid_to", "20261130"),
+                ("institution_code", "1310000011"),
+            ],
+            "assistance_id,A404,no such assistance",
+        ),
+        (
+            "tickets",
+            vec![
+                ("ticket_id", "T1"),
+                ("assistance_id", "A404"),
+                ("ticket_type", "01"),
+                ("treatment_month", "202613"),
+                ("valid_from", "20261101"),
+                ("valid_to", "20261130"),
+                ("institution_code", "1310000011"),
+            ],
+            "treatment_month,202613,must be a month YYYYMM",
+        ),
+        (
+            "tickets",
+            vec![
+                ("ticket_id", "T1"),
+                ("assistance_id", "A404"),
+                ("ticket_type", "01"),
+                ("treatment_month", "202611"),
+                ("valid_from", "20261101"),
+                ("valid_to", "20261130"),
+                ("institution_code", "1320000019"),
+            ],
+            "institution_code,1320000019,third digit must be 1 (medical), 3 (dental) or 4 (pharmacy)",
+        ),
+        (
+            "reference_numbers",
+            vec![
+                ("institution_code", "1310000011"),
+                ("person_id", "P1"),
+                ("reference_number", "123456789012345678901234567890123456789012345678901"),
+            ],
+            "longer than 50 characters",
+        ),
+        (
+            "consents",
+            vec![
+                ("institution_code", "1310000011"),
+                ("person_id", "P1"),
+                ("kind", "pharmacy"),
+                ("consented_at", "20261122100000"),
+                ("expires_at", "20261121100000"),
+            ],
+            "expires_at,20261121100000,is before consented_at",
+        ),
     ];
     for (table, row, expected) in cases {
         let mut e = base();
