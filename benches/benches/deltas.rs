@@ -1,0 +1,324 @@
+//! Delta batches: how fast they apply, and what a day of them costs lookups.
+//!
+//! (a) Apply rate: `Engine::open_with_log` over the bench snapshot with a
+//!     fresh delta log, then `ELIG_BENCH_BATCHES` (default 100) batches of
+//!     1,000 changed rows through `Engine::apply`, each parsed, validated,
+//!     appended to the log and fsynced (acknowledged and durable), then
+//!     published. Reported: changed rows per second, and per-batch latency.
+//!     The same batches on an engine without a log, and appended to a bare
+//!     `DeltaLog`, show the two halves of that cost.
+//! (b) Lookups under an overlay: the same sampled serial and card queries
+//!     (`View::answer`) on an engine with an empty overlay and on one with
+//!     `ELIG_BENCH_OVERLAY_BATCHES` (default 1,000) batches of 1,000 rows, i.e.
+//!     1,000,000 changed rows, applied without a log. Passes over the keys
+//!     alternate between the two engines; the median pass is reported. The
+//!     same is measured once before the overlay is built, when both engines
+//!     are still empty ("before: A / B"): the spread there is the noise floor.
+//!
+//! A batch holds, built from real ids of the snapshot (seeded): 400 insurance
+//! upserts with new card keys, 250 person upserts (an address change), 200
+//! consent upserts, then 100 deletes of insurance rows and 50 deletes of
+//! consents that the previous batch added. Targets (issue): apply > 100,000
+//! rows/s; lookups with the 1M-row overlay within 1.5x of the empty overlay.
+//!
+//! Run: `cargo bench -p elig-benches --bench deltas`.
+
+use std::collections::HashSet;
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use elig_benches::{bench_snapshot, clock, data_dir, parse_all, sample_keys, Family, KEYS, SEED, TODAY};
+use elig_engine::delta_log::DeltaLog;
+use elig_engine::engine::Engine;
+use elig_engine::manifest::IndexName;
+use elig_engine::query::{Query, QueryKey};
+use elig_engine::snapshot::Snapshot;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use serde_json::{json, Value};
+
+const ROWS: usize = 1000;
+const KINDS: [&str; 4] = ["pharmacy", "checkup", "diagnosis", "operation"];
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|v| v.replace('_', "").parse().ok()).unwrap_or(default)
+}
+
+/// What a batch needs to know of one real person.
+struct Person {
+    id: String,
+    row: Value,
+    insurer: (String, String),
+    institution: String,
+}
+
+/// Real persons of the snapshot in a seeded random order, handed out in turn.
+struct People {
+    order: Vec<u32>,
+    next: usize,
+}
+
+impl People {
+    fn new(snapshot: &Snapshot) -> People {
+        let mut order: Vec<u32> = (0..snapshot.persons()).collect();
+        order.shuffle(&mut ChaCha8Rng::seed_from_u64(SEED));
+        People { order, next: 0 }
+    }
+
+    fn take(&mut self, snapshot: &Snapshot) -> Person {
+        loop {
+            let idx = self.order[self.next % self.order.len()];
+            self.next += 1;
+            let Some(p) = snapshot.person(idx) else { continue };
+            let Some(ins) = p.insurance.first() else { continue };
+            let institution = p.reference_numbers.first().map_or(elig_benches::CLINIC, |r| r.institution_code.as_str());
+            let row = json!({"person_id": p.person_id.as_str(), "name": p.name.as_str(), "name_kana": p.name_kana.as_str(),
+                             "sex": p.sex.to_string(), "birth_date": p.birth_date.to_string(),
+                             "address": format!("{}　別館", p.address.as_ref()), "post_number": p.post_number.as_str()});
+            return Person {
+                id: p.person_id.to_string(),
+                row,
+                insurer: (ins.insurer_number.to_string(), ins.insurer_name.to_string()),
+                institution: institution.to_string(),
+            };
+        }
+    }
+}
+
+/// Builds batch texts; remembers what the previous batch added so the next one can delete it.
+struct Batches {
+    people: People,
+    prev: Option<(u64, Vec<Consent>)>,
+    /// Consents upserted and not deleted since (a small snapshot hands persons out again).
+    live: HashSet<Consent>,
+}
+
+type Consent = (String, String, &'static str);
+
+fn qid(seq: u64, i: usize) -> String {
+    format!("BQ{seq:07}{i:04}")
+}
+
+impl Batches {
+    fn new(snapshot: &Snapshot) -> Batches {
+        Batches { people: People::new(snapshot), prev: None, live: HashSet::new() }
+    }
+
+    fn next(&mut self, snapshot: &Snapshot, seq: u64) -> Vec<u8> {
+        let mut lines: Vec<Value> = Vec::with_capacity(ROWS);
+        for i in 0..400 {
+            let p = self.people.take(snapshot);
+            lines.push(json!({"op": "upsert", "table": "insurance", "row": {
+                "qualification_id": qid(seq, i), "person_id": p.id, "insurer_number": p.insurer.0, "card_symbol": "BENCH",
+                "card_number": format!("{seq}{i:04}"), "branch_number": "01", "card_classification": "01", "personal_family": "1",
+                "insurer_name": p.insurer.1, "qualification_date": "20261101", "contribution_ratio": "030"}}));
+        }
+        for _ in 0..250 {
+            let p = self.people.take(snapshot);
+            lines.push(json!({"op": "upsert", "table": "persons", "row": p.row}));
+        }
+        let mut consents = Vec::with_capacity(200);
+        for i in 0..200 {
+            let p = self.people.take(snapshot);
+            let kind = KINDS[i % KINDS.len()];
+            lines.push(json!({"op": "upsert", "table": "consents", "row": {
+                "institution_code": p.institution, "person_id": p.id, "kind": kind,
+                "consented_at": format!("{TODAY}090000"), "expires_at": format!("{}090000", TODAY + 1)}}));
+            let c = (p.institution, p.id, kind);
+            self.live.insert(c.clone());
+            consents.push(c);
+        }
+        // Deletes of rows the previous batch added; the first batch deletes
+        // the last of its own, which no later batch touches.
+        let (from, range, from_consents) = match self.prev.take() {
+            Some((prev, c)) => (prev, 0..100, c[..50].to_vec()),
+            None => (seq, 300..400, consents[150..].to_vec()),
+        };
+        for i in range {
+            lines.push(json!({"op": "delete", "table": "insurance", "key": {"qualification_id": qid(from, i)}}));
+        }
+        for c in from_consents {
+            if self.live.remove(&c) {
+                let (inst, pid, kind) = c;
+                lines.push(json!({"op": "delete", "table": "consents", "key": {"institution_code": inst, "person_id": pid, "kind": kind}}));
+            }
+        }
+        self.prev = Some((seq, consents));
+        let mut text = json!({"seq": seq, "created": format!("{TODAY}101500")}).to_string();
+        for l in lines {
+            text.push('\n');
+            text.push_str(&l.to_string());
+        }
+        text.into_bytes()
+    }
+}
+
+/// One applied batch: its rows and how long `apply` took.
+type Applied = (usize, Duration);
+
+/// Apply `count` batches, each built before its timing starts.
+fn apply_batches(engine: &Engine, snapshot: &Snapshot, count: usize) -> Vec<Applied> {
+    let mut batches = Batches::new(snapshot);
+    (1..=count as u64)
+        .map(|seq| {
+            let text = batches.next(snapshot, seq);
+            let t = Instant::now();
+            let ack = engine.apply(&text).unwrap_or_else(|e| panic!("batch {seq}: {e}"));
+            let took = t.elapsed();
+            assert_eq!((ack.seq, ack.duplicate), (seq, false));
+            (ack.rows, took)
+        })
+        .collect()
+}
+
+/// Append the same batches to a bare delta log: the durable-write part of an apply.
+fn append_only(snapshot: &Snapshot, count: usize, path: &std::path::Path) -> Vec<Applied> {
+    let mut log = DeltaLog::open(path).unwrap_or_else(|e| panic!("{e}")).log;
+    let mut batches = Batches::new(snapshot);
+    (1..=count as u64)
+        .map(|seq| {
+            let text = batches.next(snapshot, seq);
+            let t = Instant::now();
+            log.append(seq, &text).unwrap_or_else(|e| panic!("{e}"));
+            (text.iter().filter(|b| **b == b'\n').count(), t.elapsed())
+        })
+        .collect()
+}
+
+fn rate(batches: &[Applied]) -> f64 {
+    batches.iter().map(|b| b.0).sum::<usize>() as f64 / batches.iter().map(|b| b.1).sum::<Duration>().as_secs_f64()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn latency_line(what: &str, batches: &[Applied]) {
+    let mut sorted: Vec<Duration> = batches.iter().map(|b| b.1).collect();
+    sorted.sort();
+    let at = |q: f64| sorted[((sorted.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "{what:<44} {:>10.0} rows/s   batch p50 {:>7.2} ms  p99 {:>7.2} ms  max {:>7.2} ms",
+        rate(batches),
+        ms(at(0.5)),
+        ms(at(0.99)),
+        ms(at(1.0))
+    );
+}
+
+/// Median time per lookup of passes over `queries`, alternating the engines.
+fn lookups(engines: [&Engine; 2], queries: &[Query], rounds: usize) -> [f64; 2] {
+    let clock = clock();
+    let mut per = [Vec::new(), Vec::new()];
+    for _ in 0..rounds {
+        for (e, out) in engines.iter().zip(per.iter_mut()) {
+            let gen = e.pin();
+            let view = gen.view();
+            let t = Instant::now();
+            for q in queries {
+                black_box(view.answer(q, clock));
+            }
+            out.push(t.elapsed().as_secs_f64() * 1e9 / queries.len() as f64);
+        }
+    }
+    per.map(|mut v| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    })
+}
+
+/// Share of the queries whose person a delta changed.
+fn touched(engine: &Engine, queries: &[Query]) -> f64 {
+    let gen = engine.pin();
+    let hit = queries
+        .iter()
+        .filter(|q| {
+            let (name, key) = match &q.key {
+                QueryKey::CertificateSerial(s) => (IndexName::Serial, s.clone()),
+                QueryKey::InsuranceCard(c) => {
+                    (IndexName::Insurance, elig_engine::ids::insurance_key(&c.insurer, &c.symbol, &c.number, &c.branch))
+                }
+                _ => return false,
+            };
+            let Some(hit) = gen.snapshot.find(name, &key, |_| true) else { return false };
+            gen.snapshot.person(hit.first()).is_some_and(|p| gen.overlay.latest(&p.person_id).is_some())
+        })
+        .count();
+    hit as f64 / queries.len().max(1) as f64
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench -- --list` (criterion's convention): nothing to list.
+    }
+    let dir = bench_snapshot();
+    let open = || {
+        let s = Snapshot::load(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        s.prefault();
+        s
+    };
+    let snapshot = open();
+    println!("deltas bench: {} ({} persons, generation {})", dir.display(), snapshot.persons(), snapshot.generation());
+
+    // (a) apply rate, durable.
+    let batches = env_usize("ELIG_BENCH_BATCHES", 100);
+    // Warm-up, not reported: the same batches on a throwaway engine fault in
+    // the snapshot pages and the heap they touch, so the first measured run
+    // is not penalised for going first.
+    apply_batches(&Engine::from_snapshot(open()), &snapshot, batches);
+    let logdir = tempfile::tempdir_in(data_dir()).expect("a temporary directory for the delta log");
+    let (engine, _) = Engine::open_with_log(&dir, &logdir.path().join("deltas.log")).unwrap_or_else(|e| panic!("{e}"));
+    let durable = apply_batches(&engine, &snapshot, batches);
+    drop(engine);
+    // The two halves of a durable apply, measured apart on the same batches.
+    let memory = apply_batches(&Engine::from_snapshot(open()), &snapshot, batches);
+    let logged = append_only(&snapshot, batches, &logdir.path().join("append-only.log"));
+    println!("\n(a) delta apply, {batches} batches of {ROWS} rows");
+    latency_line("Engine::apply with the delta log (durable)", &durable);
+    latency_line("  Engine::apply without a log", &memory);
+    latency_line("  DeltaLog::append alone (write + fdatasync)", &logged);
+
+    // (b) lookups: empty overlay vs a day of deltas.
+    let overlay_batches = env_usize("ELIG_BENCH_OVERLAY_BATCHES", 1000);
+    if overlay_batches == 0 {
+        return;
+    }
+    let rounds = env_usize("ELIG_BENCH_ROUNDS", 30);
+    let keys = sample_keys(&snapshot, KEYS, SEED);
+    let sets: Vec<(String, Vec<Query>)> = [Family::Serial, Family::Card]
+        .into_iter()
+        .flat_map(|f| {
+            let k = keys.get(f);
+            [(format!("{}/present", f.name()), parse_all(&k.present)), (format!("{}/absent", f.name()), parse_all(&k.absent))]
+        })
+        .filter(|(_, q)| !q.is_empty())
+        .collect();
+    let empty = Engine::from_snapshot(open());
+    let full = Engine::from_snapshot(open());
+    // Both engines still empty: the spread between them is the noise floor,
+    // and the heap is still fresh (the overlay's allocations come after).
+    let before: Vec<[f64; 2]> = sets.iter().map(|(_, q)| lookups([&empty, &full], q, rounds)).collect();
+    let t = Instant::now();
+    let times = apply_batches(&full, &snapshot, overlay_batches);
+    let stats = full.status().overlay;
+    println!(
+        "\n(b) overlay: {overlay_batches} batches, {} changed rows, {} persons, {:.0} MiB of versions, built in {:.1?}",
+        stats.changed_rows,
+        stats.persons,
+        stats.bytes as f64 / 1048576.0,
+        t.elapsed()
+    );
+    let tenth = (times.len() / 10).max(1);
+    latency_line("  apply, first tenth of the batches", &times[..tenth]);
+    latency_line("  apply, last tenth of the batches", &times[times.len() - tenth..]);
+    println!(
+        "\n{:<16} {:>8} {:>16} {:>12} {:>14} {:>7}   (ns per lookup, median of {rounds} passes over {KEYS} keys)",
+        "lookups", "touched", "before: A / B", "empty", "overlay", "ratio"
+    );
+    for ((name, queries), [a, b]) in sets.iter().zip(before) {
+        let [e, f] = lookups([&empty, &full], queries, rounds);
+        let share = touched(&full, queries);
+        println!("{name:<16} {:>7.1}% {:>16} {:>12.0} {:>14.0} {:>6.2}x", share * 100.0, format!("{a:.0} / {b:.0}"), e, f, f / e);
+    }
+}

@@ -1,0 +1,237 @@
+//! Lookup latency per key family: the engine against a `HashMap` baseline.
+//!
+//! What is compared, for each family (certificate serial, processing number,
+//! insurance card, medical ticket, delegated-ticket fetch), on the same
+//! seeded snapshot and the same sampled keys (`KEYS` present and `KEYS`
+//! absent, cycled so a run does not answer one warm key):
+//!
+//! - `engine/present`, `engine/absent`: `View::answer(&Query, Clock)` of the
+//!   live generation (mmap'd rkyv snapshot, hash index, full-key check, empty
+//!   delta overlay). The `Answer` struct is built, not serialised; queries are
+//!   parsed with `parse_query` before timing.
+//! - `baseline/present`, `baseline/absent`: a `std::collections::HashMap<String,
+//!   PersonRecord>` of owned records deserialised from the same snapshot, one
+//!   `get`, and the same `Answer` built by `elig_benches::baseline` (same
+//!   strings as `engine/src/entry.rs`); before timing, every sampled query is
+//!   checked to get the engine's exact answer. `ELIG_BENCH_BASELINE=0` skips
+//!   it, `ELIG_BENCH_BASELINE=ticket,delegated` keeps only those families
+//!   (its maps hold owned copies: about 1.5 GiB per million keys).
+//! - `engine_find/*`, `baseline_get/*`: the index probe alone (hash, slot,
+//!   full-key check against the mapped record) against `HashMap::get`, with
+//!   no answer built: what the lookup itself costs.
+//! - `document/present`: `View::answer_document(&[u8], Clock)`, parse + answer.
+//! - `serialise/present`: `serde_json::to_vec(&Answer)` of the present answers.
+//!
+//! `document - engine` is the cost of parsing a query, `serialise` the cost of
+//! the JSON out; the sum is roughly what the server pays per lookup before I/O.
+//!
+//! Run: `cargo bench -p elig-benches --bench lookup` (1 million persons by
+//! default; `ELIG_BENCH_PERSONS`, `ELIG_BENCH_SNAPSHOT`: see README.md).
+
+use std::cell::OnceCell;
+use std::hint::black_box;
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Bencher, Criterion, Throughput};
+use elig_benches::baseline::Baseline;
+use elig_benches::{bench_snapshot, clock, parse_all, sample_keys, Family, Keys, KEYS, SEED};
+use elig_engine::answer::Answer;
+use elig_engine::engine::Engine;
+use elig_engine::ids;
+use elig_engine::lookup::View;
+use elig_engine::manifest::IndexName;
+use elig_engine::model::ArchivedPersonRecord;
+use elig_engine::query::{Query, QueryKey};
+use elig_engine::snapshot::Snapshot;
+
+struct Setup {
+    engine: Engine,
+    keys: Keys,
+}
+
+fn setup() -> &'static Setup {
+    static SETUP: OnceLock<Setup> = OnceLock::new();
+    SETUP.get_or_init(|| {
+        let dir = bench_snapshot();
+        let snapshot = Snapshot::load(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        snapshot.prefault();
+        let keys = sample_keys(&snapshot, KEYS, SEED);
+        eprintln!("lookup bench: {} ({} persons, generation {})", dir.display(), snapshot.persons(), snapshot.generation());
+        Setup { engine: Engine::from_snapshot(snapshot), keys }
+    })
+}
+
+/// `ELIG_BENCH_BASELINE`: unset for every family, `0` for none, or a list
+/// such as `ticket,delegated`.
+fn baseline_enabled(family: Family) -> bool {
+    std::env::var("ELIG_BENCH_BASELINE").map_or(true, |v| v.split(',').any(|f| f.trim() == family.name()))
+}
+
+/// Answer the items one after another, wrapping around.
+fn cycle<T, R>(b: &mut Bencher, items: &[T], mut f: impl FnMut(&T) -> R) {
+    let mut i = 0;
+    b.iter(|| {
+        let r = f(&items[i]);
+        i += 1;
+        if i == items.len() {
+            i = 0;
+        }
+        r
+    });
+}
+
+/// The index a query probes and its key, as `View::answer` computes them.
+fn index_key(q: &Query) -> (IndexName, String) {
+    match &q.key {
+        QueryKey::CertificateSerial(s) => (IndexName::Serial, s.clone()),
+        QueryKey::ProcessingNumber(s) => (IndexName::Processing, s.clone()),
+        QueryKey::InsuranceCard(c) => (IndexName::Insurance, ids::insurance_key(&c.insurer, &c.symbol, &c.number, &c.branch)),
+        QueryKey::MedicalTicket(t) => (IndexName::Assistance, ids::assistance_key(&t.payer, &t.recipient)),
+        QueryKey::DelegatedTickets { month } => (IndexName::Tickets, ids::ticket_key(&q.institution, *month)),
+    }
+}
+
+/// The engine's full-key check of an index hit (the `holds` closures of `lookup.rs`).
+fn holds(q: &Query, p: &ArchivedPersonRecord) -> bool {
+    match &q.key {
+        QueryKey::CertificateSerial(s) => p.certificates.iter().any(|c| c.serial_number == s.as_str()),
+        QueryKey::ProcessingNumber(s) => p.certificates.iter().any(|c| c.processing_number == s.as_str()),
+        QueryKey::InsuranceCard(c) => p.insurance.iter().any(|i| {
+            i.insurer_number == c.insurer.as_str()
+                && i.card_symbol == c.symbol.as_str()
+                && i.card_number == c.number.as_str()
+                && i.branch_number == c.branch.as_str()
+        }),
+        QueryKey::MedicalTicket(t) => {
+            p.assistance.iter().any(|a| a.payer_number == t.payer.as_str() && a.recipient_number == t.recipient.as_str())
+        }
+        QueryKey::DelegatedTickets { month } => p
+            .assistance
+            .iter()
+            .any(|a| a.tickets.iter().any(|t| t.institution_code == q.institution.as_str() && t.treatment_month == *month)),
+    }
+}
+
+/// How many answers of each validity (or error code), for the record.
+fn outcomes(answers: &[Answer]) -> String {
+    let mut counts = std::collections::BTreeMap::new();
+    for a in answers {
+        let body = &a.message_body;
+        let code = body.qualification_validity.clone().or_else(|| body.processing_result_code.clone()).unwrap_or_else(|| "units".into());
+        *counts.entry(code).or_insert(0) += 1;
+    }
+    counts.iter().map(|(c, n)| format!("{c}: {n}")).collect::<Vec<_>>().join(", ")
+}
+
+/// The baseline must give the engine's answers, or the comparison means nothing.
+fn agree<'q>(base: &Baseline, view: &View<'_>, family: Family, queries: impl Iterator<Item = &'q Query>) {
+    let clock = clock();
+    let (mut same, mut all) = (0, 0);
+    for q in queries {
+        let (e, b) = (view.answer(q, clock), base.answer(q, clock));
+        all += 1;
+        if e == b {
+            same += 1;
+        } else if all - same == 1 {
+            eprintln!("baseline differs from the engine on {q:?}:\nengine   {e:?}\nbaseline {b:?}");
+        }
+    }
+    eprintln!("lookup bench: {} baseline ({} keys) gives the engine's answer for {same} of {all} queries", family.name(), base.len());
+}
+
+fn family(c: &mut Criterion, family: Family) {
+    let s = setup();
+    let generation = s.engine.pin();
+    let view = generation.view();
+    let keys = s.keys.get(family);
+    if keys.present.is_empty() {
+        eprintln!("lookup bench: the snapshot holds no {} keys; skipped", family.name());
+        return;
+    }
+    let present = parse_all(&keys.present);
+    let absent = parse_all(&keys.absent);
+    let clock = clock();
+    let probes: Vec<_> = present.iter().chain(&absent).map(|q| (index_key(q), q)).collect();
+    let (present_probes, absent_probes) = probes.split_at(present.len());
+    let snapshot = &generation.snapshot;
+    let mut g = c.benchmark_group(format!("lookup/{}", family.name()));
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("engine/present", |b| cycle(b, &present, |q| view.answer(q, clock)));
+    if !absent.is_empty() {
+        g.bench_function("engine/absent", |b| cycle(b, &absent, |q| view.answer(q, clock)));
+    }
+    // The index probe alone (hash, slot, full-key check), no answer built.
+    for (kind, probes) in [("present", present_probes), ("absent", absent_probes)] {
+        if !probes.is_empty() {
+            g.bench_function(format!("engine_find/{kind}"), |b| {
+                cycle(b, probes, |((name, key), q)| snapshot.find(*name, key, |p| holds(q, p)).map(|h| h.first()))
+            });
+        }
+    }
+    if baseline_enabled(family) {
+        // Built on first use, so a filtered-out family does not pay for it.
+        let baseline = OnceCell::new();
+        let base = || {
+            baseline.get_or_init(|| {
+                let base = Baseline::build(&generation.snapshot, family);
+                agree(&base, &view, family, present.iter().chain(&absent));
+                base
+            })
+        };
+        g.bench_function("baseline/present", |b| {
+            let base = base();
+            cycle(b, &present, |q| base.answer(q, clock))
+        });
+        if !absent.is_empty() {
+            g.bench_function("baseline/absent", |b| {
+                let base = base();
+                cycle(b, &absent, |q| base.answer(q, clock))
+            });
+        }
+        for (kind, probes) in [("present", present_probes), ("absent", absent_probes)] {
+            if !probes.is_empty() {
+                g.bench_function(format!("baseline_get/{kind}"), |b| {
+                    let base = base();
+                    cycle(b, probes, |((_, key), _)| base.get(key).map(|p| p.birth_date))
+                });
+            }
+        }
+    }
+    g.bench_function("document/present", |b| cycle(b, &keys.present, |d| view.answer_document(d.as_bytes(), clock)));
+    let answers: Vec<Answer> = present.iter().map(|q| view.answer(q, clock)).collect();
+    eprintln!("lookup bench: {} present keys answer {}", family.name(), outcomes(&answers));
+    g.bench_function("serialise/present", |b| cycle(b, &answers, |a| serde_json::to_vec(black_box(a)).expect("answers serialise")));
+    g.finish();
+}
+
+fn serial(c: &mut Criterion) {
+    family(c, Family::Serial)
+}
+
+fn processing(c: &mut Criterion) {
+    family(c, Family::Processing)
+}
+
+fn card(c: &mut Criterion) {
+    family(c, Family::Card)
+}
+
+fn ticket(c: &mut Criterion) {
+    family(c, Family::Ticket)
+}
+
+fn delegated(c: &mut Criterion) {
+    family(c, Family::Delegated)
+}
+
+fn config() -> Criterion {
+    Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3)).sample_size(50)
+}
+
+criterion_group! {
+    name = lookups;
+    config = config();
+    targets = serial, processing, card, ticket, delegated
+}
+criterion_main!(lookups);

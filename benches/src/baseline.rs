@@ -1,0 +1,458 @@
+//! The baseline the lookup bench compares the engine with: per key family a
+//! plain `std::collections::HashMap<String, PersonRecord>` of owned records
+//! (deserialised from the same snapshot with `rkyv::deserialize`), answering
+//! the same [`Query`] with one `get` and building the same [`Answer`].
+//!
+//! To keep the comparison honest the builders below mirror
+//! `engine/src/entry.rs` and `engine/src/lookup.rs` field for field: the same
+//! header, echo, person, qualification, ticket, consent and reference-number
+//! strings, and the same validity rules for the cases the bench asks. What the
+//! baseline does not have is what the engine pays for being a snapshot: the
+//! mmap, the rkyv layout, the full-key check and the delta overlay.
+
+use std::collections::HashMap;
+
+use elig_engine::answer::*;
+use elig_engine::ids;
+use elig_engine::lookup::Clock;
+use elig_engine::model::*;
+use elig_engine::query::{Query, QueryKey};
+use elig_engine::snapshot::Snapshot;
+
+use crate::Family;
+
+#[derive(Debug)]
+pub struct Baseline {
+    family: Family,
+    /// Key → the one person holding it (serial, processing, card, ticket).
+    one: HashMap<String, PersonRecord>,
+    /// Institution + month → every person a ticket of the month delegates there.
+    many: HashMap<String, Vec<PersonRecord>>,
+    generation: String,
+}
+
+/// The keys of `family` a record holds, as the engine's indexes key them.
+fn keys_of(family: Family, p: &PersonRecord) -> Vec<String> {
+    match family {
+        Family::Serial => p.certificates.iter().map(|c| c.serial_number.clone()).collect(),
+        Family::Processing => p.certificates.iter().map(|c| c.processing_number.clone()).collect(),
+        Family::Card => {
+            p.insurance.iter().map(|i| ids::insurance_key(&i.insurer_number, &i.card_symbol, &i.card_number, &i.branch_number)).collect()
+        }
+        Family::Ticket => p.assistance.iter().map(|a| ids::assistance_key(&a.payer_number, &a.recipient_number)).collect(),
+        Family::Delegated => {
+            p.assistance.iter().flat_map(|a| a.tickets.iter().map(|t| ids::ticket_key(&t.institution_code, t.treatment_month))).collect()
+        }
+    }
+}
+
+impl Baseline {
+    /// Deserialise every record of `snapshot` that holds a key of `family`.
+    pub fn build(snapshot: &Snapshot, family: Family) -> Baseline {
+        let mut b = Baseline { family, one: HashMap::new(), many: HashMap::new(), generation: snapshot.generation().to_string() };
+        for (_, archived) in snapshot.iter_persons() {
+            let p: PersonRecord = rkyv::deserialize::<PersonRecord, rkyv::rancor::Error>(archived).expect("a verified record deserialises");
+            let mut keys = keys_of(family, &p);
+            keys.sort();
+            keys.dedup();
+            for k in keys {
+                if family == Family::Delegated {
+                    b.many.entry(k).or_default().push(p.clone());
+                } else {
+                    b.one.insert(k, p.clone());
+                }
+            }
+        }
+        b
+    }
+
+    /// The plain map lookup alone: the record holding `key`, if any.
+    pub fn get(&self, key: &str) -> Option<&PersonRecord> {
+        self.one.get(key).or_else(|| self.many.get(key).and_then(|ps| ps.first()))
+    }
+
+    pub fn len(&self) -> usize {
+        self.one.len() + self.many.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Answer one query of this baseline's family.
+    pub fn answer(&self, q: &Query, clock: Clock) -> Answer {
+        let mut answer = match (&q.key, self.family) {
+            (QueryKey::CertificateSerial(s), Family::Serial) => self.my_number(q, clock, s, true),
+            (QueryKey::ProcessingNumber(s), Family::Processing) => self.my_number(q, clock, s, false),
+            (QueryKey::InsuranceCard(c), Family::Card) => self.card(q, c),
+            (QueryKey::MedicalTicket(t), Family::Ticket) => self.ticket(q, t),
+            (QueryKey::DelegatedTickets { month }, Family::Delegated) => self.delegated(q, *month),
+            _ => panic!("a {} baseline cannot answer a {} query", self.family.name(), q.key.kind()),
+        };
+        answer.message_header = MessageHeader {
+            process_execution_time: clock.now.to_string(),
+            qualification_confirmation_date: q.date.to_string(),
+            medical_institution_code: q.institution.clone(),
+            arbitrary_file_identifier: q.arbitrary_id.clone(),
+            reference_classification: if matches!(self.family, Family::Serial | Family::Processing) { "1" } else { "2" }.into(),
+            segment_of_result: "1".into(),
+            character_code_identifier: "0".into(),
+            snapshot_generation: self.generation.clone(),
+            delta_sequence: "0".into(),
+            ..Default::default()
+        };
+        answer
+    }
+
+    fn my_number(&self, q: &Query, clock: Clock, key: &str, serial: bool) -> Answer {
+        let Some(p) = self.one.get(key) else { return validity_only(Validity::NotFound, None) };
+        let links: Vec<&Certificate> =
+            p.certificates.iter().filter(|c| if serial { c.serial_number == key } else { c.processing_number == key }).collect();
+        if links.iter().any(|c| c.revoked_at != 0 && c.revoked_at <= clock.now) {
+            return error("EC01", "the card's certificate is revoked");
+        }
+        if !links.iter().any(|c| c.valid_from <= clock.today && clock.today <= c.valid_to) {
+            return error("EC02", "the card's certificate is expired or not yet valid");
+        }
+        let inst = q.institution.as_str();
+        let d = q.date;
+        let disclose = Disclose {
+            limit: consent(p, inst, ConsentKind::Limit, clock.now).0 == "1",
+            specific: consent(p, inst, ConsentKind::SpecificDisease, clock.now).0 == "1",
+        };
+        let mut list: Vec<_> = p.insurance.iter().filter(|i| insurance_in_force(i, d)).map(|i| insurance_entry(p, i, disclose)).collect();
+        let mut delegated_any = false;
+        let mut assisted = false;
+        for a in p.assistance.iter().filter(|a| assistance_in_force(a, d)) {
+            assisted = true;
+            let tickets = delegating_tickets(a, inst, d / 100);
+            delegated_any |= !tickets.is_empty();
+            let numbers = !tickets.is_empty();
+            list.push(assistance_entry(p, a, numbers, tickets));
+        }
+        let validity = if list.is_empty() {
+            // The most recent lost qualification, as reference information.
+            let ins = p.insurance.iter().max_by_key(|i| (i.disqualification_date, i.qualification_date));
+            let asst = p.assistance.iter().max_by_key(|a| (a.end_date, a.start_date));
+            match (ins, asst) {
+                (Some(i), Some(a)) if a.end_date > i.disqualification_date => list.push(assistance_entry(p, a, false, Vec::new())),
+                (Some(i), _) => list.push(insurance_entry(p, i, Disclose::default())),
+                (None, Some(a)) => list.push(assistance_entry(p, a, false, Vec::new())),
+                (None, None) => return validity_only(Validity::NotFound, None),
+            }
+            Validity::Invalid
+        } else if assisted && !delegated_any && !p.insurance.iter().any(|i| insurance_in_force(i, d)) {
+            Validity::NotDelegated
+        } else {
+            Validity::Valid
+        };
+        let reference = p.reference_numbers.iter().find(|r| r.institution_code == inst).map(|r| r.reference_number.clone());
+        for e in &mut list {
+            add_consents(e, p, inst, clock.now);
+            e.reference_number = reference.clone();
+        }
+        with_list(validity, list, None)
+    }
+
+    fn card(&self, q: &Query, c: &elig_engine::query::CardKey) -> Answer {
+        let echo = SearchInfo {
+            insurer_number: Some(c.insurer.clone()),
+            insured_card_symbol: text(&c.symbol),
+            insured_identification_number: Some(c.number.clone()),
+            insured_branch_number: text(&c.branch),
+            birthdate: Some(c.birth_date.to_string()),
+            limit_application_certificate_related_cons_flg: Some(if c.limit_consent { "1" } else { "0" }.into()),
+            arbitrary_identifier: q.arbitrary_id.clone(),
+        };
+        let key = ids::insurance_key(&c.insurer, &c.symbol, &c.number, &c.branch);
+        let p = match self.one.get(&key) {
+            Some(p) if p.birth_date == c.birth_date => p,
+            _ => return validity_only(Validity::NotFound, Some(echo)),
+        };
+        let matches = |i: &&Insurance| {
+            i.insurer_number == c.insurer && i.card_symbol == c.symbol && i.card_number == c.number && i.branch_number == c.branch
+        };
+        let disclose = Disclose { limit: c.limit_consent, specific: false };
+        if let Some(ins) = p.insurance.iter().filter(matches).rfind(|i| insurance_in_force(i, q.date)) {
+            return with_list(Validity::Valid, vec![insurance_entry(p, ins, disclose)], Some(echo));
+        }
+        let Some(lost) = p.insurance.iter().filter(matches).max_by_key(|i| i.qualification_date) else {
+            return validity_only(Validity::NotFound, Some(echo));
+        };
+        let other = p.insurance.iter().any(|i| !matches(&i) && insurance_in_force(i, q.date))
+            || p.assistance.iter().any(|a| assistance_in_force(a, q.date));
+        let validity = if other { Validity::InvalidNewExists } else { Validity::Invalid };
+        with_list(validity, vec![insurance_entry(p, lost, Disclose::default())], Some(echo))
+    }
+
+    fn ticket(&self, q: &Query, t: &elig_engine::query::TicketKey) -> Answer {
+        let echo = SearchInfo {
+            insurer_number: Some(t.payer.clone()),
+            insured_identification_number: Some(t.recipient.clone()),
+            birthdate: Some(t.birth_date.to_string()),
+            arbitrary_identifier: q.arbitrary_id.clone(),
+            ..Default::default()
+        };
+        let p = match self.one.get(&ids::assistance_key(&t.payer, &t.recipient)) {
+            Some(p) if p.birth_date == t.birth_date => p,
+            _ => return validity_only(Validity::NotFound, Some(echo)),
+        };
+        let matches = |a: &&Assistance| a.payer_number == t.payer && a.recipient_number == t.recipient;
+        if let Some(a) = p.assistance.iter().filter(matches).rfind(|a| assistance_in_force(a, q.date)) {
+            let tickets = delegating_tickets(a, &q.institution, q.date / 100);
+            if tickets.is_empty() {
+                return with_list(Validity::NotDelegated, vec![assistance_entry(p, a, false, Vec::new())], Some(echo));
+            }
+            return with_list(Validity::Valid, vec![assistance_entry(p, a, true, tickets)], Some(echo));
+        }
+        let Some(lost) = p.assistance.iter().filter(matches).max_by_key(|a| a.start_date) else {
+            return validity_only(Validity::NotFound, Some(echo));
+        };
+        let other = p.insurance.iter().any(|i| insurance_in_force(i, q.date))
+            || p.assistance.iter().any(|a| !matches(&a) && assistance_in_force(a, q.date));
+        let validity = if other { Validity::InvalidNewExists } else { Validity::Invalid };
+        with_list(validity, vec![assistance_entry(p, lost, true, Vec::new())], Some(echo))
+    }
+
+    fn delegated(&self, q: &Query, month: u32) -> Answer {
+        let inst = q.institution.as_str();
+        let mut units = Vec::new();
+        for p in self.many.get(&ids::ticket_key(inst, month)).into_iter().flatten() {
+            for a in &p.assistance {
+                for t in a.tickets.iter().filter(|t| t.institution_code == inst && t.treatment_month == month) {
+                    let validity = if assistance_in_force(a, q.date) { Validity::Valid } else { Validity::Invalid };
+                    units.push(BulkConfirmUnit {
+                        qualification_confirm_search_info: SearchInfo {
+                            insurer_number: Some(a.payer_number.clone()),
+                            insured_identification_number: Some(a.recipient_number.clone()),
+                            birthdate: date(p.birth_date),
+                            arbitrary_identifier: q.arbitrary_id.clone(),
+                            ..Default::default()
+                        },
+                        processing_result_status: "1".into(),
+                        qualification_validity: Some(validity.code().into()),
+                        result_of_qualification_confirmation: Some(assistance_entry(p, a, true, vec![ticket_info(t, inst)])),
+                        reference_number: p
+                            .reference_numbers
+                            .iter()
+                            .find(|r| r.institution_code == inst)
+                            .map(|r| r.reference_number.clone()),
+                        ..Default::default()
+                    });
+                }
+            }
+        }
+        units.sort_by(|x, y| {
+            let k = |u: &BulkConfirmUnit| {
+                let s = &u.qualification_confirm_search_info;
+                (s.insurer_number.clone(), s.insured_identification_number.clone())
+            };
+            k(x).cmp(&k(y))
+        });
+        let mut answer = Answer::default();
+        answer.message_body.processing_result_status = "1".into();
+        answer.message_body.bulk_confirm_unit_list = units;
+        answer
+    }
+}
+
+fn insurance_in_force(i: &Insurance, d: u32) -> bool {
+    i.qualification_date <= d && (i.disqualification_date == 0 || d < i.disqualification_date)
+}
+
+fn assistance_in_force(a: &Assistance, d: u32) -> bool {
+    a.start_date <= d && (a.end_date == 0 || d <= a.end_date)
+}
+
+fn delegating_tickets(a: &Assistance, institution: &str, month: u32) -> Vec<MedicalTicketInfo> {
+    a.tickets
+        .iter()
+        .filter(|t| t.institution_code == institution && t.treatment_month == month)
+        .map(|t| ticket_info(t, institution))
+        .collect()
+}
+
+fn validity_only(v: Validity, echo: Option<SearchInfo>) -> Answer {
+    let mut a = Answer::default();
+    a.message_body.processing_result_status = "1".into();
+    a.message_body.qualification_validity = Some(v.code().into());
+    a.message_body.qualification_confirm_search_info = echo;
+    a
+}
+
+fn with_list(v: Validity, list: Vec<ResultOfQualificationConfirmation>, echo: Option<SearchInfo>) -> Answer {
+    let mut a = validity_only(v, echo);
+    a.message_body.result_list = list;
+    a
+}
+
+fn error(code: &str, message: &str) -> Answer {
+    let mut a = Answer::default();
+    a.message_body.processing_result_status = "2".into();
+    a.message_body.processing_result_code = Some(code.into());
+    a.message_body.processing_result_message = Some(message.into());
+    a
+}
+
+// ---- entries: engine/src/entry.rs over owned records -------------------------
+
+fn date(d: u32) -> Option<String> {
+    (d != 0).then(|| d.to_string())
+}
+
+fn ts(t: u64) -> Option<String> {
+    (t != 0).then(|| t.to_string())
+}
+
+fn text(s: &str) -> Option<String> {
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct Disclose {
+    limit: bool,
+    specific: bool,
+}
+
+fn person_fields(p: &PersonRecord) -> ResultOfQualificationConfirmation {
+    ResultOfQualificationConfirmation {
+        name: text(&p.name),
+        name_of_other: p.other_name.as_ref().and_then(|o| text(&o.name)),
+        name_kana: text(&p.name_kana),
+        name_of_other_kana: p.other_name.as_ref().and_then(|o| text(&o.kana)),
+        sex1: Some(p.sex.to_string()),
+        birthdate: date(p.birth_date),
+        address: text(&p.address),
+        post_number: text(&p.post_number),
+        ..Default::default()
+    }
+}
+
+fn insurance_entry(p: &PersonRecord, q: &Insurance, d: Disclose) -> ResultOfQualificationConfirmation {
+    let mut e = person_fields(p);
+    e.insured_card_classification = text(&code2(q.card_classification));
+    e.insurer_number = text(&q.insurer_number);
+    e.insured_card_symbol = text(&q.card_symbol);
+    e.insured_identification_number = text(&q.card_number);
+    e.insured_branch_number = text(&q.branch_number);
+    e.personal_family_classification = Some(q.personal_family.to_string());
+    e.insured_name = text(&q.insured_name);
+    e.qualification_date = date(q.qualification_date);
+    e.disqualification_date = date(q.disqualification_date);
+    e.insured_certificate_issuance_date = date(q.card_issue_date);
+    e.insured_card_valid_date = date(q.card_valid_from);
+    e.insured_card_expiration_date = date(q.card_valid_to);
+    e.insured_partial_contribution_ratio = text(&code3(q.contribution_ratio));
+    e.preschool_classification = q.preschool.then(|| "1".to_string());
+    e.reason_of_loss = text(&code2(q.reason_of_loss));
+    e.insurer_name = text(&q.insurer_name);
+    if let Some(el) = &q.elderly {
+        e.elderly_recipient_certificate_info = Some(ElderlyRecipientCertificateInfo {
+            elderly_recipient_certificate_date: date(el.issue_date),
+            elderly_recipient_valid_start_date: date(el.valid_from),
+            elderly_recipient_valid_end_date: date(el.valid_to),
+            elderly_recipient_contribution_ratio: text(&code3(el.contribution_ratio)),
+        });
+    }
+    e.limit_application_certificate_related_cons_flg = Some(if d.limit { "1" } else { "0" }.to_string());
+    if let (true, Some(l)) = (d.limit, &q.limit) {
+        e.limit_application_certificate_related_info = Some(LimitApplicationCertificateRelatedInfo {
+            limit_application_certificate_classification: text(&l.classification),
+            limit_application_certificate_classification_flag: text(&l.category),
+            limit_application_certificate_date: date(l.issue_date),
+            limit_application_certificate_valid_start_date: date(l.valid_from),
+            limit_application_certificate_valid_end_date: date(l.valid_to),
+            limit_application_certificate_long_term_date: date(l.long_term_date),
+        });
+    }
+    if d.specific && !q.specific_diseases.is_empty() {
+        let list = q
+            .specific_diseases
+            .iter()
+            .map(|s| SpecificDiseasesCertificateInfo {
+                specific_diseases_disease_category: text(&s.category),
+                specific_diseases_certificate_date: date(s.issue_date),
+                specific_diseases_valid_start_date: date(s.valid_from),
+                specific_diseases_valid_end_date: date(s.valid_to),
+                specific_diseases_self_pay: text(&s.self_pay),
+            })
+            .collect();
+        e.specific_diseases_certificate_list = Some(list);
+    }
+    e
+}
+
+fn assistance_entry(p: &PersonRecord, a: &Assistance, numbers: bool, tickets: Vec<MedicalTicketInfo>) -> ResultOfQualificationConfirmation {
+    let mut e = person_fields(p);
+    e.insured_card_classification = Some("A1".to_string());
+    if numbers {
+        e.insurer_number = text(&a.payer_number);
+        e.insured_identification_number = text(&a.recipient_number);
+    }
+    e.qualification_date = date(a.start_date);
+    e.disqualification_date = date(a.end_date);
+    e.insurer_name = text(&a.welfare_office);
+    if !tickets.is_empty() {
+        e.public_expense_result_list = Some(tickets);
+    }
+    e
+}
+
+fn ticket_info(t: &Ticket, requester: &str) -> MedicalTicketInfo {
+    let dispensing = t.ticket_type == "02";
+    MedicalTicketInfo {
+        ticket_type: text(&t.ticket_type),
+        medical_ticket_valid_date: date(t.valid_from),
+        medical_ticket_expiration_date: date(t.valid_to),
+        issue_number: text(&t.issue_number),
+        medical_treatment_month: date(t.treatment_month),
+        designated_medical_institution_code: text(&t.institution_code),
+        designated_medical_institution_name: text(&t.institution_name),
+        designated_medical_institution_flag: Some(if t.institution_code == requester { "0" } else { "1" }.to_string()),
+        prescription_issuer_medical_institution_code: if dispensing { text(&t.prescriber_code) } else { None },
+        prescription_issuer_medical_institution_name: if dispensing { text(&t.prescriber_name) } else { None },
+        injury_name1: text(&t.injury_names[0]),
+        injury_name2: text(&t.injury_names[1]),
+        injury_name3: text(&t.injury_names[2]),
+        medical_treatment_type: text(&t.treatment_type),
+        self_pay_amount: text(&t.self_pay),
+        district_contact_name: text(&t.district_contact),
+        handling_contact_name: text(&t.handling_contact),
+        single_or_combined_use: text(&t.single_or_combined),
+        status_of_social_insurance: text(&t.social_insurance),
+        consistency_flag: text(&t.consistency_flag),
+        status_of_infecton: text(&t.infectious_disease),
+        status_of_elderly_medical_care: text(&t.elderly_medical_care),
+        status_of_prefectural_expenses: text(&t.prefectural_expenses),
+        remarks1: text(&t.remarks[0]),
+        remarks2: text(&t.remarks[1]),
+        remarks3: text(&t.remarks[2]),
+    }
+}
+
+fn consent(p: &PersonRecord, institution: &str, kind: ConsentKind, now: u64) -> (String, Option<String>, Option<String>) {
+    let found = p.consents.iter().filter(|c| c.institution_code == institution && c.kind == kind).max_by_key(|c| c.consented_at);
+    match found {
+        None => ("0".to_string(), None, None),
+        Some(c) => {
+            let flag = if c.expires_at == 0 || now < c.expires_at { "1" } else { "2" };
+            (flag.to_string(), ts(c.consented_at), ts(c.expires_at))
+        }
+    }
+}
+
+fn add_consents(e: &mut ResultOfQualificationConfirmation, p: &PersonRecord, institution: &str, now: u64) {
+    let (f, t, a) = consent(p, institution, ConsentKind::Pharmacy, now);
+    (e.pharmacists_info_cons_flg, e.pharmacists_info_cons_time, e.pharmacists_info_available_time) = (Some(f), t, a);
+    let (f, t, a) = consent(p, institution, ConsentKind::Checkup, now);
+    (e.specific_health_checkups_info_cons_flg, e.specific_health_checkups_info_cons_time, e.specific_health_checkups_info_available_time) =
+        (Some(f), t, a);
+    let (f, t, a) = consent(p, institution, ConsentKind::Diagnosis, now);
+    (e.diagnosis_info_cons_flg, e.diagnosis_info_cons_time, e.diagnosis_info_available_time) = (Some(f), t, a);
+    let (f, t, a) = consent(p, institution, ConsentKind::Operation, now);
+    (e.operation_info_cons_flg, e.operation_info_cons_time, e.operation_info_available_time) = (Some(f), t, a);
+    let (_, t, _) = consent(p, institution, ConsentKind::Limit, now);
+    e.limit_application_certificate_related_cons_time = t;
+    let (f, t, _) = consent(p, institution, ConsentKind::SpecificDisease, now);
+    (e.specific_diseases_certificate_related_cons_flg, e.specific_diseases_certificate_related_cons_time) = (Some(f), t);
+}
