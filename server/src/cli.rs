@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use elig_engine::answer::{Answer, BulkConfirmUnit, MessageHeader};
 use serde::Deserialize;
 
-use crate::client::{ClientError, ClientOptions};
-use crate::protocol::BulkSummary;
+use crate::client::{Client, ClientError, ClientOptions};
+use crate::protocol::{BulkSummary, DeltaAck};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -175,6 +175,69 @@ pub fn bulk_document(answers: &[Answer], summary: &BulkSummary) -> Answer {
     doc
 }
 
+// ---- delta and swap (operator) --------------------------------------------
+
+/// Read every batch file before anything is sent: a missing file stops
+/// the command before the first batch goes out.
+pub fn read_batches(files: &[PathBuf]) -> Result<Vec<(PathBuf, Vec<u8>)>, CliError> {
+    files.iter().map(|f| Ok((f.clone(), std::fs::read(f).map_err(|source| CliError::Read { path: f.clone(), source })?))).collect()
+}
+
+/// The absolute form of a path given on the command line, for the server
+/// to read (relative paths are taken from the current directory).
+pub fn absolute(path: &Path) -> Result<String, CliError> {
+    let abs = std::path::absolute(path).map_err(|source| CliError::Read { path: path.to_path_buf(), source })?;
+    abs.to_str().map(str::to_string).ok_or_else(|| CliError::Usage(format!("{}: the path is not UTF-8", abs.display())))
+}
+
+/// One acknowledgement as a JSON line.
+pub fn ack_line(file: &Path, ack: &DeltaAck) -> String {
+    #[derive(serde::Serialize)]
+    struct Line {
+        file: String,
+        seq: u64,
+        status: &'static str,
+        duplicate: bool,
+        rows: u64,
+        generation: u64,
+    }
+    let status = if ack.duplicate { "duplicate" } else { "applied" };
+    let line = Line {
+        file: file.display().to_string(),
+        seq: ack.seq,
+        status,
+        duplicate: ack.duplicate,
+        rows: ack.rows,
+        generation: ack.generation,
+    };
+    serde_json::to_string(&line).unwrap_or_default()
+}
+
+/// Send the batches in order, one at a time, writing one acknowledgement
+/// line each as it arrives. The first refusal ends the command: the error
+/// names the file (the server's message names the line and the reason),
+/// and the batches after it are not sent.
+pub async fn send_deltas(client: &Client, batches: &[(PathBuf, Vec<u8>)], out: &mut impl std::io::Write) -> anyhow::Result<()> {
+    for (i, (file, batch)) in batches.iter().enumerate() {
+        match client.delta(batch).await {
+            Ok(ack) => {
+                writeln!(out, "{}", ack_line(file, &ack))?;
+                out.flush()?;
+            }
+            Err(e) => {
+                let rest = batches.len() - i - 1;
+                let unsent = match rest {
+                    0 => String::new(),
+                    1 => " (1 later batch file not sent)".to_string(),
+                    n => format!(" ({n} later batch files not sent)"),
+                };
+                return Err(anyhow::Error::new(e).context(format!("{}: batch not applied{unsent}", file.display())));
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,6 +265,11 @@ mod tests {
         bad.message_body.processing_result_status = "2".into();
         bad.message_body.processing_result_code = Some("EQ04".into());
         let summary = BulkSummary { items: 2, normal: 1, errors: 1, generation: 9, delta_seq: 0 };
+        let ack = DeltaAck { seq: 4, duplicate: true, rows: 2, generation: 9 };
+        assert_eq!(
+            ack_line(Path::new("b4.jsonl"), &ack),
+            r#"{"file":"b4.jsonl","seq":4,"status":"duplicate","duplicate":true,"rows":2,"generation":9}"#
+        );
         let doc = bulk_document(&[ok, bad], &summary);
         assert_eq!(doc.message_header.number_of_error.as_deref(), Some("1"));
         assert_eq!(doc.message_header.snapshot_generation, "9");

@@ -24,7 +24,7 @@ use quinn::{Connection, ConnectionError, Endpoint, RecvStream, SendStream, VarIn
 use serde::de::DeserializeOwned;
 
 use crate::handler::StatusReport;
-use crate::protocol::{self, BulkBegin, BulkSummary, ErrorBody, Frame, Kind, CLIENT_MAX_FRAME};
+use crate::protocol::{self, BulkBegin, BulkSummary, DeltaAck, ErrorBody, Frame, Kind, SwapRequest, SwapResult, CLIENT_MAX_FRAME};
 use crate::stream::{read_frame, ReadError};
 use crate::tls::{self, Identity, TlsError};
 use crate::usage::UsageReport;
@@ -147,6 +147,9 @@ impl ClientOptions {
     }
 }
 
+/// How long [`Client::swap`] waits for its answer.
+pub const SWAP_TIMEOUT: Duration = Duration::from_secs(3600);
+
 /// A connection to `eligd`. Cloning shares the connection.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -201,7 +204,11 @@ impl Client {
     }
 
     async fn next(&self, recv: &mut RecvStream) -> Result<Option<Frame>, ClientError> {
-        match read_frame(recv, CLIENT_MAX_FRAME, self.timeout).await {
+        self.next_within(recv, self.timeout).await
+    }
+
+    async fn next_within(&self, recv: &mut RecvStream, timeout: Duration) -> Result<Option<Frame>, ClientError> {
+        match read_frame(recv, CLIENT_MAX_FRAME, timeout).await {
             Ok(f) => Ok(f),
             Err(ReadError::Stream(e)) => Err(self.lost(e)),
             Err(e) => Err(e.into()),
@@ -210,12 +217,21 @@ impl Client {
 
     /// Send one request frame, expect exactly one response frame of `want`.
     async fn one<T: DeserializeOwned>(&self, kind: Kind, payload: &[u8], want: Kind) -> Result<T, ClientError> {
+        self.one_within(kind, payload, want, self.timeout).await
+    }
+
+    async fn one_within<T: DeserializeOwned>(&self, kind: Kind, payload: &[u8], want: Kind, timeout: Duration) -> Result<T, ClientError> {
         let (mut send, mut recv) = self.open().await?;
-        self.write(&mut send, &protocol::encode(kind, payload)).await?;
-        match self.next(&mut recv).await? {
-            Some(f) if f.kind == want => parse(&f),
-            Some(f) => Err(unexpected(&f, want)),
-            None => Err(ClientError::Protocol("the server finished the stream without a response".into())),
+        // A server that refuses from the frame header (too large, not
+        // allowed) stops reading: its error frame explains a failed write.
+        let written = self.write(&mut send, &protocol::encode(kind, payload)).await;
+        match self.next_within(&mut recv, timeout).await {
+            Ok(Some(f)) if f.kind == want => parse(&f),
+            Ok(Some(f)) => Err(unexpected(&f, want)),
+            Ok(None) => {
+                Err(written.err().unwrap_or_else(|| ClientError::Protocol("the server finished the stream without a response".into())))
+            }
+            Err(e) => Err(written.err().unwrap_or(e)),
         }
     }
 
@@ -277,6 +293,22 @@ impl Client {
     /// Operator: usage counts per institution and lookup kind.
     pub async fn usage(&self) -> Result<UsageReport, ClientError> {
         self.one(Kind::Usage, b"", Kind::Report).await
+    }
+
+    /// Operator: send one delta batch (JSON Lines, `contract.md` section 2)
+    /// and wait for its acknowledgement: once it returns `Ok`, the batch is
+    /// durable and visible. A refused batch is [`ClientError::Refused`]
+    /// (`ED01` bad line, `ED02` sequence gap, `ED03` not durable).
+    pub async fn delta(&self, batch: &[u8]) -> Result<DeltaAck, ClientError> {
+        self.one(Kind::Delta, batch, Kind::Report).await
+    }
+
+    /// Operator: swap in the snapshot in `snapshot_dir`, an absolute path
+    /// on the server. Waits up to [`SWAP_TIMEOUT`]: the server verifies and
+    /// pre-faults the whole snapshot first.
+    pub async fn swap(&self, snapshot_dir: &str) -> Result<SwapResult, ClientError> {
+        let payload = serde_json::to_vec(&SwapRequest { snapshot_dir: snapshot_dir.to_string() }).unwrap_or_default();
+        self.one_within(Kind::Swap, &payload, Kind::Report, SWAP_TIMEOUT.max(self.timeout)).await
     }
 
     /// Send raw bytes on a new stream, finish it, and return every frame

@@ -7,6 +7,7 @@
 //! metrics_listen = "127.0.0.1:9464"   # optional: Prometheus endpoint (GET /metrics)
 //! audit_log = "/var/log/elig/audit.jsonl" # optional: audit JSON Lines, appended
 //! audit_key_salt = "..."              # optional: mixed into the audit key hash
+//! delta_log = "/srv/elig/deltas.log"  # optional: default `deltas.log` beside snapshot_dir
 //!
 //! [tls]                               # all three required
 //! ca = "certs/ca.pem"                 # CA that issues client certificates
@@ -21,7 +22,12 @@
 //! idle_timeout_secs = 30               # connection idle time (clients send keep-alives)
 //! frame_timeout_secs = 30              # longest wait for the next frame of a request
 //! shutdown_grace_secs = 30
+//! max_delta_bytes = 16777216           # one delta batch (a Delta frame)
 //! ```
+//!
+//! The delta log is append-only and outlives snapshots: by default it is
+//! `deltas.log` in the directory that holds `snapshot_dir` (beside it, not
+//! in it: swaps bring new snapshot directories). Its directory must exist.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -51,6 +57,7 @@ pub struct RawConfig {
     pub metrics_listen: Option<String>,
     pub audit_log: Option<PathBuf>,
     pub audit_key_salt: Option<String>,
+    pub delta_log: Option<PathBuf>,
     /// `YYYYMMDDHHmmss`: answer as if it were always this time (tests, replays).
     pub fixed_clock: Option<String>,
     #[serde(default)]
@@ -77,6 +84,7 @@ pub struct RawLimits {
     pub idle_timeout_secs: Option<u64>,
     pub frame_timeout_secs: Option<u64>,
     pub shutdown_grace_secs: Option<u64>,
+    pub max_delta_bytes: Option<u64>,
 }
 
 /// A validated configuration.
@@ -88,6 +96,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     pub audit_log: Option<PathBuf>,
     pub audit_key_salt: String,
+    /// The append-only delta log (see the module docs for the default).
+    pub delta_log: PathBuf,
     pub fixed_clock: Option<u64>,
     pub limits: Limits,
 }
@@ -108,6 +118,25 @@ pub struct Limits {
     pub idle_timeout_secs: u64,
     pub frame_timeout_secs: u64,
     pub shutdown_grace_secs: u64,
+    /// Payload of one `Delta` frame (a delta batch).
+    #[serde(default = "default_max_delta_bytes")]
+    pub max_delta_bytes: usize,
+}
+
+fn default_max_delta_bytes() -> usize {
+    DEFAULT_MAX_DELTA_BYTES
+}
+
+/// Default limit on one delta batch.
+pub const DEFAULT_MAX_DELTA_BYTES: usize = 16 << 20;
+
+/// File name of the default delta log, beside the snapshot directory.
+pub const DEFAULT_DELTA_LOG: &str = "deltas.log";
+
+/// The default delta log of a snapshot directory: `deltas.log` beside it.
+pub fn default_delta_log(snapshot_dir: &Path) -> PathBuf {
+    let parent = snapshot_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    parent.join(DEFAULT_DELTA_LOG)
 }
 
 impl Default for Limits {
@@ -120,6 +149,7 @@ impl Default for Limits {
             idle_timeout_secs: 30,
             frame_timeout_secs: 30,
             shutdown_grace_secs: 30,
+            max_delta_bytes: DEFAULT_MAX_DELTA_BYTES,
         }
     }
 }
@@ -160,6 +190,7 @@ impl RawConfig {
             metrics_listen: over.metrics_listen.or(self.metrics_listen),
             audit_log: over.audit_log.or(self.audit_log),
             audit_key_salt: over.audit_key_salt.or(self.audit_key_salt),
+            delta_log: over.delta_log.or(self.delta_log),
             fixed_clock: over.fixed_clock.or(self.fixed_clock),
             tls: RawTls { ca: over.tls.ca.or(self.tls.ca), cert: over.tls.cert.or(self.tls.cert), key: over.tls.key.or(self.tls.key) },
             limits: RawLimits {
@@ -170,6 +201,7 @@ impl RawConfig {
                 idle_timeout_secs: l.idle_timeout_secs.or(self.limits.idle_timeout_secs),
                 frame_timeout_secs: l.frame_timeout_secs.or(self.limits.frame_timeout_secs),
                 shutdown_grace_secs: l.shutdown_grace_secs.or(self.limits.shutdown_grace_secs),
+                max_delta_bytes: l.max_delta_bytes.or(self.limits.max_delta_bytes),
             },
         }
     }
@@ -201,6 +233,7 @@ impl RawConfig {
                 });
             }
         }
+        let delta_log = delta_log(self.delta_log, &snapshot_dir)?;
         let fixed_clock = match self.fixed_clock {
             None => None,
             Some(t) => Some(elig_engine::ids::timestamp("fixed_clock", &t).map_err(|e| ConfigError::Invalid {
@@ -225,6 +258,7 @@ impl RawConfig {
             idle_timeout_secs: ranged("limits.idle_timeout_secs", l.idle_timeout_secs, d.idle_timeout_secs, 10, 3600)?,
             frame_timeout_secs: ranged("limits.frame_timeout_secs", l.frame_timeout_secs, d.frame_timeout_secs, 1, 3600)?,
             shutdown_grace_secs: ranged("limits.shutdown_grace_secs", l.shutdown_grace_secs, d.shutdown_grace_secs, 0, 3600)?,
+            max_delta_bytes: ranged("limits.max_delta_bytes", l.max_delta_bytes, d.max_delta_bytes as u64, 1024, 1 << 30)? as usize,
         };
         Ok(Config {
             listen,
@@ -233,10 +267,33 @@ impl RawConfig {
             metrics_listen,
             audit_log: self.audit_log,
             audit_key_salt: self.audit_key_salt.unwrap_or_default(),
+            delta_log,
             fixed_clock,
             limits,
         })
     }
+}
+
+/// The delta log: given or beside the snapshot directory; its directory
+/// must exist, it must not be a directory, nor inside the snapshot.
+fn delta_log(given: Option<PathBuf>, snapshot_dir: &Path) -> Result<PathBuf, ConfigError> {
+    let path = given.unwrap_or_else(|| default_delta_log(snapshot_dir));
+    let invalid = |reason: &str| ConfigError::Invalid { key: "delta_log", value: path.display().to_string(), reason: reason.into() };
+    if path.as_os_str().is_empty() || path.file_name().is_none() {
+        return Err(invalid("not a file path"));
+    }
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    if !dir.is_dir() {
+        return Err(invalid("its directory does not exist"));
+    }
+    if path.is_dir() {
+        return Err(invalid("is a directory; name the log file"));
+    }
+    let abs = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    if abs(dir).starts_with(abs(snapshot_dir)) {
+        return Err(invalid("is inside snapshot_dir; the log outlives snapshots (swaps bring new directories), put it beside them"));
+    }
+    Ok(path)
 }
 
 fn address(key: &'static str, value: &str) -> Result<SocketAddr, ConfigError> {
@@ -325,5 +382,29 @@ mod tests {
         let text = toml.replace("/snap\"", "/nosnap\"");
         let err = RawConfig::from_toml(&text).unwrap().validate().unwrap_err().to_string();
         assert!(err.contains("not a snapshot directory"), "{err}");
+        let text = toml.replace("max_bulk_items = 500", "max_delta_bytes = 10");
+        let err = RawConfig::from_toml(&text).unwrap().validate().unwrap_err();
+        assert_eq!(err.to_string(), "setting 'limits.max_delta_bytes' = '10': must be between 1024 and 1073741824");
+    }
+
+    #[test]
+    fn the_delta_log_defaults_beside_the_snapshot_and_is_checked() {
+        let (dir, toml) = setup();
+        let c = RawConfig::from_toml(&toml).unwrap().validate().unwrap();
+        assert_eq!(c.delta_log, dir.path().join("deltas.log"));
+        assert_eq!(c.limits.max_delta_bytes, 16 << 20);
+        assert_eq!(default_delta_log(Path::new("snap")), Path::new("./deltas.log"));
+        let d = dir.path().display();
+        for (value, want) in [
+            (format!("{d}/nodir/deltas.log"), "its directory does not exist"),
+            (format!("{d}/snap"), "is a directory"),
+            (format!("{d}/snap/deltas.log"), "inside snapshot_dir"),
+        ] {
+            let text = format!("delta_log = \"{value}\"\n{toml}");
+            let err = RawConfig::from_toml(&text).unwrap().validate().unwrap_err().to_string();
+            assert!(err.starts_with(&format!("setting 'delta_log' = '{value}': ")) && err.contains(want), "{value}: {err}");
+        }
+        let text = format!("delta_log = \"{d}/state.log\"\n{toml}");
+        assert_eq!(RawConfig::from_toml(&text).unwrap().validate().unwrap().delta_log, dir.path().join("state.log"));
     }
 }

@@ -137,14 +137,16 @@ pub fn prepare(
         metrics_listen: metrics,
         audit_log: Some(dir.join("audit.jsonl")),
         audit_key_salt: String::new(),
+        delta_log: dir.join(crate::config::DEFAULT_DELTA_LOG),
         fixed_clock: None,
         limits: Limits::default(),
     };
     let toml = format!(
-        "listen = \"{}\"\nsnapshot_dir = \"{}\"\naudit_log = \"{}\"\n{}\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+        "listen = \"{}\"\nsnapshot_dir = \"{}\"\naudit_log = \"{}\"\ndelta_log = \"{}\"\n{}\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
         listen,
         snapshot.display(),
         dir.join("audit.jsonl").display(),
+        dir.join(crate::config::DEFAULT_DELTA_LOG).display(),
         metrics.map(|m| format!("metrics_listen = \"{m}\"")).unwrap_or_default(),
         certs.join("ca.pem").display(),
         certs.join("server.pem").display(),
@@ -161,7 +163,7 @@ pub fn instructions(demo: &Demo, ex: &Examples, server: SocketAddr, metrics: Opt
     let mut s = String::new();
     s.push_str(&format!(
         "eligd demo: {persons} synthetic persons, snapshot {}, serving on {server}\n\
-         Files (snapshot, certificates, eligd.toml, audit.jsonl) are in {}\n\n\
+         Files (snapshot, certificates, eligd.toml, audit.jsonl, deltas.log) are in {}\n\n\
          In another shell, paste:\n\n",
         demo.snapshot.display(),
         demo.dir.display()
@@ -201,7 +203,10 @@ pub fn instructions(demo: &Demo, ex: &Examples, server: SocketAddr, metrics: Opt
     s.push_str(&format!(
         "# operator: status and usage (CSV export)\n\
          ELIG_CERT={op} ELIG_KEY={opk} elig status\n\
-         ELIG_CERT={op} ELIG_KEY={opk} elig usage --export usage.csv\n\n",
+         ELIG_CERT={op} ELIG_KEY={opk} elig usage --export usage.csv\n\n\
+         # operator: delta batches (JSON Lines, contract.md 2) in sequence order, and a snapshot swap\n\
+         ELIG_CERT={op} ELIG_KEY={opk} elig delta batch-1.jsonl batch-2.jsonl\n\
+         ELIG_CERT={op} ELIG_KEY={opk} elig swap /path/to/new/snapshot\n\n",
         op = c("operator.pem"),
         opk = c("operator.key")
     ));

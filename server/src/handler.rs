@@ -7,18 +7,25 @@
 //! why). A request that cannot be served as a whole (an operator command
 //! without the operator role, a bulk inquiry over the limit) is a
 //! [`Refusal`], sent as an `Error` frame.
+//!
+//! The operator's writes ([`delta`], [`swap`]) and [`status`] take the
+//! [`Engine`]: they block (fsync, verifying and pre-faulting a snapshot,
+//! the engine's writer lock), so the server runs them off the async
+//! runtime's worker threads.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use elig_engine::answer::{Answer, BulkConfirmUnit, SearchInfo};
-use elig_engine::engine::Generation;
+use elig_engine::engine::{DeltaError, Engine, Generation, SwapError};
 use elig_engine::ids;
 use elig_engine::lookup::{Clock, View};
 use elig_engine::query::{parse_query, Query, QueryError, QueryKey};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Limits;
-use crate::protocol::{codes, BulkBegin, BulkSummary};
+use crate::protocol::{codes, BulkBegin, BulkSummary, DeltaAck, SwapRequest, SwapResult};
 use crate::roles::Role;
 use crate::usage::{Usage, UsageReport};
 
@@ -184,6 +191,20 @@ pub struct RuntimeInfo {
     pub connections_total: u64,
     pub requests_total: u64,
     pub limits: Option<Limits>,
+    /// Resident set size of the process (`VmRSS` of `/proc/self/status`), where available.
+    #[serde(default)]
+    pub rss_bytes: Option<u64>,
+}
+
+/// Size of the deltas applied over the live snapshot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverlayInfo {
+    /// Change lines applied (upserts and deletes).
+    pub changed_rows: u64,
+    /// Persons with a record version written by deltas.
+    pub persons: u64,
+    /// Bytes of those versions.
+    pub bytes: u64,
 }
 
 /// The `status` report.
@@ -191,34 +212,134 @@ pub struct RuntimeInfo {
 pub struct StatusReport {
     pub server_version: String,
     pub protocol: String,
+    /// The live snapshot generation.
     pub generation: u64,
+    /// The last delta batch visible to lookups.
     pub delta_seq: u64,
     pub persons: u64,
     /// When the snapshot was compiled, `YYYYMMDDHHmmss`.
     pub snapshot_created: u64,
     pub snapshot_dir: String,
+    /// The last delta batch the snapshot itself includes (its manifest).
+    #[serde(default)]
+    pub snapshot_delta_seq: u64,
+    /// Rows per table in the snapshot (its manifest).
+    #[serde(default)]
+    pub counts: BTreeMap<String, u64>,
+    /// Deltas applied over the snapshot.
+    #[serde(default)]
+    pub overlay: OverlayInfo,
+    #[serde(default)]
+    pub delta_log: Option<String>,
+    /// Bytes of the snapshot files mapped into memory.
     pub mapped_bytes: u64,
     #[serde(flatten)]
     pub runtime: RuntimeInfo,
 }
 
-/// Operator: the server's status.
-pub fn status(gen: &Generation, role: &Role, runtime: RuntimeInfo) -> Result<StatusReport, Refusal> {
-    if !role.is_operator() {
-        return Err(Refusal::operator_only("status", role));
+fn operator(what: &str, role: &Role) -> Result<(), Refusal> {
+    if role.is_operator() {
+        Ok(())
+    } else {
+        Err(Refusal::operator_only(what, role))
     }
-    let m = gen.snapshot.manifest();
+}
+
+/// Operator: the server's status. Takes the engine's writer lock briefly
+/// (it waits for a swap in progress): call off the async runtime.
+pub fn status(engine: &Engine, role: &Role, runtime: RuntimeInfo) -> Result<StatusReport, Refusal> {
+    operator("status", role)?;
+    let s = engine.status();
     Ok(StatusReport {
         server_version: env!("CARGO_PKG_VERSION").to_string(),
         protocol: String::from_utf8_lossy(crate::protocol::ALPN).into_owned(),
-        generation: gen.id(),
-        delta_seq: gen.view().delta_seq,
-        persons: m.persons,
-        snapshot_created: m.created,
-        snapshot_dir: gen.snapshot.dir().display().to_string(),
-        mapped_bytes: gen.snapshot.mapped_bytes(),
+        generation: s.generation,
+        delta_seq: s.delta_seq,
+        persons: s.persons,
+        snapshot_created: s.created,
+        snapshot_dir: s.snapshot_dir,
+        snapshot_delta_seq: s.snapshot_delta_seq,
+        counts: s.counts.into_iter().collect(),
+        overlay: OverlayInfo { changed_rows: s.overlay.changed_rows, persons: s.overlay.persons, bytes: s.overlay.bytes },
+        delta_log: s.delta_log,
+        mapped_bytes: s.mapped_bytes,
         runtime,
     })
+}
+
+/// Operator: apply one delta batch (the JSON Lines text as received).
+/// Acknowledged only once the engine logged it durably and published it.
+/// Blocks (fsync): call off the async runtime.
+pub fn delta(engine: &Engine, role: &Role, batch: &[u8]) -> Result<DeltaAck, Refusal> {
+    operator("delta", role)?;
+    if engine.status().delta_log.is_none() {
+        return Err(Refusal::new(
+            codes::DELTA_NOT_DURABLE,
+            "this server runs without a delta log, so a batch could not survive a restart; nothing was applied",
+        ));
+    }
+    engine.apply(batch).map(DeltaAck::from).map_err(|e| delta_refusal(&e))
+}
+
+/// The refusal for a batch the engine did not take.
+pub fn delta_refusal(e: &DeltaError) -> Refusal {
+    let code = match e {
+        DeltaError::Gap { .. } => codes::DELTA_GAP,
+        DeltaError::Log { .. } => codes::DELTA_NOT_DURABLE,
+        _ => codes::DELTA_INVALID,
+    };
+    let message = match e {
+        DeltaError::Log { .. } => format!("{e}; nothing was applied"),
+        _ => format!("{e}; nothing of it was applied"),
+    };
+    Refusal::new(code, message)
+}
+
+/// Operator: swap in the snapshot named by a `Swap` payload
+/// (`{"snapshot_dir": "/absolute/path"}`). Verifies and pre-faults the
+/// whole snapshot before it goes live: blocks for as long as that takes,
+/// so call it off the async runtime. A refused swap leaves the live
+/// snapshot serving.
+pub fn swap(engine: &Engine, role: &Role, payload: &[u8]) -> Result<SwapResult, Refusal> {
+    operator("swap", role)?;
+    let req: SwapRequest = serde_json::from_slice(payload)
+        .map_err(|e| Refusal::new(codes::BAD_PAYLOAD, format!("swap request must be {{\"snapshot_dir\": \"/absolute/path\"}}: {e}")))?;
+    let dir = Path::new(&req.snapshot_dir);
+    if !dir.is_absolute() {
+        return Err(Refusal::new(
+            codes::BAD_PAYLOAD,
+            format!("snapshot_dir '{}' must be an absolute path (the server reads it); nothing was swapped", req.snapshot_dir),
+        ));
+    }
+    let r = engine.swap(dir).map_err(|e| swap_refusal(&e))?;
+    Ok(SwapResult {
+        previous_generation: r.previous_generation,
+        generation: r.generation,
+        snapshot_dir: req.snapshot_dir,
+        snapshot_delta_seq: r.snapshot_delta_seq,
+        replayed: r.replayed as u64,
+        // The carried-over batches follow the snapshot's own without a gap.
+        delta_seq: r.snapshot_delta_seq + r.replayed as u64,
+        verify_ms: r.verify_ms,
+        prefault_ms: r.prefault_ms,
+        total_ms: r.total_ms,
+        compact_error: r.compact_error,
+        record_error: None,
+    })
+}
+
+/// The refusal for a swap the engine did not make.
+pub fn swap_refusal(e: &SwapError) -> Refusal {
+    use elig_engine::envelope::EnvelopeError;
+    use elig_engine::snapshot::SnapshotError;
+    let code = match e {
+        SwapError::Snapshot(SnapshotError::Version { .. })
+        | SwapError::Snapshot(SnapshotError::Envelope { source: EnvelopeError::Version { .. }, .. }) => codes::SWAP_VERSION,
+        SwapError::NotNewer { .. } => codes::SWAP_NOT_NEWER,
+        SwapError::DeltasMissing { .. } | SwapError::Replay { .. } => codes::SWAP_DELTAS,
+        _ => codes::SWAP_INVALID,
+    };
+    Refusal::new(code, e.to_string())
 }
 
 /// Operator: usage counts since the server started.
@@ -227,14 +348,6 @@ pub fn usage(role: &Role, usage: &Usage, clock: Clock) -> Result<UsageReport, Re
         return Err(Refusal::operator_only("usage", role));
     }
     Ok(usage.report(clock.now))
-}
-
-/// Operator commands reserved for a later version (snapshot swap, deltas).
-pub fn reserved(what: &str, role: &Role) -> Refusal {
-    if !role.is_operator() {
-        return Refusal::operator_only(what, role);
-    }
-    Refusal::new(codes::NOT_IMPLEMENTED, format!("{what} is reserved and not implemented by this server version"))
 }
 
 /// A whole request, for callers without a network (tests, tools).
@@ -256,6 +369,8 @@ pub enum Response {
     Tickets { units: Vec<BulkConfirmUnit>, summary: Answer },
     Status(StatusReport),
     Usage(UsageReport),
+    Delta(DeltaAck),
+    Swap(SwapResult),
     Refused(Refusal),
 }
 
@@ -268,8 +383,11 @@ pub struct Env<'a> {
 }
 
 /// Serve one whole request; returns the response and the outcome of every
-/// query it answered (in order).
-pub fn handle(gen: &Generation, role: &Role, req: Request, clock: Clock, env: &Env<'_>) -> (Response, Vec<Outcome>) {
+/// query it answered (in order). Queries are answered from the generation
+/// live when the request starts; swaps and deltas run synchronously.
+pub fn handle(engine: &Engine, role: &Role, req: Request, clock: Clock, env: &Env<'_>) -> (Response, Vec<Outcome>) {
+    let pinned = engine.pin();
+    let gen: &Generation = &pinned;
     match req {
         Request::Lookup(q) => {
             let (a, o) = lookup(gen, role, &q, clock);
@@ -301,7 +419,7 @@ pub fn handle(gen: &Generation, role: &Role, req: Request, clock: Clock, env: &E
                 Err(r) => (Response::Refused(r), outcomes),
             }
         }
-        Request::Status => match status(gen, role, env.runtime.clone()) {
+        Request::Status => match status(engine, role, env.runtime.clone()) {
             Ok(s) => (Response::Status(s), Vec::new()),
             Err(r) => (Response::Refused(r), Vec::new()),
         },
@@ -309,8 +427,14 @@ pub fn handle(gen: &Generation, role: &Role, req: Request, clock: Clock, env: &E
             Ok(u) => (Response::Usage(u), Vec::new()),
             Err(r) => (Response::Refused(r), Vec::new()),
         },
-        Request::Swap(_) => (Response::Refused(reserved("swap", role)), Vec::new()),
-        Request::Delta(_) => (Response::Refused(reserved("delta", role)), Vec::new()),
+        Request::Swap(payload) => match swap(engine, role, &payload) {
+            Ok(r) => (Response::Swap(r), Vec::new()),
+            Err(r) => (Response::Refused(r), Vec::new()),
+        },
+        Request::Delta(batch) => match delta(engine, role, &batch) {
+            Ok(a) => (Response::Delta(a), Vec::new()),
+            Err(r) => (Response::Refused(r), Vec::new()),
+        },
     }
 }
 

@@ -9,10 +9,12 @@
 //! - [`server`], [`stream`]: the quinn glue; [`client`]: the client library;
 //!   [`cli`]: settings and output of the `elig` command line.
 //! - [`usage`], [`audit`], [`metrics`]: operations.
+//! - [`state`]: the delta log and the live snapshot record across restarts.
 //! - [`demo`]: `eligd demo`; [`xml`]: the `XmlMsg` rendering.
 #![forbid(unsafe_code)]
 
 pub mod audit;
+pub mod bench;
 pub mod certs;
 pub mod cli;
 pub mod client;
@@ -23,6 +25,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod roles;
 pub mod server;
+pub mod state;
 pub mod stream;
 pub mod tls;
 pub mod usage;

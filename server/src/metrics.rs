@@ -11,7 +11,16 @@
 //! | `elig_connections_refused_total` | counter | `reason` (no_role, limit, handshake) |
 //! | `elig_protocol_errors_total` | counter | `code` (EF01.., EL.., EP01) |
 //! | `elig_snapshot_generation` | gauge | |
+//! | `elig_snapshot_mapped_bytes` | gauge | |
+//! | `elig_delta_sequence` | gauge | |
+//! | `elig_overlay_changed_rows` | gauge | |
+//! | `elig_overlay_persons` | gauge | |
+//! | `elig_overlay_bytes` | gauge | |
+//! | `elig_delta_batches_total` | counter | `outcome` (applied, duplicate, refused) |
+//! | `elig_delta_rows_total` | counter | |
+//! | `elig_swaps_total` | counter | `outcome` (done, refused) |
 //!
+//! The engine gauges are set at start and after every swap and batch.
 //! The recorder is process-wide (installed on first use); the endpoint is a
 //! minimal HTTP/1.1 responder on tokio, so no web framework is needed.
 
@@ -159,4 +168,28 @@ pub fn protocol_error(code: &'static str) {
 
 pub fn generation(g: u64) {
     gauge!("elig_snapshot_generation").set(g as f64);
+}
+
+/// The engine gauges: generation, delta sequence, overlay size, mapped bytes.
+pub fn engine(gen: &elig_engine::engine::Generation) {
+    generation(gen.id());
+    let o = gen.overlay.stats();
+    gauge!("elig_delta_sequence").set(gen.overlay.visible() as f64);
+    gauge!("elig_overlay_changed_rows").set(o.changed_rows as f64);
+    gauge!("elig_overlay_persons").set(o.persons as f64);
+    gauge!("elig_overlay_bytes").set(o.bytes as f64);
+    gauge!("elig_snapshot_mapped_bytes").set(gen.snapshot.mapped_bytes() as f64);
+}
+
+/// One delta batch answered: `applied`, `duplicate` or `refused`.
+pub fn delta_batch(outcome: &'static str, rows: u64) {
+    counter!("elig_delta_batches_total", "outcome" => outcome).increment(1);
+    if outcome == "applied" {
+        counter!("elig_delta_rows_total").increment(rows);
+    }
+}
+
+/// One swap answered: `done` or `refused`.
+pub fn swap(outcome: &'static str) {
+    counter!("elig_swaps_total", "outcome" => outcome).increment(1);
 }

@@ -46,9 +46,11 @@ pub enum Kind {
     Status = 0x10,
     /// Operator: usage counts; answered by a `Report` frame.
     Usage = 0x11,
-    /// Operator: snapshot swap (reserved, issue 4).
+    /// Operator: swap in a new snapshot, `{"snapshot_dir": "/abs/path"}`;
+    /// answered by a `Report` frame ([`SwapResult`]).
     Swap = 0x12,
-    /// Operator: delta batch (reserved, issue 4).
+    /// Operator: one delta batch, the JSON Lines text as is (`contract.md`
+    /// section 2); answered by a `Report` frame ([`DeltaAck`]).
     Delta = 0x13,
     /// An answer document (`contract.md` section 3).
     Answer = 0x81,
@@ -56,7 +58,7 @@ pub enum Kind {
     Unit = 0x82,
     /// End of a bulk inquiry or ticket fetch.
     Summary = 0x83,
-    /// Operator report (status, usage).
+    /// Operator report (status, usage, swap, delta acknowledgement).
     Report = 0x84,
     /// The request as a whole was refused: `{"code", "message"}`.
     Error = 0xFF,
@@ -129,10 +131,32 @@ pub mod codes {
     pub const BULK_COUNT: &str = "EL02";
     /// No frame arrived within the idle time.
     pub const TIMEOUT: &str = "EL03";
-    /// A reserved request kind this version does not implement yet.
+    /// A reserved request kind this version does not implement (none today).
     pub const NOT_IMPLEMENTED: &str = "EN01";
     /// A query kind a bulk inquiry does not take.
     pub const NOT_IN_BULK: &str = "EB01";
+    /// A delta batch refused: a line does not parse, validate or apply
+    /// (the message names the line); nothing of it was applied.
+    pub const DELTA_INVALID: &str = "ED01";
+    /// A delta batch refused: its sequence is not the next one (the message
+    /// names the expected sequence); nothing was applied.
+    pub const DELTA_GAP: &str = "ED02";
+    /// A delta batch not acknowledged: it could not be made durable (delta
+    /// log write failed, or the server runs without a delta log).
+    pub const DELTA_NOT_DURABLE: &str = "ED03";
+    /// A swap refused: the snapshot cannot be read or does not verify
+    /// (missing, corrupt, checksum mismatch); the live snapshot keeps serving.
+    pub const SWAP_INVALID: &str = "ES01";
+    /// A swap refused: the snapshot has another format version.
+    pub const SWAP_VERSION: &str = "ES02";
+    /// A swap refused: its generation is not newer than the live one.
+    pub const SWAP_NOT_NEWER: &str = "ES03";
+    /// A swap refused: the live deltas do not carry over onto the snapshot
+    /// (it lacks folded batches, or a newer batch no longer applies).
+    pub const SWAP_DELTAS: &str = "ES04";
+    /// The server failed while serving the request (a bug); the request had
+    /// no effect unless the message says otherwise.
+    pub const INTERNAL: &str = "EI01";
 }
 
 /// One decoded frame.
@@ -198,6 +222,19 @@ pub fn encode_into(out: &mut Vec<u8>, kind: Kind, payload: &[u8]) {
     out.extend_from_slice(&len.to_le_bytes());
     out.push(kind as u8);
     out.extend_from_slice(payload);
+}
+
+/// Decode a frame header whose payload limit depends on its kind: the kind
+/// is decoded first, then the length is checked against `max_for(kind)`
+/// before any payload byte is read.
+pub fn decode_header_for(header: &[u8; HEADER_LEN], max_for: impl Fn(Kind) -> usize) -> Result<(Kind, usize), FrameError> {
+    let kind = Kind::from_u8(header[4]).ok_or(FrameError::UnknownKind { kind: header[4] })?;
+    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+    let max = max_for(kind);
+    if len as u64 > max as u64 {
+        return Err(FrameError::TooLarge { len: len.into(), max });
+    }
+    Ok((kind, len as usize))
 }
 
 /// Decode a frame header: the kind and the payload length, checked against
@@ -279,6 +316,59 @@ pub struct BulkSummary {
     pub delta_seq: u64,
 }
 
+/// Payload of a `Report` frame answering a `Delta` frame: the batch is
+/// durable (logged and fsynced) and visible to every request that starts
+/// after this acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaAck {
+    pub seq: u64,
+    /// The sequence was already applied: acknowledged again without effect.
+    pub duplicate: bool,
+    /// Change lines in the batch.
+    pub rows: u64,
+    /// The snapshot generation the batch was applied over.
+    pub generation: u64,
+}
+
+impl From<elig_engine::engine::Ack> for DeltaAck {
+    fn from(a: elig_engine::engine::Ack) -> DeltaAck {
+        DeltaAck { seq: a.seq, duplicate: a.duplicate, rows: a.rows as u64, generation: a.generation }
+    }
+}
+
+/// Payload of a `Swap` frame.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SwapRequest {
+    /// The compiled snapshot directory, an absolute path on the server.
+    pub snapshot_dir: String,
+}
+
+/// Payload of a `Report` frame answering a `Swap` frame: the new snapshot
+/// is live (engine `SwapReport` plus what the server did after it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwapResult {
+    pub previous_generation: u64,
+    pub generation: u64,
+    pub snapshot_dir: String,
+    /// Deltas the new snapshot already includes (its manifest).
+    pub snapshot_delta_seq: u64,
+    /// Newer batches carried over onto the new snapshot.
+    pub replayed: u64,
+    /// The delta sequence visible once the swap was done.
+    pub delta_seq: u64,
+    pub verify_ms: u64,
+    pub prefault_ms: u64,
+    pub total_ms: u64,
+    /// Delta log compaction failed (the swap stands; the log keeps older batches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compact_error: Option<String>,
+    /// Recording the live snapshot for restarts failed (the swap stands; a
+    /// restart would open `snapshot_dir` of the configuration).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_error: Option<String>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,6 +403,15 @@ mod tests {
         assert_eq!(decode_all(&big[..3], 1000), Err(FrameError::Truncated { have: 3, need: 5 }));
         // A header claiming 4 GiB is refused before anything is allocated.
         assert!(matches!(decode(&[0xff, 0xff, 0xff, 0xff, 0x01], DEFAULT_MAX_FRAME), Err(FrameError::TooLarge { .. })));
+        // Per-kind limits: a delta may be larger than a lookup.
+        let limit = |k: Kind| if k == Kind::Delta { 1000 } else { 10 };
+        let h = |kind: u8, len: u32| {
+            let b = len.to_le_bytes();
+            [b[0], b[1], b[2], b[3], kind]
+        };
+        assert_eq!(decode_header_for(&h(0x13, 500), limit), Ok((Kind::Delta, 500)));
+        assert_eq!(decode_header_for(&h(0x01, 500), limit), Err(FrameError::TooLarge { len: 500, max: 10 }));
+        assert_eq!(decode_header_for(&h(0x7a, 5), limit), Err(FrameError::UnknownKind { kind: 0x7a }));
     }
 
     #[test]

@@ -1,12 +1,19 @@
 //! The QUIC server: accept loop, role check per connection, one task per
 //! stream moving frames in and out of [`crate::handler`]. Thin glue.
 //!
+//! Every query request pins the live generation when it starts and answers
+//! from it to the end (a bulk inquiry included), so a swap or a delta batch
+//! never mixes states in one answer. Swaps, delta batches and status run on
+//! tokio's blocking pool (`spawn_blocking`): they fsync, verify and
+//! pre-fault snapshots, and take the engine's writer lock.
+//!
 //! Connection close codes (application): 0 server shutting down, 1 the
 //! client certificate carries no usable role, 2 connection limit reached.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use elig_engine::engine::Engine;
@@ -22,7 +29,8 @@ use crate::handler::{self, Bulk, Outcome, Refusal, RuntimeInfo};
 use crate::metrics;
 use crate::protocol::{codes, Frame, Kind};
 use crate::roles::{Role, RoleError};
-use crate::stream::{read_frame, write_frame, ReadError};
+use crate::state;
+use crate::stream::{read_frame, read_frame_for, write_frame, ReadError};
 use crate::tls::{self, Identity, TlsError};
 use crate::usage::{Usage, UsageReport};
 
@@ -64,6 +72,10 @@ struct Shared {
     requests_total: AtomicU64,
     tracker: TaskTracker,
     stop: CancellationToken,
+    /// The live snapshot record (`state`), rewritten after every swap.
+    live_record: PathBuf,
+    /// Serialises writes of the record.
+    record_lock: Arc<Mutex<()>>,
 }
 
 impl Shared {
@@ -85,6 +97,26 @@ impl Shared {
             connections_total: self.connections_total.load(Ordering::Relaxed),
             requests_total: self.requests_total.load(Ordering::Relaxed),
             limits: Some(self.limits),
+            rss_bytes: rss_bytes(),
+        }
+    }
+}
+
+/// Resident set size from `/proc/self/status`, where there is one.
+fn rss_bytes() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// Run blocking engine work on tokio's blocking pool.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Refusal> + Send + 'static) -> Result<T, Refusal> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "an operator request failed inside the server");
+            Err(Refusal::new(codes::INTERNAL, format!("the server failed while serving the request: {e}")))
         }
     }
 }
@@ -100,7 +132,9 @@ pub struct Server {
 }
 
 impl Server {
-    /// Load the TLS material, bind, and start serving `engine`.
+    /// Load the TLS material, bind, and start serving `engine`, which should
+    /// have been opened with `config.delta_log` ([`state::open_engine`]):
+    /// without a delta log, delta batches are refused (`ED03`).
     pub async fn start(config: &Config, engine: Arc<Engine>) -> Result<Server, ServerError> {
         let roots = tls::roots(&tls::read(&config.tls.ca)?, &config.tls.ca.display().to_string())?;
         let identity = Identity::load(&config.tls.cert, &config.tls.key)?;
@@ -141,8 +175,10 @@ impl Server {
             requests_total: AtomicU64::new(0),
             tracker: TaskTracker::new(),
             stop: stop.clone(),
+            live_record: state::live_record_path(&config.delta_log),
+            record_lock: Arc::new(Mutex::new(())),
         });
-        metrics::generation(shared.engine.pin().id());
+        metrics::engine(&shared.engine.pin());
         tokio::spawn(accept_loop(endpoint.clone(), shared.clone(), stop.clone()));
         tracing::info!(%local_addr, generation = shared.engine.pin().id(), "eligd listening");
         Ok(Server { endpoint, shared, stop, local_addr, metrics_addr })
@@ -333,21 +369,27 @@ async fn serve(
 ) -> Result<(), Stop> {
     let limits = &shared.limits;
     let idle = limits.frame_timeout();
-    let first = match read_frame(recv, limits.max_frame_bytes, idle).await.map_err(read_stop)? {
+    // A delta batch may be larger than a query; only an operator's.
+    let max_delta = if role.is_operator() { limits.max_delta_bytes.max(limits.max_frame_bytes) } else { limits.max_frame_bytes };
+    let max_for = |k: Kind| if k == Kind::Delta { max_delta } else { limits.max_frame_bytes };
+    let first = match read_frame_for(recv, max_for, idle).await.map_err(read_stop)? {
         Some(f) => f,
         None => return Err(Refusal::new(codes::MALFORMED_FRAME, "empty request stream: send one request frame").into()),
     };
     label.0 = first.kind.name();
-    let gen = shared.engine.pin();
     let clock = shared.clock();
+    // Queries pin the generation live now and answer from it to the end.
+    let pin = || shared.engine.pin();
     match first.kind {
         Kind::Lookup => {
+            let gen = pin();
             let (answer, o) = handler::lookup(&gen, role, &first.payload, clock);
             shared.record(role, peer, clock.now, &o);
             *label = ("lookup", o.kind, metrics::outcome_of(&o));
             write_frame(send, &Frame::json(Kind::Answer, &answer)).await?;
         }
         Kind::Tickets => {
+            let gen = pin();
             let (units, summary, o) = handler::tickets(&gen, role, &first.payload, clock);
             shared.record(role, peer, clock.now, &o);
             *label = ("tickets", o.kind, metrics::outcome_of(&o));
@@ -357,6 +399,7 @@ async fn serve(
             write_frame(send, &Frame::json(Kind::Summary, &summary)).await?;
         }
         Kind::BulkBegin => {
+            let gen = pin();
             let mut bulk = Bulk::begin(&gen, role, &first.payload, limits, clock)?;
             *label = ("bulk", "bulk", "normal");
             while bulk.remaining() > 0 {
@@ -389,7 +432,8 @@ async fn serve(
             write_frame(send, &Frame::json(Kind::Summary, &summary)).await?;
         }
         Kind::Status => {
-            let report = handler::status(&gen, role, shared.runtime())?;
+            let (engine, who, runtime) = (shared.engine.clone(), role.clone(), shared.runtime());
+            let report = blocking(move || handler::status(&engine, &who, runtime)).await?;
             *label = ("status", "-", "normal");
             write_frame(send, &Frame::json(Kind::Report, &report)).await?;
         }
@@ -398,7 +442,48 @@ async fn serve(
             *label = ("usage", "-", "normal");
             write_frame(send, &Frame::json(Kind::Report, &report)).await?;
         }
-        Kind::Swap | Kind::Delta => return Err(handler::reserved(first.kind.name(), role).into()),
+        Kind::Delta => {
+            let (engine, who, batch) = (shared.engine.clone(), role.clone(), first.payload);
+            let result = blocking(move || handler::delta(&engine, &who, &batch)).await;
+            metrics::engine(&shared.engine.pin());
+            let ack = result.inspect_err(|r| {
+                metrics::delta_batch("refused", 0);
+                tracing::info!(%peer, code = r.code, message = %r.message, "delta batch refused");
+            })?;
+            metrics::delta_batch(if ack.duplicate { "duplicate" } else { "applied" }, ack.rows);
+            tracing::info!(%peer, seq = ack.seq, duplicate = ack.duplicate, rows = ack.rows, generation = ack.generation, "delta batch acknowledged");
+            *label = ("delta", "-", "normal");
+            write_frame(send, &Frame::json(Kind::Report, &ack)).await?;
+        }
+        Kind::Swap => {
+            let (engine, who, payload) = (shared.engine.clone(), role.clone(), first.payload);
+            let (record, lock) = (shared.live_record.clone(), shared.record_lock.clone());
+            let result = blocking(move || {
+                let mut r = handler::swap(&engine, &who, &payload)?;
+                // Record what is live now (a later swap may already have
+                // replaced ours), so a restart opens it.
+                let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
+                let live = engine.pin();
+                if let Err(e) = state::record_live(&record, live.snapshot.dir()) {
+                    tracing::warn!(record = %record.display(), error = %e, "cannot record the live snapshot; a restart would open snapshot_dir");
+                    r.record_error = Some(format!("{}: {e}", record.display()));
+                }
+                Ok(r)
+            })
+            .await;
+            metrics::engine(&shared.engine.pin());
+            let report = result.inspect_err(|r| {
+                metrics::swap("refused");
+                tracing::warn!(%peer, code = r.code, message = %r.message, "swap refused; the live snapshot keeps serving");
+            })?;
+            metrics::swap("done");
+            tracing::info!(
+                %peer, generation = report.generation, previous = report.previous_generation, snapshot = %report.snapshot_dir,
+                replayed = report.replayed, total_ms = report.total_ms, "swapped in a new snapshot"
+            );
+            *label = ("swap", "-", "normal");
+            write_frame(send, &Frame::json(Kind::Report, &report)).await?;
+        }
         Kind::BulkItem => return Err(Refusal::new(codes::UNEXPECTED_FRAME, "a bulk_item frame must follow a bulk_begin frame").into()),
         other => {
             return Err(Refusal::new(

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use quinn::{ReadExactError, RecvStream, SendStream};
 
-use crate::protocol::{self, Frame, FrameError, HEADER_LEN};
+use crate::protocol::{self, Frame, FrameError, Kind, HEADER_LEN};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -34,13 +34,19 @@ impl ReadError {
 /// [`FrameError::Truncated`]. The size limit is checked on the header,
 /// before the payload is read.
 pub async fn read_frame(recv: &mut RecvStream, max: usize, timeout: Duration) -> Result<Option<Frame>, ReadError> {
-    match tokio::time::timeout(timeout, read_frame_inner(recv, max)).await {
+    read_frame_for(recv, |_| max, timeout).await
+}
+
+/// [`read_frame`] with a payload limit that depends on the frame kind
+/// (delta batches may be larger than queries).
+pub async fn read_frame_for(recv: &mut RecvStream, max_for: impl Fn(Kind) -> usize, timeout: Duration) -> Result<Option<Frame>, ReadError> {
+    match tokio::time::timeout(timeout, read_frame_inner(recv, max_for)).await {
         Ok(r) => r,
         Err(_) => Err(ReadError::Timeout(timeout)),
     }
 }
 
-async fn read_frame_inner(recv: &mut RecvStream, max: usize) -> Result<Option<Frame>, ReadError> {
+async fn read_frame_inner(recv: &mut RecvStream, max_for: impl Fn(Kind) -> usize) -> Result<Option<Frame>, ReadError> {
     let mut header = [0u8; HEADER_LEN];
     match recv.read_exact(&mut header).await {
         Ok(()) => {}
@@ -48,7 +54,7 @@ async fn read_frame_inner(recv: &mut RecvStream, max: usize) -> Result<Option<Fr
         Err(ReadExactError::FinishedEarly(n)) => return Err(FrameError::Truncated { have: n, need: HEADER_LEN }.into()),
         Err(ReadExactError::ReadError(e)) => return Err(e.into()),
     }
-    let (kind, len) = protocol::decode_header(&header, max)?;
+    let (kind, len) = protocol::decode_header_for(&header, max_for)?;
     let mut payload = vec![0u8; len];
     match recv.read_exact(&mut payload).await {
         Ok(()) => Ok(Some(Frame { kind, payload })),

@@ -4,7 +4,7 @@
 //! keys picked from the snapshot records with the answers they must get.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
 use elig_engine::engine::Engine;
@@ -27,6 +27,8 @@ pub const NOW: u64 = 20261122120000;
 #[derive(Debug)]
 pub struct Fixture {
     _dir: tempfile::TempDir,
+    /// The synthetic export the snapshot was compiled from.
+    pub export: PathBuf,
     pub snapshot: PathBuf,
     pub engine: Arc<Engine>,
     pub keys: Keys,
@@ -38,6 +40,8 @@ pub struct Fixture {
 pub struct Keys {
     /// Insurance card in force today: (insurer, symbol, number, branch, birth).
     pub card_valid: (String, String, String, String, u32),
+    /// The person of `card_valid`.
+    pub card_valid_person: String,
     /// A card whose only qualification of its person is lost: answer 2.
     pub card_lost: Option<(String, String, String, String, u32)>,
     /// A certificate serial valid today whose person has insurance in force.
@@ -94,7 +98,7 @@ pub fn fixture() -> &'static Fixture {
         let snapshot = elig_server::demo::synthetic_snapshot(dir.path(), PERSONS, SEED, TODAY).expect("synthetic snapshot");
         let engine = Arc::new(Engine::open(&snapshot).expect("open the snapshot"));
         let keys = find_keys(&engine);
-        Fixture { _dir: dir, snapshot, engine, keys }
+        Fixture { export: dir.path().join("export"), _dir: dir, snapshot, engine, keys }
     })
 }
 
@@ -113,6 +117,7 @@ fn find_keys(engine: &Engine) -> Keys {
         let assisted = p.assistance.iter().any(|a| assistance_in_force(a, TODAY));
         if k.card_valid.0.is_empty() && p.insurance.len() == 1 && in_force && !assisted {
             k.card_valid = card(&p.insurance[0]);
+            k.card_valid_person = p.person_id.to_string();
         }
         if k.card_lost.is_none() && p.insurance.len() == 1 && !in_force && p.assistance.is_empty() {
             k.card_lost = Some(card(&p.insurance[0]));
@@ -144,6 +149,52 @@ fn find_keys(engine: &Engine) -> Keys {
     k
 }
 
+/// A card in force today of a person with one qualification and no public
+/// assistance, found by walking the records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ValidCard {
+    pub person_id: String,
+    /// (insurer, symbol, number, branch, birth), as [`Keys::card_query`] takes it.
+    pub card: (String, String, String, String, u32),
+}
+
+/// Up to `n` cards in force today in the live generation of `engine`.
+pub fn valid_cards(engine: &Engine, n: usize) -> Vec<ValidCard> {
+    let gen = engine.pin();
+    let mut out = Vec::new();
+    for (_, p) in gen.snapshot.iter_persons() {
+        let in_force = p.insurance.iter().any(|i| insurance_in_force(i, TODAY));
+        let assisted = p.assistance.iter().any(|a| assistance_in_force(a, TODAY));
+        if p.insurance.len() == 1 && in_force && !assisted {
+            let i = &p.insurance[0];
+            out.push(ValidCard {
+                person_id: p.person_id.to_string(),
+                card: (
+                    i.insurer_number.to_string(),
+                    i.card_symbol.to_string(),
+                    i.card_number.to_string(),
+                    i.branch_number.to_string(),
+                    p.birth_date.to_native(),
+                ),
+            });
+            if out.len() == n {
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// An insurance row for a delta batch: a new card `symbol`/`number`
+/// (branch 01) of `insurer` for `person_id`, in force since 2020.
+pub fn insurance_row(qualification_id: &str, person_id: &str, insurer: &str, symbol: &str, number: &str) -> serde_json::Value {
+    serde_json::json!({
+        "qualification_id": qualification_id, "person_id": person_id, "insurer_number": insurer,
+        "card_symbol": symbol, "card_number": number, "branch_number": "01", "card_classification": "01",
+        "personal_family": "1", "insurer_name": "デルタ健康保険組合", "qualification_date": "20200101",
+    })
+}
+
 /// A server on 127.0.0.1:0 serving the fixture, with its own PKI.
 #[derive(Debug)]
 pub struct TestServer {
@@ -163,8 +214,22 @@ pub enum As {
 }
 
 impl TestServer {
-    /// Start a server with `limits`; `audit` and `metrics` switch those on.
+    /// Start a server on the shared fixture engine (read-only: it has no
+    /// delta log, so delta batches are refused) with `limits`; `audit` and
+    /// `metrics` switch those on.
     pub async fn start_with(limits: Limits, audit: bool, metrics: bool) -> TestServer {
+        TestServer::start_on(fixture().engine.clone(), None, limits, audit, metrics).await
+    }
+
+    /// Start a server on a writable engine ([`Writable`]): deltas and swaps
+    /// change only that engine.
+    pub async fn start_writable(w: &Writable) -> TestServer {
+        TestServer::start_on(w.engine.clone(), Some(w.log.clone()), Limits::default(), false, false).await
+    }
+
+    /// Start a server on `engine`, whose delta log is `delta_log` (the live
+    /// snapshot record goes beside it).
+    pub async fn start_on(engine: Arc<Engine>, delta_log: Option<PathBuf>, limits: Limits, audit: bool, metrics: bool) -> TestServer {
         let fx = fixture();
         let pki = DevPki::generate(fx.keys.institution(), &["localhost"]).expect("dev PKI");
         let dir = tempfile::tempdir().expect("temporary directory");
@@ -177,10 +242,11 @@ impl TestServer {
             metrics_listen: metrics.then(|| "127.0.0.1:0".parse().expect("constant address")),
             audit_log: audit.then(|| dir.path().join("audit.jsonl")),
             audit_key_salt: "e2e".into(),
+            delta_log: delta_log.unwrap_or_else(|| dir.path().join("deltas.log")),
             fixed_clock: Some(NOW),
             limits,
         };
-        let server = Server::start(&config, fx.engine.clone()).await.expect("start the server");
+        let server = Server::start(&config, engine).await.expect("start the server");
         let addr = server.local_addr();
         TestServer { server, addr, pki, dir, config }
     }
@@ -216,6 +282,59 @@ impl TestServer {
     pub fn audit_path(&self) -> PathBuf {
         self.dir.path().join("audit.jsonl")
     }
+}
+
+/// An engine of its own, with a delta log, for tests that change it.
+#[derive(Debug)]
+pub struct Writable {
+    pub dir: tempfile::TempDir,
+    pub engine: Arc<Engine>,
+    pub log: PathBuf,
+}
+
+impl Writable {
+    /// Open `snapshot` with a new, empty delta log in a temporary directory.
+    pub fn open(snapshot: &Path) -> Writable {
+        let dir = tempfile::Builder::new().prefix("elig-writable-").tempdir().expect("temporary directory");
+        let log = dir.path().join("deltas.log");
+        let (engine, replay) = Engine::open_with_log(snapshot, &log).expect("open with a delta log");
+        assert_eq!(replay, elig_engine::engine::Replay::default());
+        Writable { dir, engine: Arc::new(engine), log }
+    }
+
+    /// On the shared fixture snapshot.
+    pub fn fixture() -> Writable {
+        Writable::open(&fixture().snapshot)
+    }
+}
+
+/// Compile the fixture's export again into `out`, as `generation`.
+pub fn compile_generation(out: &Path, generation: u64) -> PathBuf {
+    let mut o = elig_loader::compile::CompileOptions::new(&fixture().export, out);
+    o.generation = Some(generation);
+    o.today = Some(TODAY);
+    elig_loader::compile::compile(&o).expect("compile a snapshot").out
+}
+
+/// One line of a delta batch: an upsert.
+pub fn upsert(table: &str, row: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"op": "upsert", "table": table, "row": row})
+}
+
+/// One line of a delta batch: a delete by key.
+pub fn delete(table: &str, key: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({"op": "delete", "table": table, "key": key})
+}
+
+/// A delta batch: the header line, then one line per change.
+pub fn batch(seq: u64, changes: &[serde_json::Value]) -> Vec<u8> {
+    let mut text = serde_json::json!({"seq": seq, "created": "20261122101500"}).to_string();
+    for c in changes {
+        text.push('\n');
+        text.push_str(&c.to_string());
+    }
+    text.push('\n');
+    text.into_bytes()
 }
 
 /// The clock the test servers answer with.

@@ -2,8 +2,12 @@
 //! a snapshot compiled once per run from the synthetic generator, and the
 //! client library talking real QUIC to it. The harness is `elig_tests`.
 
+#[path = "e2e/bench.rs"]
+mod bench;
 #[path = "e2e/bulk.rs"]
 mod bulk;
+#[path = "e2e/deltas.rs"]
+mod deltas;
 #[path = "e2e/frames.rs"]
 mod frames;
 #[path = "e2e/handler.rs"]
@@ -14,3 +18,5 @@ mod lookups;
 mod operations;
 #[path = "e2e/roles.rs"]
 mod roles;
+#[path = "e2e/swaps.rs"]
+mod swaps;

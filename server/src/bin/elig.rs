@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use elig_server::bench::{self, BenchArgs, BenchError};
 use elig_server::cli::{self, CliError, ClientSettings, Format};
 use elig_server::client::{Client, ClientError};
 
@@ -97,8 +98,15 @@ enum Command {
         #[arg(long)]
         export: Option<PathBuf>,
     },
-    /// Load generator (not in this build yet).
-    Bench,
+    /// Operator: send delta batches (JSON Lines files) in order, one acknowledgement line each; stops at a refused one.
+    Delta {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Operator: swap in a compiled snapshot directory (read by the server); prints the swap report.
+    Swap { snapshot_dir: PathBuf },
+    /// Load generator: keys from a snapshot or export, a mix of key kinds, concurrency; prints throughput and latency percentiles.
+    Bench(Box<BenchArgs>),
 }
 
 fn main() -> ExitCode {
@@ -120,6 +128,9 @@ fn main() -> ExitCode {
 }
 
 fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(b) = e.downcast_ref::<BenchError>() {
+        return b.exit_code();
+    }
     let client = e.downcast_ref::<ClientError>().or_else(|| match e.downcast_ref::<CliError>() {
         Some(CliError::Client(c)) => Some(c),
         _ => None,
@@ -134,6 +145,10 @@ fn exit_code(e: &anyhow::Error) -> u8 {
 }
 
 async fn connect(conn: &ConnArgs) -> anyhow::Result<Client> {
+    Ok(Client::connect(&client_options(conn)?).await?)
+}
+
+fn client_options(conn: &ConnArgs) -> anyhow::Result<elig_server::client::ClientOptions> {
     let file = match &conn.config {
         Some(p) => ClientSettings::from_file(p)?,
         None => ClientSettings::default(),
@@ -145,8 +160,27 @@ async fn connect(conn: &ConnArgs) -> anyhow::Result<Client> {
         cert: conn.cert.clone(),
         key: conn.key.clone(),
     });
-    let opts = settings.options()?;
-    Ok(Client::connect(&opts).await?)
+    Ok(settings.options()?)
+}
+
+/// `elig bench`: draw the keys, run the load, print the report (exit 1 if requests failed).
+async fn run_bench(conn: &ConnArgs, args: BenchArgs) -> anyhow::Result<()> {
+    let json = args.json;
+    let opts = args.validate(elig_engine::ids::japan_now().0)?;
+    let client = client_options(conn)?;
+    eprintln!("elig bench: drawing keys from the {}, then loading {} ...", opts.source, client.server);
+    let report = bench::run(&opts, &client).await?;
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        stdout.write_all(report.text().as_bytes())?;
+    }
+    stdout.flush()?;
+    if report.failed > 0 {
+        anyhow::bail!("{} of {} requests failed; first: {}", report.failed, report.requests, report.first_failure.unwrap_or_default());
+    }
+    Ok(())
 }
 
 /// A command with its input read and checked, ready to send.
@@ -156,6 +190,8 @@ enum Ready {
     Tickets { query: Vec<u8>, format: Format, pretty: bool },
     Status,
     Usage { export: Option<PathBuf> },
+    Delta { batches: Vec<(PathBuf, Vec<u8>)> },
+    Swap { dir: String },
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -176,7 +212,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         },
         Command::Status => Ready::Status,
         Command::Usage { export } => Ready::Usage { export },
-        Command::Bench => return Err(CliError::Usage("elig bench is not part of this build yet".into()).into()),
+        Command::Delta { files } => Ready::Delta { batches: cli::read_batches(&files)? },
+        Command::Swap { snapshot_dir } => Ready::Swap { dir: cli::absolute(&snapshot_dir)? },
+        Command::Bench(args) => return run_bench(&cli.conn, *args).await,
     };
     let client = connect(&cli.conn).await?;
     let result = execute(&client, ready).await;
@@ -229,6 +267,14 @@ async fn execute(client: &Client, ready: Ready) -> anyhow::Result<()> {
                     eprintln!("elig usage: wrote {} rows to {}", report.rows.len(), path.display());
                 }
                 None => writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?,
+            }
+        }
+        Ready::Delta { batches } => cli::send_deltas(client, &batches, &mut stdout).await?,
+        Ready::Swap { dir } => {
+            let report = client.swap(&dir).await?;
+            writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
+            for warning in [&report.compact_error, &report.record_error].into_iter().flatten() {
+                eprintln!("elig swap: swapped, but: {warning}");
             }
         }
     }

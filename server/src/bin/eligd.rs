@@ -16,6 +16,7 @@ use elig_server::certs::DevPki;
 use elig_server::config::{RawConfig, RawLimits, RawTls};
 use elig_server::demo;
 use elig_server::server::Server;
+use elig_server::state;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Parser)]
@@ -74,6 +75,9 @@ struct ServeArgs {
     /// Audit log file (JSON Lines, appended).
     #[arg(long)]
     audit_log: Option<PathBuf>,
+    /// Append-only delta log (default: deltas.log beside the snapshot directory).
+    #[arg(long)]
+    delta_log: Option<PathBuf>,
     #[arg(long)]
     max_bulk_items: Option<u64>,
     #[arg(long)]
@@ -91,6 +95,9 @@ struct ServeArgs {
     /// Seconds to let requests in flight finish on SIGTERM.
     #[arg(long)]
     shutdown_grace: Option<u64>,
+    /// Largest delta batch accepted, in bytes.
+    #[arg(long)]
+    max_delta_bytes: Option<u64>,
     /// Answer as if it were always this time, YYYYMMDDHHmmss (tests, replays).
     #[arg(long, hide = true)]
     fixed_clock: Option<String>,
@@ -175,6 +182,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         metrics_listen: args.metrics,
         audit_log: args.audit_log,
         audit_key_salt: None,
+        delta_log: args.delta_log,
         fixed_clock: args.fixed_clock,
         tls: RawTls { ca: args.ca, cert: args.cert, key: args.key },
         limits: RawLimits {
@@ -185,17 +193,31 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             idle_timeout_secs: args.idle_timeout,
             frame_timeout_secs: args.frame_timeout,
             shutdown_grace_secs: args.shutdown_grace,
+            max_delta_bytes: args.max_delta_bytes,
         },
     };
     let config = file.overridden_by(over).validate()?;
-    let engine = Engine::open(&config.snapshot_dir).with_context(|| format!("opening snapshot {}", config.snapshot_dir.display()))?;
-    let server = Server::start(&config, Arc::new(engine)).await?;
+    let engine = open_engine(config.snapshot_dir.clone(), config.delta_log.clone()).await?;
+    let server = Server::start(&config, engine).await?;
     if let Some(m) = server.metrics_addr() {
         tracing::info!(%m, "metrics on http://{m}/metrics");
     }
     stop_on_signals(server.stop_token());
     server.run().await;
     Ok(())
+}
+
+/// Open the snapshot (or the one last swapped in) and replay the delta log,
+/// off the async runtime: it verifies and pre-faults the whole snapshot.
+async fn open_engine(snapshot: PathBuf, delta_log: PathBuf) -> anyhow::Result<Arc<Engine>> {
+    let opened = tokio::task::spawn_blocking(move || {
+        let o = state::open_engine(&snapshot, &delta_log)?;
+        state::log_opened(&o, &delta_log);
+        Ok::<_, state::StartError>(o)
+    })
+    .await
+    .context("opening the snapshot")??;
+    Ok(Arc::new(opened.engine))
 }
 
 fn stop_on_signals(token: CancellationToken) {
@@ -243,7 +265,7 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         let (persons, seed, d) = (args.persons, args.seed, dir.clone());
         tokio::task::spawn_blocking(move || demo::synthetic_snapshot(&d, persons, seed, today)).await??
     };
-    let engine = Arc::new(Engine::open(&snapshot).with_context(|| format!("opening snapshot {}", snapshot.display()))?);
+    let engine = open_engine(snapshot.clone(), dir.join(elig_server::config::DEFAULT_DELTA_LOG)).await?;
     let examples = demo::examples(&engine.pin(), today);
     let prepared = demo::prepare(&dir, snapshot, &examples.institution, args.listen, Some(args.metrics))?;
     let server = Server::start(&prepared.config, engine).await?;

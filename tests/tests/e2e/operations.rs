@@ -93,6 +93,11 @@ async fn metrics_are_served_on_the_management_address() {
         "elig_connections_total{role=\"central\"}",
         "elig_connections_active",
         "elig_snapshot_generation",
+        "elig_snapshot_mapped_bytes",
+        "elig_delta_sequence",
+        "elig_overlay_changed_rows",
+        "elig_overlay_persons",
+        "elig_overlay_bytes",
     ] {
         assert!(body.contains(name), "{name} missing from\n{body}");
     }

@@ -100,9 +100,10 @@ async fn only_operators_run_operator_commands() {
     assert_eq!(status.persons, elig_tests::PERSONS);
     assert_eq!(status.protocol, "elig/1");
     op.usage().await.unwrap();
-    // Reserved operator commands are refused as not implemented, not as unknown.
-    let frames = op.exchange_raw(&elig_server::protocol::encode(elig_server::protocol::Kind::Delta, b"{}")).await.unwrap();
-    assert!(String::from_utf8_lossy(&frames[0].payload).contains("EN01"));
+    // This server's engine has no delta log: a batch is refused, not applied without durability.
+    let err = op.delta(&elig_tests::batch(1, &[])).await.unwrap_err();
+    assert_eq!(err.code(), Some("ED03"), "{err}");
+    assert!(err.to_string().contains("without a delta log"), "{err}");
     // An operator certificate does not query eligibility.
     let a = op.lookup(fixture().keys.valid_card_query(fixture().keys.institution(), "x").as_bytes()).await.unwrap();
     assert_eq!(a.message_body.processing_result_code.as_deref(), Some("EP01"));

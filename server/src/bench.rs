@@ -1,0 +1,521 @@
+//! `elig bench`: the load generator capacity planners run against `eligd`.
+//!
+//! Keys come from a snapshot or an export ([`keys`]); a mix of key kinds is
+//! asked by `concurrency` requests in flight on each of `connections`
+//! connections, for a duration or a request count, as single lookups (and
+//! delegated-ticket fetches) or as bulk inquiries. Every request's latency
+//! goes into an HDR histogram (microseconds); every answer is counted by
+//! key kind and outcome (validity code, error code, refusal), so a planner
+//! sees what the load consisted of ([`report`]).
+//!
+//! The exchanges ([`exchange`]) speak the `elig/1` frames directly on the
+//! client's connection and read only the status fields of each answer:
+//! the bench and the server often share a machine, and a load generator
+//! that parsed whole answers would take CPU the server is measured with.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Barrier, OnceLock};
+use std::time::{Duration, Instant};
+
+use quinn::Connection;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use crate::client::{Client, ClientError, ClientOptions};
+use crate::roles::{Role, RoleError};
+
+mod exchange;
+mod keys;
+mod report;
+
+pub use keys::{KeyKind, KeyPlan, KeyPool, KeySource, Mix, Requester, Sampler};
+pub use report::{Latency, Report};
+
+use exchange::Tally;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BenchError {
+    /// A bad option value.
+    #[error("{option} '{value}': {reason}")]
+    Option { option: &'static str, value: String, reason: String },
+    #[error("{0}")]
+    Usage(String),
+    #[error("reading keys from the snapshot")]
+    Snapshot(#[source] elig_engine::snapshot::SnapshotError),
+    #[error("reading keys from the export")]
+    Export(#[source] elig_loader::export::ExportError),
+    #[error("the client certificate")]
+    Role(#[source] RoleError),
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl BenchError {
+    fn option(option: &'static str, value: &str, reason: impl Into<String>) -> BenchError {
+        BenchError::Option { option, value: value.to_string(), reason: reason.into() }
+    }
+
+    /// The exit code of `elig`: 2 for arguments, settings and input, 1 for
+    /// connection and transport failures.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            BenchError::Client(ClientError::Tls(_)) => 2,
+            BenchError::Client(_) | BenchError::Internal(_) => 1,
+            _ => 2,
+        }
+    }
+}
+
+/// Single requests (lookups and delegated-ticket fetches) or bulk inquiries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    Single,
+    Bulk,
+}
+
+/// The `elig bench` options as given.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BenchArgs {
+    /// Draw keys from this compiled snapshot directory (read-only).
+    #[arg(long, conflicts_with = "export", required_unless_present = "export")]
+    pub snapshot: Option<PathBuf>,
+    /// Draw keys from this export directory of CSV files instead.
+    #[arg(long)]
+    pub export: Option<PathBuf>,
+    /// Weights of the key kinds serial, processing, card, ticket, delegated
+    /// [default: serial=40,processing=10,card=40,ticket=10; bulk: card=90,ticket=10].
+    #[arg(long)]
+    pub mix: Option<String>,
+    /// Percent of keys the data does not hold.
+    #[arg(long, default_value = "10")]
+    pub absent: String,
+    /// Keys drawn per kind (as many absent keys are made).
+    #[arg(long, default_value_t = 50_000)]
+    pub pool: usize,
+    /// Requests in flight on each connection.
+    #[arg(long, default_value_t = 1)]
+    pub concurrency: usize,
+    /// Connections, each with its own UDP socket.
+    #[arg(long, default_value_t = 1)]
+    pub connections: usize,
+    /// How long to measure, e.g. 30s, 2m [default: 10s].
+    #[arg(long, conflicts_with = "requests")]
+    pub duration: Option<String>,
+    /// Measure this many requests instead of a duration.
+    #[arg(long)]
+    pub requests: Option<u64>,
+    /// Load without measuring first, e.g. 5s.
+    #[arg(long, default_value = "0s")]
+    pub warmup: String,
+    #[arg(long, value_enum, default_value_t = Mode::Single)]
+    pub mode: Mode,
+    /// Items per bulk inquiry.
+    #[arg(long, default_value_t = 10_000)]
+    pub bulk_items: usize,
+    /// Ask as this institution (central certificate; an institution certificate asks as itself).
+    #[arg(long)]
+    pub institution: Option<String>,
+    /// QualificationConfirmationDate of every query, YYYYMMDD [default: the server's today].
+    #[arg(long)]
+    pub date: Option<String>,
+    /// Give up on a request after this long.
+    #[arg(long, default_value = "10s")]
+    pub timeout: String,
+    /// Seed of the key draw and of the sampling.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// When the measured phase ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    After(Duration),
+    Requests(u64),
+}
+
+/// Validated bench options.
+#[derive(Debug, Clone)]
+pub struct BenchOptions {
+    pub source: KeySource,
+    pub mix: Mix,
+    /// Share of absent keys, 0..=1.
+    pub absent: f64,
+    pub pool: usize,
+    pub concurrency: usize,
+    pub connections: usize,
+    pub stop: Stop,
+    pub warmup: Duration,
+    pub mode: Mode,
+    pub bulk_items: usize,
+    pub institution: Option<String>,
+    pub date: Option<u32>,
+    /// The date whose month makes a ticket current (`date`, or today in Japan).
+    pub today: u32,
+    pub timeout: Duration,
+    pub seed: u64,
+}
+
+impl BenchArgs {
+    /// Check every option; `today` is the default current date (`YYYYMMDD`).
+    pub fn validate(self, today: u32) -> Result<BenchOptions, BenchError> {
+        let source = match (self.snapshot, self.export) {
+            (Some(s), None) => KeySource::Snapshot(s),
+            (None, Some(e)) => KeySource::Export(e),
+            _ => return Err(BenchError::Usage("give exactly one of --snapshot DIR and --export DIR".into())),
+        };
+        let mix = match &self.mix {
+            Some(m) => Mix::parse(m)?,
+            None => Mix::default_for(self.mode),
+        };
+        let absent = self.absent.trim().trim_end_matches('%');
+        let absent = match absent.parse::<f64>() {
+            Ok(p) if (0.0..=100.0).contains(&p) => p / 100.0,
+            _ => return Err(BenchError::option("--absent", &self.absent, "must be a percentage between 0 and 100")),
+        };
+        let count = |option: &'static str, v: usize, max: usize| {
+            if v == 0 || v > max {
+                return Err(BenchError::option(option, &v.to_string(), format!("must be between 1 and {max}")));
+            }
+            Ok(v)
+        };
+        let stop = match (self.duration, self.requests) {
+            (_, Some(0)) => return Err(BenchError::option("--requests", "0", "must be at least 1")),
+            (None, Some(n)) => Stop::Requests(n),
+            (d, _) => Stop::After(duration("--duration", d.as_deref().unwrap_or("10s"), Duration::from_millis(1))?),
+        };
+        let institution = self
+            .institution
+            .map(|i| {
+                elig_engine::ids::institution_code(&i).map_err(|e| BenchError::option("--institution", &i, e.reason.to_string()))
+            })
+            .transpose()?;
+        let date = self
+            .date
+            .map(|d| elig_engine::ids::date("--date", &d).map_err(|e| BenchError::option("--date", &d, e.reason.to_string())))
+            .transpose()?;
+        Ok(BenchOptions {
+            source,
+            mix,
+            absent,
+            pool: count("--pool", self.pool, 10_000_000)?,
+            concurrency: count("--concurrency", self.concurrency, 100_000)?,
+            connections: count("--connections", self.connections, 1_000)?,
+            stop,
+            warmup: duration("--warmup", &self.warmup, Duration::ZERO)?,
+            mode: self.mode,
+            bulk_items: count("--bulk-items", self.bulk_items, 1_000_000)?,
+            institution,
+            date,
+            today: date.unwrap_or(today),
+            timeout: duration("--timeout", &self.timeout, Duration::from_millis(1))?,
+            seed: self.seed,
+        })
+    }
+}
+
+/// A duration like `30s`, `500ms`, `2m`, `1h` or a number of seconds; at
+/// least `min`, at most a day.
+pub fn duration(option: &'static str, text: &str, min: Duration) -> Result<Duration, BenchError> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let scale = match unit.trim() {
+        "" | "s" => 1.0,
+        "ms" => 0.001,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(BenchError::option(option, text, "expected a duration like 30s, 500ms, 2m or 1h")),
+    };
+    let secs = number
+        .parse::<f64>()
+        .ok()
+        .map(|n| n * scale)
+        .filter(|s| s.is_finite())
+        .ok_or_else(|| BenchError::option(option, text, "expected a duration like 30s, 500ms, 2m or 1h"))?;
+    let d = Duration::from_secs_f64(secs.min(86_400.0 * 2.0));
+    if d < min || d > Duration::from_secs(86_400) {
+        return Err(BenchError::option(option, text, format!("must be between {min:?} and 24h")));
+    }
+    Ok(d)
+}
+
+/// The requester the certificate allows.
+pub fn requester(role: &Role, institution: Option<&str>) -> Result<Requester, BenchError> {
+    match role {
+        Role::Operator => Err(BenchError::Usage(
+            "an operator certificate may not query eligibility; bench with a central or institution certificate (--cert, --key)".into(),
+        )),
+        Role::Institution(code) => match institution {
+            Some(i) if i != code => Err(BenchError::option(
+                "--institution",
+                i,
+                format!("this is the certificate of institution {code}, which may query only as itself"),
+            )),
+            _ => Ok(Requester::Institution(code.clone())),
+        },
+        Role::Central => Ok(institution.map_or(Requester::Central, |i| Requester::CentralAs(i.to_string()))),
+    }
+}
+
+/// The role the server will see in `client`'s certificate.
+pub fn role_of(client: &ClientOptions) -> Result<Role, BenchError> {
+    let leaf = client.identity.as_ref().and_then(|i| i.chain.first()).ok_or(BenchError::Role(RoleError::NoCertificate))?;
+    Role::from_certificate(leaf).map_err(BenchError::Role)
+}
+
+/// Draw the keys (reads the whole snapshot or export once).
+pub async fn sample(opts: &BenchOptions, requester: Requester) -> Result<Sampler, BenchError> {
+    let plan = KeyPlan { source: opts.source.clone(), requester, pool: opts.pool, today: opts.today, date: opts.date, seed: opts.seed };
+    let pool = tokio::task::spawn_blocking(move || KeyPool::build(&plan))
+        .await
+        .map_err(|e| BenchError::Internal(format!("drawing keys: {e}")))??;
+    Sampler::new(pool, &opts.mix, opts.absent, opts.mode)
+}
+
+/// Run the whole bench: the requester from the certificate, the keys, the load.
+pub async fn run(opts: &BenchOptions, client: &ClientOptions) -> Result<Report, BenchError> {
+    let requester = requester(&role_of(client)?, opts.institution.as_deref())?;
+    let started = Instant::now();
+    let sampler = sample(opts, requester.clone()).await?;
+    let sampling = started.elapsed();
+    let mut report = load(opts, client, Arc::new(sampler)).await?;
+    report.requester = requester.to_string();
+    report.sampling_secs = sampling.as_secs_f64();
+    Ok(report)
+}
+
+/// When workers measure and when they stop.
+#[derive(Debug)]
+struct Phase {
+    warmup: Duration,
+    /// End of the warm-up: set once every connection is up.
+    measure_from: OnceLock<Instant>,
+    stop: Stop,
+    /// Measured requests started so far (request-count mode).
+    issued: AtomicU64,
+    /// Set when a connection failed or was lost: every worker stops.
+    abort: AtomicBool,
+}
+
+impl Phase {
+    fn measure_from(&self) -> Instant {
+        *self.measure_from.get_or_init(|| Instant::now() + self.warmup)
+    }
+
+    /// Whether the next request is measured, or `None` when the bench is over.
+    fn next(&self) -> Option<bool> {
+        if self.abort.load(Ordering::Relaxed) {
+            return None;
+        }
+        // The start first: `now` is then never before it without a warm-up.
+        let from = self.measure_from();
+        let now = Instant::now();
+        if now < from {
+            return Some(false);
+        }
+        match self.stop {
+            Stop::After(d) => (now < from + d).then_some(true),
+            Stop::Requests(n) => (self.issued.fetch_add(1, Ordering::Relaxed) < n).then_some(true),
+        }
+    }
+}
+
+/// Connect and run the load with keys already drawn.
+///
+/// Each connection runs on its own thread with a current-thread runtime:
+/// its quinn drivers and its workers never wait for a wake-up from another
+/// thread, so the client adds as little latency and CPU as it can.
+pub async fn load(opts: &BenchOptions, client: &ClientOptions, sampler: Arc<Sampler>) -> Result<Report, BenchError> {
+    let mut options = client.clone();
+    options.timeout = opts.timeout;
+    let phase = Arc::new(Phase {
+        warmup: opts.warmup,
+        measure_from: OnceLock::new(),
+        stop: opts.stop,
+        issued: AtomicU64::new(0),
+        abort: AtomicBool::new(false),
+    });
+    // Every connection is up (or failed) before the clock starts.
+    let ready = Arc::new(Barrier::new(opts.connections));
+    let mut threads = Vec::with_capacity(opts.connections);
+    for index in 0..opts.connections {
+        let job = ConnectionJob {
+            index,
+            options: options.clone(),
+            opts: opts.clone(),
+            sampler: sampler.clone(),
+            phase: phase.clone(),
+            ready: ready.clone(),
+        };
+        let thread = std::thread::Builder::new().name(format!("elig-bench-{index}")).spawn(move || job.run());
+        // A thread that cannot start leaves the others waiting at the barrier; the process is out of resources then anyway.
+        threads.push(thread.map_err(|e| BenchError::Internal(format!("starting a bench thread: {e}")))?);
+    }
+    let results = tokio::task::spawn_blocking(move || threads.into_iter().map(|t| t.join()).collect::<Vec<_>>())
+        .await
+        .map_err(|e| BenchError::Internal(format!("waiting for the bench threads: {e}")))?;
+    let mut total = Tally::new(opts.mode == Mode::Bulk)?;
+    for result in results {
+        let tally = result.map_err(|_| BenchError::Internal("a bench thread panicked".into()))??;
+        total.merge(tally)?;
+    }
+    Ok(Report::new(opts, &sampler, &total, phase.measure_from(), client.server))
+}
+
+/// One connection and its workers, on one thread.
+struct ConnectionJob {
+    index: usize,
+    options: ClientOptions,
+    opts: BenchOptions,
+    sampler: Arc<Sampler>,
+    phase: Arc<Phase>,
+    ready: Arc<Barrier>,
+}
+
+impl ConnectionJob {
+    fn run(self) -> Result<Tally, BenchError> {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
+        let rt = match rt {
+            Ok(rt) => rt,
+            Err(e) => {
+                self.phase.abort.store(true, Ordering::Relaxed);
+                self.ready.wait();
+                return Err(BenchError::Internal(format!("starting a bench runtime: {e}")));
+            }
+        };
+        rt.block_on(self.serve())
+    }
+
+    async fn serve(self) -> Result<Tally, BenchError> {
+        let client = Client::connect(&self.options).await;
+        if client.is_err() {
+            self.phase.abort.store(true, Ordering::Relaxed);
+        }
+        // Blocks this thread's runtime briefly: nothing else runs on it yet.
+        self.ready.wait();
+        let client = client?;
+        let o = &self.opts;
+        let mut tasks = tokio::task::JoinSet::new();
+        for slot in 0..o.concurrency {
+            let seed = o.seed ^ ((self.index * o.concurrency + slot) as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let worker = Worker {
+                conn: client.connection().clone(),
+                sampler: self.sampler.clone(),
+                phase: self.phase.clone(),
+                rng: ChaCha8Rng::seed_from_u64(seed),
+                mode: o.mode,
+                bulk_items: o.bulk_items,
+                timeout: o.timeout,
+            };
+            tasks.spawn(worker.run());
+        }
+        let mut total = Tally::new(o.mode == Mode::Bulk)?;
+        while let Some(done) = tasks.join_next().await {
+            let tally = done.map_err(|e| BenchError::Internal(format!("a bench task failed: {e}")))??;
+            total.merge(tally)?;
+        }
+        client.close().await;
+        Ok(total)
+    }
+}
+
+/// One request slot: asks, waits, records, until the phase ends.
+struct Worker {
+    conn: Connection,
+    sampler: Arc<Sampler>,
+    phase: Arc<Phase>,
+    rng: ChaCha8Rng,
+    mode: Mode,
+    bulk_items: usize,
+    timeout: Duration,
+}
+
+impl Worker {
+    async fn run(mut self) -> Result<Tally, BenchError> {
+        let mut tally = Tally::new(self.mode == Mode::Bulk)?;
+        let mut scratch = Tally::new(false)?;
+        let mut kinds = Vec::new();
+        let mut frames = Vec::new();
+        while let Some(measured) = self.phase.next() {
+            let into = if measured { &mut tally } else { &mut scratch };
+            let lost = match self.mode {
+                Mode::Single => {
+                    let (kind, doc) = self.sampler.pick(&mut self.rng);
+                    exchange::single(&self.conn, kind, doc, self.timeout, into).await
+                }
+                Mode::Bulk => {
+                    kinds.clear();
+                    frames.clear();
+                    exchange::bulk_frames(&self.sampler, &mut self.rng, self.bulk_items, &mut kinds, &mut frames);
+                    exchange::bulk(&self.conn, &kinds, &frames, self.timeout, into).await
+                }
+            };
+            if lost {
+                self.phase.abort.store(true, Ordering::Relaxed);
+                break;
+            }
+        }
+        // Failures during the warm-up are not measured, but shown.
+        tally.warmup_failures = scratch.failures();
+        if tally.first_failure.is_none() {
+            tally.first_failure = scratch.first_failure.take();
+        }
+        Ok(tally)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: BenchArgs,
+    }
+
+    fn validate(args: &[&str]) -> Result<BenchOptions, BenchError> {
+        let cli = Cli::try_parse_from(std::iter::once("bench").chain(args.iter().copied())).expect("clap accepts the arguments");
+        cli.args.validate(20261122)
+    }
+
+    #[test]
+    fn options_validate_and_errors_name_the_value() {
+        let o = validate(&["--snapshot", "s", "--duration", "1.5m", "--absent", "5%", "--concurrency", "64"]).unwrap();
+        assert_eq!(o.stop, Stop::After(Duration::from_secs(90)));
+        assert_eq!((o.absent, o.concurrency, o.mix), (0.05, 64, Mix::SINGLE));
+        assert_eq!(o.today, 20261122);
+        let o = validate(&["--export", "e", "--requests", "300", "--mode", "bulk", "--date", "20260401"]).unwrap();
+        assert_eq!((o.stop, o.mix, o.today), (Stop::Requests(300), Mix::BULK, 20260401));
+        let err = |args: &[&str]| validate(args).unwrap_err().to_string();
+        assert_eq!(err(&["--snapshot", "s", "--duration", "3x"]), "--duration '3x': expected a duration like 30s, 500ms, 2m or 1h");
+        assert_eq!(err(&["--snapshot", "s", "--warmup", "2d"]), "--warmup '2d': expected a duration like 30s, 500ms, 2m or 1h");
+        assert_eq!(err(&["--snapshot", "s", "--absent", "120"]), "--absent '120': must be a percentage between 0 and 100");
+        assert_eq!(err(&["--snapshot", "s", "--concurrency", "0"]), "--concurrency '0': must be between 1 and 100000");
+        assert_eq!(err(&["--snapshot", "s", "--mix", "card=1,tickets=2"]).split(':').next(), Some("--mix 'card=1,tickets=2'"));
+        assert!(err(&["--snapshot", "s", "--institution", "3410712363"]).starts_with("--institution '3410712363': "));
+        assert!(err(&["--snapshot", "s", "--date", "20261131"]).starts_with("--date '20261131': "));
+        assert_eq!(duration("--x", "250ms", Duration::ZERO).unwrap(), Duration::from_millis(250));
+        assert_eq!(duration("--x", "0", Duration::ZERO).unwrap(), Duration::ZERO);
+        assert!(duration("--x", "25h", Duration::ZERO).is_err());
+    }
+
+    #[test]
+    fn the_certificate_decides_the_requester() {
+        let own = Role::Institution("3410712362".into());
+        assert_eq!(requester(&own, None).unwrap(), Requester::Institution("3410712362".into()));
+        let e = requester(&own, Some("1310000011")).unwrap_err().to_string();
+        assert!(e.starts_with("--institution '1310000011': this is the certificate of institution 3410712362"), "{e}");
+        assert_eq!(requester(&Role::Central, None).unwrap(), Requester::Central);
+        assert_eq!(requester(&Role::Central, Some("1310000011")).unwrap(), Requester::CentralAs("1310000011".into()));
+        assert!(requester(&Role::Operator, None).unwrap_err().to_string().contains("operator certificate may not query"));
+    }
+}
