@@ -26,12 +26,57 @@ const HEAD: usize = 24;
 pub enum LogError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    #[error("{path}: a failed append could not be cut back off; refusing further batches until restart")]
+    Broken { path: PathBuf },
 }
 
 #[derive(Debug)]
 pub struct DeltaLog {
     path: PathBuf,
     file: File,
+    /// Bytes of whole, acknowledged records.
+    len: u64,
+    /// A failed append left bytes that could not be removed: appending more
+    /// would hide acknowledged batches behind a bad record at replay.
+    broken: bool,
+}
+
+/// The live snapshot record beside a log: `<log>.snapshot`, one line naming
+/// the snapshot directory last swapped in, so a restart opens that one (the
+/// log may already be compacted past the configured snapshot).
+pub fn live_record_path(log: &Path) -> PathBuf {
+    let mut name = log.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".snapshot");
+    log.with_file_name(name)
+}
+
+/// Write the live snapshot record atomically (temp file, fsync, rename, fsync dir).
+pub fn record_live(log: &Path, snapshot_dir: &Path) -> io::Result<()> {
+    let record = live_record_path(log);
+    let mut tmp_name = record.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    tmp_name.push(".tmp");
+    let tmp = record.with_file_name(tmp_name);
+    let mut f = File::create(&tmp)?;
+    f.write_all(format!("{}\n", snapshot_dir.display()).as_bytes())?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, &record)?;
+    if let Some(dir) = record.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// The snapshot directory the live record names, if there is one.
+pub fn read_live(log: &Path) -> io::Result<Option<PathBuf>> {
+    match std::fs::read_to_string(live_record_path(log)) {
+        Ok(text) => {
+            let p = text.trim_end_matches(['\n', '\r']);
+            Ok((!p.is_empty()).then(|| PathBuf::from(p)))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// One logged batch.
@@ -96,7 +141,7 @@ impl DeltaLog {
             file.sync_all().map_err(err)?;
         }
         file.seek(SeekFrom::End(0)).map_err(err)?;
-        Ok(Opened { log: DeltaLog { path: path.to_path_buf(), file }, records, dropped_bytes })
+        Ok(Opened { log: DeltaLog { path: path.to_path_buf(), file, len: good as u64, broken: false }, records, dropped_bytes })
     }
 
     pub fn path(&self) -> &Path {
@@ -104,10 +149,26 @@ impl DeltaLog {
     }
 
     /// Append one batch and fsync: only then may it be acknowledged.
+    /// A failed append is cut back off, so the log never holds a bad record
+    /// in front of later acknowledged ones.
     pub fn append(&mut self, seq: u64, payload: &[u8]) -> Result<(), LogError> {
-        let err = |source| LogError::Io { path: self.path.clone(), source };
-        self.file.write_all(&encode(seq, payload)).map_err(err)?;
-        self.file.sync_data().map_err(err)
+        if self.broken {
+            return Err(LogError::Broken { path: self.path.clone() });
+        }
+        let record = encode(seq, payload);
+        let written = self.file.write_all(&record).and_then(|_| self.file.sync_data());
+        match written {
+            Ok(()) => {
+                self.len += record.len() as u64;
+                Ok(())
+            }
+            Err(source) => {
+                if self.file.set_len(self.len).and_then(|_| self.file.sync_all()).is_err() {
+                    self.broken = true;
+                }
+                Err(LogError::Io { path: self.path.clone(), source })
+            }
+        }
     }
 
     /// Rewrite the log without the batches up to `through` (a snapshot now
@@ -128,6 +189,7 @@ impl DeltaLog {
             File::open(dir).and_then(|d| d.sync_all()).map_err(err)?;
         }
         self.file = OpenOptions::new().append(true).open(&self.path).map_err(err)?;
+        self.len = self.file.metadata().map_err(err)?.len();
         Ok(records.len() - keep.len())
     }
 }
@@ -163,6 +225,17 @@ mod tests {
         let (records, good) = parse(&bytes);
         assert_eq!(records.len(), 1);
         assert_eq!(good, HEAD + 3);
+    }
+
+    #[test]
+    fn the_live_record_round_trips_beside_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("deltas.log");
+        assert_eq!(live_record_path(&log), dir.path().join("deltas.log.snapshot"));
+        assert_eq!(read_live(&log).unwrap(), None);
+        record_live(&log, Path::new("/srv/elig/snap-2")).unwrap();
+        record_live(&log, Path::new("/srv/elig/snap-3")).unwrap();
+        assert_eq!(read_live(&log).unwrap(), Some(PathBuf::from("/srv/elig/snap-3")));
     }
 
     #[test]

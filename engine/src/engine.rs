@@ -80,7 +80,7 @@ pub enum OpenError {
 }
 
 /// The answer to a delta batch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Ack {
     pub seq: u64,
     /// Already applied before: acknowledged again without effect.
@@ -89,7 +89,7 @@ pub struct Ack {
     pub generation: u64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SwapReport {
     pub previous_generation: u64,
     pub generation: u64,
@@ -104,7 +104,7 @@ pub struct SwapReport {
     pub compact_error: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Status {
     pub generation: u64,
     pub snapshot_dir: String,
@@ -119,7 +119,7 @@ pub struct Status {
 }
 
 /// What replaying the log on start did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Replay {
     pub replayed: usize,
     pub skipped: usize,
@@ -138,6 +138,8 @@ pub struct Engine {
     current: ArcSwap<Generation>,
     writer: Mutex<Writer>,
     retired: Sender<Arc<Generation>>,
+    /// Outside the writer lock, so status never waits for a swap.
+    log_path: Option<std::path::PathBuf>,
 }
 
 /// Old generations are dropped (unmapped) here once their last request is
@@ -176,6 +178,7 @@ impl Engine {
             current: ArcSwap::from_pointee(Generation { snapshot, overlay }),
             writer: Mutex::new(Writer { log: None, batches: Vec::new() }),
             retired: spawn_reaper(),
+            log_path: None,
         }
     }
 
@@ -184,7 +187,8 @@ impl Engine {
     pub fn open_with_log(dir: &Path, log: &Path) -> Result<(Engine, Replay), OpenError> {
         let snapshot = Snapshot::load(dir)?;
         snapshot.prefault();
-        let engine = Engine::from_snapshot(snapshot);
+        let mut engine = Engine::from_snapshot(snapshot);
+        engine.log_path = Some(log.to_path_buf());
         let opened = DeltaLog::open(log)?;
         let mut replay = Replay { dropped_bytes: opened.dropped_bytes, ..Default::default() };
         {
@@ -275,8 +279,13 @@ impl Engine {
         let old = self.current.swap(Arc::new(Generation { snapshot, overlay }));
         let _ = self.retired.send(old);
         w.batches.retain(|b| b.seq > base);
+        // Record the live snapshot before compacting: a restart must never
+        // find a log compacted past the snapshot it would open.
         let compact_error = match w.log.as_mut() {
-            Some(log) => log.compact(base).err().map(|e| e.to_string()),
+            Some(log) => match crate::delta_log::record_live(log.path(), &std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())) {
+                Ok(()) => log.compact(base).err().map(|e| e.to_string()),
+                Err(e) => Some(format!("live snapshot record not written, log left uncompacted: {e}")),
+            },
             None => None,
         };
         if let Some(e) = &compact_error {
@@ -297,7 +306,7 @@ impl Engine {
     pub fn status(&self) -> Status {
         let gen = self.pin();
         let m = gen.snapshot.manifest();
-        let log = self.lock().log.as_ref().map(|l| l.path().display().to_string());
+        let log = self.log_path.as_ref().map(|p| p.display().to_string());
         Status {
             generation: gen.id(),
             snapshot_dir: gen.snapshot.dir().display().to_string(),

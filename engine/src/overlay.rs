@@ -81,7 +81,7 @@ pub struct Overlay {
 }
 
 /// Overlay size, for status and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct OverlayStats {
     pub changed_rows: u64,
     pub persons: u64,

@@ -324,7 +324,6 @@ pub fn swap(engine: &Engine, role: &Role, payload: &[u8]) -> Result<SwapResult, 
         prefault_ms: r.prefault_ms,
         total_ms: r.total_ms,
         compact_error: r.compact_error,
-        record_error: None,
     })
 }
 

@@ -360,13 +360,10 @@ pub struct SwapResult {
     pub verify_ms: u64,
     pub prefault_ms: u64,
     pub total_ms: u64,
-    /// Delta log compaction failed (the swap stands; the log keeps older batches).
+    /// Recording the live snapshot or compacting the delta log failed (the
+    /// swap stands; the log keeps older batches).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub compact_error: Option<String>,
-    /// Recording the live snapshot for restarts failed (the swap stands; a
-    /// restart would open `snapshot_dir` of the configuration).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub record_error: Option<String>,
 }
 
 #[cfg(test)]

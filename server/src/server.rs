@@ -11,9 +11,8 @@
 //! client certificate carries no usable role, 2 connection limit reached.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use elig_engine::engine::Engine;
@@ -29,7 +28,6 @@ use crate::handler::{self, Bulk, Outcome, Refusal, RuntimeInfo};
 use crate::metrics;
 use crate::protocol::{codes, Frame, Kind};
 use crate::roles::{Role, RoleError};
-use crate::state;
 use crate::stream::{read_frame, read_frame_for, write_frame, ReadError};
 use crate::tls::{self, Identity, TlsError};
 use crate::usage::{Usage, UsageReport};
@@ -72,10 +70,6 @@ struct Shared {
     requests_total: AtomicU64,
     tracker: TaskTracker,
     stop: CancellationToken,
-    /// The live snapshot record (`state`), rewritten after every swap.
-    live_record: PathBuf,
-    /// Serialises writes of the record.
-    record_lock: Arc<Mutex<()>>,
 }
 
 impl Shared {
@@ -175,8 +169,6 @@ impl Server {
             requests_total: AtomicU64::new(0),
             tracker: TaskTracker::new(),
             stop: stop.clone(),
-            live_record: state::live_record_path(&config.delta_log),
-            record_lock: Arc::new(Mutex::new(())),
         });
         metrics::engine(&shared.engine.pin());
         tokio::spawn(accept_loop(endpoint.clone(), shared.clone(), stop.clone()));
@@ -457,20 +449,9 @@ async fn serve(
         }
         Kind::Swap => {
             let (engine, who, payload) = (shared.engine.clone(), role.clone(), first.payload);
-            let (record, lock) = (shared.live_record.clone(), shared.record_lock.clone());
-            let result = blocking(move || {
-                let mut r = handler::swap(&engine, &who, &payload)?;
-                // Record what is live now (a later swap may already have
-                // replaced ours), so a restart opens it.
-                let _g = lock.lock().unwrap_or_else(|p| p.into_inner());
-                let live = engine.pin();
-                if let Err(e) = state::record_live(&record, live.snapshot.dir()) {
-                    tracing::warn!(record = %record.display(), error = %e, "cannot record the live snapshot; a restart would open snapshot_dir");
-                    r.record_error = Some(format!("{}: {e}", record.display()));
-                }
-                Ok(r)
-            })
-            .await;
+            // The engine records the live snapshot beside the delta log (for
+            // restarts) before it compacts the log.
+            let result = blocking(move || handler::swap(&engine, &who, &payload)).await;
             metrics::engine(&shared.engine.pin());
             let report = result.inspect_err(|r| {
                 metrics::swap("refused");

@@ -9,48 +9,12 @@
 //! generation is newer than the configured one; delete the record to go
 //! back to the configured snapshot.
 
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use elig_engine::engine::{Engine, OpenError, Replay};
 use elig_engine::snapshot::read_manifest;
 
-/// The live snapshot record of a delta log: `<delta_log>.snapshot`.
-pub fn live_record_path(delta_log: &Path) -> PathBuf {
-    let mut name = delta_log.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".snapshot");
-    delta_log.with_file_name(name)
-}
-
-/// Write the record atomically: temporary file, fsync, rename, fsync the
-/// directory.
-pub fn record_live(record: &Path, snapshot_dir: &Path) -> std::io::Result<()> {
-    let mut tmp_name = record.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    tmp_name.push(".tmp");
-    let tmp = record.with_file_name(tmp_name);
-    let mut f = File::create(&tmp)?;
-    f.write_all(format!("{}\n", snapshot_dir.display()).as_bytes())?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, record)?;
-    if let Some(dir) = record.parent().filter(|d| !d.as_os_str().is_empty()) {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
-}
-
-/// The snapshot directory the record names, if there is a record.
-pub fn read_live(record: &Path) -> std::io::Result<Option<PathBuf>> {
-    match std::fs::read_to_string(record) {
-        Ok(text) => {
-            let p = text.trim_end_matches(['\n', '\r']);
-            Ok((!p.is_empty()).then(|| PathBuf::from(p)))
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(e),
-    }
-}
+pub use elig_engine::delta_log::{live_record_path, read_live, record_live};
 
 #[derive(Debug, thiserror::Error)]
 #[error("opening snapshot {snapshot} with delta log {log}: {source}")]
@@ -76,7 +40,7 @@ pub struct Opened {
 /// generation is newer.
 pub fn choose_snapshot(configured: &Path, delta_log: &Path) -> (PathBuf, bool) {
     let record = live_record_path(delta_log);
-    let recorded = match read_live(&record) {
+    let recorded = match read_live(delta_log) {
         Ok(Some(p)) => p,
         Ok(None) => return (configured.to_path_buf(), false),
         Err(e) => {
@@ -150,13 +114,9 @@ mod tests {
     fn the_record_round_trips_beside_the_log() {
         let dir = tempfile::tempdir().unwrap();
         let log = dir.path().join("deltas.log");
-        let record = live_record_path(&log);
-        assert_eq!(record, dir.path().join("deltas.log.snapshot"));
-        assert_eq!(read_live(&record).unwrap(), None);
-        record_live(&record, Path::new("/srv/elig/snap-2")).unwrap();
-        assert_eq!(read_live(&record).unwrap(), Some(PathBuf::from("/srv/elig/snap-2")));
-        record_live(&record, Path::new("/srv/elig/snap-3")).unwrap();
-        assert_eq!(read_live(&record).unwrap(), Some(PathBuf::from("/srv/elig/snap-3")));
+        assert_eq!(read_live(&log).unwrap(), None);
+        record_live(&log, Path::new("/srv/elig/snap-2")).unwrap();
+        assert_eq!(read_live(&log).unwrap(), Some(PathBuf::from("/srv/elig/snap-2")));
         // The recorded snapshot does not exist: the configured one is used.
         assert_eq!(choose_snapshot(Path::new("/nowhere/snap-1"), &log), (PathBuf::from("/nowhere/snap-1"), false));
     }

@@ -273,7 +273,7 @@ async fn execute(client: &Client, ready: Ready) -> anyhow::Result<()> {
         Ready::Swap { dir } => {
             let report = client.swap(&dir).await?;
             writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
-            for warning in [&report.compact_error, &report.record_error].into_iter().flatten() {
+            if let Some(warning) = &report.compact_error {
                 eprintln!("elig swap: swapped, but: {warning}");
             }
         }
