@@ -28,7 +28,7 @@ pub struct Baseline {
     one: HashMap<String, PersonRecord>,
     /// Institution + month → every person a ticket of the month delegates there.
     many: HashMap<String, Vec<PersonRecord>>,
-    generation: String,
+    generation: Str,
 }
 
 /// The keys of `family` a record holds, as the engine's indexes key them.
@@ -49,7 +49,7 @@ fn keys_of(family: Family, p: &PersonRecord) -> Vec<String> {
 impl Baseline {
     /// Deserialise every record of `snapshot` that holds a key of `family`.
     pub fn build(snapshot: &Snapshot, family: Family) -> Baseline {
-        let mut b = Baseline { family, one: HashMap::new(), many: HashMap::new(), generation: snapshot.generation().to_string() };
+        let mut b = Baseline { family, one: HashMap::new(), many: HashMap::new(), generation: snapshot.generation().to_compact_string() };
         for (_, archived) in snapshot.iter_persons() {
             let p: PersonRecord = rkyv::deserialize::<PersonRecord, rkyv::rancor::Error>(archived).expect("a verified record deserialises");
             let mut keys = keys_of(family, &p);
@@ -90,10 +90,10 @@ impl Baseline {
             _ => panic!("a {} baseline cannot answer a {} query", self.family.name(), q.key.kind()),
         };
         answer.message_header = MessageHeader {
-            process_execution_time: clock.now.to_string(),
-            qualification_confirmation_date: q.date.to_string(),
-            medical_institution_code: q.institution.clone(),
-            arbitrary_file_identifier: q.arbitrary_id.clone(),
+            process_execution_time: clock.now.to_compact_string(),
+            qualification_confirmation_date: q.date.to_compact_string(),
+            medical_institution_code: Str::from(q.institution.as_str()),
+            arbitrary_file_identifier: q.arbitrary_id.as_deref().map(Str::from),
             reference_classification: if matches!(self.family, Family::Serial | Family::Processing) { "1" } else { "2" }.into(),
             segment_of_result: "1".into(),
             character_code_identifier: "0".into(),
@@ -146,7 +146,7 @@ impl Baseline {
         } else {
             Validity::Valid
         };
-        let reference = p.reference_numbers.iter().find(|r| r.institution_code == inst).map(|r| r.reference_number.clone());
+        let reference = p.reference_numbers.iter().find(|r| r.institution_code == inst).map(|r| Str::from(r.reference_number.as_str()));
         for e in &mut list {
             add_consents(e, p, inst, clock.now);
             e.reference_number = reference.clone();
@@ -156,13 +156,13 @@ impl Baseline {
 
     fn card(&self, q: &Query, c: &elig_engine::query::CardKey) -> Answer {
         let echo = SearchInfo {
-            insurer_number: Some(c.insurer.clone()),
+            insurer_number: Some(Str::from(c.insurer.as_str())),
             insured_card_symbol: text(&c.symbol),
-            insured_identification_number: Some(c.number.clone()),
+            insured_identification_number: Some(Str::from(c.number.as_str())),
             insured_branch_number: text(&c.branch),
-            birthdate: Some(c.birth_date.to_string()),
+            birthdate: Some(c.birth_date.to_compact_string()),
             limit_application_certificate_related_cons_flg: Some(if c.limit_consent { "1" } else { "0" }.into()),
-            arbitrary_identifier: q.arbitrary_id.clone(),
+            arbitrary_identifier: q.arbitrary_id.as_deref().map(Str::from),
         };
         let key = ids::insurance_key(&c.insurer, &c.symbol, &c.number, &c.branch);
         let p = match self.one.get(&key) {
@@ -187,10 +187,10 @@ impl Baseline {
 
     fn ticket(&self, q: &Query, t: &elig_engine::query::TicketKey) -> Answer {
         let echo = SearchInfo {
-            insurer_number: Some(t.payer.clone()),
-            insured_identification_number: Some(t.recipient.clone()),
-            birthdate: Some(t.birth_date.to_string()),
-            arbitrary_identifier: q.arbitrary_id.clone(),
+            insurer_number: Some(Str::from(t.payer.as_str())),
+            insured_identification_number: Some(Str::from(t.recipient.as_str())),
+            birthdate: Some(t.birth_date.to_compact_string()),
+            arbitrary_identifier: q.arbitrary_id.as_deref().map(Str::from),
             ..Default::default()
         };
         let p = match self.one.get(&ids::assistance_key(&t.payer, &t.recipient)) {
@@ -223,10 +223,10 @@ impl Baseline {
                     let validity = if assistance_in_force(a, q.date) { Validity::Valid } else { Validity::Invalid };
                     units.push(BulkConfirmUnit {
                         qualification_confirm_search_info: SearchInfo {
-                            insurer_number: Some(a.payer_number.clone()),
-                            insured_identification_number: Some(a.recipient_number.clone()),
+                            insurer_number: Some(Str::from(a.payer_number.as_str())),
+                            insured_identification_number: Some(Str::from(a.recipient_number.as_str())),
                             birthdate: date(p.birth_date),
-                            arbitrary_identifier: q.arbitrary_id.clone(),
+                            arbitrary_identifier: q.arbitrary_id.as_deref().map(Str::from),
                             ..Default::default()
                         },
                         processing_result_status: "1".into(),
@@ -236,7 +236,7 @@ impl Baseline {
                             .reference_numbers
                             .iter()
                             .find(|r| r.institution_code == inst)
-                            .map(|r| r.reference_number.clone()),
+                            .map(|r| Str::from(r.reference_number.as_str())),
                         ..Default::default()
                     });
                 }
@@ -296,16 +296,16 @@ fn error(code: &str, message: &str) -> Answer {
 
 // ---- entries: engine/src/entry.rs over owned records -------------------------
 
-fn date(d: u32) -> Option<String> {
-    (d != 0).then(|| d.to_string())
+fn date(d: u32) -> Option<Str> {
+    (d != 0).then(|| d.to_compact_string())
 }
 
-fn ts(t: u64) -> Option<String> {
-    (t != 0).then(|| t.to_string())
+fn ts(t: u64) -> Option<Str> {
+    (t != 0).then(|| t.to_compact_string())
 }
 
-fn text(s: &str) -> Option<String> {
-    (!s.is_empty()).then(|| s.to_string())
+fn text(s: &str) -> Option<Str> {
+    (!s.is_empty()).then(|| s.to_compact_string())
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -320,7 +320,7 @@ fn person_fields(p: &PersonRecord) -> ResultOfQualificationConfirmation {
         name_of_other: p.other_name.as_ref().and_then(|o| text(&o.name)),
         name_kana: text(&p.name_kana),
         name_of_other_kana: p.other_name.as_ref().and_then(|o| text(&o.kana)),
-        sex1: Some(p.sex.to_string()),
+        sex1: Some(p.sex.to_compact_string()),
         birthdate: date(p.birth_date),
         address: text(&p.address),
         post_number: text(&p.post_number),
@@ -335,7 +335,7 @@ fn insurance_entry(p: &PersonRecord, q: &Insurance, d: Disclose) -> ResultOfQual
     e.insured_card_symbol = text(&q.card_symbol);
     e.insured_identification_number = text(&q.card_number);
     e.insured_branch_number = text(&q.branch_number);
-    e.personal_family_classification = Some(q.personal_family.to_string());
+    e.personal_family_classification = Some(q.personal_family.to_compact_string());
     e.insured_name = text(&q.insured_name);
     e.qualification_date = date(q.qualification_date);
     e.disqualification_date = date(q.disqualification_date);
@@ -343,7 +343,7 @@ fn insurance_entry(p: &PersonRecord, q: &Insurance, d: Disclose) -> ResultOfQual
     e.insured_card_valid_date = date(q.card_valid_from);
     e.insured_card_expiration_date = date(q.card_valid_to);
     e.insured_partial_contribution_ratio = text(&code3(q.contribution_ratio));
-    e.preschool_classification = q.preschool.then(|| "1".to_string());
+    e.preschool_classification = q.preschool.then(|| "1".to_compact_string());
     e.reason_of_loss = text(&code2(q.reason_of_loss));
     e.insurer_name = text(&q.insurer_name);
     if let Some(el) = &q.elderly {
@@ -354,7 +354,7 @@ fn insurance_entry(p: &PersonRecord, q: &Insurance, d: Disclose) -> ResultOfQual
             elderly_recipient_contribution_ratio: text(&code3(el.contribution_ratio)),
         });
     }
-    e.limit_application_certificate_related_cons_flg = Some(if d.limit { "1" } else { "0" }.to_string());
+    e.limit_application_certificate_related_cons_flg = Some(if d.limit { "1" } else { "0" }.to_compact_string());
     if let (true, Some(l)) = (d.limit, &q.limit) {
         e.limit_application_certificate_related_info = Some(LimitApplicationCertificateRelatedInfo {
             limit_application_certificate_classification: text(&l.classification),
@@ -384,7 +384,7 @@ fn insurance_entry(p: &PersonRecord, q: &Insurance, d: Disclose) -> ResultOfQual
 
 fn assistance_entry(p: &PersonRecord, a: &Assistance, numbers: bool, tickets: Vec<MedicalTicketInfo>) -> ResultOfQualificationConfirmation {
     let mut e = person_fields(p);
-    e.insured_card_classification = Some("A1".to_string());
+    e.insured_card_classification = Some("A1".to_compact_string());
     if numbers {
         e.insurer_number = text(&a.payer_number);
         e.insured_identification_number = text(&a.recipient_number);
@@ -408,7 +408,7 @@ fn ticket_info(t: &Ticket, requester: &str) -> MedicalTicketInfo {
         medical_treatment_month: date(t.treatment_month),
         designated_medical_institution_code: text(&t.institution_code),
         designated_medical_institution_name: text(&t.institution_name),
-        designated_medical_institution_flag: Some(if t.institution_code == requester { "0" } else { "1" }.to_string()),
+        designated_medical_institution_flag: Some(if t.institution_code == requester { "0" } else { "1" }.to_compact_string()),
         prescription_issuer_medical_institution_code: if dispensing { text(&t.prescriber_code) } else { None },
         prescription_issuer_medical_institution_name: if dispensing { text(&t.prescriber_name) } else { None },
         injury_name1: text(&t.injury_names[0]),
@@ -430,13 +430,13 @@ fn ticket_info(t: &Ticket, requester: &str) -> MedicalTicketInfo {
     }
 }
 
-fn consent(p: &PersonRecord, institution: &str, kind: ConsentKind, now: u64) -> (String, Option<String>, Option<String>) {
+fn consent(p: &PersonRecord, institution: &str, kind: ConsentKind, now: u64) -> (Str, Option<Str>, Option<Str>) {
     let found = p.consents.iter().filter(|c| c.institution_code == institution && c.kind == kind).max_by_key(|c| c.consented_at);
     match found {
-        None => ("0".to_string(), None, None),
+        None => ("0".to_compact_string(), None, None),
         Some(c) => {
             let flag = if c.expires_at == 0 || now < c.expires_at { "1" } else { "2" };
-            (flag.to_string(), ts(c.consented_at), ts(c.expires_at))
+            (flag.to_compact_string(), ts(c.consented_at), ts(c.expires_at))
         }
     }
 }

@@ -6,6 +6,12 @@
 
 use serde::{Deserialize, Serialize};
 
+/// Every value of an answer. Strings of up to 24 bytes (dates, codes,
+/// numbers, most names) live inline: building an answer allocates only for
+/// long values such as addresses.
+pub type Str = compact_str::CompactString;
+pub use compact_str::ToCompactString;
+
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 #[serde(rename_all = "PascalCase")]
 pub struct Answer {
@@ -16,43 +22,43 @@ pub struct Answer {
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 #[serde(rename_all = "PascalCase")]
 pub struct MessageHeader {
-    pub process_execution_time: String,
-    pub qualification_confirmation_date: String,
-    pub medical_institution_code: String,
+    pub process_execution_time: Str,
+    pub qualification_confirmation_date: Str,
+    pub medical_institution_code: Str,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub arbitrary_file_identifier: Option<String>,
+    pub arbitrary_file_identifier: Option<Str>,
     /// 1 My Number card, 2 card data (insurance card or ticket).
-    pub reference_classification: String,
+    pub reference_classification: Str,
     /// 1 completed, 2 still processing, 9 failed.
-    pub segment_of_result: String,
+    pub segment_of_result: Str,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_code: Option<String>,
+    pub error_code: Option<Str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error_message: Option<String>,
+    pub error_message: Option<Str>,
     /// 0 UTF-8, 1 Shift_JIS.
-    pub character_code_identifier: String,
-    pub snapshot_generation: String,
-    pub delta_sequence: String,
+    pub character_code_identifier: Str,
+    pub snapshot_generation: Str,
+    pub delta_sequence: Str,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub number_of_processing_result: Option<String>,
+    pub number_of_processing_result: Option<Str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub number_of_normal_processing: Option<String>,
+    pub number_of_normal_processing: Option<Str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub number_of_error: Option<String>,
+    pub number_of_error: Option<Str>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 #[serde(rename_all = "PascalCase")]
 pub struct MessageBody {
     /// 1 normal, 2 error.
-    pub processing_result_status: String,
+    pub processing_result_status: Str,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub processing_result_code: Option<String>,
+    pub processing_result_code: Option<Str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub processing_result_message: Option<String>,
+    pub processing_result_message: Option<Str>,
     /// 1..6, see `domain.md` section 5.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub qualification_validity: Option<String>,
+    pub qualification_validity: Option<Str>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub result_list: Vec<ResultOfQualificationConfirmation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -67,36 +73,36 @@ pub struct MessageBody {
 #[serde(rename_all = "PascalCase")]
 pub struct SearchInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub insurer_number: Option<String>,
+    pub insurer_number: Option<Str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub insured_card_symbol: Option<String>,
+    pub insured_card_symbol: Option<Str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub insured_identification_number: Option<String>,
+    pub insured_identification_number: Option<Str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub insured_branch_number: Option<String>,
+    pub insured_branch_number: Option<Str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub birthdate: Option<String>,
+    pub birthdate: Option<Str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub limit_application_certificate_related_cons_flg: Option<String>,
+    pub limit_application_certificate_related_cons_flg: Option<Str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub arbitrary_identifier: Option<String>,
+    pub arbitrary_identifier: Option<Str>,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 #[serde(rename_all = "PascalCase")]
 pub struct BulkConfirmUnit {
     pub qualification_confirm_search_info: SearchInfo,
-    pub processing_result_status: String,
+    pub processing_result_status: Str,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub processing_result_code: Option<String>,
+    pub processing_result_code: Option<Str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub processing_result_message: Option<String>,
+    pub processing_result_message: Option<Str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub qualification_validity: Option<String>,
+    pub qualification_validity: Option<Str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result_of_qualification_confirmation: Option<ResultOfQualificationConfirmation>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reference_number: Option<String>,
+    pub reference_number: Option<Str>,
 }
 
 macro_rules! opt_fields {
@@ -116,112 +122,112 @@ macro_rules! opt_fields {
 opt_fields! {
     /// One qualification (insurance, or `A1` public assistance).
     pub struct ResultOfQualificationConfirmation {
-        insured_card_classification: String,
-        insurer_number: String,
-        insured_card_symbol: String,
-        insured_identification_number: String,
-        insured_branch_number: String,
-        personal_family_classification: String,
-        insured_name: String,
-        name: String,
-        name_of_other: String,
-        name_kana: String,
-        name_of_other_kana: String,
-        sex1: String,
-        birthdate: String,
-        address: String,
-        post_number: String,
-        qualification_date: String,
-        disqualification_date: String,
-        insured_certificate_issuance_date: String,
-        insured_card_valid_date: String,
-        insured_card_expiration_date: String,
-        insured_partial_contribution_ratio: String,
-        preschool_classification: String,
-        reason_of_loss: String,
-        insurer_name: String,
+        insured_card_classification: Str,
+        insurer_number: Str,
+        insured_card_symbol: Str,
+        insured_identification_number: Str,
+        insured_branch_number: Str,
+        personal_family_classification: Str,
+        insured_name: Str,
+        name: Str,
+        name_of_other: Str,
+        name_kana: Str,
+        name_of_other_kana: Str,
+        sex1: Str,
+        birthdate: Str,
+        address: Str,
+        post_number: Str,
+        qualification_date: Str,
+        disqualification_date: Str,
+        insured_certificate_issuance_date: Str,
+        insured_card_valid_date: Str,
+        insured_card_expiration_date: Str,
+        insured_partial_contribution_ratio: Str,
+        preschool_classification: Str,
+        reason_of_loss: Str,
+        insurer_name: Str,
         elderly_recipient_certificate_info: ElderlyRecipientCertificateInfo,
-        limit_application_certificate_related_cons_flg: String,
-        limit_application_certificate_related_cons_time: String,
+        limit_application_certificate_related_cons_flg: Str,
+        limit_application_certificate_related_cons_time: Str,
         limit_application_certificate_related_info: LimitApplicationCertificateRelatedInfo,
-        specific_diseases_certificate_related_cons_flg: String,
-        specific_diseases_certificate_related_cons_time: String,
+        specific_diseases_certificate_related_cons_flg: Str,
+        specific_diseases_certificate_related_cons_time: Str,
         specific_diseases_certificate_list: Vec<SpecificDiseasesCertificateInfo>,
-        pharmacists_info_cons_flg: String,
-        pharmacists_info_cons_time: String,
-        pharmacists_info_available_time: String,
-        specific_health_checkups_info_cons_flg: String,
-        specific_health_checkups_info_cons_time: String,
-        specific_health_checkups_info_available_time: String,
-        diagnosis_info_cons_flg: String,
-        diagnosis_info_cons_time: String,
-        diagnosis_info_available_time: String,
-        operation_info_cons_flg: String,
-        operation_info_cons_time: String,
-        operation_info_available_time: String,
-        reference_number: String,
+        pharmacists_info_cons_flg: Str,
+        pharmacists_info_cons_time: Str,
+        pharmacists_info_available_time: Str,
+        specific_health_checkups_info_cons_flg: Str,
+        specific_health_checkups_info_cons_time: Str,
+        specific_health_checkups_info_available_time: Str,
+        diagnosis_info_cons_flg: Str,
+        diagnosis_info_cons_time: Str,
+        diagnosis_info_available_time: Str,
+        operation_info_cons_flg: Str,
+        operation_info_cons_time: Str,
+        operation_info_available_time: Str,
+        reference_number: Str,
         public_expense_result_list: Vec<MedicalTicketInfo>,
     }
 }
 
 opt_fields! {
     pub struct ElderlyRecipientCertificateInfo {
-        elderly_recipient_certificate_date: String,
-        elderly_recipient_valid_start_date: String,
-        elderly_recipient_valid_end_date: String,
-        elderly_recipient_contribution_ratio: String,
+        elderly_recipient_certificate_date: Str,
+        elderly_recipient_valid_start_date: Str,
+        elderly_recipient_valid_end_date: Str,
+        elderly_recipient_contribution_ratio: Str,
     }
 }
 
 opt_fields! {
     pub struct LimitApplicationCertificateRelatedInfo {
-        limit_application_certificate_classification: String,
-        limit_application_certificate_classification_flag: String,
-        limit_application_certificate_date: String,
-        limit_application_certificate_valid_start_date: String,
-        limit_application_certificate_valid_end_date: String,
-        limit_application_certificate_long_term_date: String,
+        limit_application_certificate_classification: Str,
+        limit_application_certificate_classification_flag: Str,
+        limit_application_certificate_date: Str,
+        limit_application_certificate_valid_start_date: Str,
+        limit_application_certificate_valid_end_date: Str,
+        limit_application_certificate_long_term_date: Str,
     }
 }
 
 opt_fields! {
     pub struct SpecificDiseasesCertificateInfo {
-        specific_diseases_disease_category: String,
-        specific_diseases_certificate_date: String,
-        specific_diseases_valid_start_date: String,
-        specific_diseases_valid_end_date: String,
-        specific_diseases_self_pay: String,
+        specific_diseases_disease_category: Str,
+        specific_diseases_certificate_date: Str,
+        specific_diseases_valid_start_date: Str,
+        specific_diseases_valid_end_date: Str,
+        specific_diseases_self_pay: Str,
     }
 }
 
 opt_fields! {
     pub struct MedicalTicketInfo {
-        ticket_type: String,
-        medical_ticket_valid_date: String,
-        medical_ticket_expiration_date: String,
-        issue_number: String,
-        medical_treatment_month: String,
-        designated_medical_institution_code: String,
-        designated_medical_institution_name: String,
-        designated_medical_institution_flag: String,
-        prescription_issuer_medical_institution_code: String,
-        prescription_issuer_medical_institution_name: String,
-        injury_name1: String,
-        injury_name2: String,
-        injury_name3: String,
-        medical_treatment_type: String,
-        self_pay_amount: String,
-        district_contact_name: String,
-        handling_contact_name: String,
-        single_or_combined_use: String,
-        status_of_social_insurance: String,
-        consistency_flag: String,
-        status_of_infecton: String,
-        status_of_elderly_medical_care: String,
-        status_of_prefectural_expenses: String,
-        remarks1: String,
-        remarks2: String,
-        remarks3: String,
+        ticket_type: Str,
+        medical_ticket_valid_date: Str,
+        medical_ticket_expiration_date: Str,
+        issue_number: Str,
+        medical_treatment_month: Str,
+        designated_medical_institution_code: Str,
+        designated_medical_institution_name: Str,
+        designated_medical_institution_flag: Str,
+        prescription_issuer_medical_institution_code: Str,
+        prescription_issuer_medical_institution_name: Str,
+        injury_name1: Str,
+        injury_name2: Str,
+        injury_name3: Str,
+        medical_treatment_type: Str,
+        self_pay_amount: Str,
+        district_contact_name: Str,
+        handling_contact_name: Str,
+        single_or_combined_use: Str,
+        status_of_social_insurance: Str,
+        consistency_flag: Str,
+        status_of_infecton: Str,
+        status_of_elderly_medical_care: Str,
+        status_of_prefectural_expenses: Str,
+        remarks1: Str,
+        remarks2: Str,
+        remarks3: Str,
     }
 }
 

@@ -1,19 +1,21 @@
 //! Building result entries (`ResultOfQualificationConfirmation`,
 //! `MedicalTicketInfo`) from archived records.
 
+use compact_str::ToCompactString;
+
 use crate::answer::*;
 use crate::model::*;
 
-pub(crate) fn date(d: u32) -> Option<String> {
-    (d != 0).then(|| d.to_string())
+pub(crate) fn date(d: u32) -> Option<Str> {
+    (d != 0).then(|| d.to_compact_string())
 }
 
-pub(crate) fn ts(t: u64) -> Option<String> {
-    (t != 0).then(|| t.to_string())
+pub(crate) fn ts(t: u64) -> Option<Str> {
+    (t != 0).then(|| t.to_compact_string())
 }
 
-pub(crate) fn text(s: &str) -> Option<String> {
-    (!s.is_empty()).then(|| s.to_string())
+pub(crate) fn text(s: &str) -> Option<Str> {
+    (!s.is_empty()).then(|| Str::from(s))
 }
 
 /// The person's own data, common to every entry.
@@ -23,7 +25,7 @@ pub(crate) fn person_fields(p: &ArchivedPersonRecord) -> ResultOfQualificationCo
         name_of_other: p.other_name.as_ref().and_then(|o| text(&o.name)),
         name_kana: text(&p.name_kana),
         name_of_other_kana: p.other_name.as_ref().and_then(|o| text(&o.kana)),
-        sex1: Some(p.sex.to_string()),
+        sex1: Some(p.sex.to_compact_string()),
         birthdate: date(p.birth_date.to_native()),
         address: text(&p.address),
         post_number: text(&p.post_number),
@@ -45,7 +47,7 @@ pub(crate) fn insurance_entry(p: &ArchivedPersonRecord, q: &ArchivedInsurance, d
     e.insured_card_symbol = text(&q.card_symbol);
     e.insured_identification_number = text(&q.card_number);
     e.insured_branch_number = text(&q.branch_number);
-    e.personal_family_classification = Some(q.personal_family.to_string());
+    e.personal_family_classification = Some(q.personal_family.to_compact_string());
     e.insured_name = text(&q.insured_name);
     e.qualification_date = date(q.qualification_date.to_native());
     e.disqualification_date = date(q.disqualification_date.to_native());
@@ -53,7 +55,7 @@ pub(crate) fn insurance_entry(p: &ArchivedPersonRecord, q: &ArchivedInsurance, d
     e.insured_card_valid_date = date(q.card_valid_from.to_native());
     e.insured_card_expiration_date = date(q.card_valid_to.to_native());
     e.insured_partial_contribution_ratio = text(&code3(q.contribution_ratio));
-    e.preschool_classification = q.preschool.then(|| "1".to_string());
+    e.preschool_classification = q.preschool.then(|| Str::const_new("1"));
     e.reason_of_loss = text(&code2(q.reason_of_loss));
     e.insurer_name = text(&q.insurer_name);
     if let Some(el) = q.elderly.as_ref() {
@@ -64,7 +66,7 @@ pub(crate) fn insurance_entry(p: &ArchivedPersonRecord, q: &ArchivedInsurance, d
             elderly_recipient_contribution_ratio: text(&code3(el.contribution_ratio)),
         });
     }
-    e.limit_application_certificate_related_cons_flg = Some(if d.limit { "1" } else { "0" }.to_string());
+    e.limit_application_certificate_related_cons_flg = Some(Str::const_new(if d.limit { "1" } else { "0" }));
     if d.limit {
         if let Some(l) = q.limit.as_ref() {
             e.limit_application_certificate_related_info = Some(LimitApplicationCertificateRelatedInfo {
@@ -103,7 +105,7 @@ pub(crate) fn assistance_entry(
     tickets: Vec<MedicalTicketInfo>,
 ) -> ResultOfQualificationConfirmation {
     let mut e = person_fields(p);
-    e.insured_card_classification = Some("A1".to_string());
+    e.insured_card_classification = Some(Str::const_new("A1"));
     if numbers {
         e.insurer_number = text(&a.payer_number);
         e.insured_identification_number = text(&a.recipient_number);
@@ -127,7 +129,7 @@ pub(crate) fn ticket_info(t: &ArchivedTicket, requester: &str) -> MedicalTicketI
         medical_treatment_month: date(t.treatment_month.to_native()),
         designated_medical_institution_code: text(&t.institution_code),
         designated_medical_institution_name: text(&t.institution_name),
-        designated_medical_institution_flag: Some(if t.institution_code.as_str() == requester { "0" } else { "1" }.to_string()),
+        designated_medical_institution_flag: Some(Str::const_new(if t.institution_code.as_str() == requester { "0" } else { "1" })),
         prescription_issuer_medical_institution_code: if dispensing { text(&t.prescriber_code) } else { None },
         prescription_issuer_medical_institution_name: if dispensing { text(&t.prescriber_name) } else { None },
         injury_name1: text(&t.injury_names[0]),
@@ -156,18 +158,18 @@ pub(crate) fn consent(
     institution: &str,
     kind: ConsentKind,
     now: u64,
-) -> (String, Option<String>, Option<String>) {
+) -> (Str, Option<Str>, Option<Str>) {
     let found = p
         .consents
         .iter()
         .filter(|c| c.institution_code.as_str() == institution && c.kind.to_native() == kind)
         .max_by_key(|c| c.consented_at.to_native());
     match found {
-        None => ("0".to_string(), None, None),
+        None => (Str::const_new("0"), None, None),
         Some(c) => {
             let exp = c.expires_at.to_native();
             let flag = if exp == 0 || now < exp { "1" } else { "2" };
-            (flag.to_string(), ts(c.consented_at.to_native()), ts(exp))
+            (Str::const_new(flag), ts(c.consented_at.to_native()), ts(exp))
         }
     }
 }
@@ -189,6 +191,6 @@ pub(crate) fn add_consents(e: &mut ResultOfQualificationConfirmation, p: &Archiv
     (e.specific_diseases_certificate_related_cons_flg, e.specific_diseases_certificate_related_cons_time) = (Some(f), t);
 }
 
-pub(crate) fn reference_number(p: &ArchivedPersonRecord, institution: &str) -> Option<String> {
-    p.reference_numbers.iter().find(|r| r.institution_code.as_str() == institution).map(|r| r.reference_number.to_string())
+pub(crate) fn reference_number(p: &ArchivedPersonRecord, institution: &str) -> Option<Str> {
+    p.reference_numbers.iter().find(|r| r.institution_code.as_str() == institution).map(|r| Str::from(r.reference_number.as_str()))
 }

@@ -5,6 +5,7 @@
 //! stored key (`holds_*` below), so an answer never shows a record whose key
 //! differs from the key asked.
 
+use compact_str::ToCompactString;
 use smallvec::SmallVec;
 
 use crate::answer::*;
@@ -100,9 +101,9 @@ impl<'a> View<'a> {
                 let (institution, arbitrary) = hints(json);
                 let mut a = self.refuse(&e, &institution, clock);
                 if arbitrary.is_some() {
-                    a.message_header.arbitrary_file_identifier = arbitrary.clone();
+                    a.message_header.arbitrary_file_identifier = arbitrary.as_deref().map(Str::from);
                     a.message_body.qualification_confirm_search_info =
-                        Some(SearchInfo { arbitrary_identifier: arbitrary, ..Default::default() });
+                        Some(SearchInfo { arbitrary_identifier: arbitrary.as_deref().map(Str::from), ..Default::default() });
                 }
                 a
             }
@@ -112,28 +113,28 @@ impl<'a> View<'a> {
     /// The answer to a query that could not be parsed.
     pub fn refuse(&self, err: &QueryError, institution: &str, clock: Clock) -> Answer {
         let mut header = self.base_header(clock);
-        header.medical_institution_code = institution.to_string();
-        header.qualification_confirmation_date = clock.today.to_string();
+        header.medical_institution_code = institution.to_compact_string();
+        header.qualification_confirmation_date = clock.today.to_compact_string();
         error_answer(header, err)
     }
 
     fn base_header(&self, clock: Clock) -> MessageHeader {
         MessageHeader {
-            process_execution_time: clock.now.to_string(),
+            process_execution_time: clock.now.to_compact_string(),
             segment_of_result: "1".into(),
             character_code_identifier: "0".into(),
             reference_classification: "2".into(),
-            snapshot_generation: self.snapshot.generation().to_string(),
-            delta_sequence: self.delta_seq.to_string(),
+            snapshot_generation: self.snapshot.generation().to_compact_string(),
+            delta_sequence: self.delta_seq.to_compact_string(),
             ..Default::default()
         }
     }
 
     fn header(&self, q: &Query, clock: Clock) -> MessageHeader {
         let mut h = self.base_header(clock);
-        h.qualification_confirmation_date = q.date.to_string();
-        h.medical_institution_code = q.institution.clone();
-        h.arbitrary_file_identifier = q.arbitrary_id.clone();
+        h.qualification_confirmation_date = q.date.to_compact_string();
+        h.medical_institution_code = Str::from(q.institution.as_str());
+        h.arbitrary_file_identifier = q.arbitrary_id.as_deref().map(Str::from);
         if matches!(q.key, QueryKey::CertificateSerial(_) | QueryKey::ProcessingNumber(_)) {
             h.reference_classification = "1".into();
         }
@@ -229,13 +230,13 @@ impl<'a> View<'a> {
 
     fn card(&self, q: &Query, c: &CardKey) -> Answer {
         let echo = SearchInfo {
-            insurer_number: Some(c.insurer.clone()),
+            insurer_number: Some(Str::from(c.insurer.as_str())),
             insured_card_symbol: entry::text(&c.symbol),
-            insured_identification_number: Some(c.number.clone()),
+            insured_identification_number: Some(Str::from(c.number.as_str())),
             insured_branch_number: entry::text(&c.branch),
-            birthdate: Some(c.birth_date.to_string()),
+            birthdate: Some(c.birth_date.to_compact_string()),
             limit_application_certificate_related_cons_flg: Some(if c.limit_consent { "1" } else { "0" }.into()),
-            arbitrary_identifier: q.arbitrary_id.clone(),
+            arbitrary_identifier: q.arbitrary_id.as_deref().map(Str::from),
         };
         let key = ids::insurance_key(&c.insurer, &c.symbol, &c.number, &c.branch);
         let matches = |i: &ArchivedInsurance| {
@@ -268,10 +269,10 @@ impl<'a> View<'a> {
 
     fn ticket(&self, q: &Query, t: &TicketKey) -> Answer {
         let echo = SearchInfo {
-            insurer_number: Some(t.payer.clone()),
-            insured_identification_number: Some(t.recipient.clone()),
-            birthdate: Some(t.birth_date.to_string()),
-            arbitrary_identifier: q.arbitrary_id.clone(),
+            insurer_number: Some(Str::from(t.payer.as_str())),
+            insured_identification_number: Some(Str::from(t.recipient.as_str())),
+            birthdate: Some(t.birth_date.to_compact_string()),
+            arbitrary_identifier: q.arbitrary_id.as_deref().map(Str::from),
             ..Default::default()
         };
         let key = ids::assistance_key(&t.payer, &t.recipient);
@@ -314,10 +315,10 @@ impl<'a> View<'a> {
                     let validity = if in_force { Validity::Valid } else { Validity::Invalid };
                     units.push(BulkConfirmUnit {
                         qualification_confirm_search_info: SearchInfo {
-                            insurer_number: Some(a.payer_number.to_string()),
-                            insured_identification_number: Some(a.recipient_number.to_string()),
+                            insurer_number: Some(a.payer_number.to_compact_string()),
+                            insured_identification_number: Some(a.recipient_number.to_compact_string()),
                             birthdate: entry::date(p.birth_date.to_native()),
-                            arbitrary_identifier: q.arbitrary_id.clone(),
+                            arbitrary_identifier: q.arbitrary_id.as_deref().map(Str::from),
                             ..Default::default()
                         },
                         processing_result_status: "1".into(),
@@ -349,9 +350,9 @@ impl Answer {
     pub fn count_units(&mut self) {
         let units = &self.message_body.bulk_confirm_unit_list;
         let errors = units.iter().filter(|u| u.processing_result_status != "1").count();
-        self.message_header.number_of_processing_result = Some(units.len().to_string());
-        self.message_header.number_of_normal_processing = Some((units.len() - errors).to_string());
-        self.message_header.number_of_error = Some(errors.to_string());
+        self.message_header.number_of_processing_result = Some(units.len().to_compact_string());
+        self.message_header.number_of_normal_processing = Some((units.len() - errors).to_compact_string());
+        self.message_header.number_of_error = Some(errors.to_compact_string());
     }
 }
 
@@ -433,7 +434,7 @@ pub fn error_answer(header: MessageHeader, e: &QueryError) -> Answer {
         message_body: MessageBody {
             processing_result_status: "2".into(),
             processing_result_code: Some(e.code.into()),
-            processing_result_message: Some(e.message.clone()),
+            processing_result_message: Some(Str::from(e.message.as_str())),
             ..Default::default()
         },
     }

@@ -16,6 +16,11 @@ use elig_loader::export::Encoding;
 use elig_loader::fold::{fold, FoldOptions};
 use elig_loader::gen::{generate, GenOptions};
 
+// mimalloc: answers allocate many small strings, and after a day of deltas
+// glibc's fragmented heap made every allocation slower (benches/README.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "elig-loader", version, about = "Compile nightly eligibility exports into memory-mapped snapshots")]
 struct Cli {

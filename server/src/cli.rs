@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use elig_engine::answer::{Answer, BulkConfirmUnit, MessageHeader};
+use elig_engine::answer::{Answer, BulkConfirmUnit, MessageHeader, Str, ToCompactString};
 use serde::Deserialize;
 
 use crate::client::{Client, ClientError, ClientOptions};
@@ -142,15 +142,15 @@ pub fn bulk_document(answers: &[Answer], summary: &BulkSummary) -> Answer {
     let header = MessageHeader {
         process_execution_time: first.map(|h| h.process_execution_time.clone()).unwrap_or_default(),
         qualification_confirmation_date: first.map(|h| h.qualification_confirmation_date.clone()).unwrap_or_default(),
-        medical_institution_code: if same { institution } else { String::new() },
+        medical_institution_code: if same { institution } else { Str::default() },
         reference_classification: "2".into(),
         segment_of_result: "1".into(),
         character_code_identifier: "0".into(),
-        snapshot_generation: summary.generation.to_string(),
-        delta_sequence: summary.delta_seq.to_string(),
-        number_of_processing_result: Some(summary.items.to_string()),
-        number_of_normal_processing: Some(summary.normal.to_string()),
-        number_of_error: Some(summary.errors.to_string()),
+        snapshot_generation: summary.generation.to_compact_string(),
+        delta_sequence: summary.delta_seq.to_compact_string(),
+        number_of_processing_result: Some(summary.items.to_compact_string()),
+        number_of_normal_processing: Some(summary.normal.to_compact_string()),
+        number_of_error: Some(summary.errors.to_compact_string()),
         ..Default::default()
     };
     let units = answers

@@ -467,7 +467,7 @@ fn answer_one(
             let mut answer = view.refuse(&error, &institution, clock);
             if let Some(id) = raw_field(raw, "ArbitraryIdentifier") {
                 answer.message_body.qualification_confirm_search_info =
-                    Some(SearchInfo { arbitrary_identifier: Some(id), ..Default::default() });
+                    Some(SearchInfo { arbitrary_identifier: Some(id.into()), ..Default::default() });
             }
             outcome.kind = kind;
             outcome.institution = institution;
@@ -479,9 +479,9 @@ fn answer_one(
     outcome.kind = query.key.kind();
     outcome.institution = query.institution.clone();
     outcome.key = Some(query.key.key_text());
-    outcome.status = answer.message_body.processing_result_status.clone();
+    outcome.status = answer.message_body.processing_result_status.to_string();
     outcome.validity = answer.validity().map(str::to_string);
-    outcome.code = answer.message_body.processing_result_code.clone();
+    outcome.code = answer.message_body.processing_result_code.as_deref().map(str::to_string);
     outcome.certificate_check = matches!(query.key, QueryKey::CertificateSerial(_) | QueryKey::ProcessingNumber(_));
     (answer, outcome)
 }

@@ -352,8 +352,8 @@ mod tests {
     use super::*;
     use elig_engine::answer::*;
 
-    fn s(v: &str) -> Option<String> {
-        Some(v.to_owned())
+    fn s(v: &str) -> Option<elig_engine::answer::Str> {
+        Some(v.into())
     }
 
     fn header(reference: &str) -> MessageHeader {

@@ -49,7 +49,7 @@ pub fn ask(engine: &Engine, q: &Value) -> Answer {
 
 fn code(engine: &Engine, q: &Value) -> String {
     let a = ask(engine, q);
-    a.validity().map(str::to_string).unwrap_or_else(|| a.message_body.processing_result_code.clone().unwrap_or_default())
+    a.validity().or(a.message_body.processing_result_code.as_deref()).unwrap_or_default().to_string()
 }
 
 fn ins_row(qid: &str, pid: &str, insurer: &str, number: &str, lost: &str) -> Value {

@@ -200,7 +200,7 @@ fn expect_ticket(ps: &[Person], recipient: &str, birth: u32) -> String {
 
 fn got(engine: &Engine, q: &Value) -> String {
     let a = ask(engine, q);
-    a.validity().map(str::to_string).unwrap_or_else(|| a.message_body.processing_result_code.clone().unwrap_or_default())
+    a.validity().or(a.message_body.processing_result_code.as_deref()).unwrap_or_default().to_string()
 }
 
 /// Every key of the small key spaces, present or absent.

@@ -13,6 +13,11 @@ use elig_server::bench::{self, BenchArgs, BenchError};
 use elig_server::cli::{self, CliError, ClientSettings, Format};
 use elig_server::client::{Client, ClientError};
 
+// mimalloc: answers allocate many small strings, and after a day of deltas
+// glibc's fragmented heap made every allocation slower (benches/README.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "elig", version, about = "Client of the eligibility lookup server")]
 struct Cli {

@@ -19,6 +19,11 @@ use elig_server::server::Server;
 use elig_server::state;
 use tokio_util::sync::CancellationToken;
 
+// mimalloc: answers allocate many small strings, and after a day of deltas
+// glibc's fragmented heap made every allocation slower (benches/README.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(name = "eligd", version, about = "Eligibility lookup server (QUIC, TLS 1.3, client certificates)")]
 struct Cli {

@@ -45,7 +45,7 @@ fn every_request_kind_through_handle() {
     let (resp, _) = handle(engine, &central, Request::Tickets(q), clock(), &env);
     let Response::Tickets { units, summary } = resp else { panic!("a ticket response expected") };
     assert_eq!(units.len(), keys.tickets_of_institution);
-    assert_eq!(summary.message_header.number_of_processing_result, Some(units.len().to_string()));
+    assert_eq!(summary.message_header.number_of_processing_result.as_deref(), Some(units.len().to_string().as_str()));
 
     let (resp, _) = handle(engine, &central, Request::Status, clock(), &env);
     assert!(matches!(resp, Response::Refused(ref r) if r.code == "EP01"));

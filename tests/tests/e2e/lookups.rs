@@ -129,7 +129,7 @@ async fn many_concurrent_requests_share_one_connection() {
     for (i, t) in tasks.into_iter().enumerate() {
         let a = t.await.unwrap().unwrap();
         assert_eq!(a.validity(), Some("1"));
-        assert_eq!(a.message_header.arbitrary_file_identifier, Some(format!("c-{i}")));
+        assert_eq!(a.message_header.arbitrary_file_identifier.as_deref(), Some(format!("c-{i}").as_str()));
     }
     assert_eq!(srv.server.usage().row(keys.institution(), "insurance_card").unwrap().requests, 200);
 }
