@@ -196,13 +196,23 @@ impl Prepared<'_> {
     /// Make the batch visible to requests, all at once.
     pub fn publish(self) {
         let ov = self.w.overlay;
+        let snapshot = self.w.snapshot;
         let seq = self.seq;
         let mut bytes = 0u64;
         for (pid, rec) in self.w.records {
             let record = rec.map(|r| {
                 let archived = rkyv::to_bytes::<rkyv::rancor::Error>(&r).expect("serialising an owned record cannot fail");
                 bytes += archived.len() as u64;
+                // Keys the person's snapshot record holds need no entry: the
+                // snapshot index already leads lookups to this person, and
+                // `merge` puts the new version in its place.
+                let in_snapshot = snapshot
+                    .find(IndexName::PersonId, &pid, |p| p.person_id == *pid)
+                    .and_then(|hit| snapshot.person(hit.first()));
                 record_keys(&r, |name, key| {
+                    if in_snapshot.is_some_and(|s| archived_holds(s, name, key)) {
+                        return;
+                    }
                     let mut entry = ov.keys.entry(ov.key_id(name, key)).or_default();
                     if !entry.iter().any(|p| **p == *pid) {
                         entry.push(pid.clone());
