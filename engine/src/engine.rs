@@ -282,7 +282,8 @@ impl Engine {
         // Record the live snapshot before compacting: a restart must never
         // find a log compacted past the snapshot it would open.
         let compact_error = match w.log.as_mut() {
-            Some(log) => match crate::delta_log::record_live(log.path(), &std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf())) {
+            Some(log) => match crate::delta_log::record_live(log.path(), &std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf()))
+            {
                 Ok(()) => log.compact(base).err().map(|e| e.to_string()),
                 Err(e) => Some(format!("live snapshot record not written, log left uncompacted: {e}")),
             },

@@ -153,12 +153,7 @@ pub(crate) fn ticket_info(t: &ArchivedTicket, requester: &str) -> MedicalTicketI
 
 /// Consent flag for one kind at one institution: 0 none, 1 given, 2 expired.
 /// Returns (flag, consent time, viewing expiry).
-pub(crate) fn consent(
-    p: &ArchivedPersonRecord,
-    institution: &str,
-    kind: ConsentKind,
-    now: u64,
-) -> (Str, Option<Str>, Option<Str>) {
+pub(crate) fn consent(p: &ArchivedPersonRecord, institution: &str, kind: ConsentKind, now: u64) -> (Str, Option<Str>, Option<Str>) {
     let found = p
         .consents
         .iter()

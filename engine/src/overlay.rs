@@ -206,9 +206,8 @@ impl Prepared<'_> {
                 // Keys the person's snapshot record holds need no entry: the
                 // snapshot index already leads lookups to this person, and
                 // `merge` puts the new version in its place.
-                let in_snapshot = snapshot
-                    .find(IndexName::PersonId, &pid, |p| p.person_id == *pid)
-                    .and_then(|hit| snapshot.person(hit.first()));
+                let in_snapshot =
+                    snapshot.find(IndexName::PersonId, &pid, |p| p.person_id == *pid).and_then(|hit| snapshot.person(hit.first()));
                 record_keys(&r, |name, key| {
                     if in_snapshot.is_some_and(|s| archived_holds(s, name, key)) {
                         return;
