@@ -8,31 +8,31 @@
 //! key kind and outcome (validity code, error code, refusal), so a planner
 //! sees what the load consisted of ([`report`]).
 //!
-//! The exchanges ([`exchange`]) speak the `elig/1` frames directly on the
-//! client's connection and read only the status fields of each answer:
-//! the bench and the server often share a machine, and a load generator
-//! that parsed whole answers would take CPU the server is measured with.
+//! The bench and the server often share a machine, so the load generator
+//! keeps its own CPU and latency small ([`load`]): each connection runs on
+//! its own thread and current-thread runtime, and the exchanges
+//! ([`exchange`]) speak the `elig/1` frames directly and read only the
+//! status fields of each answer.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Barrier, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use quinn::Connection;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-
-use crate::client::{Client, ClientError, ClientOptions};
+use crate::client::{ClientError, ClientOptions};
 use crate::roles::{Role, RoleError};
 
+mod draw;
 mod exchange;
 mod keys;
+mod load;
+mod mix;
 mod report;
+mod tally;
 
-pub use keys::{KeyKind, KeyPlan, KeyPool, KeySource, Mix, Requester, Sampler};
-pub use report::{Latency, Report};
-
-use exchange::Tally;
+pub use keys::{KeyPlan, KeyPool, KeySource, Requester, Sampler};
+pub use load::run as load;
+pub use mix::{KeyKind, Mix};
+pub use report::{Latency, QuicStats, Report};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -192,9 +192,7 @@ impl BenchArgs {
         };
         let institution = self
             .institution
-            .map(|i| {
-                elig_engine::ids::institution_code(&i).map_err(|e| BenchError::option("--institution", &i, e.reason.to_string()))
-            })
+            .map(|i| elig_engine::ids::institution_code(&i).map_err(|e| BenchError::option("--institution", &i, e.reason.to_string())))
             .transpose()?;
         let date = self
             .date
@@ -289,186 +287,6 @@ pub async fn run(opts: &BenchOptions, client: &ClientOptions) -> Result<Report, 
     report.requester = requester.to_string();
     report.sampling_secs = sampling.as_secs_f64();
     Ok(report)
-}
-
-/// When workers measure and when they stop.
-#[derive(Debug)]
-struct Phase {
-    warmup: Duration,
-    /// End of the warm-up: set once every connection is up.
-    measure_from: OnceLock<Instant>,
-    stop: Stop,
-    /// Measured requests started so far (request-count mode).
-    issued: AtomicU64,
-    /// Set when a connection failed or was lost: every worker stops.
-    abort: AtomicBool,
-}
-
-impl Phase {
-    fn measure_from(&self) -> Instant {
-        *self.measure_from.get_or_init(|| Instant::now() + self.warmup)
-    }
-
-    /// Whether the next request is measured, or `None` when the bench is over.
-    fn next(&self) -> Option<bool> {
-        if self.abort.load(Ordering::Relaxed) {
-            return None;
-        }
-        // The start first: `now` is then never before it without a warm-up.
-        let from = self.measure_from();
-        let now = Instant::now();
-        if now < from {
-            return Some(false);
-        }
-        match self.stop {
-            Stop::After(d) => (now < from + d).then_some(true),
-            Stop::Requests(n) => (self.issued.fetch_add(1, Ordering::Relaxed) < n).then_some(true),
-        }
-    }
-}
-
-/// Connect and run the load with keys already drawn.
-///
-/// Each connection runs on its own thread with a current-thread runtime:
-/// its quinn drivers and its workers never wait for a wake-up from another
-/// thread, so the client adds as little latency and CPU as it can.
-pub async fn load(opts: &BenchOptions, client: &ClientOptions, sampler: Arc<Sampler>) -> Result<Report, BenchError> {
-    let mut options = client.clone();
-    options.timeout = opts.timeout;
-    let phase = Arc::new(Phase {
-        warmup: opts.warmup,
-        measure_from: OnceLock::new(),
-        stop: opts.stop,
-        issued: AtomicU64::new(0),
-        abort: AtomicBool::new(false),
-    });
-    // Every connection is up (or failed) before the clock starts.
-    let ready = Arc::new(Barrier::new(opts.connections));
-    let mut threads = Vec::with_capacity(opts.connections);
-    for index in 0..opts.connections {
-        let job = ConnectionJob {
-            index,
-            options: options.clone(),
-            opts: opts.clone(),
-            sampler: sampler.clone(),
-            phase: phase.clone(),
-            ready: ready.clone(),
-        };
-        let thread = std::thread::Builder::new().name(format!("elig-bench-{index}")).spawn(move || job.run());
-        // A thread that cannot start leaves the others waiting at the barrier; the process is out of resources then anyway.
-        threads.push(thread.map_err(|e| BenchError::Internal(format!("starting a bench thread: {e}")))?);
-    }
-    let results = tokio::task::spawn_blocking(move || threads.into_iter().map(|t| t.join()).collect::<Vec<_>>())
-        .await
-        .map_err(|e| BenchError::Internal(format!("waiting for the bench threads: {e}")))?;
-    let mut total = Tally::new(opts.mode == Mode::Bulk)?;
-    for result in results {
-        let tally = result.map_err(|_| BenchError::Internal("a bench thread panicked".into()))??;
-        total.merge(tally)?;
-    }
-    Ok(Report::new(opts, &sampler, &total, phase.measure_from(), client.server))
-}
-
-/// One connection and its workers, on one thread.
-struct ConnectionJob {
-    index: usize,
-    options: ClientOptions,
-    opts: BenchOptions,
-    sampler: Arc<Sampler>,
-    phase: Arc<Phase>,
-    ready: Arc<Barrier>,
-}
-
-impl ConnectionJob {
-    fn run(self) -> Result<Tally, BenchError> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build();
-        let rt = match rt {
-            Ok(rt) => rt,
-            Err(e) => {
-                self.phase.abort.store(true, Ordering::Relaxed);
-                self.ready.wait();
-                return Err(BenchError::Internal(format!("starting a bench runtime: {e}")));
-            }
-        };
-        rt.block_on(self.serve())
-    }
-
-    async fn serve(self) -> Result<Tally, BenchError> {
-        let client = Client::connect(&self.options).await;
-        if client.is_err() {
-            self.phase.abort.store(true, Ordering::Relaxed);
-        }
-        // Blocks this thread's runtime briefly: nothing else runs on it yet.
-        self.ready.wait();
-        let client = client?;
-        let o = &self.opts;
-        let mut tasks = tokio::task::JoinSet::new();
-        for slot in 0..o.concurrency {
-            let seed = o.seed ^ ((self.index * o.concurrency + slot) as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-            let worker = Worker {
-                conn: client.connection().clone(),
-                sampler: self.sampler.clone(),
-                phase: self.phase.clone(),
-                rng: ChaCha8Rng::seed_from_u64(seed),
-                mode: o.mode,
-                bulk_items: o.bulk_items,
-                timeout: o.timeout,
-            };
-            tasks.spawn(worker.run());
-        }
-        let mut total = Tally::new(o.mode == Mode::Bulk)?;
-        while let Some(done) = tasks.join_next().await {
-            let tally = done.map_err(|e| BenchError::Internal(format!("a bench task failed: {e}")))??;
-            total.merge(tally)?;
-        }
-        client.close().await;
-        Ok(total)
-    }
-}
-
-/// One request slot: asks, waits, records, until the phase ends.
-struct Worker {
-    conn: Connection,
-    sampler: Arc<Sampler>,
-    phase: Arc<Phase>,
-    rng: ChaCha8Rng,
-    mode: Mode,
-    bulk_items: usize,
-    timeout: Duration,
-}
-
-impl Worker {
-    async fn run(mut self) -> Result<Tally, BenchError> {
-        let mut tally = Tally::new(self.mode == Mode::Bulk)?;
-        let mut scratch = Tally::new(false)?;
-        let mut kinds = Vec::new();
-        let mut frames = Vec::new();
-        while let Some(measured) = self.phase.next() {
-            let into = if measured { &mut tally } else { &mut scratch };
-            let lost = match self.mode {
-                Mode::Single => {
-                    let (kind, doc) = self.sampler.pick(&mut self.rng);
-                    exchange::single(&self.conn, kind, doc, self.timeout, into).await
-                }
-                Mode::Bulk => {
-                    kinds.clear();
-                    frames.clear();
-                    exchange::bulk_frames(&self.sampler, &mut self.rng, self.bulk_items, &mut kinds, &mut frames);
-                    exchange::bulk(&self.conn, &kinds, &frames, self.timeout, into).await
-                }
-            };
-            if lost {
-                self.phase.abort.store(true, Ordering::Relaxed);
-                break;
-            }
-        }
-        // Failures during the warm-up are not measured, but shown.
-        tally.warmup_failures = scratch.failures();
-        if tally.first_failure.is_none() {
-            tally.first_failure = scratch.first_failure.take();
-        }
-        Ok(tally)
-    }
 }
 
 #[cfg(test)]

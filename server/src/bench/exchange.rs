@@ -6,240 +6,17 @@
 //! found by a scan; a full JSON parse is the fallback), so the load
 //! generator spends little CPU per answer.
 
-use std::fmt;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use hdrhistogram::Histogram;
 use quinn::{Connection, RecvStream};
 use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 
-use super::keys::{KeyKind, Sampler};
-use super::BenchError;
+use super::keys::Sampler;
+use super::mix::KeyKind;
+use super::tally::{Code, Fail, Failure, Label, Tally};
 use crate::protocol::{self, BulkSummary, ErrorBody, Kind, CLIENT_MAX_FRAME, HEADER_LEN};
-
-/// Why a request failed (no answer, no refusal).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Failure {
-    Timeout,
-    Connection,
-    Stream,
-    Protocol,
-}
-
-impl Failure {
-    fn name(self) -> &'static str {
-        match self {
-            Failure::Timeout => "timeout",
-            Failure::Connection => "connection",
-            Failure::Stream => "stream",
-            Failure::Protocol => "protocol",
-        }
-    }
-}
-
-/// A protocol code (`EQ04`), stored inline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Code([u8; 8]);
-
-impl Code {
-    fn new(code: &[u8]) -> Code {
-        let mut c = [0u8; 8];
-        let n = code.len().min(8);
-        c[..n].copy_from_slice(&code[..n]);
-        Code(c)
-    }
-}
-
-impl fmt::Display for Code {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let end = self.0.iter().position(|b| *b == 0).unwrap_or(8);
-        f.write_str(&String::from_utf8_lossy(&self.0[..end]))
-    }
-}
-
-/// What a request or an answer came to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Label {
-    /// A request answered (its answers are counted by kind).
-    Ok,
-    /// An answer with `QualificationValidity` 1..6.
-    Validity(u8),
-    /// A normal answer without a validity (a ticket fetch).
-    Normal,
-    /// An error answer (`ProcessingResultStatus` 2) and its code.
-    Error(Code),
-    /// An `Error` frame: the request refused as a whole.
-    Refused(Code),
-    Failed(Failure),
-}
-
-impl fmt::Display for Label {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Label::Ok => f.write_str("ok"),
-            Label::Validity(v) => write!(f, "validity:{v}"),
-            Label::Normal => f.write_str("normal"),
-            Label::Error(c) => write!(f, "error:{c}"),
-            Label::Refused(c) => write!(f, "refused:{c}"),
-            Label::Failed(why) => write!(f, "failed:{}", why.name()),
-        }
-    }
-}
-
-/// Counts of labels (few distinct ones: a short vector).
-#[derive(Debug, Clone, Default)]
-pub struct Counts(Vec<(Label, u64)>);
-
-impl Counts {
-    fn add(&mut self, label: Label, n: u64) {
-        match self.0.iter_mut().find(|(l, _)| *l == label) {
-            Some((_, c)) => *c += n,
-            None => self.0.push((label, n)),
-        }
-    }
-
-    pub fn iter(&self) -> impl Iterator<Item = (Label, u64)> + '_ {
-        self.0.iter().copied()
-    }
-
-    pub fn total(&self) -> u64 {
-        self.0.iter().map(|(_, n)| n).sum()
-    }
-}
-
-/// What one worker (or all, merged) measured.
-#[derive(Debug)]
-pub struct Tally {
-    /// Microseconds from opening the stream to the last answer (refusals included, failures not).
-    pub latency: Histogram<u64>,
-    /// Bulk: microseconds to the first answer.
-    pub first_item: Option<Histogram<u64>>,
-    /// Request outcomes: ok, refused, failed.
-    pub requests: Counts,
-    /// Answers by key kind (single requests: their refusals and failures too).
-    pub answers: [Counts; 5],
-    /// Ticket units received by delegated-ticket fetches.
-    pub units: u64,
-    pub first_failure: Option<String>,
-    pub first_refusal: Option<String>,
-    /// Requests that failed during the warm-up.
-    pub warmup_failures: u64,
-    /// When the last measured request finished.
-    pub last: Option<Instant>,
-}
-
-fn histogram() -> Result<Histogram<u64>, BenchError> {
-    // One hour in microseconds, three significant digits.
-    Histogram::new_with_bounds(1, 3_600_000_000, 3).map_err(|e| BenchError::Internal(format!("histogram: {e}")))
-}
-
-impl Tally {
-    pub fn new(bulk: bool) -> Result<Tally, BenchError> {
-        Ok(Tally {
-            latency: histogram()?,
-            first_item: if bulk { Some(histogram()?) } else { None },
-            requests: Counts::default(),
-            answers: Default::default(),
-            units: 0,
-            first_failure: None,
-            first_refusal: None,
-            warmup_failures: 0,
-            last: None,
-        })
-    }
-
-    pub fn merge(&mut self, other: Tally) -> Result<(), BenchError> {
-        let add = |a: &mut Histogram<u64>, b: &Histogram<u64>| a.add(b).map_err(|e| BenchError::Internal(format!("histogram: {e}")));
-        add(&mut self.latency, &other.latency)?;
-        if let (Some(a), Some(b)) = (self.first_item.as_mut(), other.first_item.as_ref()) {
-            add(a, b)?;
-        }
-        for (l, n) in other.requests.iter() {
-            self.requests.add(l, n);
-        }
-        for (mine, theirs) in self.answers.iter_mut().zip(other.answers.iter()) {
-            for (l, n) in theirs.iter() {
-                mine.add(l, n);
-            }
-        }
-        self.units += other.units;
-        self.first_failure = self.first_failure.take().or(other.first_failure);
-        self.first_refusal = self.first_refusal.take().or(other.first_refusal);
-        self.warmup_failures += other.warmup_failures;
-        self.last = self.last.max(other.last);
-        Ok(())
-    }
-
-    /// Requests that failed.
-    pub fn failures(&self) -> u64 {
-        self.requests.iter().filter(|(l, _)| matches!(l, Label::Failed(_))).map(|(_, n)| n).sum()
-    }
-
-    /// Requests answered or refused (not failed).
-    pub fn completed(&self) -> u64 {
-        self.requests.total() - self.failures()
-    }
-
-    /// Answers (bulk items, lookups, fetches) of every kind.
-    pub fn items(&self) -> u64 {
-        self.answers.iter().flat_map(|c| c.iter()).filter(|(l, _)| matches!(l, Label::Validity(_) | Label::Normal | Label::Error(_))).map(|(_, n)| n).sum()
-    }
-
-    fn answer(&mut self, kind: KeyKind, label: Label) {
-        self.answers[kind as usize].add(label, 1);
-    }
-
-    fn finished(&mut self, label: Label, started: Instant, first: Option<Duration>) {
-        let now = Instant::now();
-        self.requests.add(label, 1);
-        self.latency.saturating_record(now.duration_since(started).as_micros() as u64);
-        if let (Some(h), Some(f)) = (self.first_item.as_mut(), first) {
-            h.saturating_record(f.as_micros() as u64);
-        }
-        self.last = Some(now);
-    }
-
-    fn failed(&mut self, fail: Fail) {
-        self.requests.add(Label::Failed(fail.why), 1);
-        self.last = Some(Instant::now());
-        if self.first_failure.is_none() {
-            self.first_failure = Some(format!("{}: {}", fail.why.name(), fail.message));
-        }
-    }
-}
-
-/// A failed request and what happened.
-#[derive(Debug)]
-struct Fail {
-    why: Failure,
-    message: String,
-}
-
-impl Fail {
-    fn protocol(message: impl Into<String>) -> Fail {
-        Fail { why: Failure::Protocol, message: message.into() }
-    }
-
-    fn connection(e: &quinn::ConnectionError) -> Fail {
-        Fail { why: Failure::Connection, message: crate::client::explain(e) }
-    }
-
-    fn write(e: quinn::WriteError) -> Fail {
-        match e {
-            quinn::WriteError::ConnectionLost(c) => Fail::connection(&c),
-            other => Fail { why: Failure::Stream, message: other.to_string() },
-        }
-    }
-
-    fn read(e: quinn::ReadError) -> Fail {
-        match e {
-            quinn::ReadError::ConnectionLost(c) => Fail::connection(&c),
-            other => Fail { why: Failure::Stream, message: other.to_string() },
-        }
-    }
-}
 
 /// How a request that did not fail ended.
 enum Got {
@@ -306,6 +83,14 @@ fn refusal(payload: &[u8], tally: &mut Tally) -> Code {
     }
 }
 
+/// A new stream; the wait (for stream credit) is added up.
+async fn open(conn: &Connection, tally: &mut Tally) -> Result<(quinn::SendStream, RecvStream), Fail> {
+    let asked = Instant::now();
+    let streams = conn.open_bi().await.map_err(|e| Fail::connection(&e))?;
+    tally.stream_wait += asked.elapsed();
+    Ok(streams)
+}
+
 /// One lookup (or delegated-ticket fetch) of `doc`; returns whether the
 /// connection is lost.
 pub async fn single(conn: &Connection, kind: KeyKind, doc: &[u8], timeout: Duration, tally: &mut Tally) -> bool {
@@ -334,7 +119,7 @@ pub async fn single(conn: &Connection, kind: KeyKind, doc: &[u8], timeout: Durat
 
 async fn single_inner(conn: &Connection, kind: KeyKind, doc: &[u8], tally: &mut Tally) -> Result<Got, Fail> {
     let request = if kind == KeyKind::Delegated { Kind::Tickets } else { Kind::Lookup };
-    let (mut send, recv) = conn.open_bi().await.map_err(|e| Fail::connection(&e))?;
+    let (mut send, recv) = open(conn, tally).await?;
     send.write_all(&protocol::encode(request, doc)).await.map_err(Fail::write)?;
     let _ = send.finish();
     let mut reader = FrameReader::new(recv);
@@ -389,7 +174,7 @@ pub async fn bulk(conn: &Connection, kinds: &[KeyKind], frames: &[u8], timeout: 
 }
 
 async fn bulk_inner(conn: &Connection, kinds: &[KeyKind], frames: &[u8], started: Instant, tally: &mut Tally) -> Result<Got, Fail> {
-    let (mut send, recv) = conn.open_bi().await.map_err(|e| Fail::connection(&e))?;
+    let (mut send, recv) = open(conn, tally).await?;
     // Write while reading: the server answers items as they arrive.
     let write = async {
         let r = send.write_all(frames).await;

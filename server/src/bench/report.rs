@@ -9,8 +9,9 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::exchange::Tally;
-use super::keys::{KeyKind, Sampler};
+use super::keys::Sampler;
+use super::mix::KeyKind;
+use super::tally::Tally;
 use super::{BenchOptions, Mode, Stop};
 
 /// Latency percentiles in microseconds.
@@ -40,6 +41,56 @@ impl Latency {
             p999: q(0.999),
             max: if empty { 0 } else { h.max() },
         }
+    }
+}
+
+/// QUIC counters of the bench's connections (summed; the whole life of
+/// each connection, warm-up included), from quinn's connection stats.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct QuicStats {
+    pub tx_datagrams: u64,
+    /// Send system calls (fewer than datagrams with GSO).
+    pub tx_ios: u64,
+    pub rx_datagrams: u64,
+    pub tx_acks: u64,
+    pub rx_acks: u64,
+    /// `MAX_STREAMS` updates from the server (stream credit).
+    pub rx_max_streams: u64,
+    pub tx_stop_sending: u64,
+    pub lost_packets: u64,
+    /// Smoothed round-trip time at the end, microseconds (mean over connections).
+    pub rtt_us: u64,
+    pub connections: u64,
+}
+
+impl QuicStats {
+    pub(super) fn of(s: &quinn::ConnectionStats) -> QuicStats {
+        QuicStats {
+            tx_datagrams: s.udp_tx.datagrams,
+            tx_ios: s.udp_tx.ios,
+            rx_datagrams: s.udp_rx.datagrams,
+            tx_acks: s.frame_tx.acks,
+            rx_acks: s.frame_rx.acks,
+            rx_max_streams: s.frame_rx.max_streams_bidi,
+            tx_stop_sending: s.frame_tx.stop_sending,
+            lost_packets: s.path.lost_packets,
+            rtt_us: s.path.rtt.as_micros() as u64,
+            connections: 1,
+        }
+    }
+
+    pub(super) fn add(&mut self, o: &QuicStats) {
+        let rtt_sum = self.rtt_us * self.connections + o.rtt_us * o.connections;
+        self.tx_datagrams += o.tx_datagrams;
+        self.tx_ios += o.tx_ios;
+        self.rx_datagrams += o.rx_datagrams;
+        self.tx_acks += o.tx_acks;
+        self.rx_acks += o.rx_acks;
+        self.rx_max_streams += o.rx_max_streams;
+        self.tx_stop_sending += o.tx_stop_sending;
+        self.lost_packets += o.lost_packets;
+        self.connections += o.connections;
+        self.rtt_us = rtt_sum.checked_div(self.connections).unwrap_or(0);
     }
 }
 
@@ -97,6 +148,10 @@ pub struct Report {
     pub first_failure: Option<String>,
     pub first_refusal: Option<String>,
     pub warmup_failures: u64,
+    /// Mean time a measured request waited to open its stream (the
+    /// server's `max_streams_per_connection` credit), microseconds; part of the latency.
+    pub stream_wait_us: f64,
+    pub quic: QuicStats,
 }
 
 impl Report {
@@ -159,6 +214,8 @@ impl Report {
             first_failure: t.first_failure.clone(),
             first_refusal: t.first_refusal.clone(),
             warmup_failures: t.warmup_failures,
+            stream_wait_us: if completed > 0 { t.stream_wait.as_secs_f64() * 1e6 / t.requests.total() as f64 } else { 0.0 },
+            quic: t.quic,
         }
     }
 
@@ -170,7 +227,8 @@ impl Report {
             None => "single requests".to_string(),
         };
         let plural = if self.connections == 1 { "" } else { "s" };
-        let _ = writeln!(s, "elig bench: {what}, {} connection{plural} x {} in flight, seed {}", self.connections, self.concurrency, self.seed);
+        let _ =
+            writeln!(s, "elig bench: {what}, {} connection{plural} x {} in flight, seed {}", self.connections, self.concurrency, self.seed);
         let _ = writeln!(s, "server       {} ({})", self.server, self.requester);
         let _ = writeln!(
             s,
@@ -181,7 +239,8 @@ impl Report {
             self.mix,
             self.absent_percent
         );
-        let pool: Vec<String> = self.pool.iter().map(|(k, p)| format!("{k} {} + {} absent", num(p.present as u64), num(p.absent as u64))).collect();
+        let pool: Vec<String> =
+            self.pool.iter().map(|(k, p)| format!("{k} {} + {} absent", num(p.present as u64), num(p.absent as u64))).collect();
         let _ = writeln!(s, "pool         {}", pool.join(", "));
         let _ = writeln!(s, "measured     {:.2} s after {:.1} s of warm-up", self.elapsed_secs, self.warmup_secs);
         let _ = writeln!(s, "requests     {} = {}/s", num(self.completed), rate(self.requests_per_sec));
@@ -200,6 +259,19 @@ impl Report {
             let _ = writeln!(s, "  {kind:<10} {:>12}  {}", num(total), joined(counts));
         }
         let _ = writeln!(s, "validity     1 valid, 2 invalid, 3 invalid (newer qualification), 4 not found, 5 several, 6 not delegated");
+        let q = &self.quic;
+        let _ = writeln!(
+            s,
+            "quic         datagrams {} out ({} send calls), {} in; acks {} out, {} in; lost {}; rtt {} µs; stream wait {:.0} µs mean",
+            num(q.tx_datagrams),
+            num(q.tx_ios),
+            num(q.rx_datagrams),
+            num(q.tx_acks),
+            num(q.rx_acks),
+            num(q.lost_packets),
+            num(q.rtt_us),
+            self.stream_wait_us
+        );
         if let Some(r) = &self.first_refusal {
             let _ = writeln!(s, "first refusal  {r}");
         }
@@ -254,7 +326,7 @@ fn num(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);

@@ -75,7 +75,7 @@ async fn bulk_inquiries_add_up() {
     assert_eq!((report.requests, report.completed, report.failed), (8, 8, 0), "{}", report.text());
     assert_eq!(report.items, 8 * 50);
     assert_eq!(report.answers.values().map(total).sum::<u64>(), 400);
-    assert_eq!(report.answers.keys().map(|k| *k).collect::<Vec<_>>(), ["card", "ticket"]);
+    assert_eq!(report.answers.keys().copied().collect::<Vec<_>>(), ["card", "ticket"]);
     assert_eq!(report.first_item_us.map(|l| l.count), Some(8));
     assert_eq!(report.latency_us.count, 8);
     assert_eq!(usage_requests(&srv), 400);
