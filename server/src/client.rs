@@ -158,21 +158,28 @@ pub struct Client {
     timeout: Duration,
 }
 
+/// The QUIC client configuration (TLS, transport) and the local address to
+/// bind, shared by [`Client::connect`] and the load generator.
+pub(crate) fn client_setup(opts: &ClientOptions) -> Result<(quinn::ClientConfig, SocketAddr), ClientError> {
+    let roots = tls::roots(&opts.ca_pem, "CA certificate")?;
+    let crypto = tls::quic_client(tls::client_config(roots, opts.identity.clone())?)?;
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(Duration::from_secs(5)));
+    transport.max_concurrent_uni_streams(VarInt::from_u32(0));
+    let mut config = quinn::ClientConfig::new(crypto);
+    config.transport_config(Arc::new(transport));
+    let bind: SocketAddr = match (opts.server.is_ipv4(), opts.server.ip().is_loopback()) {
+        (true, true) => (Ipv4Addr::LOCALHOST, 0).into(),
+        (true, false) => (Ipv4Addr::UNSPECIFIED, 0).into(),
+        (false, true) => (Ipv6Addr::LOCALHOST, 0).into(),
+        (false, false) => (Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    Ok((config, bind))
+}
+
 impl Client {
     pub async fn connect(opts: &ClientOptions) -> Result<Client, ClientError> {
-        let roots = tls::roots(&opts.ca_pem, "CA certificate")?;
-        let crypto = tls::quic_client(tls::client_config(roots, opts.identity.clone())?)?;
-        let mut transport = quinn::TransportConfig::default();
-        transport.keep_alive_interval(Some(Duration::from_secs(5)));
-        transport.max_concurrent_uni_streams(VarInt::from_u32(0));
-        let mut config = quinn::ClientConfig::new(crypto);
-        config.transport_config(Arc::new(transport));
-        let bind: SocketAddr = match (opts.server.is_ipv4(), opts.server.ip().is_loopback()) {
-            (true, true) => (Ipv4Addr::LOCALHOST, 0).into(),
-            (true, false) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-            (false, true) => (Ipv6Addr::LOCALHOST, 0).into(),
-            (false, false) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-        };
+        let (config, bind) = client_setup(opts)?;
         let mut endpoint = Endpoint::client(bind).map_err(ClientError::Endpoint)?;
         endpoint.set_default_client_config(config);
         let connecting = endpoint

@@ -5,7 +5,6 @@
 //! Each connection's quinn drivers and workers share a thread, so no
 //! request waits for a wake-up from another thread on the client side.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Barrier, OnceLock};
 use std::time::{Duration, Instant};
@@ -20,7 +19,6 @@ use super::report::{QuicStats, Report};
 use super::tally::Tally;
 use super::{BenchError, BenchOptions, Mode, Stop};
 use crate::client::{explain, ClientError, ClientOptions};
-use crate::tls;
 
 /// When workers measure and when they stop.
 #[derive(Debug)]
@@ -105,20 +103,7 @@ const SOCKET_BUFFER: usize = 4 << 20;
 /// inquiry arrive faster than a default-sized buffer is drained, and every
 /// datagram the kernel drops costs a retransmission and a smaller window.
 async fn connect(opts: &ClientOptions) -> Result<(Endpoint, Connection), BenchError> {
-    let roots = tls::roots(&opts.ca_pem, "CA certificate").map_err(ClientError::from)?;
-    let crypto =
-        tls::quic_client(tls::client_config(roots, opts.identity.clone()).map_err(ClientError::from)?).map_err(ClientError::from)?;
-    let mut transport = quinn::TransportConfig::default();
-    transport.keep_alive_interval(Some(Duration::from_secs(5)));
-    transport.max_concurrent_uni_streams(VarInt::from_u32(0));
-    let mut config = quinn::ClientConfig::new(crypto);
-    config.transport_config(Arc::new(transport));
-    let bind: SocketAddr = match (opts.server.is_ipv4(), opts.server.ip().is_loopback()) {
-        (true, true) => (Ipv4Addr::LOCALHOST, 0).into(),
-        (true, false) => (Ipv4Addr::UNSPECIFIED, 0).into(),
-        (false, true) => (Ipv6Addr::LOCALHOST, 0).into(),
-        (false, false) => (Ipv6Addr::UNSPECIFIED, 0).into(),
-    };
+    let (config, bind) = crate::client::client_setup(opts)?;
     let socket = std::net::UdpSocket::bind(bind).map_err(ClientError::Endpoint)?;
     let state = quinn::udp::UdpSocketState::new((&socket).into()).map_err(ClientError::Endpoint)?;
     // Best effort: a smaller buffer only means more drops under load.
