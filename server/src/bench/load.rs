@@ -58,8 +58,6 @@ impl Phase {
 
 /// Connect and run the load with keys already drawn.
 pub async fn run(opts: &BenchOptions, client: &ClientOptions, sampler: Arc<Sampler>) -> Result<Report, BenchError> {
-    let mut options = client.clone();
-    options.timeout = opts.timeout;
     let phase = Arc::new(Phase {
         warmup: opts.warmup,
         measure_from: OnceLock::new(),
@@ -73,7 +71,7 @@ pub async fn run(opts: &BenchOptions, client: &ClientOptions, sampler: Arc<Sampl
     for index in 0..opts.connections {
         let job = ConnectionJob {
             index,
-            options: options.clone(),
+            options: client.clone(),
             opts: opts.clone(),
             sampler: sampler.clone(),
             phase: phase.clone(),

@@ -51,7 +51,9 @@ pub struct QuicStats {
     pub tx_datagrams: u64,
     /// Send system calls (fewer than datagrams with GSO).
     pub tx_ios: u64,
+    pub tx_bytes: u64,
     pub rx_datagrams: u64,
+    pub rx_bytes: u64,
     pub tx_acks: u64,
     pub rx_acks: u64,
     /// `MAX_STREAMS` updates from the server (stream credit).
@@ -68,7 +70,9 @@ impl QuicStats {
         QuicStats {
             tx_datagrams: s.udp_tx.datagrams,
             tx_ios: s.udp_tx.ios,
+            tx_bytes: s.udp_tx.bytes,
             rx_datagrams: s.udp_rx.datagrams,
+            rx_bytes: s.udp_rx.bytes,
             tx_acks: s.frame_tx.acks,
             rx_acks: s.frame_rx.acks,
             rx_max_streams: s.frame_rx.max_streams_bidi,
@@ -83,7 +87,9 @@ impl QuicStats {
         let rtt_sum = self.rtt_us * self.connections + o.rtt_us * o.connections;
         self.tx_datagrams += o.tx_datagrams;
         self.tx_ios += o.tx_ios;
+        self.tx_bytes += o.tx_bytes;
         self.rx_datagrams += o.rx_datagrams;
+        self.rx_bytes += o.rx_bytes;
         self.tx_acks += o.tx_acks;
         self.rx_acks += o.rx_acks;
         self.rx_max_streams += o.rx_max_streams;
@@ -262,10 +268,12 @@ impl Report {
         let q = &self.quic;
         let _ = writeln!(
             s,
-            "quic         datagrams {} out ({} send calls), {} in; acks {} out, {} in; lost {}; rtt {} µs; stream wait {:.0} µs mean",
+            "quic         datagrams {} out ({} send calls, {} bytes), {} in ({} bytes); acks {} out, {} in; lost {}; rtt {} µs; stream wait {:.0} µs mean",
             num(q.tx_datagrams),
             num(q.tx_ios),
+            num(q.tx_bytes),
             num(q.rx_datagrams),
+            num(q.rx_bytes),
             num(q.tx_acks),
             num(q.rx_acks),
             num(q.lost_packets),

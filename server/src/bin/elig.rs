@@ -173,6 +173,8 @@ async fn run_bench(conn: &ConnArgs, args: BenchArgs) -> anyhow::Result<()> {
     let json = args.json;
     let opts = args.validate(elig_engine::ids::japan_now().0)?;
     let client = client_options(conn)?;
+    // The certificate's role first: no key drawing for a bench that cannot run.
+    bench::requester(&bench::role_of(&client)?, opts.institution.as_deref())?;
     eprintln!("elig bench: drawing keys from the {}, then loading {} ...", opts.source, client.server);
     let report = bench::run(&opts, &client).await?;
     let mut stdout = std::io::stdout().lock();
