@@ -224,8 +224,10 @@ pub fn ticket_key(institution: &str, month: u32) -> String {
 pub fn japan_now() -> (u32, u64) {
     let jst = chrono::FixedOffset::east_opt(9 * 3600).expect("constant offset is valid");
     let now = chrono::Utc::now().with_timezone(&jst);
-    let d: u32 = now.format("%Y%m%d").to_string().parse().unwrap_or(0);
-    let t: u64 = now.format("%Y%m%d%H%M%S").to_string().parse().unwrap_or(0);
+    // Arithmetic, not formatting: the server reads the clock on every request.
+    use chrono::{Datelike, Timelike};
+    let d = now.year().max(0) as u32 * 10000 + now.month() * 100 + now.day();
+    let t = u64::from(d) * 1_000_000 + u64::from(now.hour() * 10000 + now.minute() * 100 + now.second().min(59));
     (d, t)
 }
 
@@ -262,6 +264,14 @@ mod tests {
         assert_eq!(card_symbol("東京").unwrap(), "東京");
         assert_eq!(branch_number("1").unwrap(), "01");
         assert!(branch_number("001").is_err());
+    }
+
+    #[test]
+    fn the_japan_clock_gives_a_valid_date_and_timestamp_of_that_date() {
+        let (d, t) = japan_now();
+        assert_eq!(date("d", &d.to_string()).unwrap(), d);
+        assert_eq!(timestamp("t", &t.to_string()).unwrap(), t);
+        assert_eq!(t / 1_000_000, u64::from(d));
     }
 
     #[test]

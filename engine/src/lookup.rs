@@ -331,13 +331,11 @@ impl<'a> View<'a> {
             }
         }
         // Stable order for callers that diff two fetches.
-        units.sort_by(|x, y| {
-            let k = |u: &BulkConfirmUnit| {
-                let s = &u.qualification_confirm_search_info;
-                (s.insurer_number.clone(), s.insured_identification_number.clone())
-            };
-            k(x).cmp(&k(y))
-        });
+        fn order(u: &BulkConfirmUnit) -> (&str, &str) {
+            let s = &u.qualification_confirm_search_info;
+            (s.insurer_number.as_deref().unwrap_or(""), s.insured_identification_number.as_deref().unwrap_or(""))
+        }
+        units.sort_by(|x, y| order(x).cmp(&order(y)));
         let mut answer = Answer::default();
         answer.message_body.processing_result_status = "1".into();
         answer.message_body.bulk_confirm_unit_list = units;

@@ -329,14 +329,11 @@ fn run(
             rejects: rejects_file,
         });
     }
-    let persons = p1.next_person;
-    let stage_files = std::mem::replace(&mut p1.buckets, Buckets::new(&staging.tmp.join("staging-unused"))?).finish()?;
-    let _ = std::fs::remove_dir_all(staging.tmp.join("staging-unused"));
-    let identity_dups = std::mem::take(&mut p1.identity_dups);
-    let (rows_read, rejected) = (p1.rows, p1.rejected);
-    let mut reject_reasons: Vec<(String, u64)> = p1.reasons.drain().collect();
+    // The id maps of pass 1 are dropped here, before pass 2 needs the memory.
+    let Pass1 { buckets, identity_dups, reasons, rows: rows_read, rejected, next_person: persons, .. } = p1;
+    let stage_files = buckets.finish()?;
+    let mut reject_reasons: Vec<(String, u64)> = reasons.into_iter().collect();
     reject_reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-    drop(p1);
 
     // Pass 2: one shard at a time.
     let mut writer = SnapshotWriter::new(staging, retention_cutoff(today, opts.retain_lost_days));
