@@ -17,7 +17,7 @@
 //! [limits]                            # all optional, defaults shown
 //! max_bulk_items = 10000
 //! max_frame_bytes = 65536
-//! max_streams_per_connection = 64
+//! max_streams_per_connection = 256   # requests in flight on one connection
 //! max_connections = 1024
 //! idle_timeout_secs = 30               # connection idle time (clients send keep-alives)
 //! frame_timeout_secs = 30              # longest wait for the next frame of a request
@@ -144,7 +144,10 @@ impl Default for Limits {
         Limits {
             max_bulk_items: 10_000,
             max_frame_bytes: crate::protocol::DEFAULT_MAX_FRAME,
-            max_streams_per_connection: 64,
+            // 64 made a client with 64 requests in flight wait for stream credit,
+            // which returns only after the peer acknowledged a finished stream
+            // (server/BENCH.md: 650 µs mean wait, 28 ms maxima).
+            max_streams_per_connection: 256,
             max_connections: 1024,
             idle_timeout_secs: 30,
             frame_timeout_secs: 30,
@@ -353,6 +356,7 @@ mod tests {
         assert_eq!(c.limits.max_bulk_items, 500);
         assert_eq!(c.limits.idle_timeout_secs, 15);
         assert_eq!(c.limits.max_frame_bytes, 65536);
+        assert_eq!(c.limits.max_streams_per_connection, 256);
         assert_eq!(c.metrics_listen, None);
     }
 
