@@ -8,6 +8,7 @@
 //! audit_log = "/var/log/elig/audit.jsonl" # optional: audit JSON Lines, appended
 //! audit_key_salt = "..."              # optional: mixed into the audit key hash
 //! delta_log = "/srv/elig/deltas.log"  # optional: default `deltas.log` beside snapshot_dir
+//! worker_threads = 1                  # tokio worker threads (see DEFAULT_WORKER_THREADS)
 //!
 //! [tls]                               # all three required
 //! ca = "certs/ca.pem"                 # CA that issues client certificates
@@ -60,6 +61,7 @@ pub struct RawConfig {
     pub delta_log: Option<PathBuf>,
     /// `YYYYMMDDHHmmss`: answer as if it were always this time (tests, replays).
     pub fixed_clock: Option<String>,
+    pub worker_threads: Option<u64>,
     #[serde(default)]
     pub tls: RawTls,
     #[serde(default)]
@@ -99,6 +101,9 @@ pub struct Config {
     /// The append-only delta log (see the module docs for the default).
     pub delta_log: PathBuf,
     pub fixed_clock: Option<u64>,
+    /// Threads of the tokio runtime that serves requests (swaps, deltas and
+    /// status run on its separate blocking pool).
+    pub worker_threads: usize,
     pub limits: Limits,
 }
 
@@ -173,6 +178,14 @@ impl Limits {
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4433";
 
+/// One worker: a lookup's hops (endpoint, connection driver, request task)
+/// then stay on one thread instead of waking another. On the 2-core bench
+/// machine: concurrency 1 p50 85 µs (128 with two workers), concurrency 64
+/// p99 1.96 ms (2.64) at 9% less throughput, bulk 96,500 items/s (45,800)
+/// (server/BENCH.md, 2026-11-23). Raise it for many connections on a
+/// machine with cores to spare: quinn drives each connection on one task.
+pub const DEFAULT_WORKER_THREADS: usize = 1;
+
 impl RawConfig {
     /// Read a TOML file.
     pub fn from_file(path: &Path) -> Result<RawConfig, ConfigError> {
@@ -195,6 +208,7 @@ impl RawConfig {
             audit_key_salt: over.audit_key_salt.or(self.audit_key_salt),
             delta_log: over.delta_log.or(self.delta_log),
             fixed_clock: over.fixed_clock.or(self.fixed_clock),
+            worker_threads: over.worker_threads.or(self.worker_threads),
             tls: RawTls { ca: over.tls.ca.or(self.tls.ca), cert: over.tls.cert.or(self.tls.cert), key: over.tls.key.or(self.tls.key) },
             limits: RawLimits {
                 max_bulk_items: l.max_bulk_items.or(self.limits.max_bulk_items),
@@ -245,6 +259,7 @@ impl RawConfig {
                 reason: e.reason,
             })?),
         };
+        let worker_threads = ranged("worker_threads", self.worker_threads, DEFAULT_WORKER_THREADS as u64, 1, 1024)? as usize;
         let d = Limits::default();
         let l = self.limits;
         let limits = Limits {
@@ -272,6 +287,7 @@ impl RawConfig {
             audit_key_salt: self.audit_key_salt.unwrap_or_default(),
             delta_log,
             fixed_clock,
+            worker_threads,
             limits,
         })
     }
@@ -357,6 +373,10 @@ mod tests {
         assert_eq!(c.limits.idle_timeout_secs, 15);
         assert_eq!(c.limits.max_frame_bytes, 65536);
         assert_eq!(c.limits.max_streams_per_connection, 256);
+        assert_eq!(c.worker_threads, DEFAULT_WORKER_THREADS);
+        let over = RawConfig { worker_threads: Some(2), ..Default::default() };
+        let c = RawConfig::from_toml(&format!("worker_threads = 4\n{toml}")).unwrap().overridden_by(over).validate().unwrap();
+        assert_eq!(c.worker_threads, 2);
         assert_eq!(c.metrics_listen, None);
     }
 
@@ -386,6 +406,8 @@ mod tests {
         let text = toml.replace("/snap\"", "/nosnap\"");
         let err = RawConfig::from_toml(&text).unwrap().validate().unwrap_err().to_string();
         assert!(err.contains("not a snapshot directory"), "{err}");
+        check("worker_threads = 0", "setting 'worker_threads' = '0': must be between 1 and 1024");
+        check("worker_threads = 5000", "setting 'worker_threads' = '5000': must be between 1 and 1024");
         let text = toml.replace("max_bulk_items = 500", "max_delta_bytes = 10");
         let err = RawConfig::from_toml(&text).unwrap().validate().unwrap_err();
         assert_eq!(err.to_string(), "setting 'limits.max_delta_bytes' = '10': must be between 1024 and 1073741824");

@@ -139,6 +139,7 @@ pub fn prepare(
         audit_key_salt: String::new(),
         delta_log: dir.join(crate::config::DEFAULT_DELTA_LOG),
         fixed_clock: None,
+        worker_threads: crate::config::DEFAULT_WORKER_THREADS,
         limits: Limits::default(),
     };
     let toml = format!(

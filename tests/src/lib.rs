@@ -244,6 +244,7 @@ impl TestServer {
             audit_key_salt: "e2e".into(),
             delta_log: delta_log.unwrap_or_else(|| dir.path().join("deltas.log")),
             fixed_clock: Some(NOW),
+            worker_threads: elig_server::config::DEFAULT_WORKER_THREADS,
             limits,
         };
         let server = Server::start(&config, engine).await.expect("start the server");

@@ -13,7 +13,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use elig_engine::engine::Engine;
 use elig_server::certs::DevPki;
-use elig_server::config::{RawConfig, RawLimits, RawTls};
+use elig_server::config::{Config, RawConfig, RawLimits, RawTls, DEFAULT_WORKER_THREADS};
 use elig_server::demo;
 use elig_server::server::Server;
 use elig_server::state;
@@ -106,6 +106,9 @@ struct ServeArgs {
     /// Answer as if it were always this time, YYYYMMDDHHmmss (tests, replays).
     #[arg(long, hide = true)]
     fixed_clock: Option<String>,
+    /// Tokio worker threads that serve requests (default 1).
+    #[arg(long)]
+    worker_threads: Option<u64>,
 }
 
 #[derive(Args)]
@@ -128,9 +131,12 @@ fn main() -> ExitCode {
     init_logs(cli.log_json);
     let result = match cli.command {
         Some(Command::Certs { out, institution, server_names }) => certs(&out, &institution, &server_names),
-        Some(Command::Serve(args)) => runtime().and_then(|rt| rt.block_on(serve(*args))),
-        Some(Command::Demo(args)) => runtime().and_then(|rt| rt.block_on(run_demo(args))),
-        None => runtime().and_then(|rt| {
+        Some(Command::Serve(args)) => {
+            // The configuration says how many threads the runtime gets.
+            serve_config(*args).and_then(|config| runtime(config.worker_threads).and_then(|rt| rt.block_on(serve(config))))
+        }
+        Some(Command::Demo(args)) => runtime(DEFAULT_WORKER_THREADS).and_then(|rt| rt.block_on(run_demo(args))),
+        None => runtime(DEFAULT_WORKER_THREADS).and_then(|rt| {
             rt.block_on(run_demo(DemoArgs {
                 persons: 100_000,
                 seed: 1,
@@ -160,8 +166,8 @@ fn init_logs(json: bool) {
     }
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the tokio runtime")
+fn runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(worker_threads).enable_all().build().context("starting the tokio runtime")
 }
 
 fn certs(out: &std::path::Path, institution: &str, names: &[String]) -> anyhow::Result<()> {
@@ -176,7 +182,7 @@ fn certs(out: &std::path::Path, institution: &str, names: &[String]) -> anyhow::
     Ok(())
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+fn serve_config(args: ServeArgs) -> anyhow::Result<Config> {
     let file = match &args.config {
         Some(p) => RawConfig::from_file(p)?,
         None => RawConfig::default(),
@@ -189,6 +195,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         audit_key_salt: None,
         delta_log: args.delta_log,
         fixed_clock: args.fixed_clock,
+        worker_threads: args.worker_threads,
         tls: RawTls { ca: args.ca, cert: args.cert, key: args.key },
         limits: RawLimits {
             max_bulk_items: args.max_bulk_items,
@@ -201,7 +208,10 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             max_delta_bytes: args.max_delta_bytes,
         },
     };
-    let config = file.overridden_by(over).validate()?;
+    Ok(file.overridden_by(over).validate()?)
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
     let engine = open_engine(config.snapshot_dir.clone(), config.delta_log.clone()).await?;
     let server = Server::start(&config, engine).await?;
     if let Some(m) = server.metrics_addr() {
