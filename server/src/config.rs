@@ -15,6 +15,10 @@
 //! cert = "certs/server.pem"
 //! key = "certs/server.key"
 //!
+//! [udp]                               # all optional, defaults shown
+//! recv_buffer_bytes = 4194304         # SO_RCVBUF asked for (the kernel caps it at net.core.rmem_max)
+//! send_buffer_bytes = 4194304         # SO_SNDBUF asked for (net.core.wmem_max)
+//!
 //! [limits]                            # all optional, defaults shown
 //! max_bulk_items = 10000
 //! max_frame_bytes = 65536
@@ -65,7 +69,16 @@ pub struct RawConfig {
     #[serde(default)]
     pub tls: RawTls,
     #[serde(default)]
+    pub udp: RawUdp,
+    #[serde(default)]
     pub limits: RawLimits,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUdp {
+    pub recv_buffer_bytes: Option<u64>,
+    pub send_buffer_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -104,7 +117,26 @@ pub struct Config {
     /// Threads of the tokio runtime that serves requests (swaps, deltas and
     /// status run on its separate blocking pool).
     pub worker_threads: usize,
+    pub udp: Udp,
     pub limits: Limits,
+}
+
+/// Settings of the server's UDP socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Udp {
+    /// Receive buffer asked of the kernel: a burst of requests (a bulk
+    /// inquiry's items) overflowed the default ~200 KiB and was dropped.
+    pub recv_buffer_bytes: usize,
+    pub send_buffer_bytes: usize,
+}
+
+/// Default UDP socket buffers asked for, each way.
+pub const DEFAULT_UDP_BUFFER_BYTES: usize = 4 << 20;
+
+impl Default for Udp {
+    fn default() -> Udp {
+        Udp { recv_buffer_bytes: DEFAULT_UDP_BUFFER_BYTES, send_buffer_bytes: DEFAULT_UDP_BUFFER_BYTES }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -209,6 +241,10 @@ impl RawConfig {
             delta_log: over.delta_log.or(self.delta_log),
             fixed_clock: over.fixed_clock.or(self.fixed_clock),
             worker_threads: over.worker_threads.or(self.worker_threads),
+            udp: RawUdp {
+                recv_buffer_bytes: over.udp.recv_buffer_bytes.or(self.udp.recv_buffer_bytes),
+                send_buffer_bytes: over.udp.send_buffer_bytes.or(self.udp.send_buffer_bytes),
+            },
             tls: RawTls { ca: over.tls.ca.or(self.tls.ca), cert: over.tls.cert.or(self.tls.cert), key: over.tls.key.or(self.tls.key) },
             limits: RawLimits {
                 max_bulk_items: l.max_bulk_items.or(self.limits.max_bulk_items),
@@ -260,6 +296,11 @@ impl RawConfig {
             })?),
         };
         let worker_threads = ranged("worker_threads", self.worker_threads, DEFAULT_WORKER_THREADS as u64, 1, 1024)? as usize;
+        let buffer = |key, v| ranged(key, v, DEFAULT_UDP_BUFFER_BYTES as u64, 64 << 10, 1 << 30).map(|b| b as usize);
+        let udp = Udp {
+            recv_buffer_bytes: buffer("udp.recv_buffer_bytes", self.udp.recv_buffer_bytes)?,
+            send_buffer_bytes: buffer("udp.send_buffer_bytes", self.udp.send_buffer_bytes)?,
+        };
         let d = Limits::default();
         let l = self.limits;
         let limits = Limits {
@@ -288,6 +329,7 @@ impl RawConfig {
             delta_log,
             fixed_clock,
             worker_threads,
+            udp,
             limits,
         })
     }
@@ -377,6 +419,11 @@ mod tests {
         let over = RawConfig { worker_threads: Some(2), ..Default::default() };
         let c = RawConfig::from_toml(&format!("worker_threads = 4\n{toml}")).unwrap().overridden_by(over).validate().unwrap();
         assert_eq!(c.worker_threads, 2);
+        assert_eq!(c.udp, Udp { recv_buffer_bytes: 4 << 20, send_buffer_bytes: 4 << 20 });
+        let over = RawConfig { udp: RawUdp { send_buffer_bytes: Some(1 << 20), ..Default::default() }, ..Default::default() };
+        let c =
+            RawConfig::from_toml(&format!("{toml}[udp]\nrecv_buffer_bytes = 8388608\n")).unwrap().overridden_by(over).validate().unwrap();
+        assert_eq!(c.udp, Udp { recv_buffer_bytes: 8 << 20, send_buffer_bytes: 1 << 20 });
         assert_eq!(c.metrics_listen, None);
     }
 
@@ -408,6 +455,10 @@ mod tests {
         assert!(err.contains("not a snapshot directory"), "{err}");
         check("worker_threads = 0", "setting 'worker_threads' = '0': must be between 1 and 1024");
         check("worker_threads = 5000", "setting 'worker_threads' = '5000': must be between 1 and 1024");
+        let udp = |extra: &str| RawConfig::from_toml(&format!("{toml}[udp]\n{extra}\n")).unwrap().validate().unwrap_err().to_string();
+        assert_eq!(udp("recv_buffer_bytes = 1000"), "setting 'udp.recv_buffer_bytes' = '1000': must be between 65536 and 1073741824");
+        assert_eq!(udp("send_buffer_bytes = 0"), "setting 'udp.send_buffer_bytes' = '0': must be between 65536 and 1073741824");
+        assert!(RawConfig::from_toml(&format!("{toml}[udp]\nbuffer = 1\n")).unwrap_err().contains("unknown field `buffer`"));
         let text = toml.replace("max_bulk_items = 500", "max_delta_bytes = 10");
         let err = RawConfig::from_toml(&text).unwrap().validate().unwrap_err();
         assert_eq!(err.to_string(), "setting 'limits.max_delta_bytes' = '10': must be between 1024 and 1073741824");

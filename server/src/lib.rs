@@ -28,5 +28,6 @@ pub mod server;
 pub mod state;
 pub mod stream;
 pub mod tls;
+pub mod udp;
 pub mod usage;
 pub mod xml;

@@ -30,6 +30,7 @@ use crate::protocol::{codes, Frame, Kind};
 use crate::roles::{Role, RoleError};
 use crate::stream::{read_frame, read_frame_for, write_frame, ReadError};
 use crate::tls::{self, Identity, TlsError};
+use crate::udp::{self, UdpError};
 use crate::usage::{Usage, UsageReport};
 
 pub const CLOSE_SHUTDOWN: u32 = 0;
@@ -45,6 +46,8 @@ const SHUTDOWN_ACK_WAIT: Duration = Duration::from_secs(2);
 pub enum ServerError {
     #[error(transparent)]
     Tls(#[from] TlsError),
+    #[error(transparent)]
+    Udp(#[from] UdpError),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("cannot serve metrics on {addr}: {source}")]
@@ -141,8 +144,9 @@ impl Server {
         transport.max_idle_timeout(Some(idle));
         let mut server_config = quinn::ServerConfig::with_crypto(crypto);
         server_config.transport_config(Arc::new(transport));
-        let endpoint =
-            Endpoint::server(server_config, config.listen).map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        let (socket, _granted) = udp::bind(config.listen, &config.udp)?;
+        let endpoint = Endpoint::new(quinn::EndpointConfig::default(), Some(server_config), socket, Arc::new(quinn::TokioRuntime))
+            .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         let local_addr = endpoint.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
 
         let audit = match &config.audit_log {

@@ -245,6 +245,7 @@ impl TestServer {
             delta_log: delta_log.unwrap_or_else(|| dir.path().join("deltas.log")),
             fixed_clock: Some(NOW),
             worker_threads: elig_server::config::DEFAULT_WORKER_THREADS,
+            udp: elig_server::config::Udp::default(),
             limits,
         };
         let server = Server::start(&config, engine).await.expect("start the server");

@@ -13,7 +13,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use elig_engine::engine::Engine;
 use elig_server::certs::DevPki;
-use elig_server::config::{Config, RawConfig, RawLimits, RawTls, DEFAULT_WORKER_THREADS};
+use elig_server::config::{Config, RawConfig, RawLimits, RawTls, RawUdp, DEFAULT_WORKER_THREADS};
 use elig_server::demo;
 use elig_server::server::Server;
 use elig_server::state;
@@ -109,6 +109,12 @@ struct ServeArgs {
     /// Tokio worker threads that serve requests (default 1).
     #[arg(long)]
     worker_threads: Option<u64>,
+    /// UDP receive buffer to ask the kernel for, in bytes (default 4 MiB).
+    #[arg(long)]
+    udp_recv_buffer: Option<u64>,
+    /// UDP send buffer to ask the kernel for, in bytes (default 4 MiB).
+    #[arg(long)]
+    udp_send_buffer: Option<u64>,
 }
 
 #[derive(Args)]
@@ -196,6 +202,7 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<Config> {
         delta_log: args.delta_log,
         fixed_clock: args.fixed_clock,
         worker_threads: args.worker_threads,
+        udp: RawUdp { recv_buffer_bytes: args.udp_recv_buffer, send_buffer_bytes: args.udp_send_buffer },
         tls: RawTls { ca: args.ca, cert: args.cert, key: args.key },
         limits: RawLimits {
             max_bulk_items: args.max_bulk_items,
