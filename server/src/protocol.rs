@@ -224,6 +224,27 @@ pub fn encode_into(out: &mut Vec<u8>, kind: Kind, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
+/// Append one frame whose payload is `value` as JSON, serialised straight
+/// into `out` (no payload copy). Bytes as [`Frame::json`] then [`encode_into`].
+pub fn encode_json_into<T: Serialize>(out: &mut Vec<u8>, kind: Kind, value: &T) {
+    let at = out.len();
+    out.extend_from_slice(&[0, 0, 0, 0, kind as u8]);
+    // Serialising our own plain structs cannot fail; as with `Frame::json`,
+    // a failure would leave an empty payload.
+    if serde_json::to_writer(&mut *out, value).is_err() {
+        out.truncate(at + HEADER_LEN);
+    }
+    let len = u32::try_from(out.len() - at - HEADER_LEN).unwrap_or(u32::MAX);
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+}
+
+/// One frame whose payload is `value` as JSON, encoded.
+pub fn encode_json<T: Serialize>(kind: Kind, value: &T) -> Vec<u8> {
+    let mut out = Vec::with_capacity(1024);
+    encode_json_into(&mut out, kind, value);
+    out
+}
+
 /// Decode a frame header whose payload limit depends on its kind: the kind
 /// is decoded first, then the length is checked against `max_for(kind)`
 /// before any payload byte is read.
@@ -409,6 +430,19 @@ mod tests {
         assert_eq!(decode_header_for(&h(0x13, 500), limit), Ok((Kind::Delta, 500)));
         assert_eq!(decode_header_for(&h(0x01, 500), limit), Err(FrameError::TooLarge { len: 500, max: 10 }));
         assert_eq!(decode_header_for(&h(0x7a, 5), limit), Err(FrameError::UnknownKind { kind: 0x7a }));
+    }
+
+    #[test]
+    fn json_frames_encode_in_place_as_by_way_of_a_payload() {
+        let summary = BulkSummary { items: 3, normal: 2, errors: 1, generation: 7, delta_seq: 0 };
+        let mut out = b"before".to_vec();
+        encode_json_into(&mut out, Kind::Summary, &summary);
+        encode_json_into(&mut out, Kind::Error, &ErrorBody { code: "EL02".into(), message: "ünïcode".into() });
+        let mut want = b"before".to_vec();
+        want.extend(Frame::json(Kind::Summary, &summary).encode());
+        want.extend(Frame::error("EL02", "ünïcode").encode());
+        assert_eq!(out, want);
+        assert_eq!(encode_json(Kind::Summary, &summary), Frame::json(Kind::Summary, &summary).encode());
     }
 
     #[test]

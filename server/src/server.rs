@@ -26,9 +26,10 @@ use crate::audit::Audit;
 use crate::config::{Config, Limits};
 use crate::handler::{self, Bulk, Outcome, Refusal, RuntimeInfo};
 use crate::metrics;
+use crate::protocol;
 use crate::protocol::{codes, Frame, Kind};
 use crate::roles::{Role, RoleError};
-use crate::stream::{read_frame, read_frame_for, write_frame, ReadError};
+use crate::stream::{write_frame, write_json, FrameReader, ReadError};
 use crate::tls::{self, Identity, TlsError};
 use crate::udp::{self, UdpError};
 use crate::usage::{Usage, UsageReport};
@@ -40,6 +41,10 @@ pub const CLOSE_LIMIT: u32 = 2;
 /// How long a finished response waits for the peer's acknowledgement once
 /// a shutdown has begun.
 const SHUTDOWN_ACK_WAIT: Duration = Duration::from_secs(2);
+
+/// Bulk answers are written in batches of about this much: one write (a
+/// connection lock and a driver wake-up) per answer was 18% of a bulk.
+const BULK_WRITE_BATCH: usize = 64 << 10;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -368,78 +373,73 @@ async fn serve(
     // A delta batch may be larger than a query; only an operator's.
     let max_delta = if role.is_operator() { limits.max_delta_bytes.max(limits.max_frame_bytes) } else { limits.max_frame_bytes };
     let max_for = |k: Kind| if k == Kind::Delta { max_delta } else { limits.max_frame_bytes };
-    let first = match read_frame_for(recv, max_for, idle).await.map_err(read_stop)? {
-        Some(f) => f,
+    let mut reader = FrameReader::new();
+    let kind = match reader.next_for(recv, max_for, idle).await.map_err(read_stop)? {
+        Some(k) => k,
         None => return Err(Refusal::new(codes::MALFORMED_FRAME, "empty request stream: send one request frame").into()),
     };
-    label.0 = first.kind.name();
+    label.0 = kind.name();
     let clock = shared.clock();
     // Queries pin the generation live now and answer from it to the end.
     let pin = || shared.engine.pin();
-    match first.kind {
+    match kind {
         Kind::Lookup => {
             let gen = pin();
-            let (answer, o) = handler::lookup(&gen, role, &first.payload, clock);
+            let (answer, o) = handler::lookup(&gen, role, reader.payload(), clock);
             shared.record(role, peer, clock.now, &o);
             *label = ("lookup", o.kind, metrics::outcome_of(&o));
-            write_frame(send, &Frame::json(Kind::Answer, &answer)).await?;
+            write_json(send, Kind::Answer, &answer).await?;
         }
         Kind::Tickets => {
             let gen = pin();
-            let (units, summary, o) = handler::tickets(&gen, role, &first.payload, clock);
+            let (units, summary, o) = handler::tickets(&gen, role, reader.payload(), clock);
             shared.record(role, peer, clock.now, &o);
             *label = ("tickets", o.kind, metrics::outcome_of(&o));
+            let mut out = Vec::new();
             for unit in &units {
-                write_frame(send, &Frame::json(Kind::Unit, unit)).await?;
+                protocol::encode_json_into(&mut out, Kind::Unit, unit);
+                if out.len() >= BULK_WRITE_BATCH {
+                    send.write_all(&out).await?;
+                    out.clear();
+                }
             }
-            write_frame(send, &Frame::json(Kind::Summary, &summary)).await?;
+            protocol::encode_json_into(&mut out, Kind::Summary, &summary);
+            send.write_all(&out).await?;
         }
         Kind::BulkBegin => {
             let gen = pin();
-            let mut bulk = Bulk::begin(&gen, role, &first.payload, limits, clock)?;
+            let mut bulk = Bulk::begin(&gen, role, reader.payload(), limits, clock)?;
             *label = ("bulk", "bulk", "normal");
-            while bulk.remaining() > 0 {
-                let item = match read_frame(recv, limits.max_frame_bytes, idle).await.map_err(read_stop)? {
-                    Some(f) if f.kind == Kind::BulkItem => f,
-                    Some(f) => {
-                        return Err(Refusal::new(
-                            codes::UNEXPECTED_FRAME,
-                            format!("expected a bulk_item frame inside a bulk inquiry, got '{}'", f.kind.name()),
-                        )
-                        .into())
+            let mut out = Vec::with_capacity(BULK_WRITE_BATCH + (BULK_WRITE_BATCH >> 2));
+            let io = BulkIo { reader: &mut reader, send: &mut *send, recv: &mut *recv };
+            let items = bulk_items(shared, role, peer, clock, &mut bulk, io, &mut out).await;
+            match items.and_then(|()| bulk.finish().map_err(Stop::from)) {
+                Ok(summary) => {
+                    protocol::encode_json_into(&mut out, Kind::Summary, &summary);
+                    send.write_all(&out).await?;
+                }
+                Err(stop) => {
+                    // Answers computed before a refusal reach the client before its error frame.
+                    if !out.is_empty() {
+                        send.write_all(&out).await?;
                     }
-                    None => break,
-                };
-                let (answer, o) = bulk.item(&item.payload)?;
-                shared.record(role, peer, clock.now, &o);
-                write_frame(send, &Frame::json(Kind::Answer, &answer)).await?;
-            }
-            if bulk.remaining() == 0 {
-                if let Some(f) = read_frame(recv, limits.max_frame_bytes, idle).await.map_err(read_stop)? {
-                    let declared = bulk.declared();
-                    return Err(Refusal::new(
-                        codes::BULK_COUNT,
-                        format!("more items than the {declared} declared (got a '{}' frame after the last)", f.kind.name()),
-                    )
-                    .into());
+                    return Err(stop);
                 }
             }
-            let summary = bulk.finish()?;
-            write_frame(send, &Frame::json(Kind::Summary, &summary)).await?;
         }
         Kind::Status => {
             let (engine, who, runtime) = (shared.engine.clone(), role.clone(), shared.runtime());
             let report = blocking(move || handler::status(&engine, &who, runtime)).await?;
             *label = ("status", "-", "normal");
-            write_frame(send, &Frame::json(Kind::Report, &report)).await?;
+            write_json(send, Kind::Report, &report).await?;
         }
         Kind::Usage => {
             let report = handler::usage(role, &shared.usage, clock)?;
             *label = ("usage", "-", "normal");
-            write_frame(send, &Frame::json(Kind::Report, &report)).await?;
+            write_json(send, Kind::Report, &report).await?;
         }
         Kind::Delta => {
-            let (engine, who, batch) = (shared.engine.clone(), role.clone(), first.payload);
+            let (engine, who, batch) = (shared.engine.clone(), role.clone(), reader.payload().to_vec());
             let result = blocking(move || handler::delta(&engine, &who, &batch)).await;
             metrics::engine(&shared.engine.pin());
             let ack = result.inspect_err(|r| {
@@ -449,10 +449,10 @@ async fn serve(
             metrics::delta_batch(if ack.duplicate { "duplicate" } else { "applied" }, ack.rows);
             tracing::info!(%peer, seq = ack.seq, duplicate = ack.duplicate, rows = ack.rows, generation = ack.generation, "delta batch acknowledged");
             *label = ("delta", "-", "normal");
-            write_frame(send, &Frame::json(Kind::Report, &ack)).await?;
+            write_json(send, Kind::Report, &ack).await?;
         }
         Kind::Swap => {
-            let (engine, who, payload) = (shared.engine.clone(), role.clone(), first.payload);
+            let (engine, who, payload) = (shared.engine.clone(), role.clone(), reader.payload().to_vec());
             // The engine records the live snapshot beside the delta log (for
             // restarts) before it compacts the log.
             let result = blocking(move || handler::swap(&engine, &who, &payload)).await;
@@ -467,7 +467,7 @@ async fn serve(
                 replayed = report.replayed, total_ms = report.total_ms, "swapped in a new snapshot"
             );
             *label = ("swap", "-", "normal");
-            write_frame(send, &Frame::json(Kind::Report, &report)).await?;
+            write_json(send, Kind::Report, &report).await?;
         }
         Kind::BulkItem => return Err(Refusal::new(codes::UNEXPECTED_FRAME, "a bulk_item frame must follow a bulk_begin frame").into()),
         other => {
@@ -477,6 +477,69 @@ async fn serve(
             )
             .into())
         }
+    }
+    Ok(())
+}
+
+/// The streams of a bulk inquiry and the frames read ahead.
+struct BulkIo<'a> {
+    reader: &'a mut FrameReader,
+    send: &'a mut SendStream,
+    recv: &'a mut RecvStream,
+}
+
+/// The items of a bulk inquiry, answered in order into `out`, which is
+/// written whenever it holds a batch or the next item has not arrived yet
+/// (answers stream as computed; nothing waits on the client while held).
+/// What is still in `out` on return is for the caller to send.
+async fn bulk_items(
+    shared: &Shared,
+    role: &Role,
+    peer: SocketAddr,
+    clock: Clock,
+    bulk: &mut Bulk<'_>,
+    io: BulkIo<'_>,
+    out: &mut Vec<u8>,
+) -> Result<(), Stop> {
+    let BulkIo { reader, send, recv } = io;
+    let limits = &shared.limits;
+    let idle = limits.frame_timeout();
+    while bulk.remaining() > 0 {
+        if !out.is_empty() && !reader.has_frame() {
+            send.write_all(out).await?;
+            out.clear();
+        }
+        match reader.next(recv, limits.max_frame_bytes, idle).await.map_err(read_stop)? {
+            Some(Kind::BulkItem) => {}
+            Some(other) => {
+                return Err(Refusal::new(
+                    codes::UNEXPECTED_FRAME,
+                    format!("expected a bulk_item frame inside a bulk inquiry, got '{}'", other.name()),
+                )
+                .into())
+            }
+            None => return Ok(()),
+        }
+        let (answer, o) = bulk.item(reader.payload())?;
+        shared.record(role, peer, clock.now, &o);
+        protocol::encode_json_into(out, Kind::Answer, &answer);
+        if out.len() >= BULK_WRITE_BATCH {
+            send.write_all(out).await?;
+            out.clear();
+        }
+    }
+    // All declared items answered: the client must finish its side now.
+    if !out.is_empty() && !reader.has_frame() {
+        send.write_all(out).await?;
+        out.clear();
+    }
+    if let Some(k) = reader.next(recv, limits.max_frame_bytes, idle).await.map_err(read_stop)? {
+        let declared = bulk.declared();
+        return Err(Refusal::new(
+            codes::BULK_COUNT,
+            format!("more items than the {declared} declared (got a '{}' frame after the last)", k.name()),
+        )
+        .into());
     }
     Ok(())
 }

@@ -67,3 +67,119 @@ async fn read_frame_inner(recv: &mut RecvStream, max_for: impl Fn(Kind) -> usize
 pub async fn write_frame(send: &mut SendStream, frame: &Frame) -> Result<(), quinn::WriteError> {
     send.write_all(&frame.encode()).await
 }
+
+/// Write one frame whose payload is `value` as JSON, serialised straight
+/// into the frame (one buffer, one write).
+pub async fn write_json<T: serde::Serialize>(send: &mut SendStream, kind: Kind, value: &T) -> Result<(), quinn::WriteError> {
+    send.write_all(&protocol::encode_json(kind, value)).await
+}
+
+/// Frames read from a stream in whole chunks: one `read` takes every byte
+/// quinn holds for the stream (one lock of the connection), where
+/// [`read_frame`] took two `read_exact` per frame. A bulk inquiry's items
+/// arrive many to a packet. Same limits, errors and timeout per frame as
+/// [`read_frame_for`].
+#[derive(Debug, Default)]
+pub struct FrameReader {
+    buf: Vec<u8>,
+    /// The unread bytes are `buf[start..end]`.
+    start: usize,
+    end: usize,
+    /// The payload of the frame last returned.
+    payload: std::ops::Range<usize>,
+    finished: bool,
+    /// A read filled all the space it had: more is coming (a bulk inquiry).
+    full_reads: bool,
+}
+
+/// Buffer of a stream's first reads, and once reads fill it, of later ones.
+const FIRST_SPACE: usize = 4 << 10;
+const READ_SPACE: usize = 64 << 10;
+
+impl FrameReader {
+    pub fn new() -> FrameReader {
+        FrameReader::default()
+    }
+
+    /// Whether a whole frame is buffered: the next [`FrameReader::next`]
+    /// returns without waiting for the peer.
+    pub fn has_frame(&self) -> bool {
+        let avail = &self.buf[self.start..self.end];
+        avail.len() >= HEADER_LEN && avail.len() - HEADER_LEN >= u32::from_le_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize
+    }
+
+    /// The payload of the frame last returned by `next`.
+    pub fn payload(&self) -> &[u8] {
+        &self.buf[self.payload.clone()]
+    }
+
+    /// The next frame's kind (its payload is [`FrameReader::payload`]), or
+    /// `None` when the peer finished the stream at a frame boundary.
+    pub async fn next(&mut self, recv: &mut RecvStream, max: usize, timeout: Duration) -> Result<Option<Kind>, ReadError> {
+        self.next_for(recv, |_| max, timeout).await
+    }
+
+    /// [`FrameReader::next`] with a payload limit that depends on the kind.
+    pub async fn next_for(
+        &mut self,
+        recv: &mut RecvStream,
+        max_for: impl Fn(Kind) -> usize,
+        timeout: Duration,
+    ) -> Result<Option<Kind>, ReadError> {
+        match tokio::time::timeout(timeout, self.next_inner(recv, max_for)).await {
+            Ok(r) => r,
+            Err(_) => Err(ReadError::Timeout(timeout)),
+        }
+    }
+
+    async fn next_inner(&mut self, recv: &mut RecvStream, max_for: impl Fn(Kind) -> usize) -> Result<Option<Kind>, ReadError> {
+        loop {
+            let have = self.end - self.start;
+            // The header is checked as soon as it is here, before any payload is awaited.
+            let mut need = HEADER_LEN;
+            if have >= HEADER_LEN {
+                let mut header = [0u8; HEADER_LEN];
+                header.copy_from_slice(&self.buf[self.start..self.start + HEADER_LEN]);
+                let (kind, len) = protocol::decode_header_for(&header, &max_for)?;
+                need = HEADER_LEN + len;
+                if have >= need {
+                    self.payload = self.start + HEADER_LEN..self.start + need;
+                    self.start += need;
+                    return Ok(Some(kind));
+                }
+            }
+            if self.finished {
+                return match have {
+                    0 => Ok(None),
+                    _ => Err(FrameError::Truncated { have, need }.into()),
+                };
+            }
+            self.make_room(need);
+            let space = self.buf.len() - self.end;
+            match recv.read(&mut self.buf[self.end..]).await? {
+                Some(n) => {
+                    self.full_reads |= n == space;
+                    self.end += n;
+                }
+                None => self.finished = true,
+            }
+        }
+    }
+
+    /// Unread bytes to the front when the tail runs short, and space for
+    /// at least the rest of a frame of `need` bytes (a header's worth while
+    /// the length is unknown). Small at first: most streams carry one query.
+    fn make_room(&mut self, need: usize) {
+        if self.start == self.end {
+            (self.start, self.end) = (0, 0);
+        } else if self.start > 0 && (self.buf.len() - self.end < READ_SPACE / 4 || self.start + need > self.buf.len()) {
+            self.buf.copy_within(self.start..self.end, 0);
+            (self.start, self.end) = (0, self.end - self.start);
+        }
+        let floor = if self.full_reads { READ_SPACE } else { FIRST_SPACE };
+        let want = (self.start + need).max(self.end + 1).max(floor);
+        if self.buf.len() < want {
+            self.buf.resize(want, 0);
+        }
+    }
+}

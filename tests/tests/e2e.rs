@@ -6,6 +6,8 @@
 mod bench;
 #[path = "e2e/bulk.rs"]
 mod bulk;
+#[path = "e2e/bulk_io.rs"]
+mod bulk_io;
 #[path = "e2e/deltas.rs"]
 mod deltas;
 #[path = "e2e/frames.rs"]

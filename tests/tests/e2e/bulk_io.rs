@@ -1,0 +1,105 @@
+//! The bulk path's batched I/O: items read in whatever pieces they arrive,
+//! answers written in batches yet streamed as computed, in order, with the
+//! summary last.
+
+use std::time::Duration;
+
+use elig_engine::answer::Answer;
+use elig_server::protocol::{decode_all, encode, BulkSummary, Frame, Kind, CLIENT_MAX_FRAME};
+use elig_server::stream::read_frame;
+use elig_tests::{fixture, As, TestServer};
+
+fn id_of(f: &Frame) -> String {
+    assert_eq!(f.kind, Kind::Answer, "{}", String::from_utf8_lossy(&f.payload));
+    let a: Answer = serde_json::from_slice(&f.payload).unwrap();
+    a.message_body.qualification_confirm_search_info.and_then(|s| s.arbitrary_identifier).map(|s| s.to_string()).unwrap_or_default()
+}
+
+/// Items `0..n`, every 7th malformed (an error answer in its place).
+fn items(n: usize) -> Vec<Vec<u8>> {
+    let keys = &fixture().keys;
+    let inst = keys.institution();
+    (0..n)
+        .map(|i| {
+            let id = format!("io-{i}");
+            if i % 7 == 3 {
+                format!(
+                    r#"{{"MedicalInstitutionCode":"{inst}","ArbitraryIdentifier":"{id}","InsuranceCard":{{"InsurerNumber":"06130489"}}}}"#
+                )
+            } else {
+                keys.valid_card_query(inst, &id)
+            }
+            .into_bytes()
+        })
+        .collect()
+}
+
+fn bulk_bytes(items: &[Vec<u8>]) -> Vec<u8> {
+    let mut raw = encode(Kind::BulkBegin, format!(r#"{{"items":{}}}"#, items.len()).as_bytes());
+    for q in items {
+        raw.extend_from_slice(&encode(Kind::BulkItem, q));
+    }
+    raw
+}
+
+#[tokio::test]
+async fn items_in_odd_pieces_are_answered_in_order_over_several_batches() {
+    let srv = TestServer::start().await;
+    let client = srv.client(As::Central).await;
+    // 2,000 answers are several 64 KiB write batches.
+    const N: usize = 2_000;
+    let raw = bulk_bytes(&items(N));
+    let (mut send, mut recv) = client.connection().open_bi().await.unwrap();
+    // Pieces that cut headers and payloads anywhere, some sent apart.
+    let mut at = 0;
+    for (k, size) in [1usize, 2, 3, 4, 5, 6, 7, 300, 1, 4096, 13].iter().cycle().enumerate() {
+        let end = (at + size).min(raw.len());
+        send.write_all(&raw[at..end]).await.unwrap();
+        at = end;
+        if at == raw.len() {
+            break;
+        }
+        if k % 50 == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+    send.finish().unwrap();
+    let bytes = recv.read_to_end(64 << 20).await.unwrap();
+    let frames = decode_all(&bytes, CLIENT_MAX_FRAME).unwrap();
+    assert_eq!(frames.len(), N + 1);
+    for (i, f) in frames[..N].iter().enumerate() {
+        assert_eq!(id_of(f), format!("io-{i}"), "answer {i} out of order");
+    }
+    assert_eq!(frames[N].kind, Kind::Summary);
+    let s: BulkSummary = serde_json::from_slice(&frames[N].payload).unwrap();
+    let errors = (0..N).filter(|i| i % 7 == 3).count() as u64;
+    assert_eq!((s.items, s.normal, s.errors), (N as u64, N as u64 - errors, errors));
+    assert_eq!(s.generation, fixture().engine.pin().id());
+}
+
+#[tokio::test]
+async fn answers_stream_while_the_client_is_still_sending() {
+    let srv = TestServer::start().await;
+    let client = srv.client(As::Central).await;
+    let queries = items(20);
+    let raw = bulk_bytes(&queries);
+    let half = raw.len() - queries[10..].iter().map(|q| q.len() + 5).sum::<usize>();
+    let (mut send, mut recv) = client.connection().open_bi().await.unwrap();
+    send.write_all(&raw[..half]).await.unwrap();
+    // The first ten answers come before the other ten items are sent: the
+    // server does not hold a partial batch while it waits for input.
+    for i in 0..10 {
+        let f = read_frame(&mut recv, CLIENT_MAX_FRAME, Duration::from_secs(10)).await.unwrap().unwrap();
+        assert_eq!(id_of(&f), format!("io-{i}"));
+    }
+    send.write_all(&raw[half..]).await.unwrap();
+    send.finish().unwrap();
+    let bytes = recv.read_to_end(1 << 20).await.unwrap();
+    let frames = decode_all(&bytes, CLIENT_MAX_FRAME).unwrap();
+    assert_eq!(frames.len(), 11);
+    for (i, f) in frames[..10].iter().enumerate() {
+        assert_eq!(id_of(f), format!("io-{}", i + 10));
+    }
+    let s: BulkSummary = serde_json::from_slice(&frames[10].payload).unwrap();
+    assert_eq!((s.items, s.errors), (20, 3));
+}
