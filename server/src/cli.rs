@@ -20,6 +20,8 @@ pub enum CliError {
     Parse { path: PathBuf, message: String },
     #[error("missing setting '{key}': pass {flag}, set {env}, or put it in the --config file")]
     Missing { key: &'static str, flag: &'static str, env: &'static str },
+    #[error("setting '{key}' = '{value}': {reason}")]
+    Invalid { key: &'static str, value: String, reason: String },
     #[error("'{value}' is not a server address like 127.0.0.1:4433")]
     Address { value: String },
     #[error("{0}")]
@@ -38,6 +40,8 @@ pub struct ClientSettings {
     pub ca: Option<PathBuf>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
+    /// Largest UDP payload MTU discovery may reach (default 1452).
+    pub max_udp_payload: Option<u64>,
 }
 
 impl ClientSettings {
@@ -54,6 +58,7 @@ impl ClientSettings {
             ca: over.ca.or(self.ca),
             cert: over.cert.or(self.cert),
             key: over.key.or(self.key),
+            max_udp_payload: over.max_udp_payload.or(self.max_udp_payload),
         }
     }
 
@@ -65,7 +70,16 @@ impl ClientSettings {
         let cert = self.cert.as_deref().ok_or(CliError::Missing { key: "cert", flag: "--cert", env: "ELIG_CERT" })?;
         let key = self.key.as_deref().ok_or(CliError::Missing { key: "key", flag: "--key", env: "ELIG_KEY" })?;
         let name = self.server_name.as_deref().unwrap_or("localhost");
-        Ok(ClientOptions::from_files(addr, name, ca, Some((cert, key)))?)
+        let (min, max) = (crate::udp::MIN_UDP_PAYLOAD, crate::udp::MAX_UDP_PAYLOAD);
+        let max_udp_payload = match self.max_udp_payload {
+            None => crate::udp::DEFAULT_MAX_UDP_PAYLOAD,
+            Some(p) => u16::try_from(p).ok().filter(|p| (min..=max).contains(p)).ok_or_else(|| CliError::Invalid {
+                key: "max_udp_payload",
+                value: p.to_string(),
+                reason: format!("must be between {min} and {max}"),
+            })?,
+        };
+        Ok(ClientOptions { max_udp_payload, ..ClientOptions::from_files(addr, name, ca, Some((cert, key)))? })
     }
 }
 
@@ -253,6 +267,25 @@ mod tests {
         assert_eq!(e.to_string(), "missing setting 'server': pass --server, set ELIG_SERVER, or put it in the --config file");
         let s = ClientSettings { server: Some("localhost:1".into()), ..Default::default() };
         assert!(s.options().unwrap_err().to_string().contains("not a server address"));
+    }
+
+    #[test]
+    fn the_udp_payload_is_checked_and_passed_on() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::certs::DevPki::generate("3410712362", &["localhost"]).unwrap().write(dir.path()).unwrap();
+        let at = |f: &str| Some(dir.path().join(f));
+        let base = ClientSettings {
+            server: Some("127.0.0.1:4433".into()),
+            ca: at("ca.pem"),
+            cert: at("central.pem"),
+            key: at("central.key"),
+            ..Default::default()
+        };
+        let with = |p: u64| base.clone().overridden_by(ClientSettings { max_udp_payload: Some(p), ..Default::default() }).options();
+        assert_eq!(base.options().unwrap().max_udp_payload, 1452);
+        assert_eq!(with(9000).unwrap().max_udp_payload, 9000);
+        assert_eq!(with(1199).unwrap_err().to_string(), "setting 'max_udp_payload' = '1199': must be between 1200 and 65527");
+        assert_eq!(with(70000).unwrap_err().to_string(), "setting 'max_udp_payload' = '70000': must be between 1200 and 65527");
     }
 
     #[test]

@@ -127,11 +127,21 @@ pub struct ClientOptions {
     pub identity: Option<Identity>,
     /// How long to wait for each response frame.
     pub timeout: Duration,
+    /// Largest UDP payload MTU discovery may reach (and we accept); the
+    /// server must allow as much for datagrams to grow past 1452 bytes.
+    pub max_udp_payload: u16,
 }
 
 impl ClientOptions {
     pub fn new(server: SocketAddr, server_name: &str, ca_pem: Vec<u8>, identity: Option<Identity>) -> ClientOptions {
-        ClientOptions { server, server_name: server_name.to_string(), ca_pem, identity, timeout: Duration::from_secs(60) }
+        ClientOptions {
+            server,
+            server_name: server_name.to_string(),
+            ca_pem,
+            identity,
+            timeout: Duration::from_secs(60),
+            max_udp_payload: crate::udp::DEFAULT_MAX_UDP_PAYLOAD,
+        }
     }
 
     /// Read the CA and (if given) the certificate and key from PEM files.
@@ -166,6 +176,7 @@ pub(crate) fn client_setup(opts: &ClientOptions) -> Result<(quinn::ClientConfig,
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(Duration::from_secs(5)));
     transport.max_concurrent_uni_streams(VarInt::from_u32(0));
+    crate::udp::discover_mtu(&mut transport, opts.max_udp_payload);
     let mut config = quinn::ClientConfig::new(crypto);
     config.transport_config(Arc::new(transport));
     let bind: SocketAddr = match (opts.server.is_ipv4(), opts.server.ip().is_loopback()) {
@@ -180,7 +191,9 @@ pub(crate) fn client_setup(opts: &ClientOptions) -> Result<(quinn::ClientConfig,
 impl Client {
     pub async fn connect(opts: &ClientOptions) -> Result<Client, ClientError> {
         let (config, bind) = client_setup(opts)?;
-        let mut endpoint = Endpoint::client(bind).map_err(ClientError::Endpoint)?;
+        let socket = std::net::UdpSocket::bind(bind).map_err(ClientError::Endpoint)?;
+        let endpoint_config = crate::udp::endpoint_config(opts.max_udp_payload);
+        let mut endpoint = Endpoint::new(endpoint_config, None, socket, Arc::new(quinn::TokioRuntime)).map_err(ClientError::Endpoint)?;
         endpoint.set_default_client_config(config);
         let connecting = endpoint
             .connect(opts.server, &opts.server_name)

@@ -18,6 +18,7 @@
 //! [udp]                               # all optional, defaults shown
 //! recv_buffer_bytes = 4194304         # SO_RCVBUF asked for (the kernel caps it at net.core.rmem_max)
 //! send_buffer_bytes = 4194304         # SO_SNDBUF asked for (net.core.wmem_max)
+//! max_payload = 1452                  # largest datagram MTU discovery may reach (1200..65527)
 //!
 //! [limits]                            # all optional, defaults shown
 //! max_bulk_items = 10000
@@ -79,6 +80,7 @@ pub struct RawConfig {
 pub struct RawUdp {
     pub recv_buffer_bytes: Option<u64>,
     pub send_buffer_bytes: Option<u64>,
+    pub max_payload: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -128,6 +130,8 @@ pub struct Udp {
     /// inquiry's items) overflowed the default ~200 KiB and was dropped.
     pub recv_buffer_bytes: usize,
     pub send_buffer_bytes: usize,
+    /// Largest UDP payload MTU discovery may reach (and this endpoint accepts).
+    pub max_payload: u16,
 }
 
 /// Default UDP socket buffers asked for, each way.
@@ -135,7 +139,11 @@ pub const DEFAULT_UDP_BUFFER_BYTES: usize = 4 << 20;
 
 impl Default for Udp {
     fn default() -> Udp {
-        Udp { recv_buffer_bytes: DEFAULT_UDP_BUFFER_BYTES, send_buffer_bytes: DEFAULT_UDP_BUFFER_BYTES }
+        Udp {
+            recv_buffer_bytes: DEFAULT_UDP_BUFFER_BYTES,
+            send_buffer_bytes: DEFAULT_UDP_BUFFER_BYTES,
+            max_payload: crate::udp::DEFAULT_MAX_UDP_PAYLOAD,
+        }
     }
 }
 
@@ -244,6 +252,7 @@ impl RawConfig {
             udp: RawUdp {
                 recv_buffer_bytes: over.udp.recv_buffer_bytes.or(self.udp.recv_buffer_bytes),
                 send_buffer_bytes: over.udp.send_buffer_bytes.or(self.udp.send_buffer_bytes),
+                max_payload: over.udp.max_payload.or(self.udp.max_payload),
             },
             tls: RawTls { ca: over.tls.ca.or(self.tls.ca), cert: over.tls.cert.or(self.tls.cert), key: over.tls.key.or(self.tls.key) },
             limits: RawLimits {
@@ -300,6 +309,13 @@ impl RawConfig {
         let udp = Udp {
             recv_buffer_bytes: buffer("udp.recv_buffer_bytes", self.udp.recv_buffer_bytes)?,
             send_buffer_bytes: buffer("udp.send_buffer_bytes", self.udp.send_buffer_bytes)?,
+            max_payload: ranged(
+                "udp.max_payload",
+                self.udp.max_payload,
+                crate::udp::DEFAULT_MAX_UDP_PAYLOAD.into(),
+                crate::udp::MIN_UDP_PAYLOAD.into(),
+                crate::udp::MAX_UDP_PAYLOAD.into(),
+            )? as u16,
         };
         let d = Limits::default();
         let l = self.limits;
@@ -419,11 +435,14 @@ mod tests {
         let over = RawConfig { worker_threads: Some(2), ..Default::default() };
         let c = RawConfig::from_toml(&format!("worker_threads = 4\n{toml}")).unwrap().overridden_by(over).validate().unwrap();
         assert_eq!(c.worker_threads, 2);
-        assert_eq!(c.udp, Udp { recv_buffer_bytes: 4 << 20, send_buffer_bytes: 4 << 20 });
+        assert_eq!(c.udp, Udp { recv_buffer_bytes: 4 << 20, send_buffer_bytes: 4 << 20, max_payload: 1452 });
         let over = RawConfig { udp: RawUdp { send_buffer_bytes: Some(1 << 20), ..Default::default() }, ..Default::default() };
-        let c =
-            RawConfig::from_toml(&format!("{toml}[udp]\nrecv_buffer_bytes = 8388608\n")).unwrap().overridden_by(over).validate().unwrap();
-        assert_eq!(c.udp, Udp { recv_buffer_bytes: 8 << 20, send_buffer_bytes: 1 << 20 });
+        let c = RawConfig::from_toml(&format!("{toml}[udp]\nrecv_buffer_bytes = 8388608\nmax_payload = 9000\n"))
+            .unwrap()
+            .overridden_by(over)
+            .validate()
+            .unwrap();
+        assert_eq!(c.udp, Udp { recv_buffer_bytes: 8 << 20, send_buffer_bytes: 1 << 20, max_payload: 9000 });
         assert_eq!(c.metrics_listen, None);
     }
 
@@ -457,6 +476,8 @@ mod tests {
         check("worker_threads = 5000", "setting 'worker_threads' = '5000': must be between 1 and 1024");
         let udp = |extra: &str| RawConfig::from_toml(&format!("{toml}[udp]\n{extra}\n")).unwrap().validate().unwrap_err().to_string();
         assert_eq!(udp("recv_buffer_bytes = 1000"), "setting 'udp.recv_buffer_bytes' = '1000': must be between 65536 and 1073741824");
+        assert_eq!(udp("max_payload = 1199"), "setting 'udp.max_payload' = '1199': must be between 1200 and 65527");
+        assert_eq!(udp("max_payload = 65528"), "setting 'udp.max_payload' = '65528': must be between 1200 and 65527");
         assert_eq!(udp("send_buffer_bytes = 0"), "setting 'udp.send_buffer_bytes' = '0': must be between 65536 and 1073741824");
         assert!(RawConfig::from_toml(&format!("{toml}[udp]\nbuffer = 1\n")).unwrap_err().contains("unknown field `buffer`"));
         let text = toml.replace("max_bulk_items = 500", "max_delta_bytes = 10");

@@ -147,11 +147,13 @@ impl Server {
         transport.max_concurrent_uni_streams(VarInt::from_u32(0));
         let idle = quinn::IdleTimeout::try_from(limits.idle_timeout()).map_err(|_| ServerError::IdleTimeout(limits.idle_timeout()))?;
         transport.max_idle_timeout(Some(idle));
+        udp::discover_mtu(&mut transport, config.udp.max_payload);
         let mut server_config = quinn::ServerConfig::with_crypto(crypto);
         server_config.transport_config(Arc::new(transport));
         let (socket, _granted) = udp::bind(config.listen, &config.udp)?;
-        let endpoint = Endpoint::new(quinn::EndpointConfig::default(), Some(server_config), socket, Arc::new(quinn::TokioRuntime))
-            .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        let endpoint =
+            Endpoint::new(udp::endpoint_config(config.udp.max_payload), Some(server_config), socket, Arc::new(quinn::TokioRuntime))
+                .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         let local_addr = endpoint.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
 
         let audit = match &config.audit_log {

@@ -55,13 +55,49 @@ pub fn bind(addr: SocketAddr, udp: &Udp) -> Result<(UdpSocket, Granted), UdpErro
     Ok((socket, granted))
 }
 
+/// The largest UDP payload by default: quinn's own MTU discovery bound,
+/// which any Ethernet path carries (1500 bytes less IPv6 and UDP headers).
+pub const DEFAULT_MAX_UDP_PAYLOAD: u16 = 1452;
+/// QUIC's smallest datagram, and the largest a UDP datagram can carry.
+pub const MIN_UDP_PAYLOAD: u16 = 1200;
+pub const MAX_UDP_PAYLOAD: u16 = 65527;
+
+/// Endpoint settings for `max_payload`: the largest datagram this endpoint
+/// accepts, a transport parameter that bounds the peer's MTU discovery.
+pub fn endpoint_config(max_payload: u16) -> quinn::EndpointConfig {
+    let mut config = quinn::EndpointConfig::default();
+    // Clamped to quinn's bounds, so it cannot fail (settings are validated).
+    let _ = config.max_udp_payload_size(max_payload.clamp(MIN_UDP_PAYLOAD, MAX_UDP_PAYLOAD));
+    config
+}
+
+/// Let MTU discovery probe up to `max_payload`. Packets still start at
+/// QUIC's 1200 bytes and grow only as far as probes get through, and a
+/// black hole drops them back, so a large bound is safe where the path
+/// is smaller; it helps only where the path is larger (loopback, jumbo frames).
+pub fn discover_mtu(transport: &mut quinn::TransportConfig, max_payload: u16) {
+    let mut mtu = quinn::MtuDiscoveryConfig::default();
+    mtu.upper_bound(max_payload);
+    transport.mtu_discovery_config(Some(mtu));
+    // quinn hands the kernel up to 10 datagrams in one GSO send, which
+    // Linux caps at 64 KiB in all: a larger batch fails with EMSGSIZE and
+    // quinn drops it silently (it expects that only of MTU probes).
+    if usize::from(max_payload) > GSO_SAFE_PAYLOAD {
+        transport.enable_segmentation_offload(false);
+    }
+}
+
+/// The largest payload of which quinn's GSO batches (10 datagrams) fit in
+/// the kernel's 64 KiB limit on one send.
+pub const GSO_SAFE_PAYLOAD: usize = 65_507 / 10;
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn buffers_are_asked_for_and_a_taken_port_is_a_clear_error() {
-        let asked = Udp { recv_buffer_bytes: 128 << 10, send_buffer_bytes: 96 << 10 };
+        let asked = Udp { recv_buffer_bytes: 128 << 10, send_buffer_bytes: 96 << 10, ..Udp::default() };
         let (socket, granted) = bind("127.0.0.1:0".parse().unwrap(), &asked).unwrap();
         // Every Linux default rmem_max/wmem_max allows these; the kernel doubles them.
         assert!(granted.recv_buffer_bytes >= asked.recv_buffer_bytes, "{granted:?}");

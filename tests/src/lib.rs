@@ -11,7 +11,7 @@ use elig_engine::engine::Engine;
 use elig_engine::lookup::{assistance_in_force, insurance_in_force, Clock};
 use elig_server::certs::{DevPki, Pem};
 use elig_server::client::{Client, ClientError, ClientOptions};
-use elig_server::config::{Config, Limits, TlsPaths};
+use elig_server::config::{Config, Limits, TlsPaths, Udp};
 use elig_server::server::Server;
 use elig_server::tls::Identity;
 
@@ -230,6 +230,22 @@ impl TestServer {
     /// Start a server on `engine`, whose delta log is `delta_log` (the live
     /// snapshot record goes beside it).
     pub async fn start_on(engine: Arc<Engine>, delta_log: Option<PathBuf>, limits: Limits, audit: bool, metrics: bool) -> TestServer {
+        TestServer::start_full(engine, delta_log, limits, audit, metrics, Udp::default()).await
+    }
+
+    /// Start a server on the shared fixture engine with these UDP settings.
+    pub async fn start_with_udp(udp: Udp) -> TestServer {
+        TestServer::start_full(fixture().engine.clone(), None, Limits::default(), false, false, udp).await
+    }
+
+    async fn start_full(
+        engine: Arc<Engine>,
+        delta_log: Option<PathBuf>,
+        limits: Limits,
+        audit: bool,
+        metrics: bool,
+        udp: Udp,
+    ) -> TestServer {
         let fx = fixture();
         let pki = DevPki::generate(fx.keys.institution(), &["localhost"]).expect("dev PKI");
         let dir = tempfile::tempdir().expect("temporary directory");
@@ -245,7 +261,7 @@ impl TestServer {
             delta_log: delta_log.unwrap_or_else(|| dir.path().join("deltas.log")),
             fixed_clock: Some(NOW),
             worker_threads: elig_server::config::DEFAULT_WORKER_THREADS,
-            udp: elig_server::config::Udp::default(),
+            udp,
             limits,
         };
         let server = Server::start(&config, engine).await.expect("start the server");

@@ -107,8 +107,8 @@ async fn connect(opts: &ClientOptions) -> Result<(Endpoint, Connection), BenchEr
     // Best effort: a smaller buffer only means more drops under load.
     let _ = state.set_recv_buffer_size((&socket).into(), SOCKET_BUFFER);
     let _ = state.set_send_buffer_size((&socket).into(), SOCKET_BUFFER);
-    let mut endpoint =
-        Endpoint::new(quinn::EndpointConfig::default(), None, socket, Arc::new(quinn::TokioRuntime)).map_err(ClientError::Endpoint)?;
+    let mut endpoint = Endpoint::new(crate::udp::endpoint_config(opts.max_udp_payload), None, socket, Arc::new(quinn::TokioRuntime))
+        .map_err(ClientError::Endpoint)?;
     endpoint.set_default_client_config(config);
     let connect_error = |message: String| ClientError::Connect { addr: opts.server, message };
     let connecting = endpoint.connect(opts.server, &opts.server_name).map_err(|e| connect_error(e.to_string()))?;

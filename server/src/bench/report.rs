@@ -62,6 +62,8 @@ pub struct QuicStats {
     pub lost_packets: u64,
     /// Smoothed round-trip time at the end, microseconds (mean over connections).
     pub rtt_us: u64,
+    /// Largest UDP payload the path reached (MTU discovery), the most of any connection.
+    pub path_mtu: u16,
     pub connections: u64,
 }
 
@@ -79,6 +81,7 @@ impl QuicStats {
             tx_stop_sending: s.frame_tx.stop_sending,
             lost_packets: s.path.lost_packets,
             rtt_us: s.path.rtt.as_micros() as u64,
+            path_mtu: s.path.current_mtu,
             connections: 1,
         }
     }
@@ -95,6 +98,7 @@ impl QuicStats {
         self.rx_max_streams += o.rx_max_streams;
         self.tx_stop_sending += o.tx_stop_sending;
         self.lost_packets += o.lost_packets;
+        self.path_mtu = self.path_mtu.max(o.path_mtu);
         self.connections += o.connections;
         self.rtt_us = rtt_sum.checked_div(self.connections).unwrap_or(0);
     }
@@ -268,7 +272,7 @@ impl Report {
         let q = &self.quic;
         let _ = writeln!(
             s,
-            "quic         datagrams {} out ({} send calls, {} bytes), {} in ({} bytes); acks {} out, {} in; lost {}; rtt {} µs; stream wait {:.0} µs mean",
+            "quic         datagrams {} out ({} send calls, {} bytes), {} in ({} bytes); acks {} out, {} in; lost {}; rtt {} µs; path MTU {}; stream wait {:.0} µs mean",
             num(q.tx_datagrams),
             num(q.tx_ios),
             num(q.tx_bytes),
@@ -278,6 +282,7 @@ impl Report {
             num(q.rx_acks),
             num(q.lost_packets),
             num(q.rtt_us),
+            q.path_mtu,
             self.stream_wait_us
         );
         if let Some(r) = &self.first_refusal {

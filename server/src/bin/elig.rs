@@ -47,6 +47,9 @@ struct ConnArgs {
     /// Our private key (PEM).
     #[arg(long, global = true, env = "ELIG_KEY")]
     key: Option<PathBuf>,
+    /// Largest UDP payload MTU discovery may reach, 1200..65527 (default 1452).
+    #[arg(long, global = true, env = "ELIG_MAX_UDP_PAYLOAD")]
+    max_udp_payload: Option<u64>,
 }
 
 #[derive(Args)]
@@ -164,6 +167,7 @@ fn client_options(conn: &ConnArgs) -> anyhow::Result<elig_server::client::Client
         ca: conn.ca.clone(),
         cert: conn.cert.clone(),
         key: conn.key.clone(),
+        max_udp_payload: conn.max_udp_payload,
     });
     Ok(settings.options()?)
 }

@@ -115,6 +115,9 @@ struct ServeArgs {
     /// UDP send buffer to ask the kernel for, in bytes (default 4 MiB).
     #[arg(long)]
     udp_send_buffer: Option<u64>,
+    /// Largest UDP payload MTU discovery may reach, 1200..65527 (default 1452).
+    #[arg(long)]
+    max_udp_payload: Option<u64>,
 }
 
 #[derive(Args)]
@@ -202,7 +205,7 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<Config> {
         delta_log: args.delta_log,
         fixed_clock: args.fixed_clock,
         worker_threads: args.worker_threads,
-        udp: RawUdp { recv_buffer_bytes: args.udp_recv_buffer, send_buffer_bytes: args.udp_send_buffer },
+        udp: RawUdp { recv_buffer_bytes: args.udp_recv_buffer, send_buffer_bytes: args.udp_send_buffer, max_payload: args.max_udp_payload },
         tls: RawTls { ca: args.ca, cert: args.cert, key: args.key },
         limits: RawLimits {
             max_bulk_items: args.max_bulk_items,

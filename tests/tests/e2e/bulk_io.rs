@@ -103,3 +103,32 @@ async fn answers_stream_while_the_client_is_still_sending() {
     let s: BulkSummary = serde_json::from_slice(&frames[10].payload).unwrap();
     assert_eq!((s.items, s.errors), (20, 3));
 }
+
+/// The path MTU bulks reached on a connection (and no packet of the
+/// client's was lost: oversized GSO batches are dropped without an error).
+async fn mtu_after_a_bulk(server_payload: u16, client_payload: u16) -> u16 {
+    let udp = elig_server::config::Udp { max_payload: server_payload, ..Default::default() };
+    let srv = TestServer::start_with_udp(udp).await;
+    let mut options = srv.options(Some(srv.pem(As::Central)));
+    options.max_udp_payload = client_payload;
+    let client = elig_server::client::Client::connect(&options).await.unwrap();
+    // Discovery probes one size at a time, each confirmed by an ACK.
+    for _ in 0..30 {
+        let (answers, summary) = client.bulk(items(300)).await.unwrap().collect().await.unwrap();
+        assert_eq!((answers.len(), summary.items), (300, 300));
+        if client.connection().stats().path.current_mtu > 8000 {
+            break;
+        }
+    }
+    let path = client.connection().stats().path;
+    assert_eq!(path.lost_packets, 0, "server {server_payload}, client {client_payload}");
+    path.current_mtu
+}
+
+#[tokio::test]
+async fn datagrams_grow_past_ethernet_size_only_when_both_sides_allow_it() {
+    // Loopback carries 64 KiB datagrams; MTU discovery finds out by probing.
+    assert!(mtu_after_a_bulk(65527, 65527).await > 8000);
+    assert!(mtu_after_a_bulk(1452, 65527).await <= 1452);
+    assert!(mtu_after_a_bulk(65527, 1452).await <= 1452);
+}
