@@ -414,7 +414,9 @@ async fn serve(
             *label = ("bulk", "bulk", "normal");
             let mut out = Vec::with_capacity(BULK_WRITE_BATCH + (BULK_WRITE_BATCH >> 2));
             let io = BulkIo { reader: &mut reader, send: &mut *send, recv: &mut *recv };
-            let items = bulk_items(shared, role, peer, clock, &mut bulk, io, &mut out).await;
+            // Boxed: its state would otherwise enlarge every request's task,
+            // which tokio copies when it spawns one.
+            let items = Box::pin(bulk_items(shared, role, peer, clock, &mut bulk, io, &mut out)).await;
             match items.and_then(|()| bulk.finish().map_err(Stop::from)) {
                 Ok(summary) => {
                     protocol::encode_json_into(&mut out, Kind::Summary, &summary);

@@ -93,7 +93,7 @@ pub struct FrameReader {
 }
 
 /// Buffer of a stream's first reads, and once reads fill it, of later ones.
-const FIRST_SPACE: usize = 4 << 10;
+const FIRST_SPACE: usize = 1 << 10;
 const READ_SPACE: usize = 64 << 10;
 
 impl FrameReader {

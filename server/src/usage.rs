@@ -48,7 +48,9 @@ pub struct UsageReport {
 #[derive(Debug)]
 pub struct Usage {
     since: u64,
-    counts: Mutex<BTreeMap<(String, &'static str), Counts>>,
+    /// By institution, then kind: a lookup by `&str` needs no key allocated
+    /// (the institution was cloned for every query before).
+    counts: Mutex<BTreeMap<String, BTreeMap<&'static str, Counts>>>,
 }
 
 impl Usage {
@@ -59,7 +61,11 @@ impl Usage {
     /// Count one answered query.
     pub fn record(&self, o: &Outcome) {
         let mut map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let c = map.entry((o.institution.clone(), o.kind)).or_default();
+        let kinds = match map.get_mut(o.institution.as_str()) {
+            Some(kinds) => kinds,
+            None => map.entry(o.institution.clone()).or_default(),
+        };
+        let c = kinds.entry(o.kind).or_default();
         c.requests += 1;
         if o.is_normal() {
             c.normal += 1;
@@ -75,7 +81,8 @@ impl Usage {
         let map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
         let rows = map
             .iter()
-            .map(|((inst, kind), c)| UsageRow {
+            .flat_map(|(inst, kinds)| kinds.iter().map(move |(kind, c)| (inst, kind, c)))
+            .map(|(inst, kind, c)| UsageRow {
                 institution_code: inst.clone(),
                 lookup_kind: kind.to_string(),
                 requests: c.requests,
