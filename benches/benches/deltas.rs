@@ -242,7 +242,7 @@ fn touched(engine: &Engine, queries: &[Query]) -> f64 {
                 _ => return false,
             };
             let Some(hit) = gen.snapshot.find(name, &key, |_| true) else { return false };
-            gen.snapshot.person(hit.first()).is_some_and(|p| gen.overlay.latest(&p.person_id).is_some())
+            gen.snapshot.person(hit.first()).is_some_and(|p| gen.overlay.latest(&gen.snapshot, &p.person_id).is_some())
         })
         .count();
     hit as f64 / queries.len().max(1) as f64

@@ -55,15 +55,25 @@ impl<'a> View<'a> {
     /// `holds`, replaced or removed by the overlay, plus overlay-only records.
     fn find(&self, name: IndexName, key: &str, holds: impl Fn(&ArchivedPersonRecord) -> bool) -> Persons<'a> {
         let mut out = Persons::new();
+        let overlay = self.overlay.filter(|o| !o.is_empty());
         if let Some(hit) = self.snapshot.find(name, key, &holds) {
             hit.for_each(|idx| {
-                if let Some(p) = self.snapshot.person(idx) {
-                    out.push(PersonRef::Snapshot(p));
+                let Some(p) = self.snapshot.person(idx) else { return };
+                match overlay.and_then(|o| o.record_version(idx, self.delta_seq)) {
+                    None => out.push(PersonRef::Snapshot(p)),
+                    Some(Some(version)) => {
+                        let version = PersonRef::Delta(version);
+                        // The new version may no longer hold the key.
+                        if holds(version.get()) {
+                            out.push(version);
+                        }
+                    }
+                    Some(None) => {} // deleted
                 }
             });
         }
-        if let Some(ov) = self.overlay {
-            ov.merge(name, key, &holds, &mut out, self.delta_seq);
+        if let Some(ov) = overlay {
+            ov.add_moved(self.snapshot, name, key, &holds, &mut out, self.delta_seq);
         }
         out
     }
