@@ -14,6 +14,14 @@
 //!     alternate between the two engines; the median pass is reported. The
 //!     same is measured once before the overlay is built, when both engines
 //!     are still empty ("before: A / B"): the spread there is the noise floor.
+//!     The overlay's batches also go to a delta log, which is then folded
+//!     into a new snapshot (`elig-loader compile --deltas`, 1M persons: about
+//!     half a minute): the "folded" engine answers the same content with an
+//!     empty overlay, so "overlay / folded" is the cost of the overlay
+//!     mechanism itself, apart from the changed persons' larger answers (a
+//!     new card is a second entry, consents add fields). Before timing, every
+//!     query is checked to get the same answer body from both.
+//!     `ELIG_BENCH_FOLD=0` skips the fold.
 //!
 //! A batch holds, built from real ids of the snapshot (seeded): 400 insurance
 //! upserts with new card keys, 250 person upserts (an address change), 200
@@ -208,9 +216,9 @@ fn latency_line(what: &str, batches: &[Applied]) {
 }
 
 /// Median time per lookup of passes over `queries`, alternating the engines.
-fn lookups(engines: [&Engine; 2], queries: &[Query], rounds: usize) -> [f64; 2] {
+fn lookups<const N: usize>(engines: [&Engine; N], queries: &[Query], rounds: usize) -> [f64; N] {
     let clock = clock();
-    let mut per = [Vec::new(), Vec::new()];
+    let mut per = [(); N].map(|_| Vec::new());
     for _ in 0..rounds {
         for (e, out) in engines.iter().zip(per.iter_mut()) {
             let gen = e.pin();
@@ -228,6 +236,19 @@ fn lookups(engines: [&Engine; 2], queries: &[Query], rounds: usize) -> [f64; 2] 
     })
 }
 
+/// The overlay and the folded snapshot must answer alike (bodies; the
+/// headers name different generations), or the comparison means nothing.
+fn same_answers(overlay: &Engine, folded: &Engine, sets: &[(String, Vec<Query>)]) {
+    let clock = clock();
+    let (a, b) = (overlay.pin(), folded.pin());
+    for (name, queries) in sets {
+        for q in queries {
+            let (x, y) = (a.view().answer(q, clock), b.view().answer(q, clock));
+            assert_eq!(x.message_body, y.message_body, "{name}: overlay and folded snapshot answer {q:?} differently");
+        }
+    }
+}
+
 /// Share of the queries whose person a delta changed.
 fn touched(engine: &Engine, queries: &[Query]) -> f64 {
     let gen = engine.pin();
@@ -242,7 +263,7 @@ fn touched(engine: &Engine, queries: &[Query]) -> f64 {
                 _ => return false,
             };
             let Some(hit) = gen.snapshot.find(name, &key, |_| true) else { return false };
-            gen.snapshot.person(hit.first()).is_some_and(|p| gen.overlay.latest(&p.person_id).is_some())
+            gen.snapshot.person(hit.first()).is_some_and(|p| gen.overlay.latest(&gen.snapshot, &p.person_id).is_some())
         })
         .count();
     hit as f64 / queries.len().max(1) as f64
@@ -295,7 +316,11 @@ fn main() {
         .filter(|(_, q)| !q.is_empty())
         .collect();
     let empty = Engine::from_snapshot(open());
-    let full = Engine::from_snapshot(open());
+    let fold_dir = tempfile::tempdir_in(data_dir()).expect("a temporary directory for the folded snapshot");
+    let fold = std::env::var("ELIG_BENCH_FOLD").map_or(true, |v| v != "0");
+    let overlay_log = fold_dir.path().join("deltas.log");
+    let full =
+        if fold { Engine::open_with_log(&dir, &overlay_log).unwrap_or_else(|e| panic!("{e}")).0 } else { Engine::from_snapshot(open()) };
     // Both engines still empty: the spread between them is the noise floor,
     // and the heap is still fresh (the overlay's allocations come after).
     let before: Vec<[f64; 2]> = sets.iter().map(|(_, q)| lookups([&empty, &full], q, rounds)).collect();
@@ -312,13 +337,48 @@ fn main() {
     let tenth = (times.len() / 10).max(1);
     latency_line("  apply, first tenth of the batches", &times[..tenth]);
     latency_line("  apply, last tenth of the batches", &times[times.len() - tenth..]);
+    let folded = fold.then(|| {
+        let out = fold_dir.path().join("folded");
+        let t = Instant::now();
+        let opts = elig_loader::fold::FoldOptions {
+            base: dir.clone(),
+            deltas: overlay_log.clone(),
+            out: out.clone(),
+            generation: None,
+            today: Some(TODAY),
+            retain_lost_days: None,
+        };
+        elig_loader::fold::fold(&opts).unwrap_or_else(|e| panic!("fold: {e}"));
+        println!("  folded into a new snapshot in {:.1?}", t.elapsed());
+        let s = Snapshot::load(&out).unwrap_or_else(|e| panic!("{}: {e}", out.display()));
+        s.prefault();
+        Engine::from_snapshot(s)
+    });
+    if let Some(folded) = &folded {
+        same_answers(&full, folded, &sets);
+    }
     println!(
-        "\n{:<16} {:>8} {:>16} {:>12} {:>14} {:>7}   (ns per lookup, median of {rounds} passes over {KEYS} keys)",
-        "lookups", "touched", "before: A / B", "empty", "overlay", "ratio"
+        "\n{:<16} {:>8} {:>16} {:>8} {:>8} {:>8} {:>15} {:>16}   (ns per lookup, median of {rounds} passes over {KEYS} keys)",
+        "lookups", "touched", "before: A / B", "empty", "overlay", "folded", "overlay/empty", "overlay/folded"
     );
     for ((name, queries), [a, b]) in sets.iter().zip(before) {
-        let [e, f] = lookups([&empty, &full], queries, rounds);
         let share = touched(&full, queries);
-        println!("{name:<16} {:>7.1}% {:>16} {:>12.0} {:>14.0} {:>6.2}x", share * 100.0, format!("{a:.0} / {b:.0}"), e, f, f / e);
+        let (e, f, d) = match &folded {
+            Some(folded) => {
+                let [e, f, d] = lookups([&empty, &full, folded], queries, rounds);
+                (e, f, Some(d))
+            }
+            None => {
+                let [e, f] = lookups([&empty, &full], queries, rounds);
+                (e, f, None)
+            }
+        };
+        let (folded_ns, vs_folded) = d.map_or(("-".to_string(), "-".to_string()), |d| (format!("{d:.0}"), format!("{:.2}x", f / d)));
+        println!(
+            "{name:<16} {:>7.1}% {:>16} {e:>8.0} {f:>8.0} {folded_ns:>8} {:>14.2}x {vs_folded:>16}",
+            share * 100.0,
+            format!("{a:.0} / {b:.0}"),
+            f / e
+        );
     }
 }

@@ -1,5 +1,10 @@
 //! Building result entries (`ResultOfQualificationConfirmation`,
 //! `MedicalTicketInfo`) from archived records.
+//!
+//! An entry is about 1 KB of optional strings, so entries are filled in
+//! place (`fill_*` on a slot already in the answer's list) rather than built
+//! and moved; codes and dates are formatted on the stack, never through
+//! `format!`. This is the hot path of every lookup.
 
 use compact_str::ToCompactString;
 
@@ -18,19 +23,34 @@ pub(crate) fn text(s: &str) -> Option<Str> {
     (!s.is_empty()).then(|| Str::from(s))
 }
 
-/// The person's own data, common to every entry.
-pub(crate) fn person_fields(p: &ArchivedPersonRecord) -> ResultOfQualificationConfirmation {
-    ResultOfQualificationConfirmation {
-        name: text(&p.name),
-        name_of_other: p.other_name.as_ref().and_then(|o| text(&o.name)),
-        name_kana: text(&p.name_kana),
-        name_of_other_kana: p.other_name.as_ref().and_then(|o| text(&o.kana)),
-        sex1: Some(p.sex.to_compact_string()),
-        birthdate: date(p.birth_date.to_native()),
-        address: text(&p.address),
-        post_number: text(&p.post_number),
-        ..Default::default()
+/// A code zero-padded to `width` digits, at most 3 (`01`, `030`); absent for 0.
+pub(crate) fn code(n: u8, width: usize) -> Option<Str> {
+    if n == 0 {
+        return None;
     }
+    let digits = [b'0' + n / 100, b'0' + n / 10 % 10, b'0' + n % 10];
+    let needed = if n >= 100 {
+        3
+    } else if n >= 10 {
+        2
+    } else {
+        1
+    };
+    let len = width.clamp(needed, 3);
+    // ASCII digits: never fails.
+    std::str::from_utf8(&digits[3 - len..]).ok().map(Str::from)
+}
+
+/// The person's own data, common to every entry.
+pub(crate) fn fill_person(e: &mut ResultOfQualificationConfirmation, p: &ArchivedPersonRecord) {
+    e.name = text(&p.name);
+    e.name_of_other = p.other_name.as_ref().and_then(|o| text(&o.name));
+    e.name_kana = text(&p.name_kana);
+    e.name_of_other_kana = p.other_name.as_ref().and_then(|o| text(&o.kana));
+    e.sex1 = Some(p.sex.to_compact_string());
+    e.birthdate = date(p.birth_date.to_native());
+    e.address = text(&p.address);
+    e.post_number = text(&p.post_number);
 }
 
 /// What the requester may see beyond the plain qualification.
@@ -40,9 +60,9 @@ pub(crate) struct Disclose {
     pub specific: bool,
 }
 
-pub(crate) fn insurance_entry(p: &ArchivedPersonRecord, q: &ArchivedInsurance, d: Disclose) -> ResultOfQualificationConfirmation {
-    let mut e = person_fields(p);
-    e.insured_card_classification = text(&code2(q.card_classification));
+pub(crate) fn fill_insurance(e: &mut ResultOfQualificationConfirmation, p: &ArchivedPersonRecord, q: &ArchivedInsurance, d: Disclose) {
+    fill_person(e, p);
+    e.insured_card_classification = code(q.card_classification, 2);
     e.insurer_number = text(&q.insurer_number);
     e.insured_card_symbol = text(&q.card_symbol);
     e.insured_identification_number = text(&q.card_number);
@@ -54,16 +74,16 @@ pub(crate) fn insurance_entry(p: &ArchivedPersonRecord, q: &ArchivedInsurance, d
     e.insured_certificate_issuance_date = date(q.card_issue_date.to_native());
     e.insured_card_valid_date = date(q.card_valid_from.to_native());
     e.insured_card_expiration_date = date(q.card_valid_to.to_native());
-    e.insured_partial_contribution_ratio = text(&code3(q.contribution_ratio));
+    e.insured_partial_contribution_ratio = code(q.contribution_ratio, 3);
     e.preschool_classification = q.preschool.then(|| Str::const_new("1"));
-    e.reason_of_loss = text(&code2(q.reason_of_loss));
+    e.reason_of_loss = code(q.reason_of_loss, 2);
     e.insurer_name = text(&q.insurer_name);
     if let Some(el) = q.elderly.as_ref() {
         e.elderly_recipient_certificate_info = Some(ElderlyRecipientCertificateInfo {
             elderly_recipient_certificate_date: date(el.issue_date.to_native()),
             elderly_recipient_valid_start_date: date(el.valid_from.to_native()),
             elderly_recipient_valid_end_date: date(el.valid_to.to_native()),
-            elderly_recipient_contribution_ratio: text(&code3(el.contribution_ratio)),
+            elderly_recipient_contribution_ratio: code(el.contribution_ratio, 3),
         });
     }
     e.limit_application_certificate_related_cons_flg = Some(Str::const_new(if d.limit { "1" } else { "0" }));
@@ -93,18 +113,18 @@ pub(crate) fn insurance_entry(p: &ArchivedPersonRecord, q: &ArchivedInsurance, d
                 .collect(),
         );
     }
-    e
 }
 
 /// An `A1` entry. `numbers` says whether payer and recipient numbers may be
 /// shown (only when a ticket delegates the requester, or the caller gave them).
-pub(crate) fn assistance_entry(
+pub(crate) fn fill_assistance(
+    e: &mut ResultOfQualificationConfirmation,
     p: &ArchivedPersonRecord,
     a: &ArchivedAssistance,
     numbers: bool,
     tickets: Vec<MedicalTicketInfo>,
-) -> ResultOfQualificationConfirmation {
-    let mut e = person_fields(p);
+) {
+    fill_person(e, p);
     e.insured_card_classification = Some(Str::const_new("A1"));
     if numbers {
         e.insurer_number = text(&a.payer_number);
@@ -116,7 +136,20 @@ pub(crate) fn assistance_entry(
     if !tickets.is_empty() {
         e.public_expense_result_list = Some(tickets);
     }
-    e
+}
+
+/// A new entry at the end of `list`, filled in place by `fill`.
+pub(crate) fn push_entry(list: &mut Vec<ResultOfQualificationConfirmation>, fill: impl FnOnce(&mut ResultOfQualificationConfirmation)) {
+    let at = list.len();
+    list.push(ResultOfQualificationConfirmation::default());
+    fill(&mut list[at]);
+}
+
+/// A list holding one entry filled by `fill`.
+pub(crate) fn one_entry(fill: impl FnOnce(&mut ResultOfQualificationConfirmation)) -> Vec<ResultOfQualificationConfirmation> {
+    let mut list = Vec::with_capacity(1);
+    push_entry(&mut list, fill);
+    list
 }
 
 pub(crate) fn ticket_info(t: &ArchivedTicket, requester: &str) -> MedicalTicketInfo {
@@ -151,41 +184,83 @@ pub(crate) fn ticket_info(t: &ArchivedTicket, requester: &str) -> MedicalTicketI
     }
 }
 
-/// Consent flag for one kind at one institution: 0 none, 1 given, 2 expired.
-/// Returns (flag, consent time, viewing expiry).
-pub(crate) fn consent(p: &ArchivedPersonRecord, institution: &str, kind: ConsentKind, now: u64) -> (Str, Option<Str>, Option<Str>) {
-    let found = p
-        .consents
-        .iter()
-        .filter(|c| c.institution_code.as_str() == institution && c.kind.to_native() == kind)
-        .max_by_key(|c| c.consented_at.to_native());
-    match found {
-        None => (Str::const_new("0"), None, None),
-        Some(c) => {
-            let exp = c.expires_at.to_native();
-            let flag = if exp == 0 || now < exp { "1" } else { "2" };
-            (Str::const_new(flag), ts(c.consented_at.to_native()), ts(exp))
-        }
-    }
+/// The latest consent of each kind a person gave at one institution, found
+/// in one pass over the person's consents.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Consents {
+    /// (consented at, viewing expiry), indexed by `ConsentKind as usize`.
+    latest: [Option<(u64, u64)>; ConsentKind::ALL.len()],
+    now: u64,
 }
 
-/// Put the consent flags of the My Number path on an entry.
-pub(crate) fn add_consents(e: &mut ResultOfQualificationConfirmation, p: &ArchivedPersonRecord, institution: &str, now: u64) {
-    let (f, t, a) = consent(p, institution, ConsentKind::Pharmacy, now);
-    (e.pharmacists_info_cons_flg, e.pharmacists_info_cons_time, e.pharmacists_info_available_time) = (Some(f), t, a);
-    let (f, t, a) = consent(p, institution, ConsentKind::Checkup, now);
-    (e.specific_health_checkups_info_cons_flg, e.specific_health_checkups_info_cons_time, e.specific_health_checkups_info_available_time) =
-        (Some(f), t, a);
-    let (f, t, a) = consent(p, institution, ConsentKind::Diagnosis, now);
-    (e.diagnosis_info_cons_flg, e.diagnosis_info_cons_time, e.diagnosis_info_available_time) = (Some(f), t, a);
-    let (f, t, a) = consent(p, institution, ConsentKind::Operation, now);
-    (e.operation_info_cons_flg, e.operation_info_cons_time, e.operation_info_available_time) = (Some(f), t, a);
-    let (_, t, _) = consent(p, institution, ConsentKind::Limit, now);
-    e.limit_application_certificate_related_cons_time = t;
-    let (f, t, _) = consent(p, institution, ConsentKind::SpecificDisease, now);
-    (e.specific_diseases_certificate_related_cons_flg, e.specific_diseases_certificate_related_cons_time) = (Some(f), t);
+impl Consents {
+    pub fn of(p: &ArchivedPersonRecord, institution: &str, now: u64) -> Consents {
+        let mut out = Consents { now, ..Default::default() };
+        for c in p.consents.iter().filter(|c| c.institution_code.as_str() == institution) {
+            let slot = &mut out.latest[c.kind.to_native() as usize];
+            let at = c.consented_at.to_native();
+            // On equal times the later row wins, as `max_by_key` would.
+            if slot.is_none_or(|(seen, _)| at >= seen) {
+                *slot = Some((at, c.expires_at.to_native()));
+            }
+        }
+        out
+    }
+
+    /// 0 none, 1 given, 2 expired.
+    fn flag(&self, kind: ConsentKind) -> &'static str {
+        match self.latest[kind as usize] {
+            None => "0",
+            Some((_, exp)) if exp == 0 || self.now < exp => "1",
+            Some(_) => "2",
+        }
+    }
+
+    pub fn given(&self, kind: ConsentKind) -> bool {
+        self.flag(kind) == "1"
+    }
+
+    /// (flag, consent time, viewing expiry) of one kind.
+    fn parts(&self, kind: ConsentKind) -> (Option<Str>, Option<Str>, Option<Str>) {
+        let (at, exp) = self.latest[kind as usize].unwrap_or_default();
+        (Some(Str::const_new(self.flag(kind))), ts(at), ts(exp))
+    }
+
+    /// Put the consent flags of the My Number path on an entry.
+    pub fn fill(&self, e: &mut ResultOfQualificationConfirmation) {
+        use ConsentKind::*;
+        (e.pharmacists_info_cons_flg, e.pharmacists_info_cons_time, e.pharmacists_info_available_time) = self.parts(Pharmacy);
+        (
+            e.specific_health_checkups_info_cons_flg,
+            e.specific_health_checkups_info_cons_time,
+            e.specific_health_checkups_info_available_time,
+        ) = self.parts(Checkup);
+        (e.diagnosis_info_cons_flg, e.diagnosis_info_cons_time, e.diagnosis_info_available_time) = self.parts(Diagnosis);
+        (e.operation_info_cons_flg, e.operation_info_cons_time, e.operation_info_available_time) = self.parts(Operation);
+        e.limit_application_certificate_related_cons_time = self.parts(Limit).1;
+        let (f, t, _) = self.parts(SpecificDisease);
+        (e.specific_diseases_certificate_related_cons_flg, e.specific_diseases_certificate_related_cons_time) = (f, t);
+    }
 }
 
 pub(crate) fn reference_number(p: &ArchivedPersonRecord, institution: &str) -> Option<Str> {
     p.reference_numbers.iter().find(|r| r.institution_code.as_str() == institution).map(|r| Str::from(r.reference_number.as_str()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::code;
+
+    #[test]
+    fn codes_are_zero_padded_to_their_width() {
+        let shown = |n, w| code(n, w).map(|s| s.to_string());
+        assert_eq!(shown(0, 2), None);
+        assert_eq!(shown(1, 2).as_deref(), Some("01"));
+        assert_eq!(shown(39, 2).as_deref(), Some("39"));
+        assert_eq!(shown(30, 3).as_deref(), Some("030"));
+        assert_eq!(shown(7, 3).as_deref(), Some("007"));
+        assert_eq!(shown(150, 2).as_deref(), Some("150"));
+        assert_eq!(shown(255, 3).as_deref(), Some("255"));
+        assert_eq!(shown(5, 1).as_deref(), Some("5"));
+    }
 }

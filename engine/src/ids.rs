@@ -207,12 +207,25 @@ pub fn code(field: &'static str, raw: &str, allowed: &[&str]) -> Result<String, 
 /// The key bytes of an insurance card index entry (canonical fields joined
 /// by the unit separator, which none of them may contain).
 pub fn insurance_key(insurer: &str, symbol: &str, number: &str, branch: &str) -> String {
-    format!("{insurer}\u{1f}{symbol}\u{1f}{number}\u{1f}{branch}")
+    joined(&[insurer, symbol, number, branch])
 }
 
 /// The key of a public-assistance index entry.
 pub fn assistance_key(payer: &str, recipient: &str) -> String {
-    format!("{payer}\u{1f}{recipient}")
+    joined(&[payer, recipient])
+}
+
+/// Parts joined by U+001F (unit separator), which no part may contain.
+/// Plain pushes rather than `format!`: this runs on every card lookup.
+fn joined(parts: &[&str]) -> String {
+    let mut key = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
+    for (i, part) in parts.iter().enumerate() {
+        if i > 0 {
+            key.push('\u{1f}');
+        }
+        key.push_str(part);
+    }
+    key
 }
 
 /// The key of a delegated-ticket index entry.
@@ -234,6 +247,13 @@ pub fn japan_now() -> (u32, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn index_keys_join_their_parts_with_the_unit_separator() {
+        assert_eq!(insurance_key("01130012", "記号", "123", ""), "01130012\u{1f}記号\u{1f}123\u{1f}");
+        assert_eq!(assistance_key("12131017", "1234567"), "12131017\u{1f}1234567");
+        assert_eq!(ticket_key("1312345678", 202611), "1312345678\u{1f}202611");
+    }
 
     #[test]
     fn check_digits_of_the_domain_examples() {

@@ -9,7 +9,7 @@ use compact_str::ToCompactString;
 use smallvec::SmallVec;
 
 use crate::answer::*;
-use crate::entry::{self, Disclose};
+use crate::entry::{self, Consents, Disclose};
 use crate::ids;
 use crate::manifest::IndexName;
 use crate::model::*;
@@ -55,15 +55,25 @@ impl<'a> View<'a> {
     /// `holds`, replaced or removed by the overlay, plus overlay-only records.
     fn find(&self, name: IndexName, key: &str, holds: impl Fn(&ArchivedPersonRecord) -> bool) -> Persons<'a> {
         let mut out = Persons::new();
+        let overlay = self.overlay.filter(|o| !o.is_empty());
         if let Some(hit) = self.snapshot.find(name, key, &holds) {
             hit.for_each(|idx| {
-                if let Some(p) = self.snapshot.person(idx) {
-                    out.push(PersonRef::Snapshot(p));
+                let Some(p) = self.snapshot.person(idx) else { return };
+                match overlay.and_then(|o| o.record_version(idx, self.delta_seq)) {
+                    None => out.push(PersonRef::Snapshot(p)),
+                    Some(Some(version)) => {
+                        let version = PersonRef::Delta(version);
+                        // The new version may no longer hold the key.
+                        if holds(version.get()) {
+                            out.push(version);
+                        }
+                    }
+                    Some(None) => {} // deleted
                 }
             });
         }
-        if let Some(ov) = self.overlay {
-            ov.merge(name, key, &holds, &mut out, self.delta_seq);
+        if let Some(ov) = overlay {
+            ov.add_moved(self.snapshot, name, key, &holds, &mut out, self.delta_seq);
         }
         out
     }
@@ -188,13 +198,11 @@ impl<'a> View<'a> {
     fn person_answer(&self, p: &ArchivedPersonRecord, q: &Query, clock: Clock) -> Answer {
         let inst = q.institution.as_str();
         let d = q.date;
-        let disclose = Disclose {
-            limit: entry::consent(p, inst, ConsentKind::Limit, clock.now).0 == "1",
-            specific: entry::consent(p, inst, ConsentKind::SpecificDisease, clock.now).0 == "1",
-        };
-        let mut list = Vec::new();
+        let consents = Consents::of(p, inst, clock.now);
+        let disclose = Disclose { limit: consents.given(ConsentKind::Limit), specific: consents.given(ConsentKind::SpecificDisease) };
+        let mut list = Vec::with_capacity(2);
         for ins in p.insurance.iter().filter(|i| insurance_in_force(i, d)) {
-            list.push(entry::insurance_entry(p, ins, disclose));
+            entry::push_entry(&mut list, |e| entry::fill_insurance(e, p, ins, disclose));
         }
         let mut delegated_any = false;
         let mut assisted = false;
@@ -203,16 +211,13 @@ impl<'a> View<'a> {
             let tickets = delegating_tickets(a, inst, d / 100);
             delegated_any |= !tickets.is_empty();
             let numbers = !tickets.is_empty();
-            list.push(entry::assistance_entry(p, a, numbers, tickets));
+            entry::push_entry(&mut list, |e| entry::fill_assistance(e, p, a, numbers, tickets));
         }
         let validity = if list.is_empty() {
-            match latest_lost(p) {
-                Some(e) => {
-                    list.push(e);
-                    Validity::Invalid
-                }
-                None => return validity_only(Validity::NotFound, None),
+            if !push_latest_lost(&mut list, p) {
+                return validity_only(Validity::NotFound, None);
             }
+            Validity::Invalid
         } else if assisted && !delegated_any && p.insurance.iter().all(|i| !insurance_in_force(i, d)) {
             Validity::NotDelegated
         } else {
@@ -220,7 +225,7 @@ impl<'a> View<'a> {
         };
         let reference = entry::reference_number(p, inst);
         for e in &mut list {
-            entry::add_consents(e, p, inst, clock.now);
+            consents.fill(e);
             e.reference_number = reference.clone();
         }
         with_list(validity, list, None)
@@ -255,14 +260,14 @@ impl<'a> View<'a> {
         let disclose = Disclose { limit: c.limit_consent, specific: false };
         let d = q.date;
         if let Some(ins) = p.insurance.iter().rfind(|i| matches(i) && insurance_in_force(i, d)) {
-            return with_list(Validity::Valid, vec![entry::insurance_entry(p, ins, disclose)], Some(echo));
+            return with_list(Validity::Valid, entry::one_entry(|e| entry::fill_insurance(e, p, ins, disclose)), Some(echo));
         }
         let lost = p.insurance.iter().filter(|i| matches(i)).max_by_key(|i| i.qualification_date.to_native());
         let Some(lost) = lost else {
             return validity_only(Validity::NotFound, Some(echo));
         };
         let validity = if has_other_in_force(p, d, |i| matches(i), |_| false) { Validity::InvalidNewExists } else { Validity::Invalid };
-        with_list(validity, vec![entry::insurance_entry(p, lost, Disclose::default())], Some(echo))
+        with_list(validity, entry::one_entry(|e| entry::fill_insurance(e, p, lost, Disclose::default())), Some(echo))
     }
 
     // ---- medical ticket -------------------------------------------------
@@ -289,15 +294,19 @@ impl<'a> View<'a> {
             let tickets = delegating_tickets(a, &q.institution, d / 100);
             if tickets.is_empty() {
                 // 未委託: basic data and welfare office, numbers withheld.
-                return with_list(Validity::NotDelegated, vec![entry::assistance_entry(p, a, false, Vec::new())], Some(echo));
+                return with_list(
+                    Validity::NotDelegated,
+                    entry::one_entry(|e| entry::fill_assistance(e, p, a, false, Vec::new())),
+                    Some(echo),
+                );
             }
-            return with_list(Validity::Valid, vec![entry::assistance_entry(p, a, true, tickets)], Some(echo));
+            return with_list(Validity::Valid, entry::one_entry(|e| entry::fill_assistance(e, p, a, true, tickets)), Some(echo));
         }
         let Some(lost) = p.assistance.iter().filter(|a| matches(a)).max_by_key(|a| a.start_date.to_native()) else {
             return validity_only(Validity::NotFound, Some(echo));
         };
         let validity = if has_other_in_force(p, d, |_| false, |a| matches(a)) { Validity::InvalidNewExists } else { Validity::Invalid };
-        with_list(validity, vec![entry::assistance_entry(p, lost, true, Vec::new())], Some(echo))
+        with_list(validity, entry::one_entry(|e| entry::fill_assistance(e, p, lost, true, Vec::new())), Some(echo))
     }
 
     // ---- delegated-ticket fetch ------------------------------------------
@@ -323,7 +332,11 @@ impl<'a> View<'a> {
                         },
                         processing_result_status: "1".into(),
                         qualification_validity: Some(validity.code().into()),
-                        result_of_qualification_confirmation: Some(entry::assistance_entry(p, a, true, vec![entry::ticket_info(t, inst)])),
+                        result_of_qualification_confirmation: Some({
+                            let mut e = ResultOfQualificationConfirmation::default();
+                            entry::fill_assistance(&mut e, p, a, true, vec![entry::ticket_info(t, inst)]);
+                            e
+                        }),
                         reference_number: entry::reference_number(p, inst),
                         ..Default::default()
                     });
@@ -393,18 +406,20 @@ fn has_other_in_force(
         || p.assistance.iter().any(|a| !queried_asst(a) && assistance_in_force(a, d))
 }
 
-/// The most recent qualification that is not in force (reference information).
-fn latest_lost(p: &ArchivedPersonRecord) -> Option<ResultOfQualificationConfirmation> {
+/// The most recent qualification that is not in force (reference
+/// information), pushed on `list`; false when the person has none.
+fn push_latest_lost(list: &mut Vec<ResultOfQualificationConfirmation>, p: &ArchivedPersonRecord) -> bool {
     let ins = p.insurance.iter().max_by_key(|i| (i.disqualification_date.to_native(), i.qualification_date.to_native()));
     let asst = p.assistance.iter().max_by_key(|a| (a.end_date.to_native(), a.start_date.to_native()));
     match (ins, asst) {
         (Some(i), Some(a)) if a.end_date.to_native() > i.disqualification_date.to_native() => {
-            Some(entry::assistance_entry(p, a, false, Vec::new()))
+            entry::push_entry(list, |e| entry::fill_assistance(e, p, a, false, Vec::new()))
         }
-        (Some(i), _) => Some(entry::insurance_entry(p, i, Disclose::default())),
-        (None, Some(a)) => Some(entry::assistance_entry(p, a, false, Vec::new())),
-        (None, None) => None,
+        (Some(i), _) => entry::push_entry(list, |e| entry::fill_insurance(e, p, i, Disclose::default())),
+        (None, Some(a)) => entry::push_entry(list, |e| entry::fill_assistance(e, p, a, false, Vec::new())),
+        (None, None) => return false,
     }
+    true
 }
 
 fn with_list(v: Validity, list: Vec<ResultOfQualificationConfirmation>, echo: Option<SearchInfo>) -> Answer {

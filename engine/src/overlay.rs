@@ -55,6 +55,24 @@ struct Version {
     record: Option<Arc<AlignedVec>>,
 }
 
+/// The versions deltas wrote for one person, oldest first.
+#[derive(Debug)]
+struct Changed {
+    person_id: Arc<str>,
+    versions: SmallVec<[Version; 1]>,
+}
+
+impl Changed {
+    fn new(person_id: Arc<str>) -> Changed {
+        Changed { person_id, versions: SmallVec::new() }
+    }
+
+    /// The version visible at `seq`: `Some(None)` if deleted by then.
+    fn at(&self, seq: u64) -> Option<Option<Arc<AlignedVec>>> {
+        self.versions.iter().rev().find(|v| v.seq <= seq).map(|v| v.record.clone())
+    }
+}
+
 type Map<K, V> = DashMap<K, V, ahash::RandomState>;
 
 /// A refused change: the batch line and why.
@@ -68,7 +86,12 @@ pub struct ApplyError {
 #[derive(Debug, Default)]
 pub struct Overlay {
     visible: AtomicU64,
-    persons: Map<Arc<str>, Vec<Version>>,
+    /// Changed persons the snapshot holds, by record index: a lookup that
+    /// found a record in the snapshot asks for its index, with no string
+    /// hash or compare and one map entry to read.
+    by_record: Map<u32, Changed>,
+    /// Persons only the deltas hold.
+    by_id: Map<Arc<str>, Changed>,
     /// Hash of (index, key) → persons whose versions held the key. The hash
     /// lives only in memory (ahash is never persisted); a collision only adds
     /// a candidate that the full-key check then drops.
@@ -76,6 +99,8 @@ pub struct Overlay {
     key_hasher: ahash::RandomState,
     /// Revocation list changes: serial → (seq, revoked_at or 0 for lifted).
     revoked: Map<Arc<str>, Vec<(u64, u64)>>,
+    /// Entries in `revoked`: while 0, certificate lookups skip the map.
+    revocations: AtomicU64,
     changed_rows: AtomicU64,
     bytes: AtomicU64,
 }
@@ -102,7 +127,7 @@ impl Overlay {
     pub fn stats(&self) -> OverlayStats {
         OverlayStats {
             changed_rows: self.changed_rows.load(Ordering::Relaxed),
-            persons: self.persons.len() as u64,
+            persons: (self.by_record.len() + self.by_id.len()) as u64,
             bytes: self.bytes.load(Ordering::Relaxed),
         }
     }
@@ -111,56 +136,57 @@ impl Overlay {
         self.key_hasher.hash_one((name as u8, key))
     }
 
-    fn version_at(&self, person_id: &str, seq: u64) -> Option<Option<Arc<AlignedVec>>> {
-        let versions = self.persons.get(person_id)?;
-        versions.iter().rev().find(|v| v.seq <= seq).map(|v| v.record.clone())
+    /// No batch has changed anything: lookups need not consult the overlay.
+    pub fn is_empty(&self) -> bool {
+        self.changed_rows.load(Ordering::Relaxed) == 0
+    }
+
+    /// The version of snapshot record `idx` visible at `seq`: `None` if no
+    /// delta touched it, `Some(None)` if deleted.
+    pub(crate) fn record_version(&self, idx: u32, seq: u64) -> Option<Option<Arc<AlignedVec>>> {
+        self.by_record.get(&idx)?.at(seq)
+    }
+
+    fn version_at(&self, snapshot: &Snapshot, person_id: &str, seq: u64) -> Option<Option<Arc<AlignedVec>>> {
+        match snapshot_index(snapshot, person_id) {
+            Some(idx) => self.record_version(idx, seq),
+            None => self.by_id.get(person_id)?.at(seq),
+        }
     }
 
     /// The newest version of a person changed by deltas: `Some(None)` if
-    /// deleted, `None` if no delta touched it.
-    pub fn latest(&self, person_id: &str) -> Option<Option<PersonRecord>> {
-        self.version_at(person_id, u64::MAX).map(|v| v.map(|b| deserialize(archived(&b))))
+    /// deleted, `None` if no delta touched it. `snapshot` is the one this
+    /// overlay was applied over.
+    pub fn latest(&self, snapshot: &Snapshot, person_id: &str) -> Option<Option<PersonRecord>> {
+        self.version_at(snapshot, person_id, u64::MAX).map(|v| v.map(|b| deserialize(archived(&b))))
     }
 
     /// Every person a delta touched, sorted.
     pub fn changed_persons(&self) -> Vec<Arc<str>> {
-        let mut ids: Vec<Arc<str>> = self.persons.iter().map(|e| e.key().clone()).collect();
+        let mut ids: Vec<Arc<str>> = self.by_record.iter().map(|e| e.person_id.clone()).collect();
+        ids.extend(self.by_id.iter().map(|e| e.person_id.clone()));
         ids.sort();
         ids
     }
 
-    /// Apply the overlay to a lookup's snapshot candidates at `seq`:
-    /// replace or drop changed persons, add persons only the deltas hold.
-    pub(crate) fn merge<'a>(
+    /// Persons whose delta versions hold `key` while their snapshot record
+    /// does not (a new card, a person only the deltas hold), added to a
+    /// lookup's candidates at `seq`.
+    pub(crate) fn add_moved<'a>(
         &self,
+        snapshot: &Snapshot,
         name: IndexName,
         key: &str,
         holds: &dyn Fn(&ArchivedPersonRecord) -> bool,
         out: &mut SmallVec<[PersonRef<'a>; 2]>,
         seq: u64,
     ) {
-        if self.changed_rows.load(Ordering::Relaxed) == 0 {
-            return;
-        }
-        let mut i = 0;
-        while i < out.len() {
-            match self.version_at(&out[i].get().person_id, seq) {
-                None => i += 1,
-                Some(Some(rec)) if holds(archived(&rec)) => {
-                    out[i] = PersonRef::Delta(rec);
-                    i += 1;
-                }
-                Some(_) => {
-                    out.remove(i);
-                }
-            }
-        }
         let Some(ids) = self.keys.get(&self.key_id(name, key)) else { return };
         for pid in ids.iter() {
             if out.iter().any(|p| p.get().person_id == **pid) {
                 continue;
             }
-            if let Some(Some(rec)) = self.version_at(pid, seq) {
+            if let Some(Some(rec)) = self.version_at(snapshot, pid, seq) {
                 if holds(archived(&rec)) {
                     out.push(PersonRef::Delta(rec));
                 }
@@ -170,6 +196,9 @@ impl Overlay {
 
     /// The revocation state a delta set for `serial` at `seq`, if any.
     pub(crate) fn revoked(&self, serial: &str, seq: u64) -> Option<u64> {
+        if self.revocations.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
         let list = self.revoked.get(serial)?;
         list.iter().rev().find(|(s, _)| *s <= seq).map(|(_, at)| *at)
     }
@@ -200,14 +229,14 @@ impl Prepared<'_> {
         let seq = self.seq;
         let mut bytes = 0u64;
         for (pid, rec) in self.w.records {
+            let index = snapshot_index(snapshot, &pid);
             let record = rec.map(|r| {
                 let archived = rkyv::to_bytes::<rkyv::rancor::Error>(&r).expect("serialising an owned record cannot fail");
                 bytes += archived.len() as u64;
                 // Keys the person's snapshot record holds need no entry: the
                 // snapshot index already leads lookups to this person, and
                 // `merge` puts the new version in its place.
-                let in_snapshot =
-                    snapshot.find(IndexName::PersonId, &pid, |p| p.person_id == *pid).and_then(|hit| snapshot.person(hit.first()));
+                let in_snapshot = index.and_then(|idx| snapshot.person(idx));
                 record_keys(&r, |name, key| {
                     if in_snapshot.is_some_and(|s| archived_holds(s, name, key)) {
                         return;
@@ -219,10 +248,15 @@ impl Prepared<'_> {
                 });
                 Arc::new(archived)
             });
-            ov.persons.entry(pid).or_default().push(Version { seq, record });
+            let version = Version { seq, record };
+            match index {
+                Some(idx) => ov.by_record.entry(idx).or_insert_with(|| Changed::new(pid)).versions.push(version),
+                None => ov.by_id.entry(pid.clone()).or_insert_with(|| Changed::new(pid)).versions.push(version),
+            }
         }
         for (serial, at) in self.w.revoked {
             ov.revoked.entry(serial.into()).or_default().push((seq, at));
+            ov.revocations.fetch_add(1, Ordering::Relaxed);
         }
         ov.bytes.fetch_add(bytes, Ordering::Relaxed);
         ov.changed_rows.fetch_add(self.w.rows, Ordering::Relaxed);
@@ -241,6 +275,11 @@ struct Working<'a> {
     rows: u64,
 }
 
+/// The record index of a person the snapshot holds.
+fn snapshot_index(snapshot: &Snapshot, person_id: &str) -> Option<u32> {
+    snapshot.find(IndexName::PersonId, person_id, |p| p.person_id == person_id).map(|hit| hit.first())
+}
+
 fn deserialize(p: &ArchivedPersonRecord) -> PersonRecord {
     rkyv::deserialize::<PersonRecord, rkyv::rancor::Error>(p).expect("a verified archive deserialises")
 }
@@ -251,7 +290,7 @@ impl Working<'_> {
         if let Some(r) = self.records.get(pid) {
             return r.clone();
         }
-        if let Some(v) = self.overlay.version_at(pid, u64::MAX) {
+        if let Some(v) = self.overlay.version_at(self.snapshot, pid, u64::MAX) {
             return v.map(|b| deserialize(archived(&b)));
         }
         let hit = self.snapshot.find(IndexName::PersonId, pid, |p| p.person_id == pid)?;
@@ -282,7 +321,7 @@ impl Working<'_> {
         }
         let holds_now = |pid: &str| match self.records.get(pid) {
             Some(r) => r.as_ref().is_some_and(|r| record_holds(r, name, key)),
-            None => match self.overlay.version_at(pid, u64::MAX) {
+            None => match self.overlay.version_at(self.snapshot, pid, u64::MAX) {
                 Some(Some(b)) => archived_holds(archived(&b), name, key),
                 Some(None) => false,
                 // Unchanged since the snapshot, whose index hit was confirmed.

@@ -58,7 +58,7 @@ pub fn fold(opts: &FoldOptions) -> Result<CompileSummary, CompileError> {
     let result = (|| {
         let mut writer = SnapshotWriter::new(&staging, retention_cutoff(today, retain_days));
         for (_, p) in gen.snapshot.iter_persons() {
-            match gen.overlay.latest(&p.person_id) {
+            match gen.overlay.latest(&gen.snapshot, &p.person_id) {
                 Some(None) => {}
                 Some(Some(r)) => writer.push(r)?,
                 None => writer.push(
@@ -69,7 +69,7 @@ pub fn fold(opts: &FoldOptions) -> Result<CompileSummary, CompileError> {
         }
         for pid in gen.overlay.changed_persons() {
             let in_base = gen.snapshot.find(IndexName::PersonId, &pid, |p| p.person_id == *pid).is_some();
-            if let (false, Some(Some(r))) = (in_base, gen.overlay.latest(&pid)) {
+            if let (false, Some(Some(r))) = (in_base, gen.overlay.latest(&gen.snapshot, &pid)) {
                 writer.push(r)?;
             }
         }
