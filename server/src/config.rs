@@ -222,7 +222,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:4433";
 /// then stay on one thread instead of waking another. On the 2-core bench
 /// machine: concurrency 1 p50 85 µs (128 with two workers), concurrency 64
 /// p99 1.96 ms (2.64) at 9% less throughput, bulk 96,500 items/s (45,800)
-/// (server/BENCH.md, 2026-11-23). Raise it for many connections on a
+/// (server/BENCH.md, 2026-11-22 after the fixes). Raise it for many connections on a
 /// machine with cores to spare: quinn drives each connection on one task.
 pub const DEFAULT_WORKER_THREADS: usize = 1;
 
