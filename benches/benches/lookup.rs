@@ -158,6 +158,12 @@ fn family(c: &mut Criterion, family: Family) {
     let mut g = c.benchmark_group(format!("lookup/{}", family.name()));
     g.throughput(Throughput::Elements(1));
     g.bench_function("engine/present", |b| cycle(b, &present, |q| view.answer(q, clock)));
+    g.bench_function("engine_digest/present", |b| {
+        cycle(b, &present, |q| {
+            let a = view.answer(q, clock);
+            a.message_body.result_list.len() + a.message_header.process_execution_time.len()
+        })
+    });
     if !absent.is_empty() {
         g.bench_function("engine/absent", |b| cycle(b, &absent, |q| view.answer(q, clock)));
     }
