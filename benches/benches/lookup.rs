@@ -16,6 +16,10 @@
 //!   checked to get the engine's exact answer. `ELIG_BENCH_BASELINE=0` skips
 //!   it, `ELIG_BENCH_BASELINE=ticket,delegated` keeps only those families
 //!   (its maps hold owned copies: about 1.5 GiB per million keys).
+//! - `engine_digest/present`: the same answer built and dropped inside the
+//!   timed call, with only a digest of it (two lengths) returned: what
+//!   building costs without criterion's `black_box` moving the ~650-byte
+//!   `Answer` out of every call (about 250 ns of `engine/present`).
 //! - `engine_find/*`, `baseline_get/*`: the index probe alone (hash, slot,
 //!   full-key check against the mapped record) against `HashMap::get`, with
 //!   no answer built: what the lookup itself costs.
@@ -158,6 +162,12 @@ fn family(c: &mut Criterion, family: Family) {
     let mut g = c.benchmark_group(format!("lookup/{}", family.name()));
     g.throughput(Throughput::Elements(1));
     g.bench_function("engine/present", |b| cycle(b, &present, |q| view.answer(q, clock)));
+    g.bench_function("engine_digest/present", |b| {
+        cycle(b, &present, |q| {
+            let a = view.answer(q, clock);
+            a.message_body.result_list.len() + a.message_header.process_execution_time.len()
+        })
+    });
     if !absent.is_empty() {
         g.bench_function("engine/absent", |b| cycle(b, &absent, |q| view.answer(q, clock)));
     }

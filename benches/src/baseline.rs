@@ -6,9 +6,12 @@
 //! To keep the comparison honest the builders below mirror
 //! `engine/src/entry.rs` and `engine/src/lookup.rs` field for field: the same
 //! header, echo, person, qualification, ticket, consent and reference-number
-//! strings, and the same validity rules for the cases the bench asks. What the
-//! baseline does not have is what the engine pays for being a snapshot: the
-//! mmap, the rkyv layout, the full-key check and the delta overlay.
+//! strings, and the same validity rules for the cases the bench asks. They
+//! also build them the same way: entries filled in place in the answer's list,
+//! codes formatted on the stack, consents found in one pass, so the bench
+//! compares storage, not two answer builders. What the baseline does not have
+//! is what the engine pays for being a snapshot: the mmap, the rkyv layout,
+//! the full-key check and the delta overlay.
 
 use std::collections::HashMap;
 
@@ -116,11 +119,12 @@ impl Baseline {
         }
         let inst = q.institution.as_str();
         let d = q.date;
-        let disclose = Disclose {
-            limit: consent(p, inst, ConsentKind::Limit, clock.now).0 == "1",
-            specific: consent(p, inst, ConsentKind::SpecificDisease, clock.now).0 == "1",
-        };
-        let mut list: Vec<_> = p.insurance.iter().filter(|i| insurance_in_force(i, d)).map(|i| insurance_entry(p, i, disclose)).collect();
+        let consents = Consents::of(p, inst, clock.now);
+        let disclose = Disclose { limit: consents.given(ConsentKind::Limit), specific: consents.given(ConsentKind::SpecificDisease) };
+        let mut list = Vec::with_capacity(2);
+        for ins in p.insurance.iter().filter(|i| insurance_in_force(i, d)) {
+            push_entry(&mut list, |e| fill_insurance(e, p, ins, disclose));
+        }
         let mut delegated_any = false;
         let mut assisted = false;
         for a in p.assistance.iter().filter(|a| assistance_in_force(a, d)) {
@@ -128,16 +132,18 @@ impl Baseline {
             let tickets = delegating_tickets(a, inst, d / 100);
             delegated_any |= !tickets.is_empty();
             let numbers = !tickets.is_empty();
-            list.push(assistance_entry(p, a, numbers, tickets));
+            push_entry(&mut list, |e| fill_assistance(e, p, a, numbers, tickets));
         }
         let validity = if list.is_empty() {
             // The most recent lost qualification, as reference information.
             let ins = p.insurance.iter().max_by_key(|i| (i.disqualification_date, i.qualification_date));
             let asst = p.assistance.iter().max_by_key(|a| (a.end_date, a.start_date));
             match (ins, asst) {
-                (Some(i), Some(a)) if a.end_date > i.disqualification_date => list.push(assistance_entry(p, a, false, Vec::new())),
-                (Some(i), _) => list.push(insurance_entry(p, i, Disclose::default())),
-                (None, Some(a)) => list.push(assistance_entry(p, a, false, Vec::new())),
+                (Some(i), Some(a)) if a.end_date > i.disqualification_date => {
+                    push_entry(&mut list, |e| fill_assistance(e, p, a, false, Vec::new()))
+                }
+                (Some(i), _) => push_entry(&mut list, |e| fill_insurance(e, p, i, Disclose::default())),
+                (None, Some(a)) => push_entry(&mut list, |e| fill_assistance(e, p, a, false, Vec::new())),
                 (None, None) => return validity_only(Validity::NotFound, None),
             }
             Validity::Invalid
@@ -148,7 +154,7 @@ impl Baseline {
         };
         let reference = p.reference_numbers.iter().find(|r| r.institution_code == inst).map(|r| Str::from(r.reference_number.as_str()));
         for e in &mut list {
-            add_consents(e, p, inst, clock.now);
+            consents.fill(e);
             e.reference_number = reference.clone();
         }
         with_list(validity, list, None)
@@ -174,7 +180,7 @@ impl Baseline {
         };
         let disclose = Disclose { limit: c.limit_consent, specific: false };
         if let Some(ins) = p.insurance.iter().filter(matches).rfind(|i| insurance_in_force(i, q.date)) {
-            return with_list(Validity::Valid, vec![insurance_entry(p, ins, disclose)], Some(echo));
+            return with_list(Validity::Valid, one_entry(|e| fill_insurance(e, p, ins, disclose)), Some(echo));
         }
         let Some(lost) = p.insurance.iter().filter(matches).max_by_key(|i| i.qualification_date) else {
             return validity_only(Validity::NotFound, Some(echo));
@@ -182,7 +188,7 @@ impl Baseline {
         let other = p.insurance.iter().any(|i| !matches(&i) && insurance_in_force(i, q.date))
             || p.assistance.iter().any(|a| assistance_in_force(a, q.date));
         let validity = if other { Validity::InvalidNewExists } else { Validity::Invalid };
-        with_list(validity, vec![insurance_entry(p, lost, Disclose::default())], Some(echo))
+        with_list(validity, one_entry(|e| fill_insurance(e, p, lost, Disclose::default())), Some(echo))
     }
 
     fn ticket(&self, q: &Query, t: &elig_engine::query::TicketKey) -> Answer {
@@ -201,9 +207,9 @@ impl Baseline {
         if let Some(a) = p.assistance.iter().filter(matches).rfind(|a| assistance_in_force(a, q.date)) {
             let tickets = delegating_tickets(a, &q.institution, q.date / 100);
             if tickets.is_empty() {
-                return with_list(Validity::NotDelegated, vec![assistance_entry(p, a, false, Vec::new())], Some(echo));
+                return with_list(Validity::NotDelegated, one_entry(|e| fill_assistance(e, p, a, false, Vec::new())), Some(echo));
             }
-            return with_list(Validity::Valid, vec![assistance_entry(p, a, true, tickets)], Some(echo));
+            return with_list(Validity::Valid, one_entry(|e| fill_assistance(e, p, a, true, tickets)), Some(echo));
         }
         let Some(lost) = p.assistance.iter().filter(matches).max_by_key(|a| a.start_date) else {
             return validity_only(Validity::NotFound, Some(echo));
@@ -211,7 +217,7 @@ impl Baseline {
         let other = p.insurance.iter().any(|i| insurance_in_force(i, q.date))
             || p.assistance.iter().any(|a| !matches(&a) && assistance_in_force(a, q.date));
         let validity = if other { Validity::InvalidNewExists } else { Validity::Invalid };
-        with_list(validity, vec![assistance_entry(p, lost, true, Vec::new())], Some(echo))
+        with_list(validity, one_entry(|e| fill_assistance(e, p, lost, true, Vec::new())), Some(echo))
     }
 
     fn delegated(&self, q: &Query, month: u32) -> Answer {
@@ -231,7 +237,11 @@ impl Baseline {
                         },
                         processing_result_status: "1".into(),
                         qualification_validity: Some(validity.code().into()),
-                        result_of_qualification_confirmation: Some(assistance_entry(p, a, true, vec![ticket_info(t, inst)])),
+                        result_of_qualification_confirmation: Some({
+                            let mut e = ResultOfQualificationConfirmation::default();
+                            fill_assistance(&mut e, p, a, true, vec![ticket_info(t, inst)]);
+                            e
+                        }),
                         reference_number: p
                             .reference_numbers
                             .iter()
@@ -305,7 +315,25 @@ fn ts(t: u64) -> Option<Str> {
 }
 
 fn text(s: &str) -> Option<Str> {
-    (!s.is_empty()).then(|| s.to_compact_string())
+    (!s.is_empty()).then(|| Str::from(s))
+}
+
+/// A code zero-padded to `width` digits, at most 3 (`01`, `030`); absent for 0.
+fn code(n: u8, width: usize) -> Option<Str> {
+    if n == 0 {
+        return None;
+    }
+    let digits = [b'0' + n / 100, b'0' + n / 10 % 10, b'0' + n % 10];
+    let needed = if n >= 100 {
+        3
+    } else if n >= 10 {
+        2
+    } else {
+        1
+    };
+    let len = width.clamp(needed, 3);
+    // ASCII digits: never fails.
+    std::str::from_utf8(&digits[3 - len..]).ok().map(Str::from)
 }
 
 #[derive(Debug, Clone, Copy, Default)]
@@ -314,23 +342,21 @@ struct Disclose {
     specific: bool,
 }
 
-fn person_fields(p: &PersonRecord) -> ResultOfQualificationConfirmation {
-    ResultOfQualificationConfirmation {
-        name: text(&p.name),
-        name_of_other: p.other_name.as_ref().and_then(|o| text(&o.name)),
-        name_kana: text(&p.name_kana),
-        name_of_other_kana: p.other_name.as_ref().and_then(|o| text(&o.kana)),
-        sex1: Some(p.sex.to_compact_string()),
-        birthdate: date(p.birth_date),
-        address: text(&p.address),
-        post_number: text(&p.post_number),
-        ..Default::default()
-    }
+/// The person's own data, common to every entry.
+fn fill_person(e: &mut ResultOfQualificationConfirmation, p: &PersonRecord) {
+    e.name = text(&p.name);
+    e.name_of_other = p.other_name.as_ref().and_then(|o| text(&o.name));
+    e.name_kana = text(&p.name_kana);
+    e.name_of_other_kana = p.other_name.as_ref().and_then(|o| text(&o.kana));
+    e.sex1 = Some(p.sex.to_compact_string());
+    e.birthdate = date(p.birth_date);
+    e.address = text(&p.address);
+    e.post_number = text(&p.post_number);
 }
 
-fn insurance_entry(p: &PersonRecord, q: &Insurance, d: Disclose) -> ResultOfQualificationConfirmation {
-    let mut e = person_fields(p);
-    e.insured_card_classification = text(&code2(q.card_classification));
+fn fill_insurance(e: &mut ResultOfQualificationConfirmation, p: &PersonRecord, q: &Insurance, d: Disclose) {
+    fill_person(e, p);
+    e.insured_card_classification = code(q.card_classification, 2);
     e.insurer_number = text(&q.insurer_number);
     e.insured_card_symbol = text(&q.card_symbol);
     e.insured_identification_number = text(&q.card_number);
@@ -342,19 +368,19 @@ fn insurance_entry(p: &PersonRecord, q: &Insurance, d: Disclose) -> ResultOfQual
     e.insured_certificate_issuance_date = date(q.card_issue_date);
     e.insured_card_valid_date = date(q.card_valid_from);
     e.insured_card_expiration_date = date(q.card_valid_to);
-    e.insured_partial_contribution_ratio = text(&code3(q.contribution_ratio));
-    e.preschool_classification = q.preschool.then(|| "1".to_compact_string());
-    e.reason_of_loss = text(&code2(q.reason_of_loss));
+    e.insured_partial_contribution_ratio = code(q.contribution_ratio, 3);
+    e.preschool_classification = q.preschool.then(|| Str::const_new("1"));
+    e.reason_of_loss = code(q.reason_of_loss, 2);
     e.insurer_name = text(&q.insurer_name);
     if let Some(el) = &q.elderly {
         e.elderly_recipient_certificate_info = Some(ElderlyRecipientCertificateInfo {
             elderly_recipient_certificate_date: date(el.issue_date),
             elderly_recipient_valid_start_date: date(el.valid_from),
             elderly_recipient_valid_end_date: date(el.valid_to),
-            elderly_recipient_contribution_ratio: text(&code3(el.contribution_ratio)),
+            elderly_recipient_contribution_ratio: code(el.contribution_ratio, 3),
         });
     }
-    e.limit_application_certificate_related_cons_flg = Some(if d.limit { "1" } else { "0" }.to_compact_string());
+    e.limit_application_certificate_related_cons_flg = Some(Str::const_new(if d.limit { "1" } else { "0" }));
     if let (true, Some(l)) = (d.limit, &q.limit) {
         e.limit_application_certificate_related_info = Some(LimitApplicationCertificateRelatedInfo {
             limit_application_certificate_classification: text(&l.classification),
@@ -366,25 +392,31 @@ fn insurance_entry(p: &PersonRecord, q: &Insurance, d: Disclose) -> ResultOfQual
         });
     }
     if d.specific && !q.specific_diseases.is_empty() {
-        let list = q
-            .specific_diseases
-            .iter()
-            .map(|s| SpecificDiseasesCertificateInfo {
-                specific_diseases_disease_category: text(&s.category),
-                specific_diseases_certificate_date: date(s.issue_date),
-                specific_diseases_valid_start_date: date(s.valid_from),
-                specific_diseases_valid_end_date: date(s.valid_to),
-                specific_diseases_self_pay: text(&s.self_pay),
-            })
-            .collect();
-        e.specific_diseases_certificate_list = Some(list);
+        e.specific_diseases_certificate_list = Some(
+            q.specific_diseases
+                .iter()
+                .map(|s| SpecificDiseasesCertificateInfo {
+                    specific_diseases_disease_category: text(&s.category),
+                    specific_diseases_certificate_date: date(s.issue_date),
+                    specific_diseases_valid_start_date: date(s.valid_from),
+                    specific_diseases_valid_end_date: date(s.valid_to),
+                    specific_diseases_self_pay: text(&s.self_pay),
+                })
+                .collect(),
+        );
     }
-    e
 }
 
-fn assistance_entry(p: &PersonRecord, a: &Assistance, numbers: bool, tickets: Vec<MedicalTicketInfo>) -> ResultOfQualificationConfirmation {
-    let mut e = person_fields(p);
-    e.insured_card_classification = Some("A1".to_compact_string());
+/// An `A1` entry; `numbers` says whether payer and recipient numbers may be shown.
+fn fill_assistance(
+    e: &mut ResultOfQualificationConfirmation,
+    p: &PersonRecord,
+    a: &Assistance,
+    numbers: bool,
+    tickets: Vec<MedicalTicketInfo>,
+) {
+    fill_person(e, p);
+    e.insured_card_classification = Some(Str::const_new("A1"));
     if numbers {
         e.insurer_number = text(&a.payer_number);
         e.insured_identification_number = text(&a.recipient_number);
@@ -395,7 +427,20 @@ fn assistance_entry(p: &PersonRecord, a: &Assistance, numbers: bool, tickets: Ve
     if !tickets.is_empty() {
         e.public_expense_result_list = Some(tickets);
     }
-    e
+}
+
+/// A new entry at the end of `list`, filled in place by `fill`.
+fn push_entry(list: &mut Vec<ResultOfQualificationConfirmation>, fill: impl FnOnce(&mut ResultOfQualificationConfirmation)) {
+    let at = list.len();
+    list.push(ResultOfQualificationConfirmation::default());
+    fill(&mut list[at]);
+}
+
+/// A list holding one entry filled by `fill`.
+fn one_entry(fill: impl FnOnce(&mut ResultOfQualificationConfirmation)) -> Vec<ResultOfQualificationConfirmation> {
+    let mut list = Vec::with_capacity(1);
+    push_entry(&mut list, fill);
+    list
 }
 
 fn ticket_info(t: &Ticket, requester: &str) -> MedicalTicketInfo {
@@ -408,7 +453,7 @@ fn ticket_info(t: &Ticket, requester: &str) -> MedicalTicketInfo {
         medical_treatment_month: date(t.treatment_month),
         designated_medical_institution_code: text(&t.institution_code),
         designated_medical_institution_name: text(&t.institution_name),
-        designated_medical_institution_flag: Some(if t.institution_code == requester { "0" } else { "1" }.to_compact_string()),
+        designated_medical_institution_flag: Some(Str::const_new(if t.institution_code == requester { "0" } else { "1" })),
         prescription_issuer_medical_institution_code: if dispensing { text(&t.prescriber_code) } else { None },
         prescription_issuer_medical_institution_name: if dispensing { text(&t.prescriber_name) } else { None },
         injury_name1: text(&t.injury_names[0]),
@@ -430,29 +475,60 @@ fn ticket_info(t: &Ticket, requester: &str) -> MedicalTicketInfo {
     }
 }
 
-fn consent(p: &PersonRecord, institution: &str, kind: ConsentKind, now: u64) -> (Str, Option<Str>, Option<Str>) {
-    let found = p.consents.iter().filter(|c| c.institution_code == institution && c.kind == kind).max_by_key(|c| c.consented_at);
-    match found {
-        None => ("0".to_compact_string(), None, None),
-        Some(c) => {
-            let flag = if c.expires_at == 0 || now < c.expires_at { "1" } else { "2" };
-            (flag.to_compact_string(), ts(c.consented_at), ts(c.expires_at))
-        }
-    }
+/// The latest consent of each kind a person gave at one institution, found
+/// in one pass over the person's consents.
+#[derive(Debug, Clone, Copy, Default)]
+struct Consents {
+    /// (consented at, viewing expiry), indexed by `ConsentKind as usize`.
+    latest: [Option<(u64, u64)>; ConsentKind::ALL.len()],
+    now: u64,
 }
 
-fn add_consents(e: &mut ResultOfQualificationConfirmation, p: &PersonRecord, institution: &str, now: u64) {
-    let (f, t, a) = consent(p, institution, ConsentKind::Pharmacy, now);
-    (e.pharmacists_info_cons_flg, e.pharmacists_info_cons_time, e.pharmacists_info_available_time) = (Some(f), t, a);
-    let (f, t, a) = consent(p, institution, ConsentKind::Checkup, now);
-    (e.specific_health_checkups_info_cons_flg, e.specific_health_checkups_info_cons_time, e.specific_health_checkups_info_available_time) =
-        (Some(f), t, a);
-    let (f, t, a) = consent(p, institution, ConsentKind::Diagnosis, now);
-    (e.diagnosis_info_cons_flg, e.diagnosis_info_cons_time, e.diagnosis_info_available_time) = (Some(f), t, a);
-    let (f, t, a) = consent(p, institution, ConsentKind::Operation, now);
-    (e.operation_info_cons_flg, e.operation_info_cons_time, e.operation_info_available_time) = (Some(f), t, a);
-    let (_, t, _) = consent(p, institution, ConsentKind::Limit, now);
-    e.limit_application_certificate_related_cons_time = t;
-    let (f, t, _) = consent(p, institution, ConsentKind::SpecificDisease, now);
-    (e.specific_diseases_certificate_related_cons_flg, e.specific_diseases_certificate_related_cons_time) = (Some(f), t);
+impl Consents {
+    fn of(p: &PersonRecord, institution: &str, now: u64) -> Consents {
+        let mut out = Consents { now, ..Default::default() };
+        for c in p.consents.iter().filter(|c| c.institution_code == institution) {
+            let slot = &mut out.latest[c.kind as usize];
+            // On equal times the later row wins, as `max_by_key` would.
+            if slot.is_none_or(|(seen, _)| c.consented_at >= seen) {
+                *slot = Some((c.consented_at, c.expires_at));
+            }
+        }
+        out
+    }
+
+    /// 0 none, 1 given, 2 expired.
+    fn flag(&self, kind: ConsentKind) -> &'static str {
+        match self.latest[kind as usize] {
+            None => "0",
+            Some((_, exp)) if exp == 0 || self.now < exp => "1",
+            Some(_) => "2",
+        }
+    }
+
+    fn given(&self, kind: ConsentKind) -> bool {
+        self.flag(kind) == "1"
+    }
+
+    /// (flag, consent time, viewing expiry) of one kind.
+    fn parts(&self, kind: ConsentKind) -> (Option<Str>, Option<Str>, Option<Str>) {
+        let (at, exp) = self.latest[kind as usize].unwrap_or_default();
+        (Some(Str::const_new(self.flag(kind))), ts(at), ts(exp))
+    }
+
+    /// Put the consent flags of the My Number path on an entry.
+    fn fill(&self, e: &mut ResultOfQualificationConfirmation) {
+        use ConsentKind::*;
+        (e.pharmacists_info_cons_flg, e.pharmacists_info_cons_time, e.pharmacists_info_available_time) = self.parts(Pharmacy);
+        (
+            e.specific_health_checkups_info_cons_flg,
+            e.specific_health_checkups_info_cons_time,
+            e.specific_health_checkups_info_available_time,
+        ) = self.parts(Checkup);
+        (e.diagnosis_info_cons_flg, e.diagnosis_info_cons_time, e.diagnosis_info_available_time) = self.parts(Diagnosis);
+        (e.operation_info_cons_flg, e.operation_info_cons_time, e.operation_info_available_time) = self.parts(Operation);
+        e.limit_application_certificate_related_cons_time = self.parts(Limit).1;
+        let (f, t, _) = self.parts(SpecificDisease);
+        (e.specific_diseases_certificate_related_cons_flg, e.specific_diseases_certificate_related_cons_time) = (f, t);
+    }
 }

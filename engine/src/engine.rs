@@ -114,6 +114,9 @@ pub struct Status {
     pub delta_seq: u64,
     pub overlay: OverlayStats,
     pub mapped_bytes: u64,
+    /// The snapshot's pages are locked in memory (see `Snapshot::prefault`).
+    #[serde(default)]
+    pub memory_locked: bool,
     pub counts: Vec<(String, u64)>,
     pub delta_log: Option<String>,
 }
@@ -317,6 +320,7 @@ impl Engine {
             delta_seq: gen.overlay.visible(),
             overlay: gen.overlay.stats(),
             mapped_bytes: gen.snapshot.mapped_bytes(),
+            memory_locked: gen.snapshot.memory_locked(),
             counts: m.counts.clone(),
             delta_log: log,
         }

@@ -142,7 +142,7 @@ impl SnapshotFiles {
                 .map_err(|e| SnapshotError::Archive { path: part.path.clone(), message: e.to_string() })?;
             check_index_targets(index, persons).map_err(|message| SnapshotError::Archive { path: part.path.clone(), message })?;
         }
-        Ok(Snapshot { files: self })
+        Ok(Snapshot { files: self, locked: Default::default() })
     }
 }
 
@@ -174,6 +174,8 @@ fn check_index_targets(index: &ArchivedHashIndex, persons: u64) -> Result<(), St
 #[derive(Debug)]
 pub struct Snapshot {
     files: SnapshotFiles,
+    /// Every mapping is locked in memory (`prefault`).
+    locked: std::sync::atomic::AtomicBool,
 }
 
 impl Snapshot {
@@ -203,10 +205,17 @@ impl Snapshot {
         self.files.shards.iter().chain(self.files.indexes.iter()).map(|p| p.bytes.as_ref().len() as u64).sum()
     }
 
-    /// Touch every page so the first requests after a swap do not fault, and
-    /// have the kernel map the files with 2 MiB pages (`mapped::collapse_huge`).
+    /// Touch every page so the first requests after a swap do not fault,
+    /// have the kernel map the files with 2 MiB pages
+    /// (`mapped::collapse_huge`), and lock them in memory: a page the kernel
+    /// reclaims (it does on this project's VM: DAMON pages out file pages
+    /// idle for a minute, and scattered hot records look idle to it) costs
+    /// the next lookup a disk read. Locking needs `CAP_IPC_LOCK` or a large
+    /// enough `RLIMIT_MEMLOCK`; without it the snapshot serves unlocked, with
+    /// a warning, and `Status::memory_locked` says so.
     pub fn prefault(&self) -> u64 {
         let mut sum = 0u64;
+        let mut locked = Ok(());
         for part in self.files.shards.iter().chain(self.files.indexes.iter()) {
             if let Bytes::Map(m) = &part.bytes {
                 let _ = m.advise(memmap2::Advice::WillNeed);
@@ -216,9 +225,25 @@ impl Snapshot {
             }
             if let Bytes::Map(m) = &part.bytes {
                 mapped::collapse_huge(m);
+                if locked.is_ok() {
+                    locked = m.lock();
+                }
             }
         }
+        match locked {
+            Ok(()) => self.locked.store(true, std::sync::atomic::Ordering::Relaxed),
+            Err(e) => tracing::warn!(
+                dir = %self.files.dir.display(),
+                error = %e,
+                "snapshot not locked in memory (needs CAP_IPC_LOCK or RLIMIT_MEMLOCK of its size): pages the kernel reclaims cost a disk read"
+            ),
+        }
         std::hint::black_box(sum)
+    }
+
+    /// Whether `prefault` locked every mapping in memory.
+    pub fn memory_locked(&self) -> bool {
+        self.locked.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     fn shard(&self, shard: usize) -> Option<&ArchivedPersonShard> {
