@@ -233,6 +233,10 @@ pub struct StatusReport {
     pub delta_log: Option<String>,
     /// Bytes of the snapshot files mapped into memory.
     pub mapped_bytes: u64,
+    /// Whether those pages are locked in memory (the kernel cannot page
+    /// them out); false when eligd lacks `CAP_IPC_LOCK` or `RLIMIT_MEMLOCK`.
+    #[serde(default)]
+    pub memory_locked: bool,
     #[serde(flatten)]
     pub runtime: RuntimeInfo,
 }
@@ -263,6 +267,7 @@ pub fn status(engine: &Engine, role: &Role, runtime: RuntimeInfo) -> Result<Stat
         overlay: OverlayInfo { changed_rows: s.overlay.changed_rows, persons: s.overlay.persons, bytes: s.overlay.bytes },
         delta_log: s.delta_log,
         mapped_bytes: s.mapped_bytes,
+        memory_locked: s.memory_locked,
         runtime,
     })
 }

@@ -12,6 +12,7 @@
 //! | `elig_protocol_errors_total` | counter | `code` (EF01.., EL.., EP01) |
 //! | `elig_snapshot_generation` | gauge | |
 //! | `elig_snapshot_mapped_bytes` | gauge | |
+//! | `elig_snapshot_memory_locked` | gauge | 1 when the snapshot's pages are locked in memory |
 //! | `elig_delta_sequence` | gauge | |
 //! | `elig_overlay_changed_rows` | gauge | |
 //! | `elig_overlay_persons` | gauge | |
@@ -179,6 +180,7 @@ pub fn engine(gen: &elig_engine::engine::Generation) {
     gauge!("elig_overlay_persons").set(o.persons as f64);
     gauge!("elig_overlay_bytes").set(o.bytes as f64);
     gauge!("elig_snapshot_mapped_bytes").set(gen.snapshot.mapped_bytes() as f64);
+    gauge!("elig_snapshot_memory_locked").set(if gen.snapshot.memory_locked() { 1.0 } else { 0.0 });
 }
 
 /// One delta batch answered: `applied`, `duplicate` or `refused`.

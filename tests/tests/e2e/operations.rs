@@ -94,6 +94,7 @@ async fn metrics_are_served_on_the_management_address() {
         "elig_connections_active",
         "elig_snapshot_generation",
         "elig_snapshot_mapped_bytes",
+        "elig_snapshot_memory_locked",
         "elig_delta_sequence",
         "elig_overlay_changed_rows",
         "elig_overlay_persons",
