@@ -16,10 +16,11 @@
 //!   checked to get the engine's exact answer. `ELIG_BENCH_BASELINE=0` skips
 //!   it, `ELIG_BENCH_BASELINE=ticket,delegated` keeps only those families
 //!   (its maps hold owned copies: about 1.5 GiB per million keys).
-//! - `engine_digest/present`: the same answer built and dropped inside the
-//!   timed call, with only a digest of it (two lengths) returned: what
-//!   building costs without criterion's `black_box` moving the ~650-byte
-//!   `Answer` out of every call (about 250 ns of `engine/present`).
+//! - `engine_digest/present`: the same answer built, passed to `black_box` by
+//!   reference (so nothing of it can be optimised away) and dropped inside
+//!   the timed call, with only a digest of it (two lengths) returned: what
+//!   building costs without moving the ~650-byte `Answer` out of every call
+//!   into criterion's `black_box` (about 250 ns of `engine/present`).
 //! - `engine_find/*`, `baseline_get/*`: the index probe alone (hash, slot,
 //!   full-key check against the mapped record) against `HashMap::get`, with
 //!   no answer built: what the lookup itself costs.
@@ -165,6 +166,7 @@ fn family(c: &mut Criterion, family: Family) {
     g.bench_function("engine_digest/present", |b| {
         cycle(b, &present, |q| {
             let a = view.answer(q, clock);
+            black_box(&a);
             a.message_body.result_list.len() + a.message_header.process_execution_time.len()
         })
     });
