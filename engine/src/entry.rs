@@ -41,13 +41,22 @@ pub(crate) fn code(n: u8, width: usize) -> Option<Str> {
     std::str::from_utf8(&digits[3 - len..]).ok().map(Str::from)
 }
 
+/// A one-digit code (sex, personal/family) as a constant string.
+pub(crate) fn digit(n: u8) -> Str {
+    const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match DIGITS.get(usize::from(n)) {
+        Some(d) => Str::const_new(d),
+        None => n.to_compact_string(),
+    }
+}
+
 /// The person's own data, common to every entry.
 pub(crate) fn fill_person(e: &mut ResultOfQualificationConfirmation, p: &ArchivedPersonRecord) {
     e.name = text(&p.name);
     e.name_of_other = p.other_name.as_ref().and_then(|o| text(&o.name));
     e.name_kana = text(&p.name_kana);
     e.name_of_other_kana = p.other_name.as_ref().and_then(|o| text(&o.kana));
-    e.sex1 = Some(p.sex.to_compact_string());
+    e.sex1 = Some(digit(p.sex));
     e.birthdate = date(p.birth_date.to_native());
     e.address = text(&p.address);
     e.post_number = text(&p.post_number);
@@ -67,7 +76,7 @@ pub(crate) fn fill_insurance(e: &mut ResultOfQualificationConfirmation, p: &Arch
     e.insured_card_symbol = text(&q.card_symbol);
     e.insured_identification_number = text(&q.card_number);
     e.insured_branch_number = text(&q.branch_number);
-    e.personal_family_classification = Some(q.personal_family.to_compact_string());
+    e.personal_family_classification = Some(digit(q.personal_family));
     e.insured_name = text(&q.insured_name);
     e.qualification_date = date(q.qualification_date.to_native());
     e.disqualification_date = date(q.disqualification_date.to_native());
@@ -229,6 +238,17 @@ impl Consents {
     /// Put the consent flags of the My Number path on an entry.
     pub fn fill(&self, e: &mut ResultOfQualificationConfirmation) {
         use ConsentKind::*;
+        if self.latest.iter().all(Option::is_none) {
+            // Most persons gave no consent at the requesting institution:
+            // every flag 0, no times (the entry's fields start empty).
+            let zero = || Some(Str::const_new("0"));
+            e.pharmacists_info_cons_flg = zero();
+            e.specific_health_checkups_info_cons_flg = zero();
+            e.diagnosis_info_cons_flg = zero();
+            e.operation_info_cons_flg = zero();
+            e.specific_diseases_certificate_related_cons_flg = zero();
+            return;
+        }
         (e.pharmacists_info_cons_flg, e.pharmacists_info_cons_time, e.pharmacists_info_available_time) = self.parts(Pharmacy);
         (
             e.specific_health_checkups_info_cons_flg,
@@ -262,5 +282,12 @@ mod tests {
         assert_eq!(shown(150, 2).as_deref(), Some("150"));
         assert_eq!(shown(255, 3).as_deref(), Some("255"));
         assert_eq!(shown(5, 1).as_deref(), Some("5"));
+    }
+
+    #[test]
+    fn digits_are_their_decimal_text() {
+        for n in [0u8, 1, 2, 9, 10, 255] {
+            assert_eq!(super::digit(n), n.to_string());
+        }
     }
 }

@@ -131,10 +131,10 @@ impl<'a> View<'a> {
     fn base_header(&self, clock: Clock) -> MessageHeader {
         MessageHeader {
             process_execution_time: clock.now.to_compact_string(),
-            segment_of_result: "1".into(),
-            character_code_identifier: "0".into(),
-            reference_classification: "2".into(),
-            snapshot_generation: self.snapshot.generation().to_compact_string(),
+            segment_of_result: Str::const_new("1"),
+            character_code_identifier: Str::const_new("0"),
+            reference_classification: Str::const_new("2"),
+            snapshot_generation: self.snapshot.generation_text().clone(),
             delta_sequence: self.delta_seq.to_compact_string(),
             ..Default::default()
         }
@@ -146,7 +146,7 @@ impl<'a> View<'a> {
         h.medical_institution_code = Str::from(q.institution.as_str());
         h.arbitrary_file_identifier = q.arbitrary_id.as_deref().map(Str::from);
         if matches!(q.key, QueryKey::CertificateSerial(_) | QueryKey::ProcessingNumber(_)) {
-            h.reference_classification = "1".into();
+            h.reference_classification = Str::const_new("1");
         }
         h
     }
@@ -330,8 +330,8 @@ impl<'a> View<'a> {
                             arbitrary_identifier: q.arbitrary_id.as_deref().map(Str::from),
                             ..Default::default()
                         },
-                        processing_result_status: "1".into(),
-                        qualification_validity: Some(validity.code().into()),
+                        processing_result_status: Str::const_new("1"),
+                        qualification_validity: Some(Str::const_new(validity.code())),
                         result_of_qualification_confirmation: Some({
                             let mut e = ResultOfQualificationConfirmation::default();
                             entry::fill_assistance(&mut e, p, a, true, vec![entry::ticket_info(t, inst)]);
@@ -350,7 +350,7 @@ impl<'a> View<'a> {
         }
         units.sort_by(|x, y| order(x).cmp(&order(y)));
         let mut answer = Answer::default();
-        answer.message_body.processing_result_status = "1".into();
+        answer.message_body.processing_result_status = Str::const_new("1");
         answer.message_body.bulk_confirm_unit_list = units;
         answer
     }
@@ -430,8 +430,8 @@ fn with_list(v: Validity, list: Vec<ResultOfQualificationConfirmation>, echo: Op
 
 fn validity_only(v: Validity, echo: Option<SearchInfo>) -> Answer {
     let mut a = Answer::default();
-    a.message_body.processing_result_status = "1".into();
-    a.message_body.qualification_validity = Some(v.code().into());
+    a.message_body.processing_result_status = Str::const_new("1");
+    a.message_body.qualification_validity = Some(Str::const_new(v.code()));
     a.message_body.qualification_confirm_search_info = echo;
     a
 }
@@ -445,7 +445,7 @@ pub fn error_answer(header: MessageHeader, e: &QueryError) -> Answer {
     Answer {
         message_header: header,
         message_body: MessageBody {
-            processing_result_status: "2".into(),
+            processing_result_status: Str::const_new("2"),
             processing_result_code: Some(e.code.into()),
             processing_result_message: Some(Str::from(e.message.as_str())),
             ..Default::default()

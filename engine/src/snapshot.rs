@@ -142,7 +142,8 @@ impl SnapshotFiles {
                 .map_err(|e| SnapshotError::Archive { path: part.path.clone(), message: e.to_string() })?;
             check_index_targets(index, persons).map_err(|message| SnapshotError::Archive { path: part.path.clone(), message })?;
         }
-        Ok(Snapshot { files: self, locked: Default::default() })
+        let generation_text = crate::answer::Str::from(self.manifest.generation.to_string());
+        Ok(Snapshot { files: self, locked: Default::default(), generation_text })
     }
 }
 
@@ -176,6 +177,8 @@ pub struct Snapshot {
     files: SnapshotFiles,
     /// Every mapping is locked in memory (`prefault`).
     locked: std::sync::atomic::AtomicBool,
+    /// The generation as every answer header shows it, formatted once.
+    generation_text: crate::answer::Str,
 }
 
 impl Snapshot {
@@ -194,6 +197,11 @@ impl Snapshot {
 
     pub fn generation(&self) -> u64 {
         self.files.manifest.generation
+    }
+
+    /// [`Snapshot::generation`] as answer text.
+    pub fn generation_text(&self) -> &crate::answer::Str {
+        &self.generation_text
     }
 
     pub fn persons(&self) -> u32 {
