@@ -28,6 +28,8 @@ pub enum LogError {
     Io { path: PathBuf, source: io::Error },
     #[error("{path}: a failed append could not be cut back off; refusing further batches until restart")]
     Broken { path: PathBuf },
+    #[error("{path}: the delta log is in use by another process (its lock file {lock} is held); one server per log")]
+    Locked { path: PathBuf, lock: PathBuf },
 }
 
 #[derive(Debug)]
@@ -39,6 +41,17 @@ pub struct DeltaLog {
     /// A failed append left bytes that could not be removed: appending more
     /// would hide acknowledged batches behind a bad record at replay.
     broken: bool,
+    /// `<log>.lock`, locked while this log is open: two servers appending to
+    /// one log would interleave their batches' sequences. A separate file,
+    /// because compaction renames a new log over the old one.
+    _lock: File,
+}
+
+/// The lock file beside a log: `<log>.lock`.
+pub fn lock_path(log: &Path) -> PathBuf {
+    let mut name = log.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".lock");
+    log.with_file_name(name)
 }
 
 /// The live snapshot record beside a log: `<log>.snapshot`, one line naming
@@ -131,6 +144,13 @@ impl DeltaLog {
     /// Open (creating if absent), read every good record, cut a torn tail.
     pub fn open(path: &Path) -> Result<Opened, LogError> {
         let err = |source| LogError::Io { path: path.to_path_buf(), source };
+        let lock_file = lock_path(path);
+        let lock = OpenOptions::new().write(true).create(true).truncate(false).open(&lock_file).map_err(err)?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(LogError::Locked { path: path.to_path_buf(), lock: lock_file }),
+            Err(std::fs::TryLockError::Error(e)) => return Err(err(e)),
+        }
         let mut file = OpenOptions::new().read(true).append(true).create(true).open(path).map_err(err)?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(err)?;
@@ -141,7 +161,11 @@ impl DeltaLog {
             file.sync_all().map_err(err)?;
         }
         file.seek(SeekFrom::End(0)).map_err(err)?;
-        Ok(Opened { log: DeltaLog { path: path.to_path_buf(), file, len: good as u64, broken: false }, records, dropped_bytes })
+        Ok(Opened {
+            log: DeltaLog { path: path.to_path_buf(), file, len: good as u64, broken: false, _lock: lock },
+            records,
+            dropped_bytes,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -199,6 +223,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_log_opened_once_is_refused_to_a_second_opener_until_closed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deltas.log");
+        let first = DeltaLog::open(&path).unwrap();
+        match DeltaLog::open(&path) {
+            Err(e @ LogError::Locked { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains("deltas.log") && text.contains("deltas.log.lock") && text.contains("another process"), "{text}");
+            }
+            other => panic!("a second open of a log in use must be refused, got {other:?}"),
+        }
+        drop(first);
+        assert!(DeltaLog::open(&path).is_ok(), "the lock goes with the log");
+    }
+
+    #[test]
     fn appended_records_survive_reopen_and_a_torn_tail_is_cut() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("deltas.log");
@@ -248,6 +288,7 @@ mod tests {
         }
         assert_eq!(o.log.compact(2).unwrap(), 2);
         o.log.append(5, b"b5").unwrap();
+        drop(o);
         let again = DeltaLog::open(&path).unwrap();
         assert_eq!(again.records.iter().map(|r| r.seq).collect::<Vec<_>>(), [3, 4, 5]);
     }
