@@ -136,6 +136,20 @@ struct Writer {
     batches: Vec<Arc<Batch>>,
 }
 
+/// How an engine holds its snapshots.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineOptions {
+    /// Lock each live snapshot in memory ([`Snapshot::lock_in_memory`]).
+    /// During a swap both generations are locked: size memory for two.
+    pub lock_memory: bool,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions { lock_memory: true }
+    }
+}
+
 #[derive(Debug)]
 pub struct Engine {
     current: ArcSwap<Generation>,
@@ -143,6 +157,7 @@ pub struct Engine {
     retired: Sender<Arc<Generation>>,
     /// Outside the writer lock, so status never waits for a swap.
     log_path: Option<std::path::PathBuf>,
+    options: EngineOptions,
 }
 
 /// Old generations are dropped (unmapped) here once their last request is
@@ -175,22 +190,36 @@ impl Engine {
         Ok(Engine::from_snapshot(snapshot))
     }
 
+    /// An engine over a verified snapshot, with the default options (the
+    /// snapshot locked in memory; pre-faulting is the caller's).
     pub fn from_snapshot(snapshot: Snapshot) -> Engine {
+        Engine::with_options(snapshot, EngineOptions::default())
+    }
+
+    pub fn with_options(snapshot: Snapshot, options: EngineOptions) -> Engine {
+        if options.lock_memory {
+            snapshot.lock_in_memory();
+        }
         let overlay = Overlay::new(snapshot.manifest().delta_seq);
         Engine {
             current: ArcSwap::from_pointee(Generation { snapshot, overlay }),
             writer: Mutex::new(Writer { log: None, batches: Vec::new() }),
             retired: spawn_reaper(),
             log_path: None,
+            options,
         }
     }
 
     /// Open a snapshot and its delta log, replaying the batches the snapshot
     /// does not include.
     pub fn open_with_log(dir: &Path, log: &Path) -> Result<(Engine, Replay), OpenError> {
+        Engine::open_with_log_using(dir, log, EngineOptions::default())
+    }
+
+    pub fn open_with_log_using(dir: &Path, log: &Path, options: EngineOptions) -> Result<(Engine, Replay), OpenError> {
         let snapshot = Snapshot::load(dir)?;
         snapshot.prefault();
-        let mut engine = Engine::from_snapshot(snapshot);
+        let mut engine = Engine::with_options(snapshot, options);
         engine.log_path = Some(log.to_path_buf());
         let opened = DeltaLog::open(log)?;
         let mut replay = Replay { dropped_bytes: opened.dropped_bytes, ..Default::default() };
@@ -265,6 +294,9 @@ impl Engine {
         }
         let t = Instant::now();
         snapshot.prefault();
+        if self.options.lock_memory {
+            snapshot.lock_in_memory();
+        }
         let prefault_ms = t.elapsed().as_millis() as u64;
         let base = snapshot.manifest().delta_seq;
         let live_base = live.snapshot.manifest().delta_seq;

@@ -213,17 +213,10 @@ impl Snapshot {
         self.files.shards.iter().chain(self.files.indexes.iter()).map(|p| p.bytes.as_ref().len() as u64).sum()
     }
 
-    /// Touch every page so the first requests after a swap do not fault,
-    /// have the kernel map the files with 2 MiB pages
-    /// (`mapped::collapse_huge`), and lock them in memory: a page the kernel
-    /// reclaims (it does on this project's VM: DAMON pages out file pages
-    /// idle for a minute, and scattered hot records look idle to it) costs
-    /// the next lookup a disk read. Locking needs `CAP_IPC_LOCK` or a large
-    /// enough `RLIMIT_MEMLOCK`; without it the snapshot serves unlocked, with
-    /// a warning, and `Status::memory_locked` says so.
+    /// Touch every page so the first requests after a swap do not fault, and
+    /// have the kernel map the files with 2 MiB pages (`mapped::collapse_huge`).
     pub fn prefault(&self) -> u64 {
         let mut sum = 0u64;
-        let mut locked = Ok(());
         for part in self.files.shards.iter().chain(self.files.indexes.iter()) {
             if let Bytes::Map(m) = &part.bytes {
                 let _ = m.advise(memmap2::Advice::WillNeed);
@@ -233,11 +226,22 @@ impl Snapshot {
             }
             if let Bytes::Map(m) = &part.bytes {
                 mapped::collapse_huge(m);
-                if locked.is_ok() {
-                    locked = m.lock();
-                }
             }
         }
+        std::hint::black_box(sum)
+    }
+
+    /// Lock every mapping in memory (`mlock`): a page the kernel reclaims
+    /// (it does on this project's VM: DAMON pages out file pages idle for a
+    /// minute, and scattered hot records look idle to it) costs the next
+    /// lookup a disk read. Needs `CAP_IPC_LOCK` or a `RLIMIT_MEMLOCK` of the
+    /// snapshot's size; without it the snapshot serves unlocked, with a
+    /// warning, and [`Snapshot::memory_locked`] says so.
+    pub fn lock_in_memory(&self) {
+        let locked = self.files.shards.iter().chain(self.files.indexes.iter()).try_for_each(|part| match &part.bytes {
+            Bytes::Map(m) => m.lock(),
+            _ => Ok(()),
+        });
         match locked {
             Ok(()) => self.locked.store(true, std::sync::atomic::Ordering::Relaxed),
             Err(e) => tracing::warn!(
@@ -246,10 +250,9 @@ impl Snapshot {
                 "snapshot not locked in memory (needs CAP_IPC_LOCK or RLIMIT_MEMLOCK of its size): pages the kernel reclaims cost a disk read"
             ),
         }
-        std::hint::black_box(sum)
     }
 
-    /// Whether `prefault` locked every mapping in memory.
+    /// Whether [`Snapshot::lock_in_memory`] locked every mapping.
     pub fn memory_locked(&self) -> bool {
         self.locked.load(std::sync::atomic::Ordering::Relaxed)
     }

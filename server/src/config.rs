@@ -9,6 +9,7 @@
 //! audit_key_salt = "..."              # optional: mixed into the audit key hash
 //! delta_log = "/srv/elig/deltas.log"  # optional: default `deltas.log` beside snapshot_dir
 //! worker_threads = 1                  # tokio worker threads (see DEFAULT_WORKER_THREADS)
+//! lock_memory = true                  # mlock each live snapshot (needs CAP_IPC_LOCK or RLIMIT_MEMLOCK; a swap holds two)
 //!
 //! [tls]                               # all three required
 //! ca = "certs/ca.pem"                 # CA that issues client certificates
@@ -67,6 +68,7 @@ pub struct RawConfig {
     /// `YYYYMMDDHHmmss`: answer as if it were always this time (tests, replays).
     pub fixed_clock: Option<String>,
     pub worker_threads: Option<u64>,
+    pub lock_memory: Option<bool>,
     #[serde(default)]
     pub tls: RawTls,
     #[serde(default)]
@@ -119,6 +121,8 @@ pub struct Config {
     /// Threads of the tokio runtime that serves requests (swaps, deltas and
     /// status run on its separate blocking pool).
     pub worker_threads: usize,
+    /// Lock each live snapshot in memory (`EngineOptions::lock_memory`).
+    pub lock_memory: bool,
     pub udp: Udp,
     pub limits: Limits,
 }
@@ -249,6 +253,7 @@ impl RawConfig {
             delta_log: over.delta_log.or(self.delta_log),
             fixed_clock: over.fixed_clock.or(self.fixed_clock),
             worker_threads: over.worker_threads.or(self.worker_threads),
+            lock_memory: over.lock_memory.or(self.lock_memory),
             udp: RawUdp {
                 recv_buffer_bytes: over.udp.recv_buffer_bytes.or(self.udp.recv_buffer_bytes),
                 send_buffer_bytes: over.udp.send_buffer_bytes.or(self.udp.send_buffer_bytes),
@@ -345,6 +350,7 @@ impl RawConfig {
             delta_log,
             fixed_clock,
             worker_threads,
+            lock_memory: self.lock_memory.unwrap_or(true),
             udp,
             limits,
         })
@@ -435,6 +441,14 @@ mod tests {
         let over = RawConfig { worker_threads: Some(2), ..Default::default() };
         let c = RawConfig::from_toml(&format!("worker_threads = 4\n{toml}")).unwrap().overridden_by(over).validate().unwrap();
         assert_eq!(c.worker_threads, 2);
+        assert!(c.lock_memory, "snapshots are locked in memory unless told otherwise");
+        let c = RawConfig::from_toml(&format!("lock_memory = false\n{toml}")).unwrap().validate().unwrap();
+        assert!(!c.lock_memory);
+        let over = RawConfig { lock_memory: Some(true), ..Default::default() };
+        let c = RawConfig::from_toml(&format!("lock_memory = false\n{toml}")).unwrap().overridden_by(over).validate().unwrap();
+        assert!(c.lock_memory, "the flag overrides the file");
+        let bad = RawConfig::from_toml(&format!("lock_memory = \"yes\"\n{toml}")).unwrap_err().to_string();
+        assert!(bad.contains("lock_memory"), "{bad}");
         assert_eq!(c.udp, Udp { recv_buffer_bytes: 4 << 20, send_buffer_bytes: 4 << 20, max_payload: 1452 });
         let over = RawConfig { udp: RawUdp { send_buffer_bytes: Some(1 << 20), ..Default::default() }, ..Default::default() };
         let c = RawConfig::from_toml(&format!("{toml}[udp]\nrecv_buffer_bytes = 8388608\nmax_payload = 9000\n"))

@@ -140,6 +140,7 @@ pub fn prepare(
         delta_log: dir.join(crate::config::DEFAULT_DELTA_LOG),
         fixed_clock: None,
         worker_threads: crate::config::DEFAULT_WORKER_THREADS,
+        lock_memory: true,
         udp: crate::config::Udp::default(),
         limits: Limits::default(),
     };

@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use elig_engine::engine::{Engine, OpenError, Replay};
+use elig_engine::engine::{Engine, EngineOptions, OpenError, Replay};
 use elig_engine::snapshot::read_manifest;
 
 pub use elig_engine::delta_log::{live_record_path, read_live, record_live};
@@ -73,9 +73,9 @@ pub fn choose_snapshot(configured: &Path, delta_log: &Path) -> (PathBuf, bool) {
 
 /// Open the snapshot ([`choose_snapshot`]) and replay the delta log.
 /// Blocks: it verifies and pre-faults the whole snapshot.
-pub fn open_engine(configured: &Path, delta_log: &Path) -> Result<Opened, StartError> {
+pub fn open_engine(configured: &Path, delta_log: &Path, options: EngineOptions) -> Result<Opened, StartError> {
     let (snapshot_dir, from_record) = choose_snapshot(configured, delta_log);
-    let (engine, replay) = Engine::open_with_log(&snapshot_dir, delta_log).map_err(|source| StartError {
+    let (engine, replay) = Engine::open_with_log_using(&snapshot_dir, delta_log, options).map_err(|source| StartError {
         snapshot: snapshot_dir.clone(),
         log: delta_log.to_path_buf(),
         source: Box::new(source),

@@ -261,6 +261,7 @@ impl TestServer {
             delta_log: delta_log.unwrap_or_else(|| dir.path().join("deltas.log")),
             fixed_clock: Some(NOW),
             worker_threads: elig_server::config::DEFAULT_WORKER_THREADS,
+            lock_memory: true,
             udp,
             limits,
         };

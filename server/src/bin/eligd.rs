@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use elig_engine::engine::Engine;
+use elig_engine::engine::{Engine, EngineOptions};
 use elig_server::certs::DevPki;
 use elig_server::config::{Config, RawConfig, RawLimits, RawTls, RawUdp, DEFAULT_WORKER_THREADS};
 use elig_server::demo;
@@ -109,6 +109,9 @@ struct ServeArgs {
     /// Tokio worker threads that serve requests (default 1).
     #[arg(long)]
     worker_threads: Option<u64>,
+    /// Lock each live snapshot in memory, true or false (default true).
+    #[arg(long)]
+    lock_memory: Option<bool>,
     /// UDP receive buffer to ask the kernel for, in bytes (default 4 MiB).
     #[arg(long)]
     udp_recv_buffer: Option<u64>,
@@ -205,6 +208,7 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<Config> {
         delta_log: args.delta_log,
         fixed_clock: args.fixed_clock,
         worker_threads: args.worker_threads,
+        lock_memory: args.lock_memory,
         udp: RawUdp { recv_buffer_bytes: args.udp_recv_buffer, send_buffer_bytes: args.udp_send_buffer, max_payload: args.max_udp_payload },
         tls: RawTls { ca: args.ca, cert: args.cert, key: args.key },
         limits: RawLimits {
@@ -222,7 +226,8 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<Config> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let engine = open_engine(config.snapshot_dir.clone(), config.delta_log.clone()).await?;
+    let options = EngineOptions { lock_memory: config.lock_memory };
+    let engine = open_engine(config.snapshot_dir.clone(), config.delta_log.clone(), options).await?;
     let server = Server::start(&config, engine).await?;
     if let Some(m) = server.metrics_addr() {
         tracing::info!(%m, "metrics on http://{m}/metrics");
@@ -234,9 +239,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
 /// Open the snapshot (or the one last swapped in) and replay the delta log,
 /// off the async runtime: it verifies and pre-faults the whole snapshot.
-async fn open_engine(snapshot: PathBuf, delta_log: PathBuf) -> anyhow::Result<Arc<Engine>> {
+async fn open_engine(snapshot: PathBuf, delta_log: PathBuf, options: EngineOptions) -> anyhow::Result<Arc<Engine>> {
     let opened = tokio::task::spawn_blocking(move || {
-        let o = state::open_engine(&snapshot, &delta_log)?;
+        let o = state::open_engine(&snapshot, &delta_log, options)?;
         state::log_opened(&o, &delta_log);
         Ok::<_, state::StartError>(o)
     })
@@ -290,7 +295,7 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         let (persons, seed, d) = (args.persons, args.seed, dir.clone());
         tokio::task::spawn_blocking(move || demo::synthetic_snapshot(&d, persons, seed, today)).await??
     };
-    let engine = open_engine(snapshot.clone(), dir.join(elig_server::config::DEFAULT_DELTA_LOG)).await?;
+    let engine = open_engine(snapshot.clone(), dir.join(elig_server::config::DEFAULT_DELTA_LOG), EngineOptions::default()).await?;
     let examples = demo::examples(&engine.pin(), today);
     let prepared = demo::prepare(&dir, snapshot, &examples.institution, args.listen, Some(args.metrics))?;
     let server = Server::start(&prepared.config, engine).await?;
