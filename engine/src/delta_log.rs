@@ -47,11 +47,19 @@ pub struct DeltaLog {
     _lock: File,
 }
 
-/// The lock file beside a log: `<log>.lock`.
+/// The lock file beside a log: `<log>.lock`, next to the log's real path
+/// (symlinks and `..` resolved), so two names for one log share one lock.
 pub fn lock_path(log: &Path) -> PathBuf {
-    let mut name = log.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    let real = std::fs::canonicalize(log)
+        .or_else(|_| {
+            // Not created yet: resolve its directory.
+            let dir = log.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            std::fs::canonicalize(dir).map(|d| d.join(log.file_name().unwrap_or_default()))
+        })
+        .unwrap_or_else(|_| log.to_path_buf());
+    let mut name = real.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".lock");
-    log.with_file_name(name)
+    real.with_file_name(name)
 }
 
 /// The live snapshot record beside a log: `<log>.snapshot`, one line naming
@@ -236,6 +244,20 @@ mod tests {
         }
         drop(first);
         assert!(DeltaLog::open(&path).is_ok(), "the lock goes with the log");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn another_name_for_the_same_log_shares_its_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+        std::fs::create_dir(&a).unwrap();
+        std::fs::create_dir(&b).unwrap();
+        let _first = DeltaLog::open(&a.join("deltas.log")).unwrap();
+        // b/deltas.log is a symlink to a/deltas.log: one log, two names.
+        std::os::unix::fs::symlink(a.join("deltas.log"), b.join("deltas.log")).unwrap();
+        let second = DeltaLog::open(&b.join("deltas.log"));
+        assert!(matches!(second, Err(LogError::Locked { .. })), "{second:?}");
     }
 
     #[test]

@@ -139,8 +139,9 @@ struct Writer {
 /// How an engine holds its snapshots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineOptions {
-    /// Lock each live snapshot in memory ([`Snapshot::lock_in_memory`]).
-    /// During a swap both generations are locked: size memory for two.
+    /// Lock the live snapshot in memory ([`Snapshot::lock_in_memory`]). A
+    /// swap unlocks the outgoing one first, so one snapshot is locked at a
+    /// time (both stay mapped until the old one's last request is done).
     pub lock_memory: bool,
 }
 
@@ -217,11 +218,13 @@ impl Engine {
     }
 
     pub fn open_with_log_using(dir: &Path, log: &Path, options: EngineOptions) -> Result<(Engine, Replay), OpenError> {
+        // The log's lock first: a second server on the same log is refused
+        // before it verifies and pins a whole snapshot.
+        let opened = DeltaLog::open(log)?;
         let snapshot = Snapshot::load(dir)?;
         snapshot.prefault();
         let mut engine = Engine::with_options(snapshot, options);
         engine.log_path = Some(log.to_path_buf());
-        let opened = DeltaLog::open(log)?;
         let mut replay = Replay { dropped_bytes: opened.dropped_bytes, ..Default::default() };
         {
             let mut w = engine.lock();
@@ -294,9 +297,6 @@ impl Engine {
         }
         let t = Instant::now();
         snapshot.prefault();
-        if self.options.lock_memory {
-            snapshot.lock_in_memory();
-        }
         let prefault_ms = t.elapsed().as_millis() as u64;
         let base = snapshot.manifest().delta_seq;
         let live_base = live.snapshot.manifest().delta_seq;
@@ -311,6 +311,12 @@ impl Engine {
             replayed += 1;
         }
         let generation = snapshot.generation();
+        if self.options.lock_memory {
+            // The outgoing snapshot may be paged out while its last requests
+            // finish; the lock limit then needs to cover one snapshot only.
+            live.snapshot.unlock_memory();
+            snapshot.lock_in_memory();
+        }
         let old = self.current.swap(Arc::new(Generation { snapshot, overlay }));
         let _ = self.retired.send(old);
         w.batches.retain(|b| b.seq > base);

@@ -30,6 +30,7 @@ pub unsafe fn map_file(path: &Path) -> io::Result<Mmap> {
     let _ = map.advise(Advice::Random);
     // 2 MiB pages (see `collapse_huge`): one TLB entry then covers 512
     // times more of a multi-gigabyte snapshot.
+    #[cfg(target_os = "linux")]
     let _ = map.advise(Advice::HugePage);
     Ok(map)
 }

@@ -235,7 +235,7 @@ impl Prepared<'_> {
                 bytes += archived.len() as u64;
                 // Keys the person's snapshot record holds need no entry: the
                 // snapshot index already leads lookups to this person, and
-                // `merge` puts the new version in its place.
+                // `View::find` puts the new version in its place.
                 let in_snapshot = index.and_then(|idx| snapshot.person(idx));
                 record_keys(&r, |name, key| {
                     if in_snapshot.is_some_and(|s| archived_holds(s, name, key)) {

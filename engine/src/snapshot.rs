@@ -235,20 +235,43 @@ impl Snapshot {
     /// (it does on this project's VM: DAMON pages out file pages idle for a
     /// minute, and scattered hot records look idle to it) costs the next
     /// lookup a disk read. Needs `CAP_IPC_LOCK` or a `RLIMIT_MEMLOCK` of the
-    /// snapshot's size; without it the snapshot serves unlocked, with a
-    /// warning, and [`Snapshot::memory_locked`] says so.
+    /// snapshot's size (a swap unlocks the old snapshot before locking the
+    /// new one); without it the snapshot serves unlocked, with a warning,
+    /// and [`Snapshot::memory_locked`] says so.
     pub fn lock_in_memory(&self) {
-        let locked = self.files.shards.iter().chain(self.files.indexes.iter()).try_for_each(|part| match &part.bytes {
-            Bytes::Map(m) => m.lock(),
-            _ => Ok(()),
-        });
-        match locked {
+        let maps = || {
+            self.files.shards.iter().chain(self.files.indexes.iter()).filter_map(|part| match &part.bytes {
+                Bytes::Map(m) => Some(m),
+                _ => None,
+            })
+        };
+        match maps().try_for_each(|m| m.lock()) {
             Ok(()) => self.locked.store(true, std::sync::atomic::Ordering::Relaxed),
-            Err(e) => tracing::warn!(
-                dir = %self.files.dir.display(),
-                error = %e,
-                "snapshot not locked in memory (needs CAP_IPC_LOCK or RLIMIT_MEMLOCK of its size): pages the kernel reclaims cost a disk read"
-            ),
+            Err(e) => {
+                // All or nothing: parts left locked would count against the
+                // limit while the status says "not locked".
+                maps().for_each(|m| {
+                    let _ = m.unlock();
+                });
+                tracing::warn!(
+                    dir = %self.files.dir.display(),
+                    error = %e,
+                    "snapshot not locked in memory (needs CAP_IPC_LOCK or RLIMIT_MEMLOCK of its size): pages the kernel reclaims cost a disk read"
+                );
+            }
+        }
+    }
+
+    /// Let the kernel reclaim this snapshot's pages again: a swap does this to
+    /// the outgoing snapshot before locking the new one, so the lock limit
+    /// needs to cover one snapshot, not two.
+    pub fn unlock_memory(&self) {
+        if self.locked.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            for part in self.files.shards.iter().chain(self.files.indexes.iter()) {
+                if let Bytes::Map(m) = &part.bytes {
+                    let _ = m.unlock();
+                }
+            }
         }
     }
 

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use elig_engine::delta_log;
-use elig_engine::engine::Engine;
+use elig_engine::engine::{Engine, EngineOptions};
 use elig_engine::envelope::FORMAT_VERSION;
 use elig_engine::manifest::{IndexName, Manifest, SourceFile};
 use elig_engine::model::PersonRecord;
@@ -43,7 +43,8 @@ pub fn fold(opts: &FoldOptions) -> Result<CompileSummary, CompileError> {
     let base = Snapshot::load(&opts.base)?;
     let retain_days = opts.retain_lost_days.unwrap_or(base.manifest().retain_lost_days);
     let generation = opts.generation.unwrap_or(now).max(base.generation() + 1);
-    let engine = Engine::from_snapshot(base);
+    // A one-off read of every record: no need to pin it in memory.
+    let engine = Engine::with_options(base, EngineOptions { lock_memory: false });
     let bytes = std::fs::read(&opts.deltas).map_err(|source| CompileError::Io { path: opts.deltas.clone(), source })?;
     let (records, _) = delta_log::parse(&bytes);
     let mut applied = 0u64;

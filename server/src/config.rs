@@ -9,7 +9,7 @@
 //! audit_key_salt = "..."              # optional: mixed into the audit key hash
 //! delta_log = "/srv/elig/deltas.log"  # optional: default `deltas.log` beside snapshot_dir
 //! worker_threads = 1                  # tokio worker threads (see DEFAULT_WORKER_THREADS)
-//! lock_memory = true                  # mlock each live snapshot (needs CAP_IPC_LOCK or RLIMIT_MEMLOCK; a swap holds two)
+//! lock_memory = true                  # mlock the live snapshot (needs CAP_IPC_LOCK or RLIMIT_MEMLOCK of its size)
 //!
 //! [tls]                               # all three required
 //! ca = "certs/ca.pem"                 # CA that issues client certificates

@@ -46,6 +46,11 @@ const SHUTDOWN_ACK_WAIT: Duration = Duration::from_secs(2);
 /// connection lock and a driver wake-up) per answer was 18% of a bulk.
 const BULK_WRITE_BATCH: usize = 64 << 10;
 
+/// Items a bulk inquiry answers before it lets other tasks run: with frames
+/// already buffered and room to write, its loop never waits, and on the
+/// default single worker thread it would hold up every other request.
+const BULK_YIELD_EVERY: u64 = 64;
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServerError {
@@ -508,7 +513,11 @@ async fn bulk_items(
     let BulkIo { reader, send, recv } = io;
     let limits = &shared.limits;
     let idle = limits.frame_timeout();
+    let mut answered = 0u64;
     while bulk.remaining() > 0 {
+        if answered > 0 && answered.is_multiple_of(BULK_YIELD_EVERY) {
+            tokio::task::yield_now().await;
+        }
         if !out.is_empty() && !reader.has_frame() {
             send.write_all(out).await?;
             out.clear();
@@ -525,6 +534,7 @@ async fn bulk_items(
             None => return Ok(()),
         }
         let (answer, o) = bulk.item(reader.payload())?;
+        answered += 1;
         shared.record(role, peer, clock.now, &o);
         protocol::encode_json_into(out, Kind::Answer, &answer);
         if out.len() >= BULK_WRITE_BATCH {

@@ -4,7 +4,7 @@ use std::io::Write;
 
 use crate::fixture::*;
 use elig_engine::answer::Answer;
-use elig_engine::engine::{DeltaError, Engine, SwapError};
+use elig_engine::engine::{DeltaError, Engine, EngineOptions, SwapError};
 use elig_engine::lookup::Clock;
 use elig_engine::snapshot::Snapshot;
 use serde_json::{json, Value};
@@ -232,6 +232,36 @@ fn acknowledged_batches_survive_a_restart_and_a_torn_tail_is_dropped() {
     assert_eq!(code(&e, &card(KENPO, "B", "2", "01", "19700101")), "4");
     // Batch 3 was never acknowledged, so it is expected next.
     e.apply(&batch(3, &[])).unwrap();
+}
+
+#[test]
+fn a_swap_moves_the_memory_lock_to_the_new_snapshot() {
+    let c = build(&base());
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("deltas.log");
+    let (e, _) = Engine::open_with_log(&c.path(), &log).unwrap();
+    e.apply(&batch(1, &[up("insurance", ins_row("Q5", "P2", KENPO, "55", ""))])).unwrap();
+    let folded = dir.path().join("snap2");
+    elig_loader::fold::fold(&elig_loader::fold::FoldOptions {
+        base: c.path(),
+        deltas: log.clone(),
+        out: folded.clone(),
+        generation: Some(2),
+        today: Some(20261122),
+        retain_lost_days: None,
+    })
+    .unwrap();
+    let old = e.pin();
+    // Whether this host lets a process lock memory (root or CAP_IPC_LOCK
+    // here; a small RLIMIT_MEMLOCK elsewhere): the status must say so.
+    let permitted = old.snapshot.memory_locked();
+    assert_eq!(e.status().memory_locked, permitted);
+    e.swap(&folded).unwrap();
+    assert!(!old.snapshot.memory_locked(), "the outgoing snapshot is unlocked, so the limit covers one snapshot");
+    assert_eq!(e.status().memory_locked, permitted, "the new snapshot is locked wherever the first one was");
+    // Without the option nothing is locked.
+    let (plain, _) = Engine::open_with_log_using(&c.path(), &dir.path().join("other.log"), EngineOptions { lock_memory: false }).unwrap();
+    assert!(!plain.status().memory_locked);
 }
 
 #[test]
