@@ -19,8 +19,9 @@
 //! - `engine_digest/present`: the same answer built, passed to `black_box` by
 //!   reference (so nothing of it can be optimised away) and dropped inside
 //!   the timed call, with only a digest of it (two lengths) returned: what
-//!   building costs without moving the ~650-byte `Answer` out of every call
-//!   into criterion's `black_box` (about 250 ns of `engine/present`).
+//!   building costs without returning the ~650-byte `Answer` by value into
+//!   criterion's `black_box` (the move, and a drop compiled without knowing
+//!   which fields are set: about 250 ns of `engine/present`).
 //! - `engine_find/*`, `baseline_get/*`: the index probe alone (hash, slot,
 //!   full-key check against the mapped record) against `HashMap::get`, with
 //!   no answer built: what the lookup itself costs.
