@@ -234,15 +234,26 @@ fn acknowledged_batches_survive_a_restart_and_a_torn_tail_is_dropped() {
     e.apply(&batch(3, &[])).unwrap();
 }
 
-#[test]
-fn a_swap_moves_the_memory_lock_to_the_new_snapshot() {
+/// An engine with its log on the base snapshot, batch 1 applied (a card
+/// `55` for P2), and that batch folded into a new snapshot `snap2`
+/// (generation 2, delta_seq 1).
+struct Folded {
+    c: Compiled,
+    dir: tempfile::TempDir,
+    log: std::path::PathBuf,
+    engine: Engine,
+    folded: std::path::PathBuf,
+    summary: elig_loader::compile::CompileSummary,
+}
+
+fn batch_one_folded() -> Folded {
     let c = build(&base());
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("deltas.log");
-    let (e, _) = Engine::open_with_log(&c.path(), &log).unwrap();
-    e.apply(&batch(1, &[up("insurance", ins_row("Q5", "P2", KENPO, "55", ""))])).unwrap();
+    let (engine, _) = Engine::open_with_log(&c.path(), &log).unwrap();
+    engine.apply(&batch(1, &[up("insurance", ins_row("Q5", "P2", KENPO, "55", ""))])).unwrap();
     let folded = dir.path().join("snap2");
-    elig_loader::fold::fold(&elig_loader::fold::FoldOptions {
+    let summary = elig_loader::fold::fold(&elig_loader::fold::FoldOptions {
         base: c.path(),
         deltas: log.clone(),
         out: folded.clone(),
@@ -251,6 +262,12 @@ fn a_swap_moves_the_memory_lock_to_the_new_snapshot() {
         retain_lost_days: None,
     })
     .unwrap();
+    Folded { c, dir, log, engine, folded, summary }
+}
+
+#[test]
+fn a_swap_moves_the_memory_lock_to_the_new_snapshot() {
+    let Folded { c, dir, engine: e, folded, .. } = batch_one_folded();
     let old = e.pin();
     // Whether this host lets a process lock memory (root or CAP_IPC_LOCK
     // here; a small RLIMIT_MEMLOCK elsewhere): the status must say so.
@@ -266,22 +283,7 @@ fn a_swap_moves_the_memory_lock_to_the_new_snapshot() {
 
 #[test]
 fn swap_carries_newer_deltas_and_refuses_bad_snapshots() {
-    let c = build(&base());
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("deltas.log");
-    let (e, _) = Engine::open_with_log(&c.path(), &log).unwrap();
-    e.apply(&batch(1, &[up("insurance", ins_row("Q5", "P2", KENPO, "55", ""))])).unwrap();
-    // Fold batch 1 into a new snapshot (generation 2, delta_seq 1).
-    let folded = dir.path().join("snap2");
-    let s = elig_loader::fold::fold(&elig_loader::fold::FoldOptions {
-        base: c.path(),
-        deltas: log.clone(),
-        out: folded.clone(),
-        generation: Some(2),
-        today: Some(20261122),
-        retain_lost_days: None,
-    })
-    .unwrap();
+    let Folded { c, dir, log, engine: e, folded, summary: s } = batch_one_folded();
     assert_eq!(s.manifest.delta_seq, 1);
     e.apply(&batch(2, &[up("insurance", ins_row("Q6", "P2", KENPO, "66", ""))])).unwrap();
     let report = e.swap(&folded).unwrap();
