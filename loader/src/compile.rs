@@ -478,8 +478,10 @@ pub(crate) fn resolve_anomalies(
         }
         let path = staging.tmp.join(&entry.file);
         let bytes = std::fs::read(&path).map_err(|e| CompileError::Io { path: path.clone(), source: e })?;
-        let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
-        aligned.extend_from_slice(&bytes[..bytes.len() - elig_engine::envelope::FOOTER_LEN]);
+        let (_, payload) = elig_engine::envelope::open(&bytes, elig_engine::envelope::FileKind::PersonShard)
+            .map_err(|e| CompileError::Io { path: path.clone(), source: std::io::Error::other(e.to_string()) })?;
+        let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(payload.len());
+        aligned.extend_from_slice(payload);
         let archived = rkyv::access::<ArchivedPersonShard, rkyv::rancor::Error>(&aligned)
             .map_err(|e| CompileError::Io { path: path.clone(), source: std::io::Error::other(e.to_string()) })?;
         for p in here {

@@ -327,11 +327,14 @@ fn a_leftover_half_written_temp_directory_does_not_disturb_a_compile() {
     let e = base();
     let dir = tempfile::tempdir().unwrap();
     e.write(&dir.path().join("export"));
-    // A crashed compile left its temporary directory with half a shard.
-    let stale = dir.path().join(".snap.tmp-999999");
+    // A crashed compile of this same process id left its temporary
+    // directory with half a shard (the one name a compile clears).
+    let stale = dir.path().join(format!(".snap.tmp-{}", std::process::id()));
     std::fs::create_dir_all(&stale).unwrap();
     std::fs::write(stale.join("persons-00000.rkyv"), b"half").unwrap();
+    std::fs::write(stale.join("leftover.bin"), b"not of this compile").unwrap();
     let s = elig_loader::compile::compile(&options(dir.path())).unwrap();
     elig_engine::snapshot::Snapshot::load(&s.out).expect("the published snapshot verifies");
     assert!(s.out.join("persons-00000.rkyv").metadata().unwrap().len() >= 100, "a real shard, not the stale half");
+    assert!(!s.out.join("leftover.bin").exists(), "the stale directory was cleared, not published along");
 }
