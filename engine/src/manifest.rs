@@ -106,3 +106,16 @@ impl Manifest {
         self.indexes.iter().find(|(n, _)| *n == name).map(|(_, e)| e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::IndexName;
+
+    /// `Snapshot::hash_index` finds an index's part by `name as usize`.
+    #[test]
+    fn all_lists_the_index_names_in_declaration_order() {
+        for (i, name) in IndexName::ALL.iter().enumerate() {
+            assert_eq!(*name as usize, i, "{}", name.name());
+        }
+    }
+}

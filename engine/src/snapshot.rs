@@ -11,7 +11,7 @@ use rkyv::util::AlignedVec;
 
 use crate::envelope::{self, EnvelopeError, FileKind, Footer};
 use crate::index::{ArchivedHashIndex, HashIndex, Hit};
-use crate::manifest::{IndexName, Manifest, MANIFEST_FILE};
+use crate::manifest::{FileEntry, IndexName, Manifest, MANIFEST_FILE};
 use crate::mapped;
 use crate::model::{ArchivedPersonRecord, ArchivedPersonShard, PersonShard, SHARD_PERSONS};
 
@@ -34,33 +34,19 @@ pub enum SnapshotError {
     MissingIndex { index: &'static str },
 }
 
-/// Bytes of one file: a read-only map, or an owned buffer (tests, overlay).
-#[derive(Debug)]
-pub enum Bytes {
-    Map(Mmap),
-    Owned(AlignedVec),
-}
-
-impl AsRef<[u8]> for Bytes {
-    fn as_ref(&self) -> &[u8] {
-        match self {
-            Bytes::Map(m) => m,
-            Bytes::Owned(v) => v,
-        }
-    }
-}
-
-/// One opened file: its bytes, footer, and where the payload ends.
+/// One opened file: its map, footer (where the payload ends), and the
+/// checksum its manifest entry promises.
 #[derive(Debug)]
 struct Part {
     path: PathBuf,
-    bytes: Bytes,
+    bytes: Mmap,
     footer: Footer,
+    expected_checksum: String,
 }
 
 impl Part {
-    fn open(dir: &Path, file: &str, kind: FileKind, generation: u64) -> Result<Part, SnapshotError> {
-        let path = dir.join(file);
+    fn open(dir: &Path, entry: &FileEntry, kind: FileKind, generation: u64) -> Result<Part, SnapshotError> {
+        let path = dir.join(&entry.file);
         // SAFETY: snapshot files are published once by rename and never
         // modified afterwards (see `mapped`, invariant 1).
         let map = unsafe { mapped::map_file(&path) }.map_err(|source| SnapshotError::Io { path: path.clone(), source })?;
@@ -71,11 +57,11 @@ impl Part {
                 source: EnvelopeError::Generation { found: footer.generation, expected: generation },
             });
         }
-        Ok(Part { path, bytes: Bytes::Map(map), footer })
+        Ok(Part { path, bytes: map, footer, expected_checksum: entry.checksum.clone() })
     }
 
     fn payload(&self) -> &[u8] {
-        &self.bytes.as_ref()[..self.footer.payload_len as usize]
+        &self.bytes[..self.footer.payload_len as usize]
     }
 }
 
@@ -104,11 +90,11 @@ impl SnapshotFiles {
     pub fn open(dir: &Path) -> Result<SnapshotFiles, SnapshotError> {
         let manifest = read_manifest(dir)?;
         let g = manifest.generation;
-        let shards = manifest.shards.iter().map(|e| Part::open(dir, &e.file, FileKind::PersonShard, g)).collect::<Result<Vec<_>, _>>()?;
+        let shards = manifest.shards.iter().map(|e| Part::open(dir, e, FileKind::PersonShard, g)).collect::<Result<Vec<_>, _>>()?;
         let mut indexes = Vec::with_capacity(IndexName::ALL.len());
         for name in IndexName::ALL {
             let entry = manifest.index(name).ok_or(SnapshotError::MissingIndex { index: name.name() })?;
-            indexes.push(Part::open(dir, &entry.file, FileKind::HashIndex, g)?);
+            indexes.push(Part::open(dir, entry, FileKind::HashIndex, g)?);
         }
         Ok(SnapshotFiles { dir: dir.to_path_buf(), manifest, shards, indexes })
     }
@@ -120,13 +106,19 @@ impl SnapshotFiles {
     /// Check every checksum against footer and manifest, and validate every
     /// archive with rkyv. Runs once, before a snapshot serves.
     pub fn verify(self) -> Result<Snapshot, SnapshotError> {
-        let entries = self.manifest.shards.iter().chain(self.manifest.indexes.iter().map(|(_, e)| e));
-        for (part, entry) in self.shards.iter().chain(self.indexes.iter()).zip(entries) {
+        // Each part carries its own manifest entry's checksum (indexes are
+        // found by name, whatever order the manifest lists them in).
+        for part in self.shards.iter().chain(self.indexes.iter()) {
             envelope::check_sum(&part.footer, part.payload())
                 .map_err(|source| SnapshotError::Envelope { path: part.path.clone(), source })?;
             let found = format!("{:016x}", part.footer.checksum);
-            if found != entry.checksum {
-                return Err(SnapshotError::Mismatch { path: part.path.clone(), what: "checksum", found, expected: entry.checksum.clone() });
+            if found != part.expected_checksum {
+                return Err(SnapshotError::Mismatch {
+                    path: part.path.clone(),
+                    what: "checksum",
+                    found,
+                    expected: part.expected_checksum.clone(),
+                });
             }
         }
         for part in &self.shards {
@@ -210,7 +202,7 @@ impl Snapshot {
 
     /// Bytes mapped by this snapshot.
     pub fn mapped_bytes(&self) -> u64 {
-        self.files.shards.iter().chain(self.files.indexes.iter()).map(|p| p.bytes.as_ref().len() as u64).sum()
+        self.files.shards.iter().chain(self.files.indexes.iter()).map(|p| p.bytes.len() as u64).sum()
     }
 
     /// Touch every page so the first requests after a swap do not fault, and
@@ -218,15 +210,11 @@ impl Snapshot {
     pub fn prefault(&self) -> u64 {
         let mut sum = 0u64;
         for part in self.files.shards.iter().chain(self.files.indexes.iter()) {
-            if let Bytes::Map(m) = &part.bytes {
-                let _ = m.advise(memmap2::Advice::WillNeed);
-            }
-            for b in part.bytes.as_ref().iter().step_by(4096) {
+            let _ = part.bytes.advise(memmap2::Advice::WillNeed);
+            for b in part.bytes.iter().step_by(4096) {
                 sum = sum.wrapping_add(u64::from(*b));
             }
-            if let Bytes::Map(m) = &part.bytes {
-                mapped::collapse_huge(m);
-            }
+            mapped::collapse_huge(&part.bytes);
         }
         std::hint::black_box(sum)
     }
@@ -239,12 +227,7 @@ impl Snapshot {
     /// new one); without it the snapshot serves unlocked, with a warning,
     /// and [`Snapshot::memory_locked`] says so.
     pub fn lock_in_memory(&self) {
-        let maps = || {
-            self.files.shards.iter().chain(self.files.indexes.iter()).filter_map(|part| match &part.bytes {
-                Bytes::Map(m) => Some(m),
-                _ => None,
-            })
-        };
+        let maps = || self.files.shards.iter().chain(self.files.indexes.iter()).map(|part| &part.bytes);
         match maps().try_for_each(|m| m.lock()) {
             Ok(()) => self.locked.store(true, std::sync::atomic::Ordering::Relaxed),
             Err(e) => {
@@ -268,9 +251,7 @@ impl Snapshot {
     pub fn unlock_memory(&self) {
         if self.locked.swap(false, std::sync::atomic::Ordering::Relaxed) {
             for part in self.files.shards.iter().chain(self.files.indexes.iter()) {
-                if let Bytes::Map(m) = &part.bytes {
-                    let _ = m.unlock();
-                }
+                let _ = part.bytes.unlock();
             }
         }
     }
@@ -293,8 +274,9 @@ impl Snapshot {
     }
 
     pub fn hash_index(&self, name: IndexName) -> &ArchivedHashIndex {
-        let pos = IndexName::ALL.iter().position(|n| *n == name).unwrap_or(0);
-        let part = &self.files.indexes[pos];
+        // `indexes` holds one part per name, in `IndexName::ALL` order, which
+        // is declaration order (a manifest test checks it).
+        let part = &self.files.indexes[name as usize];
         // SAFETY: `verify` validated this payload; the file never changes.
         unsafe { mapped::archived_unchecked::<ArchivedHashIndex>(part.payload()) }
     }

@@ -83,6 +83,26 @@ fn the_manifest_checksums_must_match_the_files() {
 }
 
 #[test]
+fn indexes_are_checked_against_their_own_manifest_entries_in_any_order() {
+    let c = small();
+    let d = copy(&c);
+    let manifest = d.path().join("manifest.json");
+    let mut m: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    let indexes = m["indexes"].as_array_mut().expect("indexes are a list");
+    indexes.reverse();
+    std::fs::write(&manifest, serde_json::to_string(&m).unwrap()).unwrap();
+    Snapshot::load(d.path()).expect("the same files, listed in another order, verify");
+    // A wrong checksum is still caught, and named on the index it belongs to.
+    m["indexes"][0][1]["checksum"] = serde_json::json!("0000000000000000");
+    let file = m["indexes"][0][1]["file"].as_str().unwrap().to_string();
+    std::fs::write(&manifest, serde_json::to_string(&m).unwrap()).unwrap();
+    match Snapshot::load(d.path()).unwrap_err() {
+        SnapshotError::Mismatch { path, what: "checksum", .. } => assert!(path.ends_with(&file), "{}", path.display()),
+        other => panic!("expected a checksum mismatch on {file}, got {other}"),
+    }
+}
+
+#[test]
 fn a_verified_snapshot_reads_every_record() {
     let c = small();
     assert_eq!(c.snapshot.persons(), 50);
