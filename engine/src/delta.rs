@@ -62,9 +62,9 @@ impl Fields for JsonFields<'_> {
 }
 
 /// Every value must be a string (or null for absent), every column known.
-fn check_columns(line: usize, table: &Table, map: &Map<String, Value>, allowed: &[&str]) -> Result<(), BatchError> {
+fn check_columns(line: usize, table: &Table, map: &Map<String, Value>, allowed: impl Fn(&str) -> bool) -> Result<(), BatchError> {
     for (k, v) in map {
-        if !allowed.contains(&k.as_str()) {
+        if !allowed(k) {
             return Err(err(line, format!("table '{}': unknown column '{k}'", table.name)));
         }
         if !(v.is_string() || v.is_null()) {
@@ -111,12 +111,11 @@ fn parse_change(line: usize, text: &str) -> Result<Change, BatchError> {
     let body = obj.get(body_name).and_then(Value::as_object).ok_or_else(|| err(line, format!("'{body_name}' must be an object")))?;
     let fields = JsonFields(body);
     if op == "upsert" {
-        let all: Vec<&str> = table.required.iter().chain(table.optional).copied().collect();
-        check_columns(line, table, body, &all)?;
+        check_columns(line, table, body, |c| table.knows(c))?;
         let row = parse_row(table, &fields).map_err(|e| err(line, format!("table '{}': {e}", table.name)))?;
         return Ok(Change::Upsert(row));
     }
-    check_columns(line, table, body, table.key)?;
+    check_columns(line, table, body, |c| table.key.contains(&c))?;
     let get =
         |c: &str| fields.get(c).map(str::trim).ok_or_else(|| err(line, format!("table '{}': key column '{c}' is required", table.name)));
     let field = |r: Result<String, ids::FieldError>, c: &str| {

@@ -49,7 +49,7 @@ pub struct DeltaLog {
 
 /// The lock file beside a log: `<log>.lock`, next to the log's real path
 /// (symlinks and `..` resolved), so two names for one log share one lock.
-pub fn lock_path(log: &Path) -> PathBuf {
+fn lock_path(log: &Path) -> PathBuf {
     let real = std::fs::canonicalize(log)
         .or_else(|_| {
             // Not created yet: resolve its directory.

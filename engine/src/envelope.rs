@@ -56,7 +56,8 @@ pub enum EnvelopeError {
 }
 
 /// Append the footer to a serialised payload.
-pub fn seal(payload: &[u8], kind: FileKind, generation: u64) -> Vec<u8> {
+#[cfg(test)]
+fn seal(payload: &[u8], kind: FileKind, generation: u64) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() + FOOTER_LEN);
     out.extend_from_slice(payload);
     out.extend_from_slice(&footer_bytes(payload, kind, generation));

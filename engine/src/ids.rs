@@ -23,7 +23,7 @@ impl FieldError {
 
 /// Fold full-width ASCII (U+FF01..U+FF5E) and the ideographic space to
 /// half-width; other characters (kanji, kana) stay as they are.
-pub fn fold_width(s: &str) -> String {
+fn fold_width(s: &str) -> String {
     s.chars()
         .map(|c| match c {
             '\u{FF01}'..='\u{FF5E}' => char::from_u32(c as u32 - 0xFEE0).unwrap_or(c),

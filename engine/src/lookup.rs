@@ -155,41 +155,29 @@ impl<'a> View<'a> {
 
     fn my_number(&self, q: &Query, clock: Clock, name: IndexName, key: &str) -> Answer {
         let serial = name == IndexName::Serial;
-        let holds = |p: &ArchivedPersonRecord| {
-            p.certificates.iter().any(|c| if serial { c.serial_number == key } else { c.processing_number == key })
-        };
-        let persons = self.find(name, key, holds);
+        let is_link = |c: &ArchivedCertificate| if serial { c.serial_number == key } else { c.processing_number == key };
+        let persons = self.find(name, key, |p| p.certificates.iter().any(is_link));
         let person = match persons.as_slice() {
             [] => return validity_only(Validity::NotFound, None),
             [one] => one.get(),
             _ => {
-                let e = QueryError {
-                    code: codes::CERT_SEVERAL_PERSONS,
-                    field: "MyNumberCard".into(),
-                    message: "the certificate is linked to several persons; refer the patient to the insurer".into(),
-                };
-                return error_body(&e);
+                return cert_error(
+                    codes::CERT_SEVERAL_PERSONS,
+                    "the certificate is linked to several persons; refer the patient to the insurer",
+                )
             }
         };
-        let links: SmallVec<[&ArchivedCertificate; 2]> =
-            person.certificates.iter().filter(|c| if serial { c.serial_number == key } else { c.processing_number == key }).collect();
+        let links: SmallVec<[&ArchivedCertificate; 2]> = person.certificates.iter().filter(|c| is_link(c)).collect();
         let revoked = links.iter().any(|c| {
             let at = self.revoked_at(c);
             at != 0 && at <= clock.now
         });
         if revoked {
-            let e =
-                QueryError { code: codes::CERT_REVOKED, field: "MyNumberCard".into(), message: "the card's certificate is revoked".into() };
-            return error_body(&e);
+            return cert_error(codes::CERT_REVOKED, "the card's certificate is revoked");
         }
         let current = links.iter().any(|c| c.valid_from.to_native() <= clock.today && clock.today <= c.valid_to.to_native());
         if !current {
-            let e = QueryError {
-                code: codes::CERT_NOT_VALID,
-                field: "MyNumberCard".into(),
-                message: "the card's certificate is expired or not yet valid".into(),
-            };
-            return error_body(&e);
+            return cert_error(codes::CERT_NOT_VALID, "the card's certificate is expired or not yet valid");
         }
         self.person_answer(person, q, clock)
     }
@@ -204,13 +192,14 @@ impl<'a> View<'a> {
         for ins in p.insurance.iter().filter(|i| insurance_in_force(i, d)) {
             entry::push_entry(&mut list, |e| entry::fill_insurance(e, p, ins, disclose));
         }
+        let insured = !list.is_empty();
         let mut delegated_any = false;
         let mut assisted = false;
         for a in p.assistance.iter().filter(|a| assistance_in_force(a, d)) {
             assisted = true;
             let tickets = delegating_tickets(a, inst, d / 100);
-            delegated_any |= !tickets.is_empty();
             let numbers = !tickets.is_empty();
+            delegated_any |= numbers;
             entry::push_entry(&mut list, |e| entry::fill_assistance(e, p, a, numbers, tickets));
         }
         let validity = if list.is_empty() {
@@ -218,7 +207,7 @@ impl<'a> View<'a> {
                 return validity_only(Validity::NotFound, None);
             }
             Validity::Invalid
-        } else if assisted && !delegated_any && p.insurance.iter().all(|i| !insurance_in_force(i, d)) {
+        } else if assisted && !delegated_any && !insured {
             Validity::NotDelegated
         } else {
             Validity::Valid
@@ -319,13 +308,12 @@ impl<'a> View<'a> {
         let mut units = Vec::new();
         for p in persons.iter().map(|p| p.get()) {
             for a in p.assistance.iter() {
+                let validity = if assistance_in_force(a, q.date) { Validity::Valid } else { Validity::Invalid };
                 for t in a.tickets.iter().filter(|t| delegates(t)) {
-                    let in_force = assistance_in_force(a, q.date);
-                    let validity = if in_force { Validity::Valid } else { Validity::Invalid };
                     units.push(BulkConfirmUnit {
                         qualification_confirm_search_info: SearchInfo {
-                            insurer_number: Some(a.payer_number.to_compact_string()),
-                            insured_identification_number: Some(a.recipient_number.to_compact_string()),
+                            insurer_number: Some(Str::from(a.payer_number.as_str())),
+                            insured_identification_number: Some(Str::from(a.recipient_number.as_str())),
                             birthdate: entry::date(p.birth_date.to_native()),
                             arbitrary_identifier: q.arbitrary_id.as_deref().map(Str::from),
                             ..Default::default()
@@ -436,12 +424,17 @@ fn validity_only(v: Validity, echo: Option<SearchInfo>) -> Answer {
     a
 }
 
-fn error_body(e: &QueryError) -> Answer {
-    error_answer(MessageHeader::default(), e)
+/// A certificate that cannot be used: an error body with a fixed message.
+fn cert_error(code: &'static str, message: &'static str) -> Answer {
+    let mut a = Answer::default();
+    a.message_body.processing_result_status = Str::const_new("2");
+    a.message_body.processing_result_code = Some(Str::const_new(code));
+    a.message_body.processing_result_message = Some(Str::const_new(message));
+    a
 }
 
 /// An answer whose body reports `e` for this query.
-pub fn error_answer(header: MessageHeader, e: &QueryError) -> Answer {
+fn error_answer(header: MessageHeader, e: &QueryError) -> Answer {
     Answer {
         message_header: header,
         message_body: MessageBody {

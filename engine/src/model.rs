@@ -62,7 +62,7 @@ pub struct Insurance {
     pub card_number: String,
     pub branch_number: String,
     /// Codes are stored as numbers (`01` → 1; 0 absent) to keep records small;
-    /// [`code2`] and [`code3`] format them back.
+    /// answers format them back (`entry::code`).
     pub card_classification: u8,
     /// 1 insured, 2 family.
     pub personal_family: u8,
@@ -239,21 +239,3 @@ pub struct PersonShard {
 /// Persons per shard: at the measured few hundred bytes a record, a shard
 /// stays under a few hundred MiB.
 pub const SHARD_PERSONS: u32 = 1 << 20;
-
-/// A two-digit code (`01`, `99`); empty for 0 (absent).
-pub fn code2(n: u8) -> String {
-    if n == 0 {
-        String::new()
-    } else {
-        format!("{n:02}")
-    }
-}
-
-/// A three-digit code (`030`); empty for 0 (absent).
-pub fn code3(n: u8) -> String {
-    if n == 0 {
-        String::new()
-    } else {
-        format!("{n:03}")
-    }
-}

@@ -290,11 +290,16 @@ impl Working<'_> {
         if let Some(r) = self.records.get(pid) {
             return r.clone();
         }
-        if let Some(v) = self.overlay.version_at(self.snapshot, pid, u64::MAX) {
-            return v.map(|b| deserialize(archived(&b)));
-        }
-        let hit = self.snapshot.find(IndexName::PersonId, pid, |p| p.person_id == pid)?;
-        self.snapshot.person(hit.first()).map(deserialize)
+        // One person-id probe: the record number leads to the overlay's
+        // versions of a snapshot person, or to its snapshot record.
+        let version = match snapshot_index(self.snapshot, pid) {
+            Some(idx) => match self.overlay.record_version(idx, u64::MAX) {
+                None => return self.snapshot.person(idx).map(deserialize),
+                some => some,
+            },
+            None => self.overlay.by_id.get(pid).and_then(|c| c.at(u64::MAX)),
+        };
+        version.and_then(|v| v.map(|b| deserialize(archived(&b))))
     }
 
     fn load(&mut self, pid: &str) -> Result<&mut PersonRecord, String> {

@@ -343,7 +343,11 @@ pub fn parse_row(table: &Table, f: &impl Fields) -> Result<Row, RowError> {
             };
             ordered("qualification_date", ins.qualification_date, "disqualification_date", disq)?;
             if disq == 0 && ins.reason_of_loss != 0 {
-                return Err(RowError::new("reason_of_loss", &code2(ins.reason_of_loss), "given without a disqualification_date"));
+                return Err(RowError::new(
+                    "reason_of_loss",
+                    &crate::entry::code(ins.reason_of_loss, 2).unwrap_or_default(),
+                    "given without a disqualification_date",
+                ));
             }
             ordered("card_valid_from", ins.card_valid_from, "card_valid_to", ins.card_valid_to)?;
             Row::Insurance { person_id: r.id("person_id")?, ins }

@@ -273,7 +273,7 @@ impl Snapshot {
         shard.records.get((idx % SHARD_PERSONS) as usize)
     }
 
-    pub fn hash_index(&self, name: IndexName) -> &ArchivedHashIndex {
+    fn hash_index(&self, name: IndexName) -> &ArchivedHashIndex {
         // `indexes` holds one part per name, in `IndexName::ALL` order, which
         // is declaration order (a manifest test checks it).
         let part = &self.files.indexes[name as usize];
