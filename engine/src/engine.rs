@@ -345,6 +345,11 @@ impl Engine {
         })
     }
 
+    /// Whether batches are logged durably (the engine was opened with a log).
+    pub fn has_delta_log(&self) -> bool {
+        self.log_path.is_some()
+    }
+
     pub fn status(&self) -> Status {
         let gen = self.pin();
         let m = gen.snapshot.manifest();

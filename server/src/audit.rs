@@ -75,10 +75,6 @@ impl Audit {
         Ok(Audit { salt: salt.to_string(), tx: Mutex::new(Some(tx)), writer: Mutex::new(Some(writer)) })
     }
 
-    pub fn enabled(&self) -> bool {
-        self.tx.lock().map(|t| t.is_some()).unwrap_or(false)
-    }
-
     /// Log one answered query.
     pub fn record(&self, time: u64, role: &Role, peer: SocketAddr, o: &Outcome) {
         let tx = match self.tx.lock() {

@@ -82,9 +82,9 @@ pub fn explain(e: &ConnectionError) -> String {
     match e {
         ConnectionError::ApplicationClosed(c) => {
             let reason = String::from_utf8_lossy(&c.reason);
-            match u64::from(c.error_code) {
-                0 => format!("the server closed the connection: {reason}"),
-                1 => format!("the server refused this client certificate: {reason}"),
+            match u32::try_from(u64::from(c.error_code)) {
+                Ok(crate::server::CLOSE_SHUTDOWN) => format!("the server closed the connection: {reason}"),
+                Ok(crate::server::CLOSE_NO_ROLE) => format!("the server refused this client certificate: {reason}"),
                 _ => format!("the server closed the connection (code {}): {reason}", c.error_code),
             }
         }

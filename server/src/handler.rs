@@ -277,7 +277,7 @@ pub fn status(engine: &Engine, role: &Role, runtime: RuntimeInfo) -> Result<Stat
 /// Blocks (fsync): call off the async runtime.
 pub fn delta(engine: &Engine, role: &Role, batch: &[u8]) -> Result<DeltaAck, Refusal> {
     operator("delta", role)?;
-    if engine.status().delta_log.is_none() {
+    if !engine.has_delta_log() {
         return Err(Refusal::new(
             codes::DELTA_NOT_DURABLE,
             "this server runs without a delta log, so a batch could not survive a restart; nothing was applied",

@@ -82,7 +82,22 @@ impl Kind {
     ];
 
     pub fn from_u8(b: u8) -> Option<Kind> {
-        Kind::ALL.into_iter().find(|k| *k as u8 == b)
+        Some(match b {
+            0x01 => Kind::Lookup,
+            0x02 => Kind::BulkBegin,
+            0x03 => Kind::BulkItem,
+            0x04 => Kind::Tickets,
+            0x10 => Kind::Status,
+            0x11 => Kind::Usage,
+            0x12 => Kind::Swap,
+            0x13 => Kind::Delta,
+            0x81 => Kind::Answer,
+            0x82 => Kind::Unit,
+            0x83 => Kind::Summary,
+            0x84 => Kind::Report,
+            0xFF => Kind::Error,
+            _ => return None,
+        })
     }
 
     /// Short name (logs, metrics, errors).
@@ -131,8 +146,6 @@ pub mod codes {
     pub const BULK_COUNT: &str = "EL02";
     /// No frame arrived within the idle time.
     pub const TIMEOUT: &str = "EL03";
-    /// A reserved request kind this version does not implement (none today).
-    pub const NOT_IMPLEMENTED: &str = "EN01";
     /// A query kind a bulk inquiry does not take.
     pub const NOT_IN_BULK: &str = "EB01";
     /// A delta batch refused: a line does not parse, validate or apply
@@ -240,7 +253,8 @@ pub fn encode_json_into<T: Serialize>(out: &mut Vec<u8>, kind: Kind, value: &T) 
 
 /// One frame whose payload is `value` as JSON, encoded.
 pub fn encode_json<T: Serialize>(kind: Kind, value: &T) -> Vec<u8> {
-    let mut out = Vec::with_capacity(1024);
+    // An answer is about 1.1-1.2 KB: start above it, so it is not regrown.
+    let mut out = Vec::with_capacity(2048);
     encode_json_into(&mut out, kind, value);
     out
 }
@@ -446,12 +460,14 @@ mod tests {
     }
 
     #[test]
-    fn kinds_are_distinct_and_classified() {
-        for k in Kind::ALL {
-            assert_eq!(Kind::from_u8(k as u8), Some(k));
-            assert_eq!(k.is_request(), (k as u8) < 0x80, "{}", k.name());
+    fn the_decoder_knows_exactly_the_listed_kinds() {
+        // `from_u8` and `ALL` are written apart: each checks the other.
+        let decoded: Vec<Kind> = (0..=255u8).filter_map(Kind::from_u8).collect();
+        assert_eq!(decoded.len(), Kind::ALL.len());
+        for k in decoded {
+            assert!(Kind::ALL.contains(&k), "{} decodes but is not listed", k.name());
+            assert_eq!(Kind::from_u8(k as u8), Some(k), "{}", k.name());
         }
-        assert_eq!(Kind::from_u8(0x00), None);
     }
 
     proptest::proptest! {

@@ -8,7 +8,8 @@
 //! pre-fault snapshots, and take the engine's writer lock.
 //!
 //! Connection close codes (application): 0 server shutting down, 1 the
-//! client certificate carries no usable role, 2 connection limit reached.
+//! client certificate carries no usable role. A connection over the limit
+//! is refused before its handshake (QUIC `CONNECTION_REFUSED`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,7 +37,6 @@ use crate::usage::{Usage, UsageReport};
 
 pub const CLOSE_SHUTDOWN: u32 = 0;
 pub const CLOSE_NO_ROLE: u32 = 1;
-pub const CLOSE_LIMIT: u32 = 2;
 
 /// How long a finished response waits for the peer's acknowledgement once
 /// a shutdown has begun.
@@ -243,7 +243,9 @@ async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>, stop: Cancellation
                 None => break,
             },
         };
-        if shared.connections_active.load(Ordering::Relaxed) >= shared.limits.max_connections as u64 {
+        // The endpoint's count includes connections still in their handshake,
+        // which `connections_active` (role checked) does not yet.
+        if endpoint.open_connections() >= shared.limits.max_connections {
             metrics::connection_refused("limit");
             tracing::warn!(peer = %incoming.remote_address(), "connection limit reached; refusing");
             incoming.refuse();

@@ -65,13 +65,14 @@ async fn read_frame_inner(recv: &mut RecvStream, max_for: impl Fn(Kind) -> usize
 
 /// Write one frame.
 pub async fn write_frame(send: &mut SendStream, frame: &Frame) -> Result<(), quinn::WriteError> {
-    send.write_all(&frame.encode()).await
+    send.write_chunk(bytes::Bytes::from(frame.encode())).await
 }
 
 /// Write one frame whose payload is `value` as JSON, serialised straight
 /// into the frame (one buffer, one write).
 pub async fn write_json<T: serde::Serialize>(send: &mut SendStream, kind: Kind, value: &T) -> Result<(), quinn::WriteError> {
-    send.write_all(&protocol::encode_json(kind, value)).await
+    // Handed over whole: `write_all(&[u8])` would copy it once more.
+    send.write_chunk(bytes::Bytes::from(protocol::encode_json(kind, value))).await
 }
 
 /// Frames read from a stream in whole chunks: one `read` takes every byte
@@ -177,7 +178,9 @@ impl FrameReader {
             (self.start, self.end) = (0, self.end - self.start);
         }
         let floor = if self.full_reads { READ_SPACE } else { FIRST_SPACE };
-        let want = (self.start + need).max(self.end + 1).max(floor);
+        // Grow toward a declared frame a read's worth at a time: a header
+        // alone does not get its whole (up to max_frame_bytes) allocated.
+        let want = (self.start + need).min(self.end + READ_SPACE).max(self.end + 1).max(floor);
         if self.buf.len() < want {
             self.buf.resize(want, 0);
         }

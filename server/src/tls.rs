@@ -151,11 +151,34 @@ mod tests {
         let server = server_config(roots(pki.ca.cert_pem.as_bytes(), "ca").unwrap(), id).unwrap();
         assert_eq!(server.max_early_data_size, 0);
         assert_eq!(server.alpn_protocols, vec![b"elig/1".to_vec()]);
-        assert!(server.crypto_provider().cipher_suites.iter().any(|s| s.version() == &rustls::version::TLS13));
         quic_server(server).unwrap();
         let client = client_config(roots(pki.ca.cert_pem.as_bytes(), "ca").unwrap(), None).unwrap();
         assert!(!client.enable_early_data);
         quic_client(client).unwrap();
+    }
+
+    #[test]
+    fn a_tls12_client_is_refused() {
+        let pki = DevPki::generate("3410712362", &["localhost"]).unwrap();
+        let id = Identity::from_pem(pki.server.cert_pem.as_bytes(), pki.server.key_pem.as_bytes(), "server").unwrap();
+        let server = server_config(roots(pki.ca.cert_pem.as_bytes(), "ca").unwrap(), id).unwrap();
+        let server = std::sync::Arc::new(server);
+        // A ClientHello offering `versions`, handed to the server in memory.
+        let hello = |versions: &[&'static rustls::SupportedProtocolVersion]| {
+            let client = rustls::ClientConfig::builder_with_protocol_versions(versions)
+                .with_root_certificates(roots(pki.ca.cert_pem.as_bytes(), "ca").unwrap())
+                .with_no_client_auth();
+            let name = rustls::pki_types::ServerName::try_from("localhost").unwrap();
+            let mut c = rustls::ClientConnection::new(std::sync::Arc::new(client), name).unwrap();
+            let mut s = rustls::ServerConnection::new(server.clone()).unwrap();
+            let mut bytes = Vec::new();
+            c.write_tls(&mut bytes).unwrap();
+            s.read_tls(&mut bytes.as_slice()).unwrap();
+            s.process_new_packets().map(|_| ())
+        };
+        hello(&[&rustls::version::TLS13]).expect("a TLS 1.3 hello is taken");
+        let err = hello(&[&rustls::version::TLS12]).expect_err("the server speaks TLS 1.3 only");
+        assert!(matches!(err, rustls::Error::PeerIncompatible(_)), "{err}");
     }
 
     #[test]

@@ -110,3 +110,15 @@ async fn only_operators_run_operator_commands() {
     let err = op.bulk(vec![b"{}".to_vec()]).await.unwrap().collect().await.unwrap_err();
     assert_eq!(err.code(), Some("EP01"), "{err}");
 }
+
+#[tokio::test]
+async fn connections_beyond_the_limit_are_refused_and_the_first_keeps_working() {
+    let limits = elig_server::config::Limits { max_connections: 1, ..Default::default() };
+    let srv = TestServer::start_with(limits, false, false).await;
+    let first = srv.client(As::Central).await;
+    let q = fixture().keys.valid_card_query(fixture().keys.institution(), "x");
+    first.lookup(q.as_bytes()).await.expect("the first connection is served");
+    let err = srv.try_lookup(Some(srv.pem(As::Central)), &q).await.expect_err("a second connection is over the limit");
+    assert!(err.to_string().to_lowercase().contains("refused"), "{err}");
+    first.lookup(q.as_bytes()).await.expect("the first connection still works");
+}
