@@ -39,7 +39,7 @@ use elig_benches::{bench_snapshot, clock, data_dir, parse_all, sample_keys, Fami
 use elig_engine::delta_log::DeltaLog;
 use elig_engine::engine::Engine;
 use elig_engine::manifest::IndexName;
-use elig_engine::query::{Query, QueryKey};
+use elig_engine::query::Query;
 use elig_engine::snapshot::Snapshot;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -255,13 +255,10 @@ fn touched(engine: &Engine, queries: &[Query]) -> f64 {
     let hit = queries
         .iter()
         .filter(|q| {
-            let (name, key) = match &q.key {
-                QueryKey::CertificateSerial(s) => (IndexName::Serial, s.clone()),
-                QueryKey::InsuranceCard(c) => {
-                    (IndexName::Insurance, elig_engine::ids::insurance_key(&c.insurer, &c.symbol, &c.number, &c.branch))
-                }
-                _ => return false,
-            };
+            let (name, key) = elig_benches::index_key(q);
+            if !matches!(name, IndexName::Serial | IndexName::Insurance) {
+                return false;
+            }
             let Some(hit) = gen.snapshot.find(name, &key, |_| true) else { return false };
             gen.snapshot.person(hit.first()).is_some_and(|p| gen.overlay.latest(&gen.snapshot, &p.person_id).is_some())
         })

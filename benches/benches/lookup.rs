@@ -41,12 +41,10 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Bencher, Criterion, Throughput};
 use elig_benches::baseline::Baseline;
-use elig_benches::{bench_snapshot, clock, parse_all, sample_keys, Family, Keys, KEYS, SEED};
+use elig_benches::{bench_snapshot, clock, index_key, parse_all, sample_keys, Family, Keys, KEYS, SEED};
 use elig_engine::answer::Answer;
 use elig_engine::engine::Engine;
-use elig_engine::ids;
 use elig_engine::lookup::View;
-use elig_engine::manifest::IndexName;
 use elig_engine::model::ArchivedPersonRecord;
 use elig_engine::query::{Query, QueryKey};
 use elig_engine::snapshot::Snapshot;
@@ -85,17 +83,6 @@ fn cycle<T, R>(b: &mut Bencher, items: &[T], mut f: impl FnMut(&T) -> R) {
         }
         r
     });
-}
-
-/// The index a query probes and its key, as `View::answer` computes them.
-fn index_key(q: &Query) -> (IndexName, String) {
-    match &q.key {
-        QueryKey::CertificateSerial(s) => (IndexName::Serial, s.clone()),
-        QueryKey::ProcessingNumber(s) => (IndexName::Processing, s.clone()),
-        QueryKey::InsuranceCard(c) => (IndexName::Insurance, ids::insurance_key(&c.insurer, &c.symbol, &c.number, &c.branch)),
-        QueryKey::MedicalTicket(t) => (IndexName::Assistance, ids::assistance_key(&t.payer, &t.recipient)),
-        QueryKey::DelegatedTickets { month } => (IndexName::Tickets, ids::ticket_key(&q.institution, *month)),
-    }
 }
 
 /// The engine's full-key check of an index hit (the `holds` closures of `lookup.rs`).

@@ -36,17 +36,13 @@ pub struct Baseline {
 
 /// The keys of `family` a record holds, as the engine's indexes key them.
 fn keys_of(family: Family, p: &PersonRecord) -> Vec<String> {
-    match family {
-        Family::Serial => p.certificates.iter().map(|c| c.serial_number.clone()).collect(),
-        Family::Processing => p.certificates.iter().map(|c| c.processing_number.clone()).collect(),
-        Family::Card => {
-            p.insurance.iter().map(|i| ids::insurance_key(&i.insurer_number, &i.card_symbol, &i.card_number, &i.branch_number)).collect()
+    let mut keys = Vec::new();
+    elig_engine::keys::record_keys(p, |name, key| {
+        if name == family.index() {
+            keys.push(key.to_string());
         }
-        Family::Ticket => p.assistance.iter().map(|a| ids::assistance_key(&a.payer_number, &a.recipient_number)).collect(),
-        Family::Delegated => {
-            p.assistance.iter().flat_map(|a| a.tickets.iter().map(|t| ids::ticket_key(&t.institution_code, t.treatment_month))).collect()
-        }
-    }
+    });
+    keys
 }
 
 impl Baseline {

@@ -36,6 +36,30 @@ impl Family {
             Family::Delegated => "delegated",
         }
     }
+
+    /// The engine index this family's lookups probe.
+    pub fn index(self) -> elig_engine::manifest::IndexName {
+        use elig_engine::manifest::IndexName;
+        match self {
+            Family::Serial => IndexName::Serial,
+            Family::Processing => IndexName::Processing,
+            Family::Card => IndexName::Insurance,
+            Family::Ticket => IndexName::Assistance,
+            Family::Delegated => IndexName::Tickets,
+        }
+    }
+}
+
+/// The index a query probes and its key, as `View::answer` computes them.
+pub fn index_key(q: &elig_engine::query::Query) -> (elig_engine::manifest::IndexName, String) {
+    use elig_engine::{ids, manifest::IndexName, query::QueryKey};
+    match &q.key {
+        QueryKey::CertificateSerial(s) => (IndexName::Serial, s.clone()),
+        QueryKey::ProcessingNumber(s) => (IndexName::Processing, s.clone()),
+        QueryKey::InsuranceCard(c) => (IndexName::Insurance, ids::insurance_key(&c.insurer, &c.symbol, &c.number, &c.branch)),
+        QueryKey::MedicalTicket(t) => (IndexName::Assistance, ids::assistance_key(&t.payer, &t.recipient)),
+        QueryKey::DelegatedTickets { month } => (IndexName::Tickets, ids::ticket_key(&q.institution, *month)),
+    }
 }
 
 /// Query documents of one family: keys the snapshot holds, and keys it does not.

@@ -25,7 +25,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 pub mod baseline;
 mod keys;
 
-pub use keys::{sample_keys, Family, FamilyKeys, Keys, CLINIC};
+pub use keys::{index_key, sample_keys, Family, FamilyKeys, Keys, CLINIC};
 
 /// Seed of the synthetic export (the 10 million snapshot of the README uses it too).
 pub const SEED: u64 = 7;

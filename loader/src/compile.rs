@@ -43,13 +43,16 @@ pub struct CompileOptions {
 }
 
 impl CompileOptions {
+    /// Five years: how long a lost qualification stays answerable.
+    pub const DEFAULT_RETAIN_LOST_DAYS: u32 = 1826;
+
     pub fn new(input: impl Into<PathBuf>, out: impl Into<PathBuf>) -> Self {
         CompileOptions {
             input: input.into(),
             out: out.into(),
             encoding: Encoding::Utf8,
             max_reject_ratio: 0.001,
-            retain_lost_days: 1826,
+            retain_lost_days: Self::DEFAULT_RETAIN_LOST_DAYS,
             generation: None,
             today: None,
             rejects: None,
@@ -73,8 +76,6 @@ pub enum CompileError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{rejected} of {rows} rows rejected ({ratio:.5}), over --max-reject-ratio {max}; nothing was published; see {rejects}")]
     TooManyRejects { rejected: u64, rows: u64, ratio: f64, max: f64, rejects: PathBuf },
-    #[error("more than {max} persons: the record numbers of one snapshot are 31-bit")]
-    TooManyPersons { max: u32 },
 }
 
 impl From<(PathBuf, std::io::Error)> for CompileError {

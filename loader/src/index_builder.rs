@@ -31,14 +31,6 @@ impl IndexBuilder {
         self.entries.push((key_hash(b), xxh3_64_with_seed(b, SECOND_SEED), person));
     }
 
-    pub fn len(&self) -> usize {
-        self.entries.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-    }
-
     /// Lay out the table at a load factor of at most 0.8 (the fingerprints
     /// keep probes cheap: eight slots share a cache line); return it with the
     /// keys that more than one person holds.

@@ -63,8 +63,10 @@ enum Command {
         encoding: Encoding,
         #[arg(long, default_value_t = 0.001)]
         max_reject_ratio: f64,
-        #[arg(long, default_value_t = 1826)]
-        retain_lost_days: u32,
+        /// Days a lost qualification is kept (default 1826 for a compile;
+        /// a fold keeps the base snapshot's).
+        #[arg(long)]
+        retain_lost_days: Option<u32>,
         /// Snapshot generation (default: creation time YYYYMMDDHHmmss).
         #[arg(long)]
         generation: Option<u64>,
@@ -114,7 +116,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Compile { input, base, deltas, out, encoding, max_reject_ratio, retain_lost_days, generation, today, rejects } => {
             if let (Some(base), Some(deltas)) = (base, deltas) {
-                let s = fold(&FoldOptions { base, deltas, out, generation, today, retain_lost_days: Some(retain_lost_days) })?;
+                let s = fold(&FoldOptions { base, deltas, out, generation, today, retain_lost_days })?;
                 println!("snapshot   {} (generation {})", s.out.display(), s.manifest.generation);
                 println!("batches    {} applied, delta sequence {}", s.rows_read, s.manifest.delta_seq);
                 println!("anomalies  {}", s.anomalies.len());
@@ -129,7 +131,7 @@ fn run(cli: Cli) -> Result<()> {
             let opts = CompileOptions {
                 encoding,
                 max_reject_ratio,
-                retain_lost_days,
+                retain_lost_days: retain_lost_days.unwrap_or(CompileOptions::DEFAULT_RETAIN_LOST_DAYS),
                 generation,
                 today,
                 rejects,

@@ -334,6 +334,13 @@ fn helpers_keep_calendar_rules() {
     assert_eq!(month_bounds(d(20260115), 1), (d(20251201), d(20251231)));
     let mut seen = HashSet::new();
     assert!((0..100_000).all(|n| seen.insert(scramble(12_345, n, 1_000_000))));
-    let code = pick_cum(&mut ChaCha8Rng::seed_from_u64(1), &[1, 1, 5]);
-    assert_eq!(code, 2);
+    // Cumulative weights [1, 1, 5]: weights 1, 0, 4.
+    let rng = &mut ChaCha8Rng::seed_from_u64(1);
+    let mut counts = [0u32; 3];
+    for _ in 0..10_000 {
+        counts[pick_cum(rng, &[1, 1, 5])] += 1;
+    }
+    assert_eq!(counts[1], 0, "a zero weight is never drawn: {counts:?}");
+    assert!((1_700..2_300).contains(&counts[0]) && (7_700..8_300).contains(&counts[2]), "about 1:4, got {counts:?}");
+    assert!((0..100).all(|_| pick_cum(rng, &[0, 3, 3]) == 1));
 }

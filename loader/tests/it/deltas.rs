@@ -385,3 +385,32 @@ fn swaps_under_concurrent_lookups_never_fail_or_mix_generations() {
     assert!(answered > 0);
     assert_eq!(e.pin().id(), 109);
 }
+
+#[test]
+fn the_fold_command_keeps_the_base_snapshots_retention_unless_told() {
+    let (dir, r) = try_compile(&base(), |o| o.retain_lost_days = 30);
+    let base_dir = r.expect("compile").out;
+    let log = dir.path().join("deltas.log");
+    {
+        let (e, _) = Engine::open_with_log(&base_dir, &log).unwrap();
+        e.apply(&batch(1, &[up("insurance", ins_row("Q5", "P2", KENPO, "55", ""))])).unwrap();
+    }
+    let fold = |out: &str, extra: &[&str]| {
+        let out = dir.path().join(out);
+        let status = std::process::Command::new(env!("CARGO_BIN_EXE_elig-loader"))
+            .args(["compile", "--base"])
+            .arg(&base_dir)
+            .arg("--deltas")
+            .arg(&log)
+            .arg("--out")
+            .arg(&out)
+            .args(["--today", "20261122"])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+        elig_engine::snapshot::read_manifest(&out).unwrap().retain_lost_days
+    };
+    assert_eq!(fold("kept", &[]), 30, "the base snapshot's retention");
+    assert_eq!(fold("given", &["--retain-lost-days", "90"]), 90);
+}

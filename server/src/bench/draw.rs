@@ -273,7 +273,9 @@ pub(super) fn from_export(dir: &Path, plan: &KeyPlan, rng: &mut ChaCha8Rng) -> R
         let (Some(aid), Some(inst), Some(m)) = (f.get("assistance_id"), f.get("institution_code"), f.get("treatment_month")) else {
             return;
         };
-        let Ok(m) = m.parse::<u32>() else { return };
+        // Normalised as compile does, so the hashes match the snapshot's keys.
+        let (Ok(inst), Ok(m)) = (ids::institution_code(inst), ids::month("treatment_month", m)) else { return };
+        let inst = inst.as_str();
         h.tickets.insert(hash(&ids::ticket_key(inst, m)));
         if own.is_none_or(|c| c == inst) {
             d.delegated.offer(rng, || Delegated { institution: inst.to_string(), month: m });
