@@ -73,7 +73,7 @@ impl<'a> View<'a> {
             });
         }
         if let Some(ov) = overlay {
-            ov.add_moved(self.snapshot, name, key, &holds, &mut out, self.delta_seq);
+            ov.add_moved(name, key, &holds, &mut out, self.delta_seq);
         }
         out
     }

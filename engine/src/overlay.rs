@@ -55,6 +55,14 @@ struct Version {
     record: Option<Arc<AlignedVec>>,
 }
 
+/// Whose versions a key of the overlay leads to: a snapshot person by its
+/// record number (as `by_record`), or a person only the deltas hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Owner {
+    Record(u32),
+    Id(Arc<str>),
+}
+
 /// The versions deltas wrote for one person, oldest first.
 #[derive(Debug)]
 struct Changed {
@@ -95,7 +103,7 @@ pub struct Overlay {
     /// Hash of (index, key) → persons whose versions held the key. The hash
     /// lives only in memory (ahash is never persisted); a collision only adds
     /// a candidate that the full-key check then drops.
-    keys: Map<u64, SmallVec<[Arc<str>; 1]>>,
+    keys: Map<u64, SmallVec<[Owner; 1]>>,
     key_hasher: ahash::RandomState,
     /// Revocation list changes: serial → (seq, revoked_at or 0 for lifted).
     revoked: Map<Arc<str>, Vec<(u64, u64)>>,
@@ -174,23 +182,27 @@ impl Overlay {
     /// lookup's candidates at `seq`.
     pub(crate) fn add_moved<'a>(
         &self,
-        snapshot: &Snapshot,
         name: IndexName,
         key: &str,
         holds: &dyn Fn(&ArchivedPersonRecord) -> bool,
         out: &mut SmallVec<[PersonRef<'a>; 2]>,
         seq: u64,
     ) {
-        let Some(ids) = self.keys.get(&self.key_id(name, key)) else { return };
-        for pid in ids.iter() {
-            if out.iter().any(|p| p.get().person_id == **pid) {
-                continue;
+        let Some(owners) = self.keys.get(&self.key_id(name, key)) else { return };
+        for owner in owners.iter() {
+            let Some(Some(rec)) = self.version_of(owner, seq) else { continue };
+            let p = archived(&rec);
+            if holds(p) && !out.iter().any(|o| o.get().person_id == p.person_id) {
+                out.push(PersonRef::Delta(rec));
             }
-            if let Some(Some(rec)) = self.version_at(snapshot, pid, seq) {
-                if holds(archived(&rec)) {
-                    out.push(PersonRef::Delta(rec));
-                }
-            }
+        }
+    }
+
+    /// The version of `owner` visible at `seq`, as [`Overlay::record_version`].
+    fn version_of(&self, owner: &Owner, seq: u64) -> Option<Option<Arc<AlignedVec>>> {
+        match owner {
+            Owner::Record(idx) => self.record_version(*idx, seq),
+            Owner::Id(pid) => self.by_id.get(pid)?.at(seq),
         }
     }
 
@@ -237,13 +249,14 @@ impl Prepared<'_> {
                 // snapshot index already leads lookups to this person, and
                 // `View::find` puts the new version in its place.
                 let in_snapshot = index.and_then(|idx| snapshot.person(idx));
+                let owner = index.map_or_else(|| Owner::Id(pid.clone()), Owner::Record);
                 record_keys(&r, |name, key| {
                     if in_snapshot.is_some_and(|s| archived_holds(s, name, key)) {
                         return;
                     }
                     let mut entry = ov.keys.entry(ov.key_id(name, key)).or_default();
-                    if !entry.iter().any(|p| **p == *pid) {
-                        entry.push(pid.clone());
+                    if !entry.contains(&owner) {
+                        entry.push(owner.clone());
                     }
                 });
                 Arc::new(archived)
@@ -318,8 +331,11 @@ impl Working<'_> {
         if let Some(pid) = self.local.get(&(name, key.to_string())) {
             candidates.push(pid.clone());
         }
-        if let Some(ids) = self.overlay.keys.get(&self.overlay.key_id(name, key)) {
-            candidates.extend(ids.iter().cloned());
+        if let Some(owners) = self.overlay.keys.get(&self.overlay.key_id(name, key)) {
+            candidates.extend(owners.iter().filter_map(|o| match o {
+                Owner::Record(idx) => self.snapshot.person(*idx).map(|p| Arc::from(p.person_id.as_str())),
+                Owner::Id(pid) => Some(pid.clone()),
+            }));
         }
         if let Some(hit) = self.snapshot.find(name, key, |p| archived_holds(p, name, key)) {
             hit.for_each(|i| candidates.extend(self.snapshot.person(i).map(|p| Arc::from(p.person_id.as_str()))));
