@@ -358,7 +358,7 @@ impl Answer {
 /// The institution code and caller's identifier of a query that failed to
 /// parse, if it has them, so the error answer still names its requester and
 /// pairs with the caller's record.
-fn hints(json: &[u8]) -> (String, Option<String>) {
+pub fn hints(json: &[u8]) -> (String, Option<String>) {
     let v = serde_json::from_slice::<serde_json::Value>(json).ok();
     let text = |k: &str| v.as_ref().and_then(|v| v.get(k)).and_then(|c| c.as_str()).map(str::to_string);
     (text("MedicalInstitutionCode").unwrap_or_default(), text("ArbitraryIdentifier"))

@@ -190,14 +190,25 @@ fn parse_tracked(json: &[u8]) -> Result<RawQuery, QueryError> {
 
 /// Parse a query document. `today` is the default confirmation date.
 pub fn parse_query(json: &[u8], today: u32) -> Result<Query, QueryError> {
+    parse_query_for(json, today, None)
+}
+
+/// [`parse_query`] for a requester who may leave `MedicalInstitutionCode`
+/// out (absent, null or blank): an institution's certificate says who it is.
+/// A code the query does give is kept, for the caller to check.
+pub fn parse_query_for(json: &[u8], today: u32, default_institution: Option<&str>) -> Result<Query, QueryError> {
     // Tracking the path costs on every query (a third of the parse in the
     // server's profile); it is needed only to name the field of a failure.
     let raw = match serde_json::from_slice::<RawQuery>(json) {
         Ok(raw) => raw,
         Err(_) => parse_tracked(json)?,
     };
-    let institution =
-        ids::institution_code(required(&raw.institution, "MedicalInstitutionCode")?).map_err(|e| QueryError::invalid("", e))?;
+    let given = raw.institution.as_deref().filter(|s| !s.trim().is_empty());
+    let institution = match (given, default_institution) {
+        (None, Some(code)) => code,
+        _ => required(&raw.institution, "MedicalInstitutionCode")?,
+    };
+    let institution = ids::institution_code(institution).map_err(|e| QueryError::invalid("", e))?;
     let date = match raw.date.as_deref() {
         None => today,
         Some(d) => ids::date("QualificationConfirmationDate", d).map_err(|e| QueryError::invalid("", e))?,
@@ -283,6 +294,20 @@ mod tests {
         let QueryKey::InsuranceCard(c) = q.key else { panic!("card key expected") };
         assert_eq!((c.insurer.as_str(), c.symbol.as_str(), c.number.as_str(), c.branch.as_str()), ("273128", "AB", "12", "01"));
         assert!(c.limit_consent);
+    }
+
+    #[test]
+    fn a_default_institution_fills_only_an_absent_or_blank_code() {
+        let month = r#""DelegatedTickets":{"MedicalTreatmentMonth":"202611"}"#;
+        let with = |inst: &str| format!("{{{inst}{month}}}");
+        let q = parse_query_for(with("").as_bytes(), 20261122, Some("3410712362")).unwrap();
+        assert_eq!(q.institution, "3410712362");
+        let q = parse_query_for(with(r#""MedicalInstitutionCode":" ","#).as_bytes(), 20261122, Some("3410712362")).unwrap();
+        assert_eq!(q.institution, "3410712362");
+        let q = parse_query_for(with(r#""MedicalInstitutionCode":"1311111114","#).as_bytes(), 20261122, Some("3410712362")).unwrap();
+        assert_eq!(q.institution, "1311111114", "a given code is kept for the caller to check");
+        let e = parse_query(with("").as_bytes(), 20261122).unwrap_err();
+        assert_eq!(e.code, codes::MISSING_FIELD);
     }
 
     #[test]

@@ -13,15 +13,14 @@
 //! the engine's writer lock), so the server runs them off the async
 //! runtime's worker threads.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use elig_engine::answer::{Answer, BulkConfirmUnit, SearchInfo};
 use elig_engine::engine::{DeltaError, Engine, Generation, SwapError};
 use elig_engine::ids;
-use elig_engine::lookup::{Clock, View};
-use elig_engine::query::{parse_query, Query, QueryError, QueryKey};
+use elig_engine::lookup::{hints, Clock, View};
+use elig_engine::query::{parse_query, parse_query_for, Query, QueryError, QueryKey};
 use serde::{Deserialize, Serialize};
 
 use crate::config::Limits;
@@ -470,7 +469,7 @@ fn answer_one(
         Ok(q) => q,
         Err(Rejected { error, institution, kind }) => {
             let mut answer = view.refuse(&error, &institution, clock);
-            if let Some(id) = raw_field(raw, "ArbitraryIdentifier") {
+            if let Some(id) = hints(raw).1 {
                 answer.message_body.qualification_confirm_search_info =
                     Some(SearchInfo { arbitrary_identifier: Some(id.into()), ..Default::default() });
             }
@@ -514,12 +513,15 @@ fn checked_query(role: &Role, raw: &[u8], clock: Clock, accept: Accept) -> Resul
         }
         Role::Central => parse_query(raw, clock.today).map_err(|error| Rejected {
             error,
-            institution: raw_field(raw, "MedicalInstitutionCode").and_then(|c| ids::institution_code(&c).ok()).unwrap_or_default(),
+            institution: ids::institution_code(&hints(raw).0).unwrap_or_default(),
             kind: "malformed",
         })?,
         Role::Institution(code) => {
-            let filled = with_institution(raw, code);
-            let q = parse_query(&filled, clock.today).map_err(|error| Rejected { error, institution: code.clone(), kind: "malformed" })?;
+            let q = parse_query_for(raw, clock.today, Some(code)).map_err(|error| Rejected {
+                error,
+                institution: code.clone(),
+                kind: "malformed",
+            })?;
             if q.institution != *code {
                 return Err(permission(
                     format!("MedicalInstitutionCode '{}': this certificate may query only as institution {code}", q.institution),
@@ -544,30 +546,6 @@ fn checked_query(role: &Role, raw: &[u8], clock: Clock, accept: Accept) -> Resul
     }
 }
 
-/// The query with `MedicalInstitutionCode` set to `code` when it is absent,
-/// null or blank (an institution's certificate says who it is).
-fn with_institution<'a>(raw: &'a [u8], code: &str) -> Cow<'a, [u8]> {
-    let Ok(serde_json::Value::Object(mut map)) = serde_json::from_slice::<serde_json::Value>(raw) else {
-        return Cow::Borrowed(raw);
-    };
-    let absent = match map.get("MedicalInstitutionCode") {
-        None | Some(serde_json::Value::Null) => true,
-        Some(serde_json::Value::String(s)) => s.trim().is_empty(),
-        Some(_) => false,
-    };
-    if !absent {
-        return Cow::Borrowed(raw);
-    }
-    map.insert("MedicalInstitutionCode".into(), serde_json::Value::String(code.to_string()));
-    Cow::Owned(serde_json::to_vec(&map).unwrap_or_else(|_| raw.to_vec()))
-}
-
-/// A top-level string field of a query that may not parse as a query.
-fn raw_field(raw: &[u8], name: &str) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(raw).ok()?;
-    v.get(name)?.as_str().map(str::to_string)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -575,14 +553,17 @@ mod tests {
     #[test]
     fn institution_is_filled_only_when_absent() {
         let code = "3410712362";
-        let filled = with_institution(br#"{"DelegatedTickets":{"MedicalTreatmentMonth":"202611"}}"#, code);
-        let v: serde_json::Value = serde_json::from_slice(&filled).unwrap();
-        assert_eq!(v["MedicalInstitutionCode"], code);
-        let blank = with_institution(br#"{"MedicalInstitutionCode":" "}"#, code);
-        assert!(String::from_utf8_lossy(&blank).contains(code));
-        let other = br#"{"MedicalInstitutionCode":"1311111114"}"#;
-        assert_eq!(&*with_institution(other, code), &other[..]);
-        assert_eq!(&*with_institution(b"not json", code), b"not json");
+        let role = Role::Institution(code.into());
+        let clock = Clock::at(20261122093000);
+        let ask = |q: &[u8]| checked_query(&role, q, clock, Accept::Any);
+        let filled = ask(br#"{"DelegatedTickets":{"MedicalTreatmentMonth":"202611"}}"#).ok().unwrap();
+        assert_eq!(filled.institution, code);
+        let blank = ask(br#"{"MedicalInstitutionCode":" ","DelegatedTickets":{"MedicalTreatmentMonth":"202611"}}"#).ok().unwrap();
+        assert_eq!(blank.institution, code);
+        let other = ask(br#"{"MedicalInstitutionCode":"1311111114","DelegatedTickets":{"MedicalTreatmentMonth":"202611"}}"#).err().unwrap();
+        assert_eq!(other.error.code, codes::PERMISSION, "another code is kept, and refused");
+        let e = ask(b"not json").err().unwrap();
+        assert_eq!((e.kind, e.institution.as_str()), ("malformed", code));
     }
 
     #[test]
