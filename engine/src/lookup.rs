@@ -93,6 +93,10 @@ impl<'a> View<'a> {
             QueryKey::DelegatedTickets { month } => self.delegated(q, *month),
         };
         answer.message_header = self.header(q, clock);
+        if matches!(q.key, QueryKey::DelegatedTickets { .. }) {
+            // Counts live in the header, so after it is set.
+            answer.count_units();
+        }
         answer
     }
 
@@ -100,13 +104,7 @@ impl<'a> View<'a> {
     /// answer naming the field.
     pub fn answer_document(&self, json: &[u8], clock: Clock) -> Answer {
         match crate::query::parse_query(json, clock.today) {
-            Ok(q) => {
-                let mut a = self.answer(&q, clock);
-                if matches!(q.key, QueryKey::DelegatedTickets { .. }) {
-                    a.count_units();
-                }
-                a
-            }
+            Ok(q) => self.answer(&q, clock),
             Err(e) => {
                 let (institution, arbitrary) = hints(json);
                 let mut a = self.refuse(&e, &institution, clock);

@@ -87,11 +87,7 @@ enum Accept {
 
 /// Answer one query document.
 pub fn lookup(gen: &Generation, role: &Role, query: &[u8], clock: Clock) -> (Answer, Outcome) {
-    let (mut answer, outcome) = answer_one(&gen.view(), gen.id(), role, query, clock, "lookup", Accept::Any);
-    if !answer.message_body.bulk_confirm_unit_list.is_empty() {
-        answer.count_units();
-    }
-    (answer, outcome)
+    answer_one(&gen.view(), gen.id(), role, query, clock, "lookup", Accept::Any)
 }
 
 /// A delegated-ticket fetch: the units, then the summary (the answer
@@ -101,7 +97,6 @@ pub fn tickets(gen: &Generation, role: &Role, query: &[u8], clock: Clock) -> (Ve
     if answer.is_error() {
         return (Vec::new(), answer, outcome);
     }
-    answer.count_units();
     let units = std::mem::take(&mut answer.message_body.bulk_confirm_unit_list);
     (units, answer, outcome)
 }

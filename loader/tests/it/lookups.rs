@@ -270,6 +270,11 @@ fn delegated_ticket_fetch_lists_this_institutions_tickets() {
     assert_eq!(entry.public_expense_result_list.as_ref().unwrap()[0].medical_treatment_month.as_deref(), Some("202611"));
     assert_eq!(w.ask(q(PHARMACY, "202610")).message_body.bulk_confirm_unit_list.len(), 1);
     assert!(w.ask(q(PHARMACY, "202611")).message_body.bulk_confirm_unit_list.is_empty());
+    // Counted by the engine itself, for a parsed query too, and for no tickets.
+    let parsed = elig_engine::query::parse_query(q(PHARMACY, "202611").to_string().as_bytes(), 20261122).unwrap();
+    let empty = elig_engine::lookup::View::new(&w.snapshot).answer(&parsed, elig_engine::lookup::Clock::at(NOW));
+    assert_eq!(empty.message_header.number_of_processing_result.as_deref(), Some("0"));
+    assert_eq!(empty.message_header.number_of_error.as_deref(), Some("0"));
 }
 
 #[test]
