@@ -280,7 +280,7 @@ impl Client {
             let _ = send.finish();
             Ok::<(), quinn::WriteError>(())
         });
-        Ok(BulkResults { client: self.clone(), recv, writer, summary: None })
+        Ok(BulkResults { items: ItemStream::new(self.clone(), recv, Kind::Answer, "bulk"), writer })
     }
 
     /// A delegated-ticket fetch: one unit per ticket, then the summary.
@@ -288,7 +288,7 @@ impl Client {
     pub async fn tickets(&self, query: &[u8]) -> Result<TicketResults, ClientError> {
         let (mut send, recv) = self.open().await?;
         self.write(&mut send, &protocol::encode(Kind::Tickets, query)).await?;
-        Ok(TicketResults { client: self.clone(), recv, summary: None })
+        Ok(TicketResults { items: ItemStream::new(self.clone(), recv, Kind::Unit, "ticket") })
     }
 
     /// The ticket query for `institution` (omit it with an institution
@@ -366,45 +366,69 @@ fn unexpected(f: &Frame, want: Kind) -> ClientError {
     ClientError::Protocol(format!("expected a '{}' frame, got '{}'", want.name(), f.kind.name()))
 }
 
+/// Frames of one item kind, streamed until a summary frame: the shape of
+/// a bulk inquiry's answers and a ticket fetch's units.
+#[derive(Debug)]
+struct ItemStream<S> {
+    client: Client,
+    recv: RecvStream,
+    item: Kind,
+    /// For errors: "bulk" or "ticket".
+    what: &'static str,
+    summary: Option<S>,
+}
+
+impl<S: DeserializeOwned> ItemStream<S> {
+    fn new(client: Client, recv: RecvStream, item: Kind, what: &'static str) -> Self {
+        ItemStream { client, recv, item, what, summary: None }
+    }
+
+    async fn next<I: DeserializeOwned>(&mut self) -> Result<Option<I>, ClientError> {
+        if self.summary.is_some() {
+            return Ok(None);
+        }
+        match self.client.next(&mut self.recv).await? {
+            Some(f) if f.kind == self.item => parse(&f).map(Some),
+            Some(f) if f.kind == Kind::Summary => {
+                self.summary = Some(parse(&f)?);
+                Ok(None)
+            }
+            Some(f) => Err(unexpected(&f, self.item)),
+            None => Err(ClientError::Protocol(format!("the {} stream ended before its summary", self.what))),
+        }
+    }
+
+    async fn collect<I: DeserializeOwned>(&mut self) -> Result<(Vec<I>, S), ClientError> {
+        let mut items = Vec::new();
+        while let Some(i) = self.next().await? {
+            items.push(i);
+        }
+        let summary = self.summary.take().ok_or_else(|| ClientError::Protocol("no summary".into()))?;
+        Ok((items, summary))
+    }
+}
+
 /// The answers of a bulk inquiry, as they arrive.
 #[derive(Debug)]
 pub struct BulkResults {
-    client: Client,
-    recv: RecvStream,
+    items: ItemStream<BulkSummary>,
     writer: tokio::task::JoinHandle<Result<(), quinn::WriteError>>,
-    summary: Option<BulkSummary>,
 }
 
 impl BulkResults {
     /// The next answer, in query order; `None` after the last (then
     /// [`summary`](Self::summary) is set).
     pub async fn next(&mut self) -> Result<Option<Answer>, ClientError> {
-        if self.summary.is_some() {
-            return Ok(None);
-        }
-        match self.client.next(&mut self.recv).await? {
-            Some(f) if f.kind == Kind::Answer => parse(&f).map(Some),
-            Some(f) if f.kind == Kind::Summary => {
-                self.summary = Some(parse(&f)?);
-                Ok(None)
-            }
-            Some(f) => Err(unexpected(&f, Kind::Answer)),
-            None => Err(ClientError::Protocol("the bulk stream ended before its summary".into())),
-        }
+        self.items.next().await
     }
 
     pub fn summary(&self) -> Option<&BulkSummary> {
-        self.summary.as_ref()
+        self.items.summary.as_ref()
     }
 
     /// Every answer, then the summary.
     pub async fn collect(mut self) -> Result<(Vec<Answer>, BulkSummary), ClientError> {
-        let mut answers = Vec::new();
-        while let Some(a) = self.next().await? {
-            answers.push(a);
-        }
-        let summary = self.summary.take().ok_or_else(|| ClientError::Protocol("no summary".into()))?;
-        Ok((answers, summary))
+        self.items.collect().await
     }
 }
 
@@ -417,41 +441,24 @@ impl Drop for BulkResults {
 /// The units of a delegated-ticket fetch, as they arrive.
 #[derive(Debug)]
 pub struct TicketResults {
-    client: Client,
-    recv: RecvStream,
-    summary: Option<Answer>,
+    items: ItemStream<Answer>,
 }
 
 impl TicketResults {
     /// The next unit; `None` after the last (then the summary is set).
     pub async fn next(&mut self) -> Result<Option<BulkConfirmUnit>, ClientError> {
-        if self.summary.is_some() {
-            return Ok(None);
-        }
-        match self.client.next(&mut self.recv).await? {
-            Some(f) if f.kind == Kind::Unit => parse(&f).map(Some),
-            Some(f) if f.kind == Kind::Summary => {
-                self.summary = Some(parse(&f)?);
-                Ok(None)
-            }
-            Some(f) => Err(unexpected(&f, Kind::Unit)),
-            None => Err(ClientError::Protocol("the ticket stream ended before its summary".into())),
-        }
+        self.items.next().await
     }
 
     /// The answer without its units: header with counts, body status (an
     /// error answer if the query was refused).
     pub fn summary(&self) -> Option<&Answer> {
-        self.summary.as_ref()
+        self.items.summary.as_ref()
     }
 
     /// The whole answer document, units in place.
     pub async fn collect(mut self) -> Result<Answer, ClientError> {
-        let mut units = Vec::new();
-        while let Some(u) = self.next().await? {
-            units.push(u);
-        }
-        let mut answer = self.summary.take().ok_or_else(|| ClientError::Protocol("no summary".into()))?;
+        let (units, mut answer) = self.items.collect().await?;
         answer.message_body.bulk_confirm_unit_list = units;
         Ok(answer)
     }

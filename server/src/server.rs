@@ -128,6 +128,21 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Refusal> + Se
     }
 }
 
+/// An operator request that changes the engine (a delta batch, a swap): run
+/// off the async runtime (it fsyncs or verifies), then the engine gauges
+/// updated whatever came of it.
+async fn engine_change<T: Send + 'static>(
+    shared: &Shared,
+    role: &Role,
+    payload: &[u8],
+    change: fn(&Engine, &Role, &[u8]) -> Result<T, Refusal>,
+) -> Result<T, Refusal> {
+    let (engine, who, payload) = (shared.engine.clone(), role.clone(), payload.to_vec());
+    let result = blocking(move || change(&engine, &who, &payload)).await;
+    metrics::engine(&shared.engine.pin());
+    result
+}
+
 /// A running server.
 #[derive(Debug)]
 pub struct Server {
@@ -450,10 +465,7 @@ async fn serve(
             write_json(send, Kind::Report, &report).await?;
         }
         Kind::Delta => {
-            let (engine, who, batch) = (shared.engine.clone(), role.clone(), reader.payload().to_vec());
-            let result = blocking(move || handler::delta(&engine, &who, &batch)).await;
-            metrics::engine(&shared.engine.pin());
-            let ack = result.inspect_err(|r| {
+            let ack = engine_change(shared, role, reader.payload(), handler::delta).await.inspect_err(|r| {
                 metrics::delta_batch("refused", 0);
                 tracing::info!(%peer, code = r.code, message = %r.message, "delta batch refused");
             })?;
@@ -463,12 +475,9 @@ async fn serve(
             write_json(send, Kind::Report, &ack).await?;
         }
         Kind::Swap => {
-            let (engine, who, payload) = (shared.engine.clone(), role.clone(), reader.payload().to_vec());
             // The engine records the live snapshot beside the delta log (for
             // restarts) before it compacts the log.
-            let result = blocking(move || handler::swap(&engine, &who, &payload)).await;
-            metrics::engine(&shared.engine.pin());
-            let report = result.inspect_err(|r| {
+            let report = engine_change(shared, role, reader.payload(), handler::swap).await.inspect_err(|r| {
                 metrics::swap("refused");
                 tracing::warn!(%peer, code = r.code, message = %r.message, "swap refused; the live snapshot keeps serving");
             })?;
