@@ -170,7 +170,7 @@ pub struct Client {
 
 /// The QUIC client configuration (TLS, transport) and the local address to
 /// bind, shared by [`Client::connect`] and the load generator.
-pub(crate) fn client_setup(opts: &ClientOptions) -> Result<(quinn::ClientConfig, SocketAddr), ClientError> {
+fn client_setup(opts: &ClientOptions) -> Result<(quinn::ClientConfig, SocketAddr), ClientError> {
     let roots = tls::roots(&opts.ca_pem, "CA certificate")?;
     let crypto = tls::quic_client(tls::client_config(roots, opts.identity.clone())?)?;
     let mut transport = quinn::TransportConfig::default();
@@ -188,17 +188,29 @@ pub(crate) fn client_setup(opts: &ClientOptions) -> Result<(quinn::ClientConfig,
     Ok((config, bind))
 }
 
+/// An endpoint and one connection with the client's TLS and transport
+/// settings; `socket_buffers` asks the kernel for larger UDP buffers (the
+/// load generator's bulk answers outrun default-sized ones; best effort).
+pub(crate) async fn connect_endpoint(opts: &ClientOptions, socket_buffers: Option<usize>) -> Result<(Endpoint, Connection), ClientError> {
+    let (config, bind) = client_setup(opts)?;
+    let socket = std::net::UdpSocket::bind(bind).map_err(ClientError::Endpoint)?;
+    if let Some(size) = socket_buffers {
+        let state = quinn::udp::UdpSocketState::new((&socket).into()).map_err(ClientError::Endpoint)?;
+        let _ = state.set_recv_buffer_size((&socket).into(), size);
+        let _ = state.set_send_buffer_size((&socket).into(), size);
+    }
+    let endpoint_config = crate::udp::endpoint_config(opts.max_udp_payload);
+    let mut endpoint = Endpoint::new(endpoint_config, None, socket, Arc::new(quinn::TokioRuntime)).map_err(ClientError::Endpoint)?;
+    endpoint.set_default_client_config(config);
+    let connect_error = |message: String| ClientError::Connect { addr: opts.server, message };
+    let connecting = endpoint.connect(opts.server, &opts.server_name).map_err(|e| connect_error(e.to_string()))?;
+    let conn = connecting.await.map_err(|e| connect_error(explain(&e)))?;
+    Ok((endpoint, conn))
+}
+
 impl Client {
     pub async fn connect(opts: &ClientOptions) -> Result<Client, ClientError> {
-        let (config, bind) = client_setup(opts)?;
-        let socket = std::net::UdpSocket::bind(bind).map_err(ClientError::Endpoint)?;
-        let endpoint_config = crate::udp::endpoint_config(opts.max_udp_payload);
-        let mut endpoint = Endpoint::new(endpoint_config, None, socket, Arc::new(quinn::TokioRuntime)).map_err(ClientError::Endpoint)?;
-        endpoint.set_default_client_config(config);
-        let connecting = endpoint
-            .connect(opts.server, &opts.server_name)
-            .map_err(|e| ClientError::Connect { addr: opts.server, message: e.to_string() })?;
-        let conn = connecting.await.map_err(|e| ClientError::Connect { addr: opts.server, message: explain(&e) })?;
+        let (endpoint, conn) = connect_endpoint(opts, None).await?;
         Ok(Client { endpoint, conn, timeout: opts.timeout })
     }
 

@@ -18,7 +18,7 @@ use super::keys::Sampler;
 use super::report::{QuicStats, Report};
 use super::tally::Tally;
 use super::{BenchError, BenchOptions, Mode, Stop};
-use crate::client::{explain, ClientError, ClientOptions};
+use crate::client::ClientOptions;
 
 /// When workers measure and when they stop.
 #[derive(Debug)]
@@ -101,19 +101,7 @@ const SOCKET_BUFFER: usize = 4 << 20;
 /// inquiry arrive faster than a default-sized buffer is drained, and every
 /// datagram the kernel drops costs a retransmission and a smaller window.
 async fn connect(opts: &ClientOptions) -> Result<(Endpoint, Connection), BenchError> {
-    let (config, bind) = crate::client::client_setup(opts)?;
-    let socket = std::net::UdpSocket::bind(bind).map_err(ClientError::Endpoint)?;
-    let state = quinn::udp::UdpSocketState::new((&socket).into()).map_err(ClientError::Endpoint)?;
-    // Best effort: a smaller buffer only means more drops under load.
-    let _ = state.set_recv_buffer_size((&socket).into(), SOCKET_BUFFER);
-    let _ = state.set_send_buffer_size((&socket).into(), SOCKET_BUFFER);
-    let mut endpoint = Endpoint::new(crate::udp::endpoint_config(opts.max_udp_payload), None, socket, Arc::new(quinn::TokioRuntime))
-        .map_err(ClientError::Endpoint)?;
-    endpoint.set_default_client_config(config);
-    let connect_error = |message: String| ClientError::Connect { addr: opts.server, message };
-    let connecting = endpoint.connect(opts.server, &opts.server_name).map_err(|e| connect_error(e.to_string()))?;
-    let conn = connecting.await.map_err(|e| connect_error(explain(&e)))?;
-    Ok((endpoint, conn))
+    Ok(crate::client::connect_endpoint(opts, Some(SOCKET_BUFFER)).await?)
 }
 
 /// One connection and its workers, on one thread.
