@@ -33,10 +33,16 @@ fn fold_width(s: &str) -> String {
         .collect()
 }
 
-/// Folded and trimmed: the first step for every identifier.
+/// Folded and trimmed: the first step for every identifier. One allocation:
+/// `trim` already drops U+3000 at the ends, and folding never turns a
+/// character left inside into whitespace at an end.
 pub fn clean(s: &str) -> String {
-    let folded = fold_width(s);
-    folded.trim().to_string()
+    let t = s.trim();
+    if t.is_ascii() {
+        t.to_owned()
+    } else {
+        fold_width(t)
+    }
 }
 
 /// The check digit of `domain.md` section 3: weights 2,1,2,1.. from the
@@ -63,7 +69,11 @@ fn all_digits(s: &str) -> bool {
 
 /// Digits of the given length whose last digit is the check digit.
 fn checked_digits(field: &'static str, raw: &str, len: usize) -> Result<String, FieldError> {
-    let v = clean(raw);
+    checked_clean_digits(field, raw, clean(raw), len)
+}
+
+/// [`checked_digits`] of `v`, already cleaned from `raw` (named in errors).
+fn checked_clean_digits(field: &'static str, raw: &str, v: String, len: usize) -> Result<String, FieldError> {
     if !all_digits(&v) || v.len() != len {
         return Err(FieldError::new(field, raw, format!("must be {len} digits")));
     }
@@ -86,7 +96,7 @@ pub fn insurer_number(raw: &str) -> Result<String, FieldError> {
         _ => v,
     };
     match v.len() {
-        6 | 8 => checked_digits(F, &v, v.len()).map_err(|e| FieldError { value: raw.to_string(), ..e }),
+        len @ (6 | 8) => checked_clean_digits(F, raw, v, len),
         _ => Err(FieldError::new(F, raw, "must be 8 digits (6 for National Health Insurance)")),
     }
 }
@@ -143,7 +153,8 @@ pub fn branch_number(raw: &str) -> Result<String, FieldError> {
 /// Certificate serial or processing number: 1 to 64 visible ASCII characters,
 /// folded to upper case (J-LIS serials are hexadecimal).
 pub fn certificate_key(field: &'static str, raw: &str) -> Result<String, FieldError> {
-    let v = clean(raw).to_ascii_uppercase();
+    let mut v = clean(raw);
+    v.make_ascii_uppercase();
     if v.is_empty() || v.len() > 64 || !v.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(FieldError::new(field, raw, "must be 1 to 64 visible ASCII characters"));
     }
@@ -247,6 +258,14 @@ pub fn japan_now() -> (u32, u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        /// `clean` trims before folding; it must equal folding then trimming.
+        #[test]
+        fn clean_is_fold_then_trim(s in "[ a1\u{3000}\u{FF10}\u{FF21}\u{00A0}\u{3042}\t]{0,12}") {
+            proptest::prop_assert_eq!(clean(&s), fold_width(&s).trim().to_string());
+        }
+    }
 
     #[test]
     fn index_keys_join_their_parts_with_the_unit_separator() {
