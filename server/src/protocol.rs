@@ -275,12 +275,7 @@ pub fn decode_header_for(header: &[u8; HEADER_LEN], max_for: impl Fn(Kind) -> us
 /// Decode a frame header: the kind and the payload length, checked against
 /// `max` before any payload byte is read.
 pub fn decode_header(header: &[u8; HEADER_LEN], max: usize) -> Result<(Kind, usize), FrameError> {
-    let len = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
-    if len as u64 > max as u64 {
-        return Err(FrameError::TooLarge { len: len.into(), max });
-    }
-    let kind = Kind::from_u8(header[4]).ok_or(FrameError::UnknownKind { kind: header[4] })?;
-    Ok((kind, len as usize))
+    decode_header_for(header, |_| max)
 }
 
 /// Decode the first frame of `buf`. `Ok(None)` means more bytes are needed;
