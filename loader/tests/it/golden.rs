@@ -21,10 +21,8 @@ fn version_1_snapshot_is_read_or_refused_by_version() {
             let mut asked = 0;
             for (_, p) in snap.iter_persons() {
                 for i in p.insurance.iter() {
-                    let q = serde_json::json!({"MedicalInstitutionCode": "1310000011", "QualificationConfirmationDate": "20261122",
-                        "InsuranceCard": {"InsurerNumber": i.insurer_number.as_str(), "InsuredCardSymbol": i.card_symbol.as_str(),
-                            "InsuredIdentificationNumber": i.card_number.as_str(), "InsuredBranchNumber": i.branch_number.as_str(),
-                            "Birthdate": p.birth_date.to_native().to_string()}});
+                    let birth = p.birth_date.to_native().to_string();
+                    let q = crate::fixture::card(&i.insurer_number, &i.card_symbol, &i.card_number, &i.branch_number, &birth);
                     let a = view.answer_document(q.to_string().as_bytes(), Clock::at(20261122100000));
                     assert!(matches!(a.validity(), Some("1" | "2" | "3")), "{a:?}");
                     assert_eq!(a.message_body.result_list[0].name.as_deref(), Some(p.name.as_str()));
