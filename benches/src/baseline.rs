@@ -88,18 +88,17 @@ impl Baseline {
             (QueryKey::DelegatedTickets { month }, Family::Delegated) => self.delegated(q, *month),
             _ => panic!("a {} baseline cannot answer a {} query", self.family.name(), q.key.kind()),
         };
-        answer.message_header = MessageHeader {
-            process_execution_time: clock.now.to_compact_string(),
-            qualification_confirmation_date: q.date.to_compact_string(),
-            medical_institution_code: Str::from(q.institution.as_str()),
-            arbitrary_file_identifier: q.arbitrary_id.as_deref().map(Str::from),
-            reference_classification: if matches!(self.family, Family::Serial | Family::Processing) { "1" } else { "2" }.into(),
-            segment_of_result: "1".into(),
-            character_code_identifier: "0".into(),
-            snapshot_generation: self.generation.clone(),
-            delta_sequence: "0".into(),
-            ..Default::default()
-        };
+        // Filled in place, as the engine does (the header is boxed).
+        let h = &mut answer.message_header;
+        h.process_execution_time = clock.now.to_compact_string();
+        h.qualification_confirmation_date = q.date.to_compact_string();
+        h.medical_institution_code = Str::from(q.institution.as_str());
+        h.arbitrary_file_identifier = q.arbitrary_id.as_deref().map(Str::from);
+        h.reference_classification = if matches!(self.family, Family::Serial | Family::Processing) { "1" } else { "2" }.into();
+        h.segment_of_result = "1".into();
+        h.character_code_identifier = "0".into();
+        h.snapshot_generation = self.generation.clone();
+        h.delta_sequence = "0".into();
         answer
     }
 

@@ -92,7 +92,7 @@ impl<'a> View<'a> {
             QueryKey::MedicalTicket(t) => self.ticket(q, t),
             QueryKey::DelegatedTickets { month } => self.delegated(q, *month),
         };
-        answer.message_header = self.header(q, clock);
+        self.fill_header(&mut answer.message_header, q, clock);
         if matches!(q.key, QueryKey::DelegatedTickets { .. }) {
             // Counts live in the header, so after it is set.
             answer.count_units();
@@ -120,33 +120,33 @@ impl<'a> View<'a> {
 
     /// The answer to a query that could not be parsed.
     pub fn refuse(&self, err: &QueryError, institution: &str, clock: Clock) -> Answer {
-        let mut header = self.base_header(clock);
-        header.medical_institution_code = institution.to_compact_string();
-        header.qualification_confirmation_date = clock.today.to_compact_string();
-        error_answer(header, err)
+        let mut a = error_answer(err);
+        let h = &mut a.message_header;
+        self.fill_base_header(h, clock);
+        h.medical_institution_code = institution.to_compact_string();
+        h.qualification_confirmation_date = clock.today.to_compact_string();
+        a
     }
 
-    fn base_header(&self, clock: Clock) -> MessageHeader {
-        MessageHeader {
-            process_execution_time: clock.now.to_compact_string(),
-            segment_of_result: Str::const_new("1"),
-            character_code_identifier: Str::const_new("0"),
-            reference_classification: Str::const_new("2"),
-            snapshot_generation: self.snapshot.generation_text().clone(),
-            delta_sequence: self.delta_seq.to_compact_string(),
-            ..Default::default()
-        }
+    /// The header fields every answer has, filled in place (the header is
+    /// boxed: see `Answer`).
+    fn fill_base_header(&self, h: &mut MessageHeader, clock: Clock) {
+        h.process_execution_time = clock.now.to_compact_string();
+        h.segment_of_result = Str::const_new("1");
+        h.character_code_identifier = Str::const_new("0");
+        h.reference_classification = Str::const_new("2");
+        h.snapshot_generation = self.snapshot.generation_text().clone();
+        h.delta_sequence = self.delta_seq.to_compact_string();
     }
 
-    fn header(&self, q: &Query, clock: Clock) -> MessageHeader {
-        let mut h = self.base_header(clock);
+    fn fill_header(&self, h: &mut MessageHeader, q: &Query, clock: Clock) {
+        self.fill_base_header(h, clock);
         h.qualification_confirmation_date = q.date.to_compact_string();
         h.medical_institution_code = Str::from(q.institution.as_str());
         h.arbitrary_file_identifier = q.arbitrary_id.as_deref().map(Str::from);
         if matches!(q.key, QueryKey::CertificateSerial(_) | QueryKey::ProcessingNumber(_)) {
             h.reference_classification = Str::const_new("1");
         }
-        h
     }
 
     // ---- My Number card -------------------------------------------------
@@ -432,14 +432,11 @@ fn cert_error(code: &'static str, message: &'static str) -> Answer {
 }
 
 /// An answer whose body reports `e` for this query.
-fn error_answer(header: MessageHeader, e: &QueryError) -> Answer {
-    Answer {
-        message_header: header,
-        message_body: MessageBody {
-            processing_result_status: Str::const_new("2"),
-            processing_result_code: Some(e.code.into()),
-            processing_result_message: Some(Str::from(e.message.as_str())),
-            ..Default::default()
-        },
-    }
+fn error_answer(e: &QueryError) -> Answer {
+    let mut a = Answer::default();
+    let body = &mut a.message_body;
+    body.processing_result_status = Str::const_new("2");
+    body.processing_result_code = Some(e.code.into());
+    body.processing_result_message = Some(Str::from(e.message.as_str()));
+    a
 }

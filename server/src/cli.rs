@@ -183,7 +183,7 @@ pub fn bulk_document(answers: &[Answer], summary: &BulkSummary) -> Answer {
             }
         })
         .collect();
-    let mut doc = Answer { message_header: header, ..Default::default() };
+    let mut doc = Answer { message_header: Box::new(header), ..Default::default() };
     doc.message_body.processing_result_status = "1".into();
     doc.message_body.bulk_confirm_unit_list = units;
     doc

@@ -457,7 +457,7 @@ mod tests {
             arbitrary_identifier: s("patient-42"),
             ..Default::default()
         });
-        Answer { message_header: header("2"), message_body: body }
+        Answer { message_header: Box::new(header("2")), message_body: Box::new(body) }
     }
 
     /// Parses `xml` back and compares it with `original`, section by section and entry by entry.
@@ -530,7 +530,7 @@ mod tests {
         let mut lost = insurance("山田　太郎", "ﾔﾏﾀﾞ ﾀﾛｳ");
         lost.disqualification_date = s("20260930");
         lost.reason_of_loss = s("03");
-        let answer = Answer { message_header: header("2"), message_body: body("2", vec![lost]) };
+        let answer = Answer { message_header: Box::new(header("2")), message_body: Box::new(body("2", vec![lost])) };
         let xml = render(&answer, false);
         let t = text(&xml);
         assert!(t.contains("<QualificationValidity>2</QualificationValidity><ResultList>"));
@@ -538,7 +538,7 @@ mod tests {
         assert!(t.contains("<ReasonOfLoss>03</ReasonOfLoss><InsurerName>"));
         assert_round_trip(&xml, &answer, "0");
 
-        let mut error = Answer { message_header: header("2"), ..Default::default() };
+        let mut error = Answer { message_header: Box::new(header("2")), ..Default::default() };
         error.message_body.processing_result_status = "2".into();
         error.message_body.processing_result_code = s("E0101");
         error.message_body.processing_result_message = s("InsurerNumber: bad check digit");
@@ -553,7 +553,7 @@ mod tests {
     #[test]
     fn not_delegated_assistance_with_tickets() {
         let entry = assistance(vec![ticket("01", "202611"), ticket("02", "202611")]);
-        let answer = Answer { message_header: header("2"), message_body: body("6", vec![entry]) };
+        let answer = Answer { message_header: Box::new(header("2")), message_body: Box::new(body("6", vec![entry])) };
         let xml = render(&answer, false);
         let t = text(&xml);
         assert!(t.contains("<QualificationValidity>6</QualificationValidity>"));
@@ -578,7 +578,7 @@ mod tests {
             reference_number: s(n),
             ..Default::default()
         };
-        let mut answer = Answer { message_header: header("2"), ..Default::default() };
+        let mut answer = Answer { message_header: Box::new(header("2")), ..Default::default() };
         answer.message_header.number_of_processing_result = s("2");
         answer.message_header.number_of_normal_processing = s("2");
         answer.message_header.number_of_error = s("0");
