@@ -12,11 +12,42 @@ use crate::answer::*;
 use crate::model::*;
 
 pub(crate) fn date(d: u32) -> Option<Str> {
-    (d != 0).then(|| d.to_compact_string())
+    (d != 0).then(|| number(u64::from(d)))
 }
 
 pub(crate) fn ts(t: u64) -> Option<Str> {
-    (t != 0).then(|| t.to_compact_string())
+    (t != 0).then(|| number(t))
+}
+
+/// A number as its decimal text. Dates (8 digits) and times (14 digits),
+/// most values of an answer, take a fixed-width path with no digit count
+/// and no length-dependent copy.
+pub(crate) fn number(n: u64) -> Str {
+    fn fixed<const N: usize>(mut n: u64) -> Str {
+        const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+            2021222324252627282930313233343536373839\
+            4041424344454647484950515253545556575859\
+            6061626364656667686970717273747576777879\
+            8081828384858687888990919293949596979899";
+        let mut out = [b'0'; N];
+        let mut i = N;
+        while i >= 2 {
+            let r = (n % 100) as usize * 2;
+            n /= 100;
+            out[i - 2..i].copy_from_slice(&PAIRS[r..r + 2]);
+            i -= 2;
+        }
+        if i == 1 {
+            out[0] = b'0' + (n % 10) as u8;
+        }
+        // ASCII digits: never fails.
+        std::str::from_utf8(&out).map(Str::from).unwrap_or_default()
+    }
+    match n {
+        10_000_000..=99_999_999 => fixed::<8>(n),
+        10_000_000_000_000..=99_999_999_999_999 => fixed::<14>(n),
+        _ => n.to_compact_string(),
+    }
 }
 
 pub(crate) fn text(s: &str) -> Option<Str> {
@@ -282,6 +313,19 @@ mod tests {
         assert_eq!(shown(150, 2).as_deref(), Some("150"));
         assert_eq!(shown(255, 3).as_deref(), Some("255"));
         assert_eq!(shown(5, 1).as_deref(), Some("5"));
+    }
+
+    #[test]
+    fn numbers_are_their_decimal_text() {
+        for n in [0u64, 7, 1_234_567, 10_000_000, 20_260_401, 99_999_999, 100_000_000, 9_999_999_999_999].into_iter().chain([
+            10_000_000_000_000,
+            20_261_122_093_015,
+            99_999_999_999_999,
+            100_000_000_000_000,
+            u64::MAX,
+        ]) {
+            assert_eq!(super::number(n), n.to_string());
+        }
     }
 
     #[test]

@@ -124,14 +124,14 @@ impl<'a> View<'a> {
         let h = &mut a.message_header;
         self.fill_base_header(h, clock);
         h.medical_institution_code = institution.to_compact_string();
-        h.qualification_confirmation_date = clock.today.to_compact_string();
+        h.qualification_confirmation_date = entry::number(clock.today.into());
         a
     }
 
     /// The header fields every answer has, filled in place (the header is
     /// boxed: see `Answer`).
     fn fill_base_header(&self, h: &mut MessageHeader, clock: Clock) {
-        h.process_execution_time = clock.now.to_compact_string();
+        h.process_execution_time = entry::number(clock.now);
         h.segment_of_result = Str::const_new("1");
         h.character_code_identifier = Str::const_new("0");
         h.reference_classification = Str::const_new("2");
@@ -141,7 +141,7 @@ impl<'a> View<'a> {
 
     fn fill_header(&self, h: &mut MessageHeader, q: &Query, clock: Clock) {
         self.fill_base_header(h, clock);
-        h.qualification_confirmation_date = q.date.to_compact_string();
+        h.qualification_confirmation_date = entry::number(q.date.into());
         h.medical_institution_code = Str::from(q.institution.as_str());
         h.arbitrary_file_identifier = q.arbitrary_id.as_deref().map(Str::from);
         if matches!(q.key, QueryKey::CertificateSerial(_) | QueryKey::ProcessingNumber(_)) {
@@ -226,7 +226,7 @@ impl<'a> View<'a> {
             insured_card_symbol: entry::text(&c.symbol),
             insured_identification_number: Some(Str::from(c.number.as_str())),
             insured_branch_number: entry::text(&c.branch),
-            birthdate: Some(c.birth_date.to_compact_string()),
+            birthdate: Some(entry::number(c.birth_date.into())),
             limit_application_certificate_related_cons_flg: Some(if c.limit_consent { "1" } else { "0" }.into()),
             arbitrary_identifier: q.arbitrary_id.as_deref().map(Str::from),
         };
@@ -263,7 +263,7 @@ impl<'a> View<'a> {
         let echo = SearchInfo {
             insurer_number: Some(Str::from(t.payer.as_str())),
             insured_identification_number: Some(Str::from(t.recipient.as_str())),
-            birthdate: Some(t.birth_date.to_compact_string()),
+            birthdate: Some(entry::number(t.birth_date.into())),
             arbitrary_identifier: q.arbitrary_id.as_deref().map(Str::from),
             ..Default::default()
         };
