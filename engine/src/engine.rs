@@ -201,7 +201,7 @@ impl Engine {
         if options.lock_memory {
             snapshot.lock_in_memory();
         }
-        let overlay = Overlay::new(snapshot.manifest().delta_seq);
+        let overlay = Overlay::new(&snapshot);
         Engine {
             current: ArcSwap::from_pointee(Generation { snapshot, overlay }),
             writer: Mutex::new(Writer { log: None, batches: Vec::new() }),
@@ -304,7 +304,7 @@ impl Engine {
             // Batches live_base and older were folded away; we cannot rebuild them.
             return Err(SwapError::DeltasMissing { snapshot_seq: base, live_seq: live_base });
         }
-        let overlay = Overlay::new(base);
+        let overlay = Overlay::new(&snapshot);
         let mut replayed = 0;
         for b in w.batches.iter().filter(|b| b.seq > base) {
             overlay.prepare(&snapshot, b).map_err(|source| SwapError::Replay { seq: b.seq, source })?.publish();

@@ -13,7 +13,7 @@ use crate::entry::{self, Consents, Disclose};
 use crate::ids;
 use crate::manifest::IndexName;
 use crate::model::*;
-use crate::overlay::{Overlay, PersonRef};
+use crate::overlay::Overlay;
 use crate::query::{codes, CardKey, Query, QueryError, QueryKey, TicketKey};
 use crate::snapshot::Snapshot;
 
@@ -44,7 +44,7 @@ pub struct View<'a> {
     pub delta_seq: u64,
 }
 
-type Persons<'a> = SmallVec<[PersonRef<'a>; 2]>;
+type Persons<'a> = SmallVec<[&'a ArchivedPersonRecord; 2]>;
 
 impl<'a> View<'a> {
     pub fn new(snapshot: &'a Snapshot) -> View<'a> {
@@ -55,25 +55,34 @@ impl<'a> View<'a> {
     /// `holds`, replaced or removed by the overlay, plus overlay-only records.
     fn find(&self, name: IndexName, key: &str, holds: impl Fn(&ArchivedPersonRecord) -> bool) -> Persons<'a> {
         let mut out = Persons::new();
-        let overlay = self.overlay.filter(|o| !o.is_empty());
-        if let Some(hit) = self.snapshot.find(name, key, &holds) {
-            hit.for_each(|idx| {
-                let Some(p) = self.snapshot.person(idx) else { return };
-                match overlay.and_then(|o| o.record_version(idx, self.delta_seq)) {
-                    None => out.push(PersonRef::Snapshot(p)),
-                    Some(Some(version)) => {
-                        let version = PersonRef::Delta(version);
-                        // The new version may no longer hold the key.
-                        if holds(version.get()) {
-                            out.push(version);
-                        }
-                    }
-                    Some(None) => {} // deleted
-                }
+        let Some(overlay) = self.overlay.filter(|o| !o.is_empty()) else {
+            if let Some(hit) = self.snapshot.find(name, key, &holds) {
+                hit.for_each(|idx| out.extend(self.snapshot.person(idx)));
+            }
+            return out;
+        };
+        let seq = self.delta_seq;
+        let moved = overlay.moved_key(name, key);
+        // A changed person's version is read instead of its snapshot record
+        // (one record's cache misses, not two). If the version holds the key
+        // and no delta moved the key to anyone, the snapshot record holds it
+        // too, because `Overlay::publish` registers every key a version
+        // holds that its snapshot record lacks: so the slot is this key's,
+        // exactly as the snapshot record would have confirmed.
+        let confirm = |idx: u32| match overlay.record_version(idx, seq) {
+            Some(Some(version)) if moved.is_none() && holds(version) => true,
+            _ => self.snapshot.person(idx).is_some_and(&holds),
+        };
+        if let Some(hit) = self.snapshot.find_confirmed(name, key, confirm) {
+            hit.for_each(|idx| match overlay.record_version(idx, seq) {
+                None => out.extend(self.snapshot.person(idx)),
+                // The new version may no longer hold the key.
+                Some(Some(version)) if holds(version) => out.push(version),
+                Some(_) => {} // deleted, or the key moved away
             });
         }
-        if let Some(ov) = overlay {
-            ov.add_moved(name, key, &holds, &mut out, self.delta_seq);
+        if let Some(id) = moved {
+            overlay.add_moved(id, &holds, &mut out, seq);
         }
         out
     }
@@ -157,7 +166,7 @@ impl<'a> View<'a> {
         let persons = self.find(name, key, |p| p.certificates.iter().any(is_link));
         let person = match persons.as_slice() {
             [] => return validity_only(Validity::NotFound, None),
-            [one] => one.get(),
+            [one] => *one,
             _ => {
                 return cert_error(
                     codes::CERT_SEVERAL_PERSONS,
@@ -238,10 +247,10 @@ impl<'a> View<'a> {
                 && i.branch_number == c.branch.as_str()
         };
         let persons = self.find(IndexName::Insurance, &key, |p| p.insurance.iter().any(matches));
-        let born: Persons = persons.into_iter().filter(|p| p.get().birth_date == c.birth_date).collect();
+        let born: Persons = persons.into_iter().filter(|p| p.birth_date == c.birth_date).collect();
         let p = match born.as_slice() {
             [] => return validity_only(Validity::NotFound, Some(echo)),
-            [one] => one.get(),
+            [one] => *one,
             _ => return validity_only(Validity::SeveralMatch, Some(echo)),
         };
         let disclose = Disclose { limit: c.limit_consent, specific: false };
@@ -270,10 +279,10 @@ impl<'a> View<'a> {
         let key = ids::assistance_key(&t.payer, &t.recipient);
         let matches = |a: &ArchivedAssistance| a.payer_number == t.payer.as_str() && a.recipient_number == t.recipient.as_str();
         let persons = self.find(IndexName::Assistance, &key, |p| p.assistance.iter().any(matches));
-        let born: Persons = persons.into_iter().filter(|p| p.get().birth_date == t.birth_date).collect();
+        let born: Persons = persons.into_iter().filter(|p| p.birth_date == t.birth_date).collect();
         let p = match born.as_slice() {
             [] => return validity_only(Validity::NotFound, Some(echo)),
-            [one] => one.get(),
+            [one] => *one,
             _ => return validity_only(Validity::SeveralMatch, Some(echo)),
         };
         let d = q.date;
@@ -304,7 +313,7 @@ impl<'a> View<'a> {
         let delegates = |t: &ArchivedTicket| t.institution_code == inst && t.treatment_month == month;
         let persons = self.find(IndexName::Tickets, &key, |p| p.assistance.iter().any(|a| a.tickets.iter().any(delegates)));
         let mut units = Vec::new();
-        for p in persons.iter().map(|p| p.get()) {
+        for p in persons.iter().copied() {
             for a in p.assistance.iter() {
                 let validity = if assistance_in_force(a, q.date) { Validity::Valid } else { Validity::Invalid };
                 for t in a.tickets.iter().filter(|t| delegates(t)) {

@@ -286,6 +286,12 @@ impl Snapshot {
         self.hash_index(name).find(key.as_bytes(), |p| self.person(p).is_some_and(&holds))
     }
 
+    /// As [`Snapshot::find`], with the caller confirming a slot by its first
+    /// record number (`View::find` may confirm with a delta's version).
+    pub(crate) fn find_confirmed(&self, name: IndexName, key: &str, confirm: impl FnMut(u32) -> bool) -> Option<Hit<'_>> {
+        self.hash_index(name).find(key.as_bytes(), confirm)
+    }
+
     /// Every person record, in order (compile from deltas, tests).
     pub fn iter_persons(&self) -> impl Iterator<Item = (u32, &ArchivedPersonRecord)> + '_ {
         (0..self.persons()).filter_map(move |i| self.person(i).map(|p| (i, p)))

@@ -365,7 +365,7 @@ pub enum Response {
     Answer(Answer),
     Bulk { answers: Vec<Answer>, summary: BulkSummary },
     Tickets { units: Vec<BulkConfirmUnit>, summary: Answer },
-    Status(StatusReport),
+    Status(Box<StatusReport>),
     Usage(UsageReport),
     Delta(DeltaAck),
     Swap(SwapResult),
@@ -418,7 +418,7 @@ pub fn handle(engine: &Engine, role: &Role, req: Request, clock: Clock, env: &En
             }
         }
         Request::Status => match status(engine, role, env.runtime.clone()) {
-            Ok(s) => (Response::Status(s), Vec::new()),
+            Ok(s) => (Response::Status(Box::new(s)), Vec::new()),
             Err(r) => (Response::Refused(r), Vec::new()),
         },
         Request::Usage => match usage(role, env.usage, clock) {
