@@ -179,7 +179,14 @@ fn init_logs(json: bool) {
 }
 
 fn runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(worker_threads).enable_all().build().context("starting the tokio runtime")
+    let mut builder = if worker_threads == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(worker_threads);
+        b
+    };
+    builder.enable_all().build().context("starting the tokio runtime")
 }
 
 fn certs(out: &std::path::Path, institution: &str, names: &[String]) -> anyhow::Result<()> {
