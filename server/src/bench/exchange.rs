@@ -66,6 +66,18 @@ impl FrameReader {
         }
     }
 
+    /// Read on to the server's end of the stream, which normally came with
+    /// the last frame: a stream dropped before its end costs both sides a
+    /// STOP_SENDING frame, one per request.
+    async fn finish(&mut self) {
+        while !self.finished {
+            match self.recv.read_chunk(usize::MAX, true).await {
+                Ok(Some(_)) => {}
+                Ok(None) | Err(_) => self.finished = true,
+            }
+        }
+    }
+
     fn payload(&self, range: Range<usize>) -> &[u8] {
         &self.buf[range]
     }
@@ -131,6 +143,7 @@ async fn single_inner(conn: &Connection, kind: KeyKind, doc: &[u8], tally: &mut 
         match (request, frame) {
             (Kind::Lookup, Kind::Answer) | (Kind::Tickets, Kind::Summary) => {
                 tally.answer(kind, classify(reader.payload(range)));
+                reader.finish().await;
                 return Ok(Got::Answered { units, first: None });
             }
             (Kind::Tickets, Kind::Unit) => units += 1,
