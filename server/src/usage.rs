@@ -5,7 +5,7 @@
 //! certificate check that J-LIS bills per check; `certificate_checks`
 //! counts them separately from the other requests.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
@@ -49,13 +49,15 @@ pub struct UsageReport {
 pub struct Usage {
     since: u64,
     /// By institution, then kind: a lookup by `&str` needs no key allocated
-    /// (the institution was cloned for every query before).
-    counts: Mutex<BTreeMap<String, BTreeMap<&'static str, Counts>>>,
+    /// (the institution was cloned for every query before). Hashed, not
+    /// ordered: with thousands of institutions an ordered map compared a
+    /// dozen codes per request; the report sorts.
+    counts: Mutex<HashMap<String, BTreeMap<&'static str, Counts>, ahash::RandomState>>,
 }
 
 impl Usage {
     pub fn new(since: u64) -> Usage {
-        Usage { since, counts: Mutex::new(BTreeMap::new()) }
+        Usage { since, counts: Mutex::new(HashMap::default()) }
     }
 
     /// Count one answered query.
@@ -79,7 +81,7 @@ impl Usage {
 
     pub fn report(&self, at: u64) -> UsageReport {
         let map = self.counts.lock().unwrap_or_else(|p| p.into_inner());
-        let rows = map
+        let mut rows: Vec<UsageRow> = map
             .iter()
             .flat_map(|(inst, kinds)| kinds.iter().map(move |(kind, c)| (inst, kind, c)))
             .map(|(inst, kind, c)| UsageRow {
@@ -91,6 +93,8 @@ impl Usage {
                 certificate_checks: c.certificate_checks,
             })
             .collect();
+        drop(map);
+        rows.sort_by(|a, b| (&a.institution_code, &a.lookup_kind).cmp(&(&b.institution_code, &b.lookup_kind)));
         UsageReport { since: self.since, at, rows }
     }
 }
