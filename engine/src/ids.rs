@@ -127,14 +127,24 @@ pub fn card_symbol(raw: &str) -> Result<String, FieldError> {
     if v.chars().count() > 20 {
         return Err(FieldError::new("InsuredCardSymbol", raw, "longer than 20 characters"));
     }
+    if v.chars().any(char::is_control) {
+        return Err(FieldError::new("InsuredCardSymbol", raw, CONTROL));
+    }
     Ok(v)
 }
+
+/// Index keys join their parts with U+001F: a part holding a control
+/// character could make two different cards one key.
+const CONTROL: &str = "must not contain control characters";
 
 /// Card number: 1 to 20 characters after width folding.
 pub fn card_number(raw: &str) -> Result<String, FieldError> {
     let v = clean(raw);
     if v.is_empty() || v.chars().count() > 20 {
         return Err(FieldError::new("InsuredIdentificationNumber", raw, "must be 1 to 20 characters"));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(FieldError::new("InsuredIdentificationNumber", raw, CONTROL));
     }
     Ok(v)
 }
@@ -265,6 +275,18 @@ mod tests {
         fn clean_is_fold_then_trim(s in "[ a1\u{3000}\u{FF10}\u{FF21}\u{00A0}\u{3042}\t]{0,12}") {
             proptest::prop_assert_eq!(clean(&s), fold_width(&s).trim().to_string());
         }
+    }
+
+    #[test]
+    fn card_parts_refuse_control_characters() {
+        for raw in ["X\u{1f}Y", "1\t2", "\u{0}"] {
+            let e = card_symbol(raw).unwrap_err();
+            assert_eq!((e.field, e.reason.as_str()), ("InsuredCardSymbol", CONTROL), "{raw:?}");
+            let e = card_number(raw).unwrap_err();
+            assert_eq!((e.field, e.reason.as_str()), ("InsuredIdentificationNumber", CONTROL), "{raw:?}");
+        }
+        assert_eq!(card_symbol("記号").unwrap(), "記号");
+        assert_eq!(card_number("１２３").unwrap(), "123");
     }
 
     #[test]

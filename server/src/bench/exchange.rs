@@ -24,6 +24,10 @@ enum Got {
     Refused(Code),
 }
 
+/// How long a single request waits for the server's end of its stream
+/// after the answer, before dropping it anyway.
+const FINISH_WAIT: Duration = Duration::from_millis(100);
+
 /// Frames of a response, decoded from the chunks as they arrive.
 struct FrameReader {
     recv: RecvStream,
@@ -67,8 +71,9 @@ impl FrameReader {
     }
 
     /// Read on to the server's end of the stream, which normally came with
-    /// the last frame: a stream dropped before its end costs both sides a
-    /// STOP_SENDING frame, one per request.
+    /// the last frame (so a lookup's latency does not change): a stream
+    /// dropped before its end costs both sides a STOP_SENDING frame, one per
+    /// request. Callers bound the wait with [`FINISH_WAIT`].
     async fn finish(&mut self) {
         while !self.finished {
             match self.recv.read_chunk(usize::MAX, true).await {
@@ -142,8 +147,11 @@ async fn single_inner(conn: &Connection, kind: KeyKind, doc: &[u8], tally: &mut 
         };
         match (request, frame) {
             (Kind::Lookup, Kind::Answer) | (Kind::Tickets, Kind::Summary) => {
-                tally.answer(kind, classify(reader.payload(range)));
-                reader.finish().await;
+                let label = classify(reader.payload(range));
+                // Counted after: a request the outer timeout ends while it
+                // waits here is counted once, as a timeout.
+                let _ = tokio::time::timeout(FINISH_WAIT, reader.finish()).await;
+                tally.answer(kind, label);
                 return Ok(Got::Answered { units, first: None });
             }
             (Kind::Tickets, Kind::Unit) => units += 1,
