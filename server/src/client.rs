@@ -25,7 +25,7 @@ use serde::de::DeserializeOwned;
 
 use crate::handler::StatusReport;
 use crate::protocol::{self, BulkBegin, BulkSummary, DeltaAck, ErrorBody, Frame, Kind, SwapRequest, SwapResult, CLIENT_MAX_FRAME};
-use crate::stream::{read_frame, ReadError};
+use crate::stream::{self, read_frame, ReadError};
 use crate::tls::{self, Identity, TlsError};
 use crate::usage::UsageReport;
 
@@ -258,7 +258,10 @@ impl Client {
         // allowed) stops reading: its error frame explains a failed write.
         let written = self.write(&mut send, &protocol::encode(kind, payload)).await;
         match self.next_within(&mut recv, timeout).await {
-            Ok(Some(f)) if f.kind == want => parse(&f),
+            Ok(Some(f)) if f.kind == want => {
+                stream::finish_reading(&mut recv, stream::FINISH_WAIT).await;
+                parse(&f)
+            }
             Ok(Some(f)) => Err(unexpected(&f, want)),
             Ok(None) => {
                 Err(written.err().unwrap_or_else(|| ClientError::Protocol("the server finished the stream without a response".into())))

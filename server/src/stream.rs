@@ -63,6 +63,18 @@ async fn read_frame_inner(recv: &mut RecvStream, max_for: impl Fn(Kind) -> usize
     }
 }
 
+/// How long a client waits for the server's end of a stream after the last
+/// frame it wanted, before dropping the stream anyway.
+pub const FINISH_WAIT: Duration = Duration::from_millis(100);
+
+/// Read on to the peer's end of the stream (normally it came with the last
+/// frame), discarding anything more, for at most `wait`. A stream dropped
+/// before its end makes quinn send a STOP_SENDING frame, which the peer
+/// then processes: one more frame each way per request.
+pub async fn finish_reading(recv: &mut RecvStream, wait: Duration) {
+    let _ = tokio::time::timeout(wait, async { while let Ok(Some(_)) = recv.read_chunk(usize::MAX, true).await {} }).await;
+}
+
 /// Write one frame.
 pub async fn write_frame(send: &mut SendStream, frame: &Frame) -> Result<(), quinn::WriteError> {
     send.write_chunk(bytes::Bytes::from(frame.encode())).await

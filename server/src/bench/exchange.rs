@@ -17,16 +17,13 @@ use super::keys::Sampler;
 use super::mix::KeyKind;
 use super::tally::{Code, Fail, Failure, Label, Tally};
 use crate::protocol::{self, BulkSummary, ErrorBody, Kind, CLIENT_MAX_FRAME, HEADER_LEN};
+use crate::stream::FINISH_WAIT;
 
 /// How a request that did not fail ended.
 enum Got {
     Answered { units: u64, first: Option<Duration> },
     Refused(Code),
 }
-
-/// How long a single request waits for the server's end of its stream
-/// after the answer, before dropping it anyway.
-const FINISH_WAIT: Duration = Duration::from_millis(100);
 
 /// Frames of a response, decoded from the chunks as they arrive.
 struct FrameReader {

@@ -147,3 +147,20 @@ async fn answers_render_as_xmlmsg_in_both_encodings() {
     let back = elig_server::xml::parse(&sjis).unwrap();
     assert_eq!(back.message_body.result_list[0].name, a.message_body.result_list[0].name);
 }
+
+/// The client reads each response's stream to its end: a stream dropped
+/// early costs a STOP_SENDING frame per request, both sides processing it.
+#[tokio::test]
+async fn single_requests_leave_no_stream_half_read() {
+    let srv = TestServer::start().await;
+    let keys = &fixture().keys;
+    let client = srv.client(As::Central).await;
+    let inst = keys.institution();
+    for i in 0..20 {
+        let a = client.lookup(keys.valid_card_query(inst, &format!("s-{i}")).as_bytes()).await.unwrap();
+        assert_eq!(a.validity(), Some("1"));
+    }
+    let stats = client.connection().stats();
+    assert_eq!(stats.frame_tx.stop_sending, 0, "STOP_SENDING frames sent for 20 lookups");
+    assert!(stats.frame_tx.stream >= 20, "the lookups went over the connection: {:?}", stats.frame_tx);
+}
