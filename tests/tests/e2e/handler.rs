@@ -117,3 +117,60 @@ fn deltas_and_status_through_handle() {
     let Response::Answer(a) = resp else { panic!("an answer expected") };
     assert_eq!((a.validity(), a.message_header.delta_sequence.as_str()), (Some("1"), "1"));
 }
+
+/// A round of bulk items answered together (as the server does off the
+/// request path) gives the bytes, outcomes and summary of answering the
+/// items one by one.
+#[test]
+fn a_bulk_round_answers_as_items_one_by_one() {
+    use elig_server::handler::{Bulk, Round};
+    use elig_server::protocol::{self, Kind};
+    let fx = fixture();
+    let gen = fx.engine.pin();
+    let keys = &fx.keys;
+    let inst = keys.institution();
+    let queries: Vec<Vec<u8>> = (0..40)
+        .flat_map(|i| {
+            [
+                keys.valid_card_query(inst, &i.to_string()).into_bytes(),
+                keys.ticket_query(inst, "t").into_bytes(),
+                keys.ticket_query(&keys.other_institution, "u").into_bytes(),
+                format!("{{\"broken\": {i}").into_bytes(),
+            ]
+        })
+        .collect();
+    let header = format!("{{\"items\":{}}}", queries.len());
+    let limits = Limits::default();
+
+    let mut one_by_one = Bulk::begin(&gen, &Role::Central, header.as_bytes(), &limits, clock()).unwrap();
+    let (mut want_bytes, mut want_outcomes) = (Vec::new(), Vec::new());
+    for q in &queries {
+        let (answer, outcome) = one_by_one.item(q).unwrap();
+        protocol::encode_json_into(&mut want_bytes, Kind::Answer, &answer);
+        want_outcomes.push(outcome);
+    }
+
+    let mut rounds = Bulk::begin(&gen, &Role::Central, header.as_bytes(), &limits, clock()).unwrap();
+    let (mut bytes, mut outcomes) = (Vec::new(), Vec::new());
+    for chunk in queries.chunks(64) {
+        let mut round = Round::default();
+        chunk.iter().for_each(|q| round.push(q));
+        round.answer(&gen, rounds.delta_seq(), &Role::Central, clock());
+        rounds.count(&mut round.outcomes).unwrap();
+        bytes.extend_from_slice(&round.out);
+        outcomes.append(&mut round.outcomes);
+    }
+    assert_eq!(bytes, want_bytes);
+    assert_eq!(format!("{outcomes:?}"), format!("{want_outcomes:?}"));
+    let summary = rounds.finish().unwrap();
+    assert_eq!(summary, one_by_one.finish().unwrap());
+    assert_eq!((summary.items, summary.errors), (160, 40), "{summary:?}");
+
+    // A round may not take more items than were declared.
+    let mut short = Bulk::begin(&gen, &Role::Central, b"{\"items\":1}", &limits, clock()).unwrap();
+    let mut round = Round::default();
+    round.push(&queries[0]);
+    round.push(&queries[1]);
+    round.answer(&gen, short.delta_seq(), &Role::Central, clock());
+    assert_eq!(short.count(&mut round.outcomes).unwrap_err().code, "EL02");
+}
