@@ -39,6 +39,14 @@ pub const GENERATION: u64 = 1;
 /// served from a warm L1/L2.
 pub const KEYS: usize = 4096;
 
+/// Keys drawn per family by the `lookup` bench: [`KEYS`], or
+/// `ELIG_BENCH_KEYS` (for example 262144, so that the records a cycle
+/// touches do not fit in the CPU caches, as in a server answering keys from
+/// every person).
+pub fn keys_per_family() -> usize {
+    std::env::var("ELIG_BENCH_KEYS").ok().and_then(|v| v.replace('_', "").parse().ok()).filter(|&n| n > 0).unwrap_or(KEYS)
+}
+
 pub fn clock() -> Clock {
     Clock::at(NOW)
 }
