@@ -2,7 +2,7 @@
 //!
 //! What is compared, for each family (certificate serial, processing number,
 //! insurance card, medical ticket, delegated-ticket fetch), on the same
-//! seeded snapshot and the same sampled keys (`KEYS` present and `KEYS`
+//! seeded snapshot and the same sampled keys (`KEYS`, 4,096, present and as many
 //! absent, cycled so a run does not answer one warm key):
 //!
 //! - `engine/present`, `engine/absent`: `View::answer(&Query, Clock)` of the

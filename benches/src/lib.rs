@@ -44,7 +44,14 @@ pub const KEYS: usize = 4096;
 /// touches do not fit in the CPU caches, as in a server answering keys from
 /// every person).
 pub fn keys_per_family() -> usize {
-    std::env::var("ELIG_BENCH_KEYS").ok().and_then(|v| v.replace('_', "").parse().ok()).filter(|&n| n > 0).unwrap_or(KEYS)
+    match std::env::var("ELIG_BENCH_KEYS") {
+        Err(_) => KEYS,
+        Ok(v) => match v.replace('_', "").parse::<usize>() {
+            Ok(n) if n > 0 => n,
+            // A typo must not quietly give the warm-cache bench.
+            _ => panic!("ELIG_BENCH_KEYS = '{v}': must be a positive number of keys, such as 262144"),
+        },
+    }
 }
 
 pub fn clock() -> Clock {

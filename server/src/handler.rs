@@ -163,29 +163,6 @@ impl<'g> Bulk<'g> {
         Ok((answer, outcome))
     }
 
-    /// The delta sequence every item is answered at.
-    pub fn delta_seq(&self) -> u64 {
-        self.view.delta_seq
-    }
-
-    /// Count items answered elsewhere ([`Round::answer`]), in order: each
-    /// outcome gets its item number.
-    pub fn count(&mut self, outcomes: &mut [Outcome]) -> Result<(), Refusal> {
-        if outcomes.len() as u64 > self.remaining() {
-            return Err(Refusal::new(codes::BULK_COUNT, format!("more items than the {} declared", self.declared)));
-        }
-        for o in outcomes {
-            o.item = Some(self.summary.items);
-            self.summary.items += 1;
-            if o.is_normal() {
-                self.summary.normal += 1;
-            } else {
-                self.summary.errors += 1;
-            }
-        }
-        Ok(())
-    }
-
     /// The summary, once every declared item was answered.
     pub fn finish(self) -> Result<BulkSummary, Refusal> {
         if self.remaining() != 0 {
@@ -195,55 +172,6 @@ impl<'g> Bulk<'g> {
             ));
         }
         Ok(self.summary)
-    }
-}
-
-/// Items of a bulk inquiry answered together, away from the request path
-/// (the server answers one round on a blocking thread while it writes the
-/// previous round's answers and reads the next round's items). Its buffers
-/// are reused from round to round.
-#[derive(Debug, Default)]
-pub struct Round {
-    items: Vec<u8>,
-    ends: Vec<usize>,
-    /// The `Answer` frames, encoded, in item order.
-    pub out: Vec<u8>,
-    /// One per item, in order; numbered by [`Bulk::count`].
-    pub outcomes: Vec<Outcome>,
-}
-
-impl Round {
-    pub fn clear(&mut self) {
-        self.items.clear();
-        self.ends.clear();
-        self.out.clear();
-        self.outcomes.clear();
-    }
-
-    pub fn push(&mut self, query: &[u8]) {
-        self.items.extend_from_slice(query);
-        self.ends.push(self.items.len());
-    }
-
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    /// Answer every item as [`Bulk::item`] does, at `delta_seq` of `gen`.
-    pub fn answer(&mut self, gen: &Generation, delta_seq: u64, role: &Role, clock: Clock) {
-        let view = View { delta_seq, ..gen.view() };
-        let mut start = 0;
-        for &end in &self.ends {
-            let query = &self.items[start..end];
-            start = end;
-            let (answer, outcome) = answer_one(&view, gen.id(), role, query, clock, "bulk", Accept::CardData);
-            crate::protocol::encode_json_into(&mut self.out, crate::protocol::Kind::Answer, &answer);
-            self.outcomes.push(outcome);
-        }
     }
 }
 

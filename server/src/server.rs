@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use elig_engine::engine::Engine;
-use elig_engine::engine::Generation;
 use elig_engine::lookup::Clock;
 use quinn::{Connection, Endpoint, Incoming, RecvStream, SendStream, VarInt};
 use rustls::pki_types::CertificateDer;
@@ -26,7 +25,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::audit::Audit;
 use crate::config::{Config, Limits};
-use crate::handler::{self, Bulk, Outcome, Refusal, Round, RuntimeInfo};
+use crate::handler::{self, Bulk, Outcome, Refusal, RuntimeInfo};
 use crate::metrics;
 use crate::protocol;
 use crate::protocol::{codes, Frame, Kind};
@@ -47,10 +46,10 @@ const SHUTDOWN_ACK_WAIT: Duration = Duration::from_secs(2);
 /// connection lock and a driver wake-up) per answer was 18% of a bulk.
 const BULK_WRITE_BATCH: usize = 64 << 10;
 
-/// Items of a bulk inquiry answered together off the request path
-/// ([`handler::Round`]): enough to make handing a round to another thread
-/// cheap, few enough that answers keep streaming.
-const BULK_CHUNK: usize = 256;
+/// Items a bulk inquiry answers before it lets other tasks run: with frames
+/// already buffered and room to write, its loop never waits, and on the
+/// default single worker thread it would hold up every other request.
+const BULK_YIELD_EVERY: u64 = 64;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -439,7 +438,7 @@ async fn serve(
             let io = BulkIo { reader: &mut reader, send: &mut *send, recv: &mut *recv };
             // Boxed: its state would otherwise enlarge every request's task,
             // which tokio copies when it spawns one.
-            let items = Box::pin(bulk_items(shared, role, peer, clock, &gen, &mut bulk, io, &mut out)).await;
+            let items = Box::pin(bulk_items(shared, role, peer, clock, &mut bulk, io, &mut out)).await;
             match items.and_then(|()| bulk.finish().map_err(Stop::from)) {
                 Ok(summary) => {
                     protocol::encode_json_into(&mut out, Kind::Summary, &summary);
@@ -502,29 +501,6 @@ async fn serve(
     Ok(())
 }
 
-/// A round's answers, counted and accounted in order, appended to `out`.
-fn take_answers(
-    shared: &Shared,
-    role: &Role,
-    peer: SocketAddr,
-    clock: Clock,
-    bulk: &mut Bulk<'_>,
-    done: &mut Round,
-    out: &mut Vec<u8>,
-) -> Result<(), Stop> {
-    bulk.count(&mut done.outcomes)?;
-    for o in &done.outcomes {
-        shared.record(role, peer, clock.now, o);
-    }
-    out.extend_from_slice(&done.out);
-    Ok(())
-}
-
-/// A round's blocking task did not return (it panicked: a bug).
-fn join_failed(e: tokio::task::JoinError) -> Stop {
-    Refusal::new(codes::INTERNAL, format!("answering bulk items failed: {e}")).into()
-}
-
 /// The streams of a bulk inquiry and the frames read ahead.
 struct BulkIo<'a> {
     reader: &'a mut FrameReader,
@@ -536,18 +512,11 @@ struct BulkIo<'a> {
 /// written whenever it holds a batch or the next item has not arrived yet
 /// (answers stream as computed; nothing waits on the client while held).
 /// What is still in `out` on return is for the caller to send.
-///
-/// Items are answered in rounds of up to [`BULK_CHUNK`] on a blocking
-/// thread, from the bulk's generation and delta sequence, while this task
-/// writes the previous round's answers and reads the next round's items:
-/// parsing, answering and serialising on one core, QUIC on another.
-#[allow(clippy::too_many_arguments)]
 async fn bulk_items(
     shared: &Shared,
     role: &Role,
     peer: SocketAddr,
     clock: Clock,
-    gen: &Arc<Generation>,
     bulk: &mut Bulk<'_>,
     io: BulkIo<'_>,
     out: &mut Vec<u8>,
@@ -555,74 +524,34 @@ async fn bulk_items(
     let BulkIo { reader, send, recv } = io;
     let limits = &shared.limits;
     let idle = limits.frame_timeout();
-    let mut unread = bulk.remaining();
-    let mut ended = false;
-    let mut pending: Option<tokio::task::JoinHandle<Round>> = None;
-    let mut spare = Round::default();
-    loop {
-        // Read a round: waiting for the client only when no round is being
-        // answered, so answers owed to it never wait on it.
-        let mut round = std::mem::take(&mut spare);
-        round.clear();
-        let mut failed = None;
-        while unread > 0 && !ended && round.len() < BULK_CHUNK && ((round.is_empty() && pending.is_none()) || reader.has_frame()) {
-            match reader.next(recv, limits.max_frame_bytes, idle).await {
-                Ok(Some(Kind::BulkItem)) => {
-                    round.push(reader.payload());
-                    unread -= 1;
-                }
-                Ok(Some(other)) => {
-                    failed = Some(Stop::from(Refusal::new(
-                        codes::UNEXPECTED_FRAME,
-                        format!("expected a bulk_item frame inside a bulk inquiry, got '{}'", other.name()),
-                    )));
-                    break;
-                }
-                Ok(None) => ended = true,
-                Err(e) => {
-                    failed = Some(read_stop(e));
-                    break;
-                }
-            }
+    let mut answered = 0u64;
+    while bulk.remaining() > 0 {
+        if answered > 0 && answered.is_multiple_of(BULK_YIELD_EVERY) {
+            tokio::task::yield_now().await;
         }
-        if let Some(stop) = failed {
-            // Items read before the failure are answered, and their answers
-            // reach the client before its error frame.
-            if let Some(job) = pending.take() {
-                let mut done = job.await.map_err(join_failed)?;
-                take_answers(shared, role, peer, clock, bulk, &mut done, out)?;
-            }
-            round.answer(gen, bulk.delta_seq(), role, clock);
-            take_answers(shared, role, peer, clock, bulk, &mut round, out)?;
-            return Err(stop);
+        if !out.is_empty() && !reader.has_frame() {
+            send.write_all(out).await?;
+            out.clear();
         }
-        let next = (!round.is_empty()).then(|| {
-            let (gen, role, delta_seq) = (gen.clone(), role.clone(), bulk.delta_seq());
-            tokio::task::spawn_blocking(move || {
-                round.answer(&gen, delta_seq, &role, clock);
-                round
-            })
-        });
-        if let Some(job) = pending.take() {
-            let mut done = job.await.map_err(join_failed)?;
-            take_answers(shared, role, peer, clock, bulk, &mut done, out)?;
-            spare = done;
-            if out.len() >= BULK_WRITE_BATCH || !reader.has_frame() {
-                send.write_all(out).await?;
-                out.clear();
+        match reader.next(recv, limits.max_frame_bytes, idle).await.map_err(read_stop)? {
+            Some(Kind::BulkItem) => {}
+            Some(other) => {
+                return Err(Refusal::new(
+                    codes::UNEXPECTED_FRAME,
+                    format!("expected a bulk_item frame inside a bulk inquiry, got '{}'", other.name()),
+                )
+                .into())
             }
+            None => return Ok(()),
         }
-        pending = next;
-        if pending.is_none() {
-            if ended {
-                return Ok(());
-            }
-            if unread == 0 {
-                break;
-            }
+        let (answer, o) = bulk.item(reader.payload())?;
+        answered += 1;
+        shared.record(role, peer, clock.now, &o);
+        protocol::encode_json_into(out, Kind::Answer, &answer);
+        if out.len() >= BULK_WRITE_BATCH {
+            send.write_all(out).await?;
+            out.clear();
         }
-        // Other requests on this thread get their turn between rounds.
-        tokio::task::yield_now().await;
     }
     // All declared items answered: the client must finish its side now.
     if !out.is_empty() && !reader.has_frame() {

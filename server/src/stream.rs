@@ -70,7 +70,8 @@ pub const FINISH_WAIT: Duration = Duration::from_millis(100);
 /// Read on to the peer's end of the stream (normally it came with the last
 /// frame), discarding anything more, for at most `wait`. A stream dropped
 /// before its end makes quinn send a STOP_SENDING frame, which the peer
-/// then processes: one more frame each way per request.
+/// then processes: one more frame each way per request. A server that
+/// holds its end back adds up to `wait` to the request.
 pub async fn finish_reading(recv: &mut RecvStream, wait: Duration) {
     let _ = tokio::time::timeout(wait, async { while let Ok(Some(_)) = recv.read_chunk(usize::MAX, true).await {} }).await;
 }
