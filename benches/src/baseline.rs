@@ -21,6 +21,7 @@ use elig_engine::lookup::Clock;
 use elig_engine::model::*;
 use elig_engine::query::{Query, QueryKey};
 use elig_engine::snapshot::Snapshot;
+use elig_engine::values::{code, date, digit, number, text, ts};
 
 use crate::Family;
 
@@ -90,8 +91,8 @@ impl Baseline {
         };
         // Filled in place, as the engine does (the header is boxed).
         let h = &mut answer.message_header;
-        h.process_execution_time = clock.now.to_compact_string();
-        h.qualification_confirmation_date = q.date.to_compact_string();
+        h.process_execution_time = number(clock.now);
+        h.qualification_confirmation_date = number(q.date.into());
         h.medical_institution_code = Str::from(q.institution.as_str());
         h.arbitrary_file_identifier = q.arbitrary_id.as_deref().map(Str::from);
         h.reference_classification = if matches!(self.family, Family::Serial | Family::Processing) { "1" } else { "2" }.into();
@@ -161,7 +162,7 @@ impl Baseline {
             insured_card_symbol: text(&c.symbol),
             insured_identification_number: Some(Str::from(c.number.as_str())),
             insured_branch_number: text(&c.branch),
-            birthdate: Some(c.birth_date.to_compact_string()),
+            birthdate: Some(number(c.birth_date.into())),
             limit_application_certificate_related_cons_flg: Some(if c.limit_consent { "1" } else { "0" }.into()),
             arbitrary_identifier: q.arbitrary_id.as_deref().map(Str::from),
         };
@@ -190,7 +191,7 @@ impl Baseline {
         let echo = SearchInfo {
             insurer_number: Some(Str::from(t.payer.as_str())),
             insured_identification_number: Some(Str::from(t.recipient.as_str())),
-            birthdate: Some(t.birth_date.to_compact_string()),
+            birthdate: Some(number(t.birth_date.into())),
             arbitrary_identifier: q.arbitrary_id.as_deref().map(Str::from),
             ..Default::default()
         };
@@ -299,37 +300,7 @@ fn error(code: &str, message: &str) -> Answer {
     a
 }
 
-// ---- entries: engine/src/entry.rs over owned records -------------------------
-
-fn date(d: u32) -> Option<Str> {
-    (d != 0).then(|| d.to_compact_string())
-}
-
-fn ts(t: u64) -> Option<Str> {
-    (t != 0).then(|| t.to_compact_string())
-}
-
-fn text(s: &str) -> Option<Str> {
-    (!s.is_empty()).then(|| Str::from(s))
-}
-
-/// A code zero-padded to `width` digits, at most 3 (`01`, `030`); absent for 0.
-fn code(n: u8, width: usize) -> Option<Str> {
-    if n == 0 {
-        return None;
-    }
-    let digits = [b'0' + n / 100, b'0' + n / 10 % 10, b'0' + n % 10];
-    let needed = if n >= 100 {
-        3
-    } else if n >= 10 {
-        2
-    } else {
-        1
-    };
-    let len = width.clamp(needed, 3);
-    // ASCII digits: never fails.
-    std::str::from_utf8(&digits[3 - len..]).ok().map(Str::from)
-}
+// ---- entries: engine/src/entry.rs over owned records, with its value formatters ----
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Disclose {
@@ -343,7 +314,7 @@ fn fill_person(e: &mut ResultOfQualificationConfirmation, p: &PersonRecord) {
     e.name_of_other = p.other_name.as_ref().and_then(|o| text(&o.name));
     e.name_kana = text(&p.name_kana);
     e.name_of_other_kana = p.other_name.as_ref().and_then(|o| text(&o.kana));
-    e.sex1 = Some(p.sex.to_compact_string());
+    e.sex1 = Some(digit(p.sex));
     e.birthdate = date(p.birth_date);
     e.address = text(&p.address);
     e.post_number = text(&p.post_number);
@@ -356,7 +327,7 @@ fn fill_insurance(e: &mut ResultOfQualificationConfirmation, p: &PersonRecord, q
     e.insured_card_symbol = text(&q.card_symbol);
     e.insured_identification_number = text(&q.card_number);
     e.insured_branch_number = text(&q.branch_number);
-    e.personal_family_classification = Some(q.personal_family.to_compact_string());
+    e.personal_family_classification = Some(digit(q.personal_family));
     e.insured_name = text(&q.insured_name);
     e.qualification_date = date(q.qualification_date);
     e.disqualification_date = date(q.disqualification_date);

@@ -6,80 +6,9 @@
 //! and moved; codes and dates are formatted on the stack, never through
 //! `format!`. This is the hot path of every lookup.
 
-use compact_str::ToCompactString;
-
 use crate::answer::*;
 use crate::model::*;
-
-pub(crate) fn date(d: u32) -> Option<Str> {
-    (d != 0).then(|| number(u64::from(d)))
-}
-
-pub(crate) fn ts(t: u64) -> Option<Str> {
-    (t != 0).then(|| number(t))
-}
-
-/// A number as its decimal text. Dates (8 digits) and times (14 digits),
-/// most values of an answer, take a fixed-width path with no digit count
-/// and no length-dependent copy.
-pub(crate) fn number(n: u64) -> Str {
-    fn fixed<const N: usize>(mut n: u64) -> Str {
-        const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
-            2021222324252627282930313233343536373839\
-            4041424344454647484950515253545556575859\
-            6061626364656667686970717273747576777879\
-            8081828384858687888990919293949596979899";
-        let mut out = [b'0'; N];
-        let mut i = N;
-        while i >= 2 {
-            let r = (n % 100) as usize * 2;
-            n /= 100;
-            out[i - 2..i].copy_from_slice(&PAIRS[r..r + 2]);
-            i -= 2;
-        }
-        if i == 1 {
-            out[0] = b'0' + (n % 10) as u8;
-        }
-        // ASCII digits: never fails.
-        std::str::from_utf8(&out).map(Str::from).unwrap_or_default()
-    }
-    match n {
-        10_000_000..=99_999_999 => fixed::<8>(n),
-        10_000_000_000_000..=99_999_999_999_999 => fixed::<14>(n),
-        _ => n.to_compact_string(),
-    }
-}
-
-pub(crate) fn text(s: &str) -> Option<Str> {
-    (!s.is_empty()).then(|| Str::from(s))
-}
-
-/// A code zero-padded to `width` digits, at most 3 (`01`, `030`); absent for 0.
-pub(crate) fn code(n: u8, width: usize) -> Option<Str> {
-    if n == 0 {
-        return None;
-    }
-    let digits = [b'0' + n / 100, b'0' + n / 10 % 10, b'0' + n % 10];
-    let needed = if n >= 100 {
-        3
-    } else if n >= 10 {
-        2
-    } else {
-        1
-    };
-    let len = width.clamp(needed, 3);
-    // ASCII digits: never fails.
-    std::str::from_utf8(&digits[3 - len..]).ok().map(Str::from)
-}
-
-/// A one-digit code (sex, personal/family) as a constant string.
-pub(crate) fn digit(n: u8) -> Str {
-    const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
-    match DIGITS.get(usize::from(n)) {
-        Some(d) => Str::const_new(d),
-        None => n.to_compact_string(),
-    }
-}
+use crate::values::{code, date, digit, text, ts};
 
 /// The person's own data, common to every entry.
 pub(crate) fn fill_person(e: &mut ResultOfQualificationConfirmation, p: &ArchivedPersonRecord) {
@@ -296,42 +225,4 @@ impl Consents {
 
 pub(crate) fn reference_number(p: &ArchivedPersonRecord, institution: &str) -> Option<Str> {
     p.reference_numbers.iter().find(|r| r.institution_code.as_str() == institution).map(|r| Str::from(r.reference_number.as_str()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::code;
-
-    #[test]
-    fn codes_are_zero_padded_to_their_width() {
-        let shown = |n, w| code(n, w).map(|s| s.to_string());
-        assert_eq!(shown(0, 2), None);
-        assert_eq!(shown(1, 2).as_deref(), Some("01"));
-        assert_eq!(shown(39, 2).as_deref(), Some("39"));
-        assert_eq!(shown(30, 3).as_deref(), Some("030"));
-        assert_eq!(shown(7, 3).as_deref(), Some("007"));
-        assert_eq!(shown(150, 2).as_deref(), Some("150"));
-        assert_eq!(shown(255, 3).as_deref(), Some("255"));
-        assert_eq!(shown(5, 1).as_deref(), Some("5"));
-    }
-
-    #[test]
-    fn numbers_are_their_decimal_text() {
-        for n in [0u64, 7, 1_234_567, 10_000_000, 20_260_401, 99_999_999, 100_000_000, 9_999_999_999_999].into_iter().chain([
-            10_000_000_000_000,
-            20_261_122_093_015,
-            99_999_999_999_999,
-            100_000_000_000_000,
-            u64::MAX,
-        ]) {
-            assert_eq!(super::number(n), n.to_string());
-        }
-    }
-
-    #[test]
-    fn digits_are_their_decimal_text() {
-        for n in [0u8, 1, 2, 9, 10, 255] {
-            assert_eq!(super::digit(n), n.to_string());
-        }
-    }
 }

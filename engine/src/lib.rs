@@ -22,3 +22,4 @@ pub mod overlay;
 pub mod query;
 pub mod rows;
 pub mod snapshot;
+pub mod values;

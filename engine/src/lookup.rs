@@ -16,6 +16,7 @@ use crate::model::*;
 use crate::overlay::Overlay;
 use crate::query::{codes, CardKey, Query, QueryError, QueryKey, TicketKey};
 use crate::snapshot::Snapshot;
+use crate::values;
 
 /// The clock of one request: `now` is `YYYYMMDDHHmmss` Japan time, used for
 /// certificate validity and consent expiry; `today` is its date.
@@ -133,14 +134,14 @@ impl<'a> View<'a> {
         let h = &mut a.message_header;
         self.fill_base_header(h, clock);
         h.medical_institution_code = institution.to_compact_string();
-        h.qualification_confirmation_date = entry::number(clock.today.into());
+        h.qualification_confirmation_date = values::number(clock.today.into());
         a
     }
 
     /// The header fields every answer has, filled in place (the header is
     /// boxed: see `Answer`).
     fn fill_base_header(&self, h: &mut MessageHeader, clock: Clock) {
-        h.process_execution_time = entry::number(clock.now);
+        h.process_execution_time = values::number(clock.now);
         h.segment_of_result = Str::const_new("1");
         h.character_code_identifier = Str::const_new("0");
         h.reference_classification = Str::const_new("2");
@@ -150,7 +151,7 @@ impl<'a> View<'a> {
 
     fn fill_header(&self, h: &mut MessageHeader, q: &Query, clock: Clock) {
         self.fill_base_header(h, clock);
-        h.qualification_confirmation_date = entry::number(q.date.into());
+        h.qualification_confirmation_date = values::number(q.date.into());
         h.medical_institution_code = Str::from(q.institution.as_str());
         h.arbitrary_file_identifier = q.arbitrary_id.as_deref().map(Str::from);
         if matches!(q.key, QueryKey::CertificateSerial(_) | QueryKey::ProcessingNumber(_)) {
@@ -232,10 +233,10 @@ impl<'a> View<'a> {
     fn card(&self, q: &Query, c: &CardKey) -> Answer {
         let echo = SearchInfo {
             insurer_number: Some(Str::from(c.insurer.as_str())),
-            insured_card_symbol: entry::text(&c.symbol),
+            insured_card_symbol: values::text(&c.symbol),
             insured_identification_number: Some(Str::from(c.number.as_str())),
-            insured_branch_number: entry::text(&c.branch),
-            birthdate: Some(entry::number(c.birth_date.into())),
+            insured_branch_number: values::text(&c.branch),
+            birthdate: Some(values::number(c.birth_date.into())),
             limit_application_certificate_related_cons_flg: Some(if c.limit_consent { "1" } else { "0" }.into()),
             arbitrary_identifier: q.arbitrary_id.as_deref().map(Str::from),
         };
@@ -272,7 +273,7 @@ impl<'a> View<'a> {
         let echo = SearchInfo {
             insurer_number: Some(Str::from(t.payer.as_str())),
             insured_identification_number: Some(Str::from(t.recipient.as_str())),
-            birthdate: Some(entry::number(t.birth_date.into())),
+            birthdate: Some(values::number(t.birth_date.into())),
             arbitrary_identifier: q.arbitrary_id.as_deref().map(Str::from),
             ..Default::default()
         };
@@ -321,7 +322,7 @@ impl<'a> View<'a> {
                         qualification_confirm_search_info: SearchInfo {
                             insurer_number: Some(Str::from(a.payer_number.as_str())),
                             insured_identification_number: Some(Str::from(a.recipient_number.as_str())),
-                            birthdate: entry::date(p.birth_date.to_native()),
+                            birthdate: values::date(p.birth_date.to_native()),
                             arbitrary_identifier: q.arbitrary_id.as_deref().map(Str::from),
                             ..Default::default()
                         },

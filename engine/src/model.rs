@@ -62,7 +62,7 @@ pub struct Insurance {
     pub card_number: String,
     pub branch_number: String,
     /// Codes are stored as numbers (`01` → 1; 0 absent) to keep records small;
-    /// answers format them back (`entry::code`).
+    /// answers format them back (`values::code`).
     pub card_classification: u8,
     /// 1 insured, 2 family.
     pub personal_family: u8,

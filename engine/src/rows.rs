@@ -345,7 +345,7 @@ pub fn parse_row(table: &Table, f: &impl Fields) -> Result<Row, RowError> {
             if disq == 0 && ins.reason_of_loss != 0 {
                 return Err(RowError::new(
                     "reason_of_loss",
-                    &crate::entry::code(ins.reason_of_loss, 2).unwrap_or_default(),
+                    &crate::values::code(ins.reason_of_loss, 2).unwrap_or_default(),
                     "given without a disqualification_date",
                 ));
             }
