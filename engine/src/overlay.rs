@@ -215,11 +215,7 @@ impl Overlay {
 
     /// The owners of a moved key, if any (the filter first).
     fn key_owners(&self, name: IndexName, key: &str) -> Option<dashmap::mapref::one::Ref<'_, u64, SmallVec<[Owner; 1]>>> {
-        let id = self.key_id(name, key);
-        if !self.key_filter.may_hold(id) {
-            return None;
-        }
-        self.keys.get(&id)
+        self.keys.get(&self.moved_key(name, key)?)
     }
 
     /// No batch has changed anything: lookups need not consult the overlay.

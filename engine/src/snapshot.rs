@@ -105,10 +105,15 @@ impl SnapshotFiles {
 
     /// Check every checksum against footer and manifest, and validate every
     /// archive with rkyv. Runs once, before a snapshot serves.
+    /// Every opened file: shards, then indexes.
+    fn parts(&self) -> impl Iterator<Item = &Part> {
+        self.shards.iter().chain(&self.indexes)
+    }
+
     pub fn verify(self) -> Result<Snapshot, SnapshotError> {
         // Each part carries its own manifest entry's checksum (indexes are
         // found by name, whatever order the manifest lists them in).
-        for part in self.shards.iter().chain(self.indexes.iter()) {
+        for part in self.parts() {
             envelope::check_sum(&part.footer, part.payload())
                 .map_err(|source| SnapshotError::Envelope { path: part.path.clone(), source })?;
             let found = format!("{:016x}", part.footer.checksum);
@@ -202,14 +207,14 @@ impl Snapshot {
 
     /// Bytes mapped by this snapshot.
     pub fn mapped_bytes(&self) -> u64 {
-        self.files.shards.iter().chain(self.files.indexes.iter()).map(|p| p.bytes.len() as u64).sum()
+        self.files.parts().map(|p| p.bytes.len() as u64).sum()
     }
 
     /// Touch every page so the first requests after a swap do not fault, and
     /// have the kernel map the files with 2 MiB pages (`mapped::collapse_huge`).
     pub fn prefault(&self) -> u64 {
         let mut sum = 0u64;
-        for part in self.files.shards.iter().chain(self.files.indexes.iter()) {
+        for part in self.files.parts() {
             let _ = part.bytes.advise(memmap2::Advice::WillNeed);
             for b in part.bytes.iter().step_by(4096) {
                 sum = sum.wrapping_add(u64::from(*b));
@@ -227,7 +232,7 @@ impl Snapshot {
     /// new one); without it the snapshot serves unlocked, with a warning,
     /// and [`Snapshot::memory_locked`] says so.
     pub fn lock_in_memory(&self) {
-        let maps = || self.files.shards.iter().chain(self.files.indexes.iter()).map(|part| &part.bytes);
+        let maps = || self.files.parts().map(|part| &part.bytes);
         match maps().try_for_each(|m| m.lock()) {
             Ok(()) => self.locked.store(true, std::sync::atomic::Ordering::Relaxed),
             Err(e) => {
@@ -250,7 +255,7 @@ impl Snapshot {
     /// needs to cover one snapshot, not two.
     pub fn unlock_memory(&self) {
         if self.locked.swap(false, std::sync::atomic::Ordering::Relaxed) {
-            for part in self.files.shards.iter().chain(self.files.indexes.iter()) {
+            for part in self.files.parts() {
                 let _ = part.bytes.unlock();
             }
         }
@@ -283,7 +288,7 @@ impl Snapshot {
 
     /// Persons whose records hold `key` in index `name`, confirmed by `holds`.
     pub fn find(&self, name: IndexName, key: &str, holds: impl Fn(&ArchivedPersonRecord) -> bool) -> Option<Hit<'_>> {
-        self.hash_index(name).find(key.as_bytes(), |p| self.person(p).is_some_and(&holds))
+        self.find_confirmed(name, key, |p| self.person(p).is_some_and(&holds))
     }
 
     /// As [`Snapshot::find`], with the caller confirming a slot by its first
