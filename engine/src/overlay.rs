@@ -256,6 +256,12 @@ impl Overlay {
         self.version_at(snapshot, person_id, u64::MAX).map(|v| v.map(deserialize))
     }
 
+    /// [`Overlay::latest`] of the person at snapshot record `idx`, for a
+    /// caller walking the snapshot's records (no person-id probe).
+    pub fn latest_of_record(&self, idx: u32) -> Option<Option<PersonRecord>> {
+        self.record_version(idx, u64::MAX).map(|v| v.map(deserialize))
+    }
+
     /// Every person a delta touched, sorted.
     pub fn changed_persons(&self) -> Vec<Arc<str>> {
         let ids: BTreeSet<&Arc<str>> = self.nodes.iter().map(|(_, n)| &n.person_id).collect();

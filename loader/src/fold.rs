@@ -58,8 +58,8 @@ pub fn fold(opts: &FoldOptions) -> Result<CompileSummary, CompileError> {
     let staging = Staging::begin(&opts.out, generation)?;
     let result = (|| {
         let mut writer = SnapshotWriter::new(&staging, retention_cutoff(today, retain_days));
-        for (_, p) in gen.snapshot.iter_persons() {
-            match gen.overlay.latest(&gen.snapshot, &p.person_id) {
+        for (idx, p) in gen.snapshot.iter_persons() {
+            match gen.overlay.latest_of_record(idx) {
                 Some(None) => {}
                 Some(Some(r)) => writer.push(r)?,
                 None => writer.push(
@@ -69,9 +69,12 @@ pub fn fold(opts: &FoldOptions) -> Result<CompileSummary, CompileError> {
             }
         }
         for pid in gen.overlay.changed_persons() {
+            // Persons the base holds were written above, in record order.
             let in_base = gen.snapshot.find(IndexName::PersonId, &pid, |p| p.person_id == *pid).is_some();
-            if let (false, Some(Some(r))) = (in_base, gen.overlay.latest(&gen.snapshot, &pid)) {
-                writer.push(r)?;
+            if !in_base {
+                if let Some(Some(r)) = gen.overlay.latest(&gen.snapshot, &pid) {
+                    writer.push(r)?;
+                }
             }
         }
         let persons = writer.persons();
