@@ -370,8 +370,10 @@ async fn request(shared: Arc<Shared>, role: Role, peer: SocketAddr, mut send: Se
             let _ = recv.stop(VarInt::from_u32(0));
         }
     }
-    metrics::request(label.0, label.1, label.2, started.elapsed().as_secs_f64());
+    // The end of the stream right after the last frame (clients read on to
+    // it), so it can leave in the same datagram.
     let _ = send.finish();
+    metrics::request(label.0, label.1, label.2, started.elapsed().as_secs_f64());
     // Let the peer receive everything before the task (and a shutdown) ends.
     // During a shutdown a peer that never acknowledges gets a short grace.
     let shutdown_grace = async {
