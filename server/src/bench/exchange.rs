@@ -17,7 +17,7 @@ use super::keys::Sampler;
 use super::mix::KeyKind;
 use super::tally::{Code, Fail, Failure, Label, Tally};
 use crate::protocol::{self, BulkSummary, ErrorBody, Kind, CLIENT_MAX_FRAME, HEADER_LEN};
-use crate::stream::FINISH_WAIT;
+use crate::stream::{self, FINISH_WAIT};
 
 /// How a request that did not fail ended.
 enum Got {
@@ -67,16 +67,11 @@ impl FrameReader {
         }
     }
 
-    /// Read on to the server's end of the stream, which normally came with
-    /// the last frame (so a lookup's latency does not change): a stream
-    /// dropped before its end costs both sides a STOP_SENDING frame, one per
-    /// request. Callers bound the wait with [`FINISH_WAIT`].
+    /// Read on to the server's end of the stream ([`stream::finish_reading`]).
     async fn finish(&mut self) {
-        while !self.finished {
-            match self.recv.read_chunk(usize::MAX, true).await {
-                Ok(Some(_)) => {}
-                Ok(None) | Err(_) => self.finished = true,
-            }
+        if !self.finished {
+            stream::finish_reading(&mut self.recv, FINISH_WAIT).await;
+            self.finished = true;
         }
     }
 
@@ -147,7 +142,7 @@ async fn single_inner(conn: &Connection, kind: KeyKind, doc: &[u8], tally: &mut 
                 let label = classify(reader.payload(range));
                 // Counted after: a request the outer timeout ends while it
                 // waits here is counted once, as a timeout.
-                let _ = tokio::time::timeout(FINISH_WAIT, reader.finish()).await;
+                reader.finish().await;
                 tally.answer(kind, label);
                 return Ok(Got::Answered { units, first: None });
             }
