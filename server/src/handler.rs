@@ -462,9 +462,10 @@ fn answer_one(
     };
     let query = match checked_query(role, raw, clock, accept) {
         Ok(q) => q,
-        Err(Rejected { error, institution, kind }) => {
+        Err(rejected) => {
+            let Rejected { error, institution, kind, arbitrary } = *rejected;
             let mut answer = view.refuse(&error, &institution, clock);
-            if let Some(id) = hints(raw).1 {
+            if let Some(id) = arbitrary {
                 answer.message_body.qualification_confirm_search_info =
                     Some(SearchInfo { arbitrary_identifier: Some(id.into()), ..Default::default() });
             }
@@ -490,46 +491,53 @@ struct Rejected {
     /// For the answer header and accounting.
     institution: String,
     kind: &'static str,
+    /// The caller's `ArbitraryIdentifier`, echoed in the refusal: from the
+    /// parsed query, or (a query that did not parse) from [`hints`].
+    arbitrary: Option<String>,
 }
 
 /// Parse a query as the role may ask it.
-fn checked_query(role: &Role, raw: &[u8], clock: Clock, accept: Accept) -> Result<Query, Rejected> {
-    let permission = |message: String, institution: String| Rejected {
-        error: QueryError { code: codes::PERMISSION, field: "MedicalInstitutionCode".into(), message },
-        institution,
-        kind: "refused",
+fn checked_query(role: &Role, raw: &[u8], clock: Clock, accept: Accept) -> Result<Query, Box<Rejected>> {
+    let permission = |message: String, institution: String, arbitrary: Option<String>| {
+        Box::new(Rejected {
+            error: QueryError { code: codes::PERMISSION, field: "MedicalInstitutionCode".into(), message },
+            institution,
+            kind: "refused",
+            arbitrary,
+        })
     };
     let query = match role {
         Role::Operator => {
             return Err(permission(
                 "an operator certificate may not query eligibility; use a central or institution certificate".into(),
                 String::new(),
+                hints(raw).1,
             ))
         }
-        Role::Central => parse_query(raw, clock.today).map_err(|error| Rejected {
-            error,
-            institution: ids::institution_code(&hints(raw).0).unwrap_or_default(),
-            kind: "malformed",
+        Role::Central => parse_query(raw, clock.today).map_err(|error| {
+            let (institution, arbitrary) = hints(raw);
+            Box::new(Rejected { error, institution: ids::institution_code(&institution).unwrap_or_default(), kind: "malformed", arbitrary })
         })?,
         Role::Institution(code) => {
-            let q = parse_query_for(raw, clock.today, Some(code)).map_err(|error| Rejected {
-                error,
-                institution: code.clone(),
-                kind: "malformed",
-            })?;
+            let q = parse_query_for(raw, clock.today, Some(code))
+                .map_err(|error| Box::new(Rejected { error, institution: code.clone(), kind: "malformed", arbitrary: hints(raw).1 }))?;
             if q.institution != *code {
                 return Err(permission(
                     format!("MedicalInstitutionCode '{}': this certificate may query only as institution {code}", q.institution),
                     code.clone(),
+                    q.arbitrary_id,
                 ));
             }
             q
         }
     };
-    let wrong_kind = |message: &str| Rejected {
-        error: QueryError { code: codes::NOT_IN_BULK, field: "MessageBody".into(), message: message.into() },
-        institution: query.institution.clone(),
-        kind: query.key.kind(),
+    let wrong_kind = |message: &str| {
+        Box::new(Rejected {
+            error: QueryError { code: codes::NOT_IN_BULK, field: "MessageBody".into(), message: message.into() },
+            institution: query.institution.clone(),
+            kind: query.key.kind(),
+            arbitrary: query.arbitrary_id.clone(),
+        })
     };
     match (accept, &query.key) {
         (Accept::CardData, QueryKey::InsuranceCard(_) | QueryKey::MedicalTicket(_)) | (Accept::Any, _) => Ok(query),
