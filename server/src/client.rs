@@ -195,9 +195,7 @@ pub(crate) async fn connect_endpoint(opts: &ClientOptions, socket_buffers: Optio
     let (config, bind) = client_setup(opts)?;
     let socket = std::net::UdpSocket::bind(bind).map_err(ClientError::Endpoint)?;
     if let Some(size) = socket_buffers {
-        let state = quinn::udp::UdpSocketState::new((&socket).into()).map_err(ClientError::Endpoint)?;
-        let _ = state.set_recv_buffer_size((&socket).into(), size);
-        let _ = state.set_send_buffer_size((&socket).into(), size);
+        crate::udp::size_buffers(&socket, size, size).map_err(ClientError::Endpoint)?;
     }
     let endpoint_config = crate::udp::endpoint_config(opts.max_udp_payload);
     let mut endpoint = Endpoint::new(endpoint_config, None, socket, Arc::new(quinn::TokioRuntime)).map_err(ClientError::Endpoint)?;

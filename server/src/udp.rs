@@ -31,17 +31,8 @@ pub enum UdpError {
 /// refuses outright is logged, not fatal: the socket works, only slower.
 pub fn bind(addr: SocketAddr, udp: &Udp) -> Result<(UdpSocket, Granted), UdpError> {
     let socket = UdpSocket::bind(addr).map_err(|source| UdpError::Bind { addr, source })?;
-    let state = UdpSocketState::new((&socket).into()).map_err(|source| UdpError::Socket { addr, source })?;
-    if let Err(e) = state.set_recv_buffer_size((&socket).into(), udp.recv_buffer_bytes) {
-        tracing::warn!(%addr, bytes = udp.recv_buffer_bytes, error = %e, "cannot set the UDP receive buffer");
-    }
-    if let Err(e) = state.set_send_buffer_size((&socket).into(), udp.send_buffer_bytes) {
-        tracing::warn!(%addr, bytes = udp.send_buffer_bytes, error = %e, "cannot set the UDP send buffer");
-    }
-    let granted = Granted {
-        recv_buffer_bytes: state.recv_buffer_size((&socket).into()).map_err(|source| UdpError::Socket { addr, source })?,
-        send_buffer_bytes: state.send_buffer_size((&socket).into()).map_err(|source| UdpError::Socket { addr, source })?,
-    };
+    let granted =
+        size_buffers(&socket, udp.recv_buffer_bytes, udp.send_buffer_bytes).map_err(|source| UdpError::Socket { addr, source })?;
     // Linux doubles the size asked for; less than asked means a cap.
     if granted.recv_buffer_bytes < udp.recv_buffer_bytes || granted.send_buffer_bytes < udp.send_buffer_bytes {
         tracing::warn!(
@@ -53,6 +44,20 @@ pub fn bind(addr: SocketAddr, udp: &Udp) -> Result<(UdpSocket, Granted), UdpErro
         tracing::info!(%addr, recv = granted.recv_buffer_bytes, send = granted.send_buffer_bytes, "UDP socket buffers");
     }
     Ok((socket, granted))
+}
+
+/// Ask the kernel for these buffer sizes on `socket` (the server's, and the
+/// load generator's); what it granted. A size it refuses is logged, not
+/// fatal: the socket works, only slower.
+pub fn size_buffers(socket: &UdpSocket, recv: usize, send: usize) -> std::io::Result<Granted> {
+    let state = UdpSocketState::new(socket.into())?;
+    if let Err(e) = state.set_recv_buffer_size(socket.into(), recv) {
+        tracing::warn!(bytes = recv, error = %e, "cannot set the UDP receive buffer");
+    }
+    if let Err(e) = state.set_send_buffer_size(socket.into(), send) {
+        tracing::warn!(bytes = send, error = %e, "cannot set the UDP send buffer");
+    }
+    Ok(Granted { recv_buffer_bytes: state.recv_buffer_size(socket.into())?, send_buffer_bytes: state.send_buffer_size(socket.into())? })
 }
 
 /// The largest UDP payload by default: quinn's own MTU discovery bound,

@@ -92,16 +92,13 @@ pub async fn run(opts: &BenchOptions, client: &ClientOptions, sampler: Arc<Sampl
     Ok(Report::new(opts, &sampler, &total, phase.measure_from(), client.server))
 }
 
-/// Socket buffers the bench asks for; the kernel caps them at
-/// `net.core.rmem_max` / `wmem_max`.
-const SOCKET_BUFFER: usize = 4 << 20;
-
 /// A connection as `Client::connect` makes it (same TLS and transport
-/// settings), on a socket with large buffers: the answers of a bulk
+/// settings), on a socket with the server's default buffers (the kernel
+/// caps them at `net.core.rmem_max` / `wmem_max`): the answers of a bulk
 /// inquiry arrive faster than a default-sized buffer is drained, and every
 /// datagram the kernel drops costs a retransmission and a smaller window.
 async fn connect(opts: &ClientOptions) -> Result<(Endpoint, Connection), BenchError> {
-    Ok(crate::client::connect_endpoint(opts, Some(SOCKET_BUFFER)).await?)
+    Ok(crate::client::connect_endpoint(opts, Some(crate::config::DEFAULT_UDP_BUFFER_BYTES)).await?)
 }
 
 /// One connection and its workers, on one thread.
