@@ -20,14 +20,15 @@ pub enum CliError {
     Parse { path: PathBuf, message: String },
     #[error("missing setting '{key}': pass {flag}, set {env}, or put it in the --config file")]
     Missing { key: &'static str, flag: &'static str, env: &'static str },
-    #[error("setting '{key}' = '{value}': {reason}")]
-    Invalid { key: &'static str, value: String, reason: String },
     #[error("'{value}' is not a server address like 127.0.0.1:4433")]
     Address { value: String },
     #[error("{0}")]
     Usage(String),
     #[error(transparent)]
     Client(#[from] ClientError),
+    /// A setting out of its range (the same check as the server's).
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// The `--config` file of `elig`: where the server is and which
@@ -70,15 +71,7 @@ impl ClientSettings {
         let cert = self.cert.as_deref().ok_or(CliError::Missing { key: "cert", flag: "--cert", env: "ELIG_CERT" })?;
         let key = self.key.as_deref().ok_or(CliError::Missing { key: "key", flag: "--key", env: "ELIG_KEY" })?;
         let name = self.server_name.as_deref().unwrap_or("localhost");
-        let (min, max) = (crate::udp::MIN_UDP_PAYLOAD, crate::udp::MAX_UDP_PAYLOAD);
-        let max_udp_payload = match self.max_udp_payload {
-            None => crate::udp::DEFAULT_MAX_UDP_PAYLOAD,
-            Some(p) => u16::try_from(p).ok().filter(|p| (min..=max).contains(p)).ok_or_else(|| CliError::Invalid {
-                key: "max_udp_payload",
-                value: p.to_string(),
-                reason: format!("must be between {min} and {max}"),
-            })?,
-        };
+        let max_udp_payload = crate::config::max_udp_payload("max_udp_payload", self.max_udp_payload)?;
         Ok(ClientOptions { max_udp_payload, ..ClientOptions::from_files(addr, name, ca, Some((cert, key)))? })
     }
 }

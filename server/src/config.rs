@@ -322,13 +322,7 @@ impl RawConfig {
         let udp = Udp {
             recv_buffer_bytes: buffer("udp.recv_buffer_bytes", self.udp.recv_buffer_bytes)?,
             send_buffer_bytes: buffer("udp.send_buffer_bytes", self.udp.send_buffer_bytes)?,
-            max_payload: ranged(
-                "udp.max_payload",
-                self.udp.max_payload,
-                crate::udp::DEFAULT_MAX_UDP_PAYLOAD.into(),
-                crate::udp::MIN_UDP_PAYLOAD.into(),
-                crate::udp::MAX_UDP_PAYLOAD.into(),
-            )? as u16,
+            max_payload: max_udp_payload("udp.max_payload", self.udp.max_payload)?,
         };
         let d = Limits::default();
         let l = self.limits;
@@ -401,6 +395,13 @@ fn file(key: &'static str, path: Option<PathBuf>, flag: &'static str) -> Result<
         return Err(ConfigError::Invalid { key, value: path.display().to_string(), reason: "no such file".into() });
     }
     Ok(path)
+}
+
+/// A largest UDP payload setting (server's `udp.max_payload`, client's
+/// `max_udp_payload`): the default when absent, else within quinn's bounds.
+pub(crate) fn max_udp_payload(key: &'static str, v: Option<u64>) -> Result<u16, ConfigError> {
+    use crate::udp::{DEFAULT_MAX_UDP_PAYLOAD, MAX_UDP_PAYLOAD, MIN_UDP_PAYLOAD};
+    ranged(key, v, DEFAULT_MAX_UDP_PAYLOAD.into(), MIN_UDP_PAYLOAD.into(), MAX_UDP_PAYLOAD.into()).map(|p| p as u16)
 }
 
 fn ranged(key: &'static str, v: Option<u64>, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {
