@@ -79,7 +79,10 @@ pub fn endpoint_config(max_payload: u16) -> quinn::EndpointConfig {
 /// Let MTU discovery probe up to `max_payload`. Packets still start at
 /// QUIC's 1200 bytes and grow only as far as probes get through, and a
 /// black hole drops them back, so a large bound is safe where the path
-/// is smaller; it helps only where the path is larger (loopback, jumbo frames).
+/// is smaller; it helps only where the path is larger (loopback, jumbo
+/// frames). It is not free above [`GSO_SAFE_PAYLOAD`] (6,550 bytes): that
+/// turns segmentation offload off, one `sendmsg` per datagram whatever the
+/// path, so 9000-byte jumbo frames cost GSO; measure before setting it.
 pub fn discover_mtu(transport: &mut quinn::TransportConfig, max_payload: u16) {
     let mut mtu = quinn::MtuDiscoveryConfig::default();
     mtu.upper_bound(max_payload);
