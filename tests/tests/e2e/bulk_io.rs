@@ -83,7 +83,7 @@ async fn answers_stream_while_the_client_is_still_sending() {
     let client = srv.client(As::Central).await;
     let queries = items(20);
     let raw = bulk_bytes(&queries);
-    let half = raw.len() - queries[10..].iter().map(|q| q.len() + 5).sum::<usize>();
+    let half = raw.len() - queries[10..].iter().map(|q| q.len() + elig_server::protocol::HEADER_LEN).sum::<usize>();
     let (mut send, mut recv) = client.connection().open_bi().await.unwrap();
     send.write_all(&raw[..half]).await.unwrap();
     // The first ten answers come before the other ten items are sent: the
