@@ -352,7 +352,7 @@ impl RawConfig {
             delta_log,
             fixed_clock,
             worker_threads,
-            lock_memory: self.lock_memory.unwrap_or(true),
+            lock_memory: self.lock_memory.unwrap_or(elig_engine::engine::EngineOptions::default().lock_memory),
             udp,
             limits,
         })

@@ -140,7 +140,8 @@ pub fn prepare(
         delta_log: dir.join(crate::config::DEFAULT_DELTA_LOG),
         fixed_clock: None,
         worker_threads: crate::config::DEFAULT_WORKER_THREADS,
-        lock_memory: true,
+        // As `eligd demo` opens its engine (`EngineOptions::default()`).
+        lock_memory: elig_engine::engine::EngineOptions::default().lock_memory,
         udp: crate::config::Udp::default(),
         limits: Limits::default(),
     };
