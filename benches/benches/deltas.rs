@@ -38,7 +38,6 @@ use std::time::{Duration, Instant};
 use elig_benches::{bench_snapshot, clock, data_dir, parse_all, sample_keys, Family, KEYS, SEED, TODAY};
 use elig_engine::delta_log::DeltaLog;
 use elig_engine::engine::Engine;
-use elig_engine::manifest::IndexName;
 use elig_engine::query::Query;
 use elig_engine::snapshot::Snapshot;
 use rand::seq::SliceRandom;
@@ -256,11 +255,8 @@ fn touched(engine: &Engine, queries: &[Query]) -> f64 {
         .iter()
         .filter(|q| {
             let (name, key) = elig_benches::index_key(q);
-            if !matches!(name, IndexName::Serial | IndexName::Insurance) {
-                return false;
-            }
             let Some(hit) = gen.snapshot.find(name, &key, |_| true) else { return false };
-            gen.snapshot.person(hit.first()).is_some_and(|p| gen.overlay.latest(&gen.snapshot, &p.person_id).is_some())
+            gen.overlay.latest_of_record(hit.first()).is_some()
         })
         .count();
     hit as f64 / queries.len().max(1) as f64
