@@ -34,19 +34,13 @@ impl ReadError {
 /// [`FrameError::Truncated`]. The size limit is checked on the header,
 /// before the payload is read.
 pub async fn read_frame(recv: &mut RecvStream, max: usize, timeout: Duration) -> Result<Option<Frame>, ReadError> {
-    read_frame_for(recv, |_| max, timeout).await
-}
-
-/// [`read_frame`] with a payload limit that depends on the frame kind
-/// (delta batches may be larger than queries).
-pub async fn read_frame_for(recv: &mut RecvStream, max_for: impl Fn(Kind) -> usize, timeout: Duration) -> Result<Option<Frame>, ReadError> {
-    match tokio::time::timeout(timeout, read_frame_inner(recv, max_for)).await {
+    match tokio::time::timeout(timeout, read_frame_inner(recv, max)).await {
         Ok(r) => r,
         Err(_) => Err(ReadError::Timeout(timeout)),
     }
 }
 
-async fn read_frame_inner(recv: &mut RecvStream, max_for: impl Fn(Kind) -> usize) -> Result<Option<Frame>, ReadError> {
+async fn read_frame_inner(recv: &mut RecvStream, max: usize) -> Result<Option<Frame>, ReadError> {
     let mut header = [0u8; HEADER_LEN];
     match recv.read_exact(&mut header).await {
         Ok(()) => {}
@@ -54,7 +48,7 @@ async fn read_frame_inner(recv: &mut RecvStream, max_for: impl Fn(Kind) -> usize
         Err(ReadExactError::FinishedEarly(n)) => return Err(FrameError::Truncated { have: n, need: HEADER_LEN }.into()),
         Err(ReadExactError::ReadError(e)) => return Err(e.into()),
     }
-    let (kind, len) = protocol::decode_header_for(&header, max_for)?;
+    let (kind, len) = protocol::decode_header(&header, max)?;
     let mut payload = vec![0u8; len];
     match recv.read_exact(&mut payload).await {
         Ok(()) => Ok(Some(Frame { kind, payload })),
@@ -92,7 +86,7 @@ pub async fn write_json<T: serde::Serialize>(send: &mut SendStream, kind: Kind, 
 /// quinn holds for the stream (one lock of the connection), where
 /// [`read_frame`] took two `read_exact` per frame. A bulk inquiry's items
 /// arrive many to a packet. Same limits, errors and timeout per frame as
-/// [`read_frame_for`].
+/// [`read_frame`], with a payload limit per frame kind.
 #[derive(Debug, Default)]
 pub struct FrameReader {
     buf: Vec<u8>,
