@@ -16,12 +16,13 @@
 use std::collections::HashMap;
 
 use elig_engine::answer::*;
+use elig_engine::entry::Consents;
 use elig_engine::ids;
 use elig_engine::lookup::Clock;
 use elig_engine::model::*;
 use elig_engine::query::{Query, QueryKey};
 use elig_engine::snapshot::Snapshot;
-use elig_engine::values::{code, date, digit, number, text, ts};
+use elig_engine::values::{code, date, digit, number, text};
 
 use crate::Family;
 
@@ -115,7 +116,8 @@ impl Baseline {
         }
         let inst = q.institution.as_str();
         let d = q.date;
-        let consents = Consents::of(p, inst, clock.now);
+        let rows = p.consents.iter().filter(|c| c.institution_code == inst);
+        let consents = Consents::from_rows(clock.now, rows.map(|c| (c.kind, c.consented_at, c.expires_at)));
         let disclose = Disclose { limit: consents.given(ConsentKind::Limit), specific: consents.given(ConsentKind::SpecificDisease) };
         let mut list = Vec::with_capacity(2);
         for ins in p.insurance.iter().filter(|i| insurance_in_force(i, d)) {
@@ -438,63 +440,5 @@ fn ticket_info(t: &Ticket, requester: &str) -> MedicalTicketInfo {
         remarks1: text(&t.remarks[0]),
         remarks2: text(&t.remarks[1]),
         remarks3: text(&t.remarks[2]),
-    }
-}
-
-/// The latest consent of each kind a person gave at one institution, found
-/// in one pass over the person's consents.
-#[derive(Debug, Clone, Copy, Default)]
-struct Consents {
-    /// (consented at, viewing expiry), indexed by `ConsentKind as usize`.
-    latest: [Option<(u64, u64)>; ConsentKind::ALL.len()],
-    now: u64,
-}
-
-impl Consents {
-    fn of(p: &PersonRecord, institution: &str, now: u64) -> Consents {
-        let mut out = Consents { now, ..Default::default() };
-        for c in p.consents.iter().filter(|c| c.institution_code == institution) {
-            let slot = &mut out.latest[c.kind as usize];
-            // On equal times the later row wins, as `max_by_key` would.
-            if slot.is_none_or(|(seen, _)| c.consented_at >= seen) {
-                *slot = Some((c.consented_at, c.expires_at));
-            }
-        }
-        out
-    }
-
-    /// 0 none, 1 given, 2 expired.
-    fn flag(&self, kind: ConsentKind) -> &'static str {
-        match self.latest[kind as usize] {
-            None => "0",
-            Some((_, exp)) if exp == 0 || self.now < exp => "1",
-            Some(_) => "2",
-        }
-    }
-
-    fn given(&self, kind: ConsentKind) -> bool {
-        self.flag(kind) == "1"
-    }
-
-    /// (flag, consent time, viewing expiry) of one kind.
-    fn parts(&self, kind: ConsentKind) -> (Option<Str>, Option<Str>, Option<Str>) {
-        let (at, exp) = self.latest[kind as usize].unwrap_or_default();
-        (Some(Str::const_new(self.flag(kind))), ts(at), ts(exp))
-    }
-
-    /// Put the consent flags of the My Number path on an entry.
-    fn fill(&self, e: &mut ResultOfQualificationConfirmation) {
-        use ConsentKind::*;
-        (e.pharmacists_info_cons_flg, e.pharmacists_info_cons_time, e.pharmacists_info_available_time) = self.parts(Pharmacy);
-        (
-            e.specific_health_checkups_info_cons_flg,
-            e.specific_health_checkups_info_cons_time,
-            e.specific_health_checkups_info_available_time,
-        ) = self.parts(Checkup);
-        (e.diagnosis_info_cons_flg, e.diagnosis_info_cons_time, e.diagnosis_info_available_time) = self.parts(Diagnosis);
-        (e.operation_info_cons_flg, e.operation_info_cons_time, e.operation_info_available_time) = self.parts(Operation);
-        e.limit_application_certificate_related_cons_time = self.parts(Limit).1;
-        let (f, t, _) = self.parts(SpecificDisease);
-        (e.specific_diseases_certificate_related_cons_flg, e.specific_diseases_certificate_related_cons_time) = (f, t);
     }
 }

@@ -154,23 +154,30 @@ pub(crate) fn ticket_info(t: &ArchivedTicket, requester: &str) -> MedicalTicketI
 }
 
 /// The latest consent of each kind a person gave at one institution, found
-/// in one pass over the person's consents.
+/// in one pass over the person's consents. Public for the lookup bench's
+/// baseline, which builds the same flags from owned records.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Consents {
+pub struct Consents {
     /// (consented at, viewing expiry), indexed by `ConsentKind as usize`.
     latest: [Option<(u64, u64)>; ConsentKind::ALL.len()],
     now: u64,
 }
 
 impl Consents {
-    pub fn of(p: &ArchivedPersonRecord, institution: &str, now: u64) -> Consents {
+    pub(crate) fn of(p: &ArchivedPersonRecord, institution: &str, now: u64) -> Consents {
+        let rows = p.consents.iter().filter(|c| c.institution_code.as_str() == institution);
+        Consents::from_rows(now, rows.map(|c| (c.kind.to_native(), c.consented_at.to_native(), c.expires_at.to_native())))
+    }
+
+    /// From the consent rows of one person at one institution: (kind,
+    /// consented at, viewing expiry).
+    pub fn from_rows(now: u64, rows: impl IntoIterator<Item = (ConsentKind, u64, u64)>) -> Consents {
         let mut out = Consents { now, ..Default::default() };
-        for c in p.consents.iter().filter(|c| c.institution_code.as_str() == institution) {
-            let slot = &mut out.latest[c.kind.to_native() as usize];
-            let at = c.consented_at.to_native();
+        for (kind, at, expires) in rows {
+            let slot = &mut out.latest[kind as usize];
             // On equal times the later row wins, as `max_by_key` would.
             if slot.is_none_or(|(seen, _)| at >= seen) {
-                *slot = Some((at, c.expires_at.to_native()));
+                *slot = Some((at, expires));
             }
         }
         out

@@ -9,7 +9,7 @@ pub mod answer;
 pub mod delta;
 pub mod delta_log;
 pub mod engine;
-mod entry;
+pub mod entry;
 pub mod envelope;
 pub mod ids;
 pub mod index;
