@@ -18,11 +18,11 @@ use std::collections::HashMap;
 use elig_engine::answer::*;
 use elig_engine::entry::Consents;
 use elig_engine::ids;
-use elig_engine::lookup::Clock;
+use elig_engine::lookup::{reference, Clock, Span};
 use elig_engine::model::*;
 use elig_engine::query::{Query, QueryKey};
 use elig_engine::snapshot::Snapshot;
-use elig_engine::values::{code, date, digit, number, text};
+use elig_engine::values::{code, date, digit, insurer, number, text};
 
 use crate::Family;
 
@@ -95,7 +95,6 @@ impl Baseline {
         h.process_execution_time = number(clock.now);
         h.qualification_confirmation_date = number(q.date.into());
         h.medical_institution_code = Str::from(q.institution.as_str());
-        h.arbitrary_file_identifier = q.arbitrary_id.as_deref().map(Str::from);
         h.reference_classification = if matches!(self.family, Family::Serial | Family::Processing) { "1" } else { "2" }.into();
         h.segment_of_result = "1".into();
         h.character_code_identifier = "0".into();
@@ -118,10 +117,10 @@ impl Baseline {
         let d = q.date;
         let rows = p.consents.iter().filter(|c| c.institution_code == inst);
         let consents = Consents::from_rows(clock.now, rows.map(|c| (c.kind, c.consented_at, c.expires_at)));
-        let disclose = Disclose { limit: consents.given(ConsentKind::Limit), specific: consents.given(ConsentKind::SpecificDisease) };
+        let consent = Consent { limit: consents.given(ConsentKind::Limit), specific: consents.given(ConsentKind::SpecificDisease) };
         let mut list = Vec::with_capacity(2);
         for ins in p.insurance.iter().filter(|i| insurance_in_force(i, d)) {
-            push_entry(&mut list, |e| fill_insurance(e, p, ins, disclose));
+            push_entry(&mut list, |e| fill_insurance(e, p, ins, consent, true));
         }
         let mut delegated_any = false;
         let mut assisted = false;
@@ -133,16 +132,12 @@ impl Baseline {
             push_entry(&mut list, |e| fill_assistance(e, p, a, numbers, tickets));
         }
         let validity = if list.is_empty() {
-            // The most recent lost qualification, as reference information.
-            let ins = p.insurance.iter().max_by_key(|i| (i.disqualification_date, i.qualification_date));
-            let asst = p.assistance.iter().max_by_key(|a| (a.end_date, a.start_date));
-            match (ins, asst) {
-                (Some(i), Some(a)) if a.end_date > i.disqualification_date => {
-                    push_entry(&mut list, |e| fill_assistance(e, p, a, false, Vec::new()))
-                }
-                (Some(i), _) => push_entry(&mut list, |e| fill_insurance(e, p, i, Disclose::default())),
-                (None, Some(a)) => push_entry(&mut list, |e| fill_assistance(e, p, a, false, Vec::new())),
-                (None, None) => return validity_only(Validity::NotFound, None),
+            // The reference qualification, chosen by the engine's rule.
+            let spans = p.insurance.iter().map(insurance_span).chain(p.assistance.iter().map(assistance_span));
+            match reference(d, spans) {
+                Some(at) if at < p.insurance.len() => push_entry(&mut list, |e| fill_insurance(e, p, &p.insurance[at], consent, false)),
+                Some(at) => push_entry(&mut list, |e| fill_assistance(e, p, &p.assistance[at - p.insurance.len()], false, Vec::new())),
+                None => return validity_only(Validity::NotFound, None),
             }
             Validity::Invalid
         } else if assisted && !delegated_any && !p.insurance.iter().any(|i| insurance_in_force(i, d)) {
@@ -160,7 +155,7 @@ impl Baseline {
 
     fn card(&self, q: &Query, c: &elig_engine::query::CardKey) -> Answer {
         let echo = SearchInfo {
-            insurer_number: Some(Str::from(c.insurer.as_str())),
+            insurer_number: insurer(&c.insurer),
             insured_card_symbol: text(&c.symbol),
             insured_identification_number: Some(Str::from(c.number.as_str())),
             insured_branch_number: text(&c.branch),
@@ -176,17 +171,18 @@ impl Baseline {
         let matches = |i: &&Insurance| {
             i.insurer_number == c.insurer && i.card_symbol == c.symbol && i.card_number == c.number && i.branch_number == c.branch
         };
-        let disclose = Disclose { limit: c.limit_consent, specific: false };
+        let consent = Consent { limit: c.limit_consent, specific: false };
         if let Some(ins) = p.insurance.iter().filter(matches).rfind(|i| insurance_in_force(i, q.date)) {
-            return with_list(Validity::Valid, one_entry(|e| fill_insurance(e, p, ins, disclose)), Some(echo));
+            return with_list(Validity::Valid, one_entry(|e| fill_insurance(e, p, ins, consent, true)), Some(echo));
         }
-        let Some(lost) = p.insurance.iter().filter(matches).max_by_key(|i| i.qualification_date) else {
+        let held: Vec<&Insurance> = p.insurance.iter().filter(matches).collect();
+        let Some(lost) = reference(q.date, held.iter().map(|i| insurance_span(i))).map(|at| held[at]) else {
             return validity_only(Validity::NotFound, Some(echo));
         };
         let other = p.insurance.iter().any(|i| !matches(&i) && insurance_in_force(i, q.date))
             || p.assistance.iter().any(|a| assistance_in_force(a, q.date));
         let validity = if other { Validity::InvalidNewExists } else { Validity::Invalid };
-        with_list(validity, one_entry(|e| fill_insurance(e, p, lost, Disclose::default())), Some(echo))
+        with_list(validity, one_entry(|e| fill_insurance(e, p, lost, consent, false)), Some(echo))
     }
 
     fn ticket(&self, q: &Query, t: &elig_engine::query::TicketKey) -> Answer {
@@ -194,6 +190,7 @@ impl Baseline {
             insurer_number: Some(Str::from(t.payer.as_str())),
             insured_identification_number: Some(Str::from(t.recipient.as_str())),
             birthdate: Some(number(t.birth_date.into())),
+            limit_application_certificate_related_cons_flg: Some("0".into()),
             arbitrary_identifier: q.arbitrary_id.as_deref().map(Str::from),
             ..Default::default()
         };
@@ -209,7 +206,8 @@ impl Baseline {
             }
             return with_list(Validity::Valid, one_entry(|e| fill_assistance(e, p, a, true, tickets)), Some(echo));
         }
-        let Some(lost) = p.assistance.iter().filter(matches).max_by_key(|a| a.start_date) else {
+        let held: Vec<&Assistance> = p.assistance.iter().filter(matches).collect();
+        let Some(lost) = reference(q.date, held.iter().map(|a| assistance_span(a))).map(|at| held[at]) else {
             return validity_only(Validity::NotFound, Some(echo));
         };
         let other = p.insurance.iter().any(|i| insurance_in_force(i, q.date))
@@ -226,13 +224,14 @@ impl Baseline {
                 for t in a.tickets.iter().filter(|t| t.institution_code == inst && t.treatment_month == month) {
                     let validity = if assistance_in_force(a, q.date) { Validity::Valid } else { Validity::Invalid };
                     units.push(BulkConfirmUnit {
-                        qualification_confirm_search_info: SearchInfo {
+                        qualification_confirm_search_info: Some(SearchInfo {
                             insurer_number: Some(Str::from(a.payer_number.as_str())),
                             insured_identification_number: Some(Str::from(a.recipient_number.as_str())),
                             birthdate: date(p.birth_date),
+                            limit_application_certificate_related_cons_flg: Some("0".into()),
                             arbitrary_identifier: q.arbitrary_id.as_deref().map(Str::from),
                             ..Default::default()
-                        },
+                        }),
                         processing_result_status: "1".into(),
                         qualification_validity: Some(validity.code().into()),
                         result_of_qualification_confirmation: Some({
@@ -252,8 +251,8 @@ impl Baseline {
         }
         units.sort_by(|x, y| {
             let k = |u: &BulkConfirmUnit| {
-                let s = &u.qualification_confirm_search_info;
-                (s.insurer_number.clone(), s.insured_identification_number.clone())
+                let s = u.qualification_confirm_search_info.as_ref();
+                (s.and_then(|s| s.insurer_number.clone()), s.and_then(|s| s.insured_identification_number.clone()))
             };
             k(x).cmp(&k(y))
         });
@@ -305,9 +304,17 @@ fn error(code: &str, message: &str) -> Answer {
 // ---- entries: engine/src/entry.rs over owned records, with its value formatters ----
 
 #[derive(Debug, Clone, Copy, Default)]
-struct Disclose {
+struct Consent {
     limit: bool,
     specific: bool,
+}
+
+fn insurance_span(i: &Insurance) -> Span {
+    Span::insurance(i.qualification_date, i.disqualification_date)
+}
+
+fn assistance_span(a: &Assistance) -> Span {
+    Span::assistance(a.start_date, a.end_date)
 }
 
 /// The person's own data, common to every entry.
@@ -322,10 +329,10 @@ fn fill_person(e: &mut ResultOfQualificationConfirmation, p: &PersonRecord) {
     e.post_number = text(&p.post_number);
 }
 
-fn fill_insurance(e: &mut ResultOfQualificationConfirmation, p: &PersonRecord, q: &Insurance, d: Disclose) {
+fn fill_insurance(e: &mut ResultOfQualificationConfirmation, p: &PersonRecord, q: &Insurance, d: Consent, in_force: bool) {
     fill_person(e, p);
     e.insured_card_classification = code(q.card_classification, 2);
-    e.insurer_number = text(&q.insurer_number);
+    e.insurer_number = insurer(&q.insurer_number);
     e.insured_card_symbol = text(&q.card_symbol);
     e.insured_identification_number = text(&q.card_number);
     e.insured_branch_number = text(&q.branch_number);
@@ -349,7 +356,7 @@ fn fill_insurance(e: &mut ResultOfQualificationConfirmation, p: &PersonRecord, q
         });
     }
     e.limit_application_certificate_related_cons_flg = Some(Str::const_new(if d.limit { "1" } else { "0" }));
-    if let (true, Some(l)) = (d.limit, &q.limit) {
+    if let (true, true, Some(l)) = (d.limit, in_force, &q.limit) {
         e.limit_application_certificate_related_info = Some(LimitApplicationCertificateRelatedInfo {
             limit_application_certificate_classification: text(&l.classification),
             limit_application_certificate_classification_flag: text(&l.category),
@@ -359,7 +366,7 @@ fn fill_insurance(e: &mut ResultOfQualificationConfirmation, p: &PersonRecord, q
             limit_application_certificate_long_term_date: date(l.long_term_date),
         });
     }
-    if d.specific && !q.specific_diseases.is_empty() {
+    if d.specific && in_force && !q.specific_diseases.is_empty() {
         e.specific_diseases_certificate_list = Some(
             q.specific_diseases
                 .iter()

@@ -95,7 +95,9 @@ pub struct SearchInfo {
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
 #[serde(rename_all = "PascalCase")]
 pub struct BulkConfirmUnit {
-    pub qualification_confirm_search_info: SearchInfo,
+    /// Absent for an item that could not be read far enough to echo its key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub qualification_confirm_search_info: Option<SearchInfo>,
     pub processing_result_status: Str,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processing_result_code: Option<Str>,

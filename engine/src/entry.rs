@@ -8,7 +8,7 @@
 
 use crate::answer::*;
 use crate::model::*;
-use crate::values::{code, date, digit, text, ts};
+use crate::values::{code, date, digit, insurer, text, ts};
 
 /// The person's own data, common to every entry.
 pub(crate) fn fill_person(e: &mut ResultOfQualificationConfirmation, p: &ArchivedPersonRecord) {
@@ -22,17 +22,28 @@ pub(crate) fn fill_person(e: &mut ResultOfQualificationConfirmation, p: &Archive
     e.post_number = text(&p.post_number);
 }
 
-/// What the requester may see beyond the plain qualification.
+/// The consents that govern the limit-application and specific-disease
+/// details: on the My Number path those registered at the requesting
+/// institution and not expired, on the card path the request's flag.
 #[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Disclose {
+pub(crate) struct Consent {
     pub limit: bool,
     pub specific: bool,
 }
 
-pub(crate) fn fill_insurance(e: &mut ResultOfQualificationConfirmation, p: &ArchivedPersonRecord, q: &ArchivedInsurance, d: Disclose) {
+/// An insurance entry. The limit flag describes the consent on every entry;
+/// the details it governs are shown only when `in_force` (`domain.md`
+/// section 5).
+pub(crate) fn fill_insurance(
+    e: &mut ResultOfQualificationConfirmation,
+    p: &ArchivedPersonRecord,
+    q: &ArchivedInsurance,
+    consent: Consent,
+    in_force: bool,
+) {
     fill_person(e, p);
     e.insured_card_classification = code(q.card_classification, 2);
-    e.insurer_number = text(&q.insurer_number);
+    e.insurer_number = insurer(&q.insurer_number);
     e.insured_card_symbol = text(&q.card_symbol);
     e.insured_identification_number = text(&q.card_number);
     e.insured_branch_number = text(&q.branch_number);
@@ -55,8 +66,8 @@ pub(crate) fn fill_insurance(e: &mut ResultOfQualificationConfirmation, p: &Arch
             elderly_recipient_contribution_ratio: code(el.contribution_ratio, 3),
         });
     }
-    e.limit_application_certificate_related_cons_flg = Some(Str::const_new(if d.limit { "1" } else { "0" }));
-    if d.limit {
+    e.limit_application_certificate_related_cons_flg = Some(Str::const_new(if consent.limit { "1" } else { "0" }));
+    if consent.limit && in_force {
         if let Some(l) = q.limit.as_ref() {
             e.limit_application_certificate_related_info = Some(LimitApplicationCertificateRelatedInfo {
                 limit_application_certificate_classification: text(&l.classification),
@@ -68,7 +79,7 @@ pub(crate) fn fill_insurance(e: &mut ResultOfQualificationConfirmation, p: &Arch
             });
         }
     }
-    if d.specific && !q.specific_diseases.is_empty() {
+    if consent.specific && in_force && !q.specific_diseases.is_empty() {
         e.specific_diseases_certificate_list = Some(
             q.specific_diseases
                 .iter()
@@ -183,17 +194,22 @@ impl Consents {
         out
     }
 
-    /// 0 none, 1 given, 2 expired.
+    /// The flag of one kind. The viewing consents (pharmacy, check-up,
+    /// diagnosis, operation) say 0 none, 1 given, 2 expired; the
+    /// limit-application and specific-disease flags are 1 while a consent
+    /// has not expired, else 0 (`domain.md` section 5).
     fn flag(&self, kind: ConsentKind) -> &'static str {
-        match self.latest[kind as usize] {
-            None => "0",
-            Some((_, exp)) if exp == 0 || self.now < exp => "1",
-            Some(_) => "2",
+        match (self.given(kind), self.latest[kind as usize], kind) {
+            (true, ..) => "1",
+            (false, Some(_), ConsentKind::Pharmacy | ConsentKind::Checkup | ConsentKind::Diagnosis | ConsentKind::Operation) => "2",
+            (false, ..) => "0",
         }
     }
 
+    /// A consent of this kind is registered and not expired at `now` (an
+    /// empty expiry never expires; one expiring exactly now has expired).
     pub fn given(&self, kind: ConsentKind) -> bool {
-        self.flag(kind) == "1"
+        self.latest[kind as usize].is_some_and(|(_, exp)| exp == 0 || self.now < exp)
     }
 
     /// (flag, consent time, viewing expiry) of one kind.

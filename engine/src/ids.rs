@@ -149,14 +149,14 @@ pub fn card_number(raw: &str) -> Result<String, FieldError> {
     Ok(v)
 }
 
-/// Branch number: 2 digits (a single digit gets its leading zero), or empty.
+/// Branch number: exactly 2 digits after width folding (`1` is refused, not
+/// padded: `domain.md` section 5), or empty.
 pub fn branch_number(raw: &str) -> Result<String, FieldError> {
     let v = clean(raw);
     match v.len() {
         0 => Ok(v),
-        1 if all_digits(&v) => Ok(format!("0{v}")),
         2 if all_digits(&v) => Ok(v),
-        _ => Err(FieldError::new("InsuredBranchNumber", raw, "must be 2 digits")),
+        _ => Err(FieldError::new("InsuredBranchNumber", raw, "must be 2 digits, with its leading zero (\"01\")")),
     }
 }
 
@@ -323,7 +323,11 @@ mod tests {
         assert_eq!(insurer_number("０６１３０４８８").unwrap(), "06130488");
         assert_eq!(card_symbol(" ＡＢ１２ ").unwrap(), "AB12");
         assert_eq!(card_symbol("東京").unwrap(), "東京");
-        assert_eq!(branch_number("1").unwrap(), "01");
+        assert_eq!(
+            branch_number("１").unwrap_err().to_string(),
+            "InsuredBranchNumber '１': must be 2 digits, with its leading zero (\"01\")"
+        );
+        assert_eq!(branch_number(" ０１ ").unwrap(), "01");
         assert!(branch_number("001").is_err());
     }
 

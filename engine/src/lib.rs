@@ -11,6 +11,7 @@ pub mod delta_log;
 pub mod engine;
 pub mod entry;
 pub mod envelope;
+pub mod hints;
 pub mod ids;
 pub mod index;
 pub mod keys;

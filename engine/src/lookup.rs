@@ -9,7 +9,8 @@ use compact_str::ToCompactString;
 use smallvec::SmallVec;
 
 use crate::answer::*;
-use crate::entry::{self, Consents, Disclose};
+use crate::entry::{self, Consent, Consents};
+pub use crate::hints::{hints, Hints};
 use crate::ids;
 use crate::manifest::IndexName;
 use crate::model::*;
@@ -115,25 +116,19 @@ impl<'a> View<'a> {
     pub fn answer_document(&self, json: &[u8], clock: Clock) -> Answer {
         match crate::query::parse_query(json, clock.today) {
             Ok(q) => self.answer(&q, clock),
-            Err(e) => {
-                let (institution, arbitrary) = hints(json);
-                let mut a = self.refuse(&e, &institution, clock);
-                if arbitrary.is_some() {
-                    a.message_header.arbitrary_file_identifier = arbitrary.as_deref().map(Str::from);
-                    a.message_body.qualification_confirm_search_info =
-                        Some(SearchInfo { arbitrary_identifier: arbitrary.as_deref().map(Str::from), ..Default::default() });
-                }
-                a
-            }
+            Err(e) => self.refuse(&e, &hints(json), clock),
         }
     }
 
-    /// The answer to a query that could not be parsed.
-    pub fn refuse(&self, err: &QueryError, institution: &str, clock: Clock) -> Answer {
+    /// The answer to a refused query: the error, the header naming the
+    /// requester of `hints`, and the search-info echo when the key could be
+    /// read whole. The one refusal path of `elig-loader lookup` and eligd.
+    pub fn refuse(&self, err: &QueryError, hints: &Hints, clock: Clock) -> Answer {
         let mut a = error_answer(err);
+        a.message_body.qualification_confirm_search_info = hints.echo.clone();
         let h = &mut a.message_header;
         self.fill_base_header(h, clock);
-        h.medical_institution_code = institution.to_compact_string();
+        h.medical_institution_code = hints.institution.to_compact_string();
         h.qualification_confirmation_date = values::number(clock.today.into());
         a
     }
@@ -153,7 +148,8 @@ impl<'a> View<'a> {
         self.fill_base_header(h, clock);
         h.qualification_confirmation_date = values::number(q.date.into());
         h.medical_institution_code = Str::from(q.institution.as_str());
-        h.arbitrary_file_identifier = q.arbitrary_id.as_deref().map(Str::from);
+        // `ArbitraryFileIdentifier` names a request file, not a person: the
+        // query's `ArbitraryIdentifier` is echoed in the search info instead.
         if matches!(q.key, QueryKey::CertificateSerial(_) | QueryKey::ProcessingNumber(_)) {
             h.reference_classification = Str::const_new("1");
         }
@@ -195,10 +191,10 @@ impl<'a> View<'a> {
         let inst = q.institution.as_str();
         let d = q.date;
         let consents = Consents::of(p, inst, clock.now);
-        let disclose = Disclose { limit: consents.given(ConsentKind::Limit), specific: consents.given(ConsentKind::SpecificDisease) };
+        let consent = Consent { limit: consents.given(ConsentKind::Limit), specific: consents.given(ConsentKind::SpecificDisease) };
         let mut list = Vec::with_capacity(2);
         for ins in p.insurance.iter().filter(|i| insurance_in_force(i, d)) {
-            entry::push_entry(&mut list, |e| entry::fill_insurance(e, p, ins, disclose));
+            entry::push_entry(&mut list, |e| entry::fill_insurance(e, p, ins, consent, true));
         }
         let insured = !list.is_empty();
         let mut delegated_any = false;
@@ -211,7 +207,7 @@ impl<'a> View<'a> {
             entry::push_entry(&mut list, |e| entry::fill_assistance(e, p, a, numbers, tickets));
         }
         let validity = if list.is_empty() {
-            if !push_latest_lost(&mut list, p) {
+            if !push_reference(&mut list, p, d, consent) {
                 return validity_only(Validity::NotFound, None);
             }
             Validity::Invalid
@@ -232,7 +228,7 @@ impl<'a> View<'a> {
 
     fn card(&self, q: &Query, c: &CardKey) -> Answer {
         let echo = SearchInfo {
-            insurer_number: Some(Str::from(c.insurer.as_str())),
+            insurer_number: values::insurer(&c.insurer),
             insured_card_symbol: values::text(&c.symbol),
             insured_identification_number: Some(Str::from(c.number.as_str())),
             insured_branch_number: values::text(&c.branch),
@@ -254,17 +250,18 @@ impl<'a> View<'a> {
             [one] => *one,
             _ => return validity_only(Validity::SeveralMatch, Some(echo)),
         };
-        let disclose = Disclose { limit: c.limit_consent, specific: false };
+        // The card path has no specific-disease consent; the limit consent is the request's.
+        let consent = Consent { limit: c.limit_consent, specific: false };
         let d = q.date;
         if let Some(ins) = p.insurance.iter().rfind(|i| matches(i) && insurance_in_force(i, d)) {
-            return with_list(Validity::Valid, entry::one_entry(|e| entry::fill_insurance(e, p, ins, disclose)), Some(echo));
+            return with_list(Validity::Valid, entry::one_entry(|e| entry::fill_insurance(e, p, ins, consent, true)), Some(echo));
         }
-        let lost = p.insurance.iter().filter(|i| matches(i)).max_by_key(|i| i.qualification_date.to_native());
-        let Some(lost) = lost else {
+        let held: SmallVec<[&ArchivedInsurance; 2]> = p.insurance.iter().filter(|i| matches(i)).collect();
+        let Some(lost) = reference(d, held.iter().map(|i| insurance_span(i))).map(|at| held[at]) else {
             return validity_only(Validity::NotFound, Some(echo));
         };
         let validity = if has_other_in_force(p, d, |i| matches(i), |_| false) { Validity::InvalidNewExists } else { Validity::Invalid };
-        with_list(validity, entry::one_entry(|e| entry::fill_insurance(e, p, lost, Disclose::default())), Some(echo))
+        with_list(validity, entry::one_entry(|e| entry::fill_insurance(e, p, lost, consent, false)), Some(echo))
     }
 
     // ---- medical ticket -------------------------------------------------
@@ -274,6 +271,8 @@ impl<'a> View<'a> {
             insurer_number: Some(Str::from(t.payer.as_str())),
             insured_identification_number: Some(Str::from(t.recipient.as_str())),
             birthdate: Some(values::number(t.birth_date.into())),
+            // A ticket query has no consent flag; real clients need one.
+            limit_application_certificate_related_cons_flg: Some(Str::const_new("0")),
             arbitrary_identifier: q.arbitrary_id.as_deref().map(Str::from),
             ..Default::default()
         };
@@ -299,7 +298,8 @@ impl<'a> View<'a> {
             }
             return with_list(Validity::Valid, entry::one_entry(|e| entry::fill_assistance(e, p, a, true, tickets)), Some(echo));
         }
-        let Some(lost) = p.assistance.iter().filter(|a| matches(a)).max_by_key(|a| a.start_date.to_native()) else {
+        let held: SmallVec<[&ArchivedAssistance; 2]> = p.assistance.iter().filter(|a| matches(a)).collect();
+        let Some(lost) = reference(d, held.iter().map(|a| assistance_span(a))).map(|at| held[at]) else {
             return validity_only(Validity::NotFound, Some(echo));
         };
         let validity = if has_other_in_force(p, d, |_| false, |a| matches(a)) { Validity::InvalidNewExists } else { Validity::Invalid };
@@ -319,13 +319,14 @@ impl<'a> View<'a> {
                 let validity = if assistance_in_force(a, q.date) { Validity::Valid } else { Validity::Invalid };
                 for t in a.tickets.iter().filter(|t| delegates(t)) {
                     units.push(BulkConfirmUnit {
-                        qualification_confirm_search_info: SearchInfo {
+                        qualification_confirm_search_info: Some(SearchInfo {
                             insurer_number: Some(Str::from(a.payer_number.as_str())),
                             insured_identification_number: Some(Str::from(a.recipient_number.as_str())),
                             birthdate: values::date(p.birth_date.to_native()),
+                            limit_application_certificate_related_cons_flg: Some(Str::const_new("0")),
                             arbitrary_identifier: q.arbitrary_id.as_deref().map(Str::from),
                             ..Default::default()
-                        },
+                        }),
                         processing_result_status: Str::const_new("1"),
                         qualification_validity: Some(Str::const_new(validity.code())),
                         result_of_qualification_confirmation: Some({
@@ -341,8 +342,10 @@ impl<'a> View<'a> {
         }
         // Stable order for callers that diff two fetches.
         fn order(u: &BulkConfirmUnit) -> (&str, &str) {
-            let s = &u.qualification_confirm_search_info;
-            (s.insurer_number.as_deref().unwrap_or(""), s.insured_identification_number.as_deref().unwrap_or(""))
+            match &u.qualification_confirm_search_info {
+                Some(s) => (s.insurer_number.as_deref().unwrap_or(""), s.insured_identification_number.as_deref().unwrap_or("")),
+                None => ("", ""),
+            }
         }
         units.sort_by(|x, y| order(x).cmp(&order(y)));
         let mut answer = Answer::default();
@@ -361,15 +364,6 @@ impl Answer {
         self.message_header.number_of_normal_processing = Some((units.len() - errors).to_compact_string());
         self.message_header.number_of_error = Some(errors.to_compact_string());
     }
-}
-
-/// The institution code and caller's identifier of a query that failed to
-/// parse, if it has them, so the error answer still names its requester and
-/// pairs with the caller's record.
-pub fn hints(json: &[u8]) -> (String, Option<String>) {
-    let v = serde_json::from_slice::<serde_json::Value>(json).ok();
-    let text = |k: &str| v.as_ref().and_then(|v| v.get(k)).and_then(|c| c.as_str()).map(str::to_string);
-    (text("MedicalInstitutionCode").unwrap_or_default(), text("ArbitraryIdentifier"))
 }
 
 /// In force on `d`: started, and not yet lost (the loss date itself is not covered).
@@ -402,20 +396,80 @@ fn has_other_in_force(
         || p.assistance.iter().any(|a| !queried_asst(a) && assistance_in_force(a, d))
 }
 
-/// The most recent qualification that is not in force (reference
-/// information), pushed on `list`; false when the person has none.
-fn push_latest_lost(list: &mut Vec<ResultOfQualificationConfirmation>, p: &ArchivedPersonRecord) -> bool {
-    let ins = p.insurance.iter().max_by_key(|i| (i.disqualification_date.to_native(), i.qualification_date.to_native()));
-    let asst = p.assistance.iter().max_by_key(|a| (a.end_date.to_native(), a.start_date.to_native()));
-    match (ins, asst) {
-        (Some(i), Some(a)) if a.end_date.to_native() > i.disqualification_date.to_native() => {
+/// The qualification a code-2 My Number answer shows as reference
+/// information (see [`reference`]), pushed on `list`; false when the person
+/// has none at all.
+fn push_reference(list: &mut Vec<ResultOfQualificationConfirmation>, p: &ArchivedPersonRecord, d: u32, consent: Consent) -> bool {
+    let insurance = p.insurance.iter().map(insurance_span);
+    let assistance = p.assistance.iter().map(assistance_span);
+    let Some(at) = reference(d, insurance.chain(assistance)) else { return false };
+    match p.insurance.get(at) {
+        Some(i) => entry::push_entry(list, |e| entry::fill_insurance(e, p, i, consent, false)),
+        None => {
+            let Some(a) = p.assistance.get(at - p.insurance.len()) else { return false };
             entry::push_entry(list, |e| entry::fill_assistance(e, p, a, false, Vec::new()))
         }
-        (Some(i), _) => entry::push_entry(list, |e| entry::fill_insurance(e, p, i, Disclose::default())),
-        (None, Some(a)) => entry::push_entry(list, |e| entry::fill_assistance(e, p, a, false, Vec::new())),
-        (None, None) => return false,
     }
     true
+}
+
+fn insurance_span(i: &ArchivedInsurance) -> Span {
+    Span::insurance(i.qualification_date.to_native(), i.disqualification_date.to_native())
+}
+
+fn assistance_span(a: &ArchivedAssistance) -> Span {
+    Span::assistance(a.start_date.to_native(), a.end_date.to_native())
+}
+
+/// When a qualification starts, and when it stops being in force, on one
+/// scale for insurance and assistance: half days, so that an insurance lost
+/// on its disqualification date `L` ends at `2L`, and an assistance in force
+/// through its end date `E` ends at `2E + 1`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    start: u32,
+    /// `u64::MAX` when it never ends.
+    ends: u64,
+}
+
+impl Span {
+    /// An insurance qualification: in force from `qualified` until the day
+    /// before `lost` (0: not lost).
+    pub fn insurance(qualified: u32, lost: u32) -> Span {
+        Span { start: qualified, ends: if lost == 0 { u64::MAX } else { 2 * u64::from(lost) } }
+    }
+
+    /// A public assistance: in force from `start` through `end` (0: open).
+    pub fn assistance(start: u32, end: u32) -> Span {
+        Span { start, ends: if end == 0 { u64::MAX } else { 2 * u64::from(end) + 1 } }
+    }
+
+    fn ended_by(&self, d: u32) -> bool {
+        self.start <= d && self.ends <= 2 * u64::from(d)
+    }
+}
+
+/// Which of `spans` a code-2 answer shows, judged at the confirmation date
+/// `d` (`domain.md` section 5): the one that most recently ended on or
+/// before `d` (on equal ends, the later start, then the later one listed);
+/// only when none had ended by then, the one that starts next (on equal
+/// starts, the earlier end, then the first listed). A span in force on `d`
+/// is never chosen, and
+/// one that had not started on `d` is never shown as lost. The index of the
+/// chosen span, or `None` when there is nothing to show.
+pub fn reference(d: u32, spans: impl IntoIterator<Item = Span>) -> Option<usize> {
+    let mut ended: Option<(usize, Span)> = None;
+    let mut next: Option<(usize, Span)> = None;
+    for (at, s) in spans.into_iter().enumerate() {
+        if s.ended_by(d) {
+            if ended.is_none_or(|(_, e)| (s.ends, s.start) >= (e.ends, e.start)) {
+                ended = Some((at, s));
+            }
+        } else if s.start > d && next.is_none_or(|(_, n)| (s.start, s.ends) < (n.start, n.ends)) {
+            next = Some((at, s));
+        }
+    }
+    ended.or(next).map(|(at, _)| at)
 }
 
 fn with_list(v: Validity, list: Vec<ResultOfQualificationConfirmation>, echo: Option<SearchInfo>) -> Answer {

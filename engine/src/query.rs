@@ -169,11 +169,12 @@ fn required<'a>(v: &'a Option<String>, field: &str) -> Result<&'a str, QueryErro
     }
 }
 
-/// Parse tracking the path, to name the field at fault. Bytes after the
-/// document are not looked at (`from_slice` refuses them).
+/// Parse tracking the path, to name the field at fault. A query document
+/// is exactly one JSON value: anything after it but whitespace is refused
+/// (`contract.md` section 3).
 fn parse_tracked(json: &[u8]) -> Result<RawQuery, QueryError> {
     let de = &mut serde_json::Deserializer::from_slice(json);
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let raw = serde_path_to_error::deserialize(&mut *de).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let text = inner.to_string();
@@ -185,8 +186,19 @@ fn parse_tracked(json: &[u8]) -> Result<RawQuery, QueryError> {
         } else {
             QueryError::new(codes::MALFORMED, path.clone(), format!("malformed query at '{path}': {text}"))
         }
-    })
+    })?;
+    de.end().map_err(|e| {
+        QueryError::new(
+            codes::MALFORMED,
+            "",
+            format!("malformed query: {e}: a query document is exactly one JSON value (use `elig bulk` for JSON Lines)"),
+        )
+    })?;
+    Ok(raw)
 }
+
+/// A UTF-8 byte order mark some editors write at the start of a file.
+const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Parse a query document. `today` is the default confirmation date.
 pub fn parse_query(json: &[u8], today: u32) -> Result<Query, QueryError> {
@@ -197,8 +209,10 @@ pub fn parse_query(json: &[u8], today: u32) -> Result<Query, QueryError> {
 /// out (absent, null or blank): an institution's certificate says who it is.
 /// A code the query does give is kept, for the caller to check.
 pub fn parse_query_for(json: &[u8], today: u32, default_institution: Option<&str>) -> Result<Query, QueryError> {
+    let json = json.strip_prefix(BOM).unwrap_or(json);
     // Tracking the path costs on every query (a third of the parse in the
     // server's profile); it is needed only to name the field of a failure.
+    // `from_slice` refuses trailing bytes, so only a good document passes.
     let raw = match serde_json::from_slice::<RawQuery>(json) {
         Ok(raw) => raw,
         Err(_) => parse_tracked(json)?,
@@ -286,7 +300,7 @@ mod tests {
     #[test]
     fn a_card_query_is_normalised() {
         let q = parse_query(
-            r#"{"MedicalInstitutionCode":"3410712362","InsuranceCard":{"InsurerNumber":"  273128","InsuredCardSymbol":"ＡＢ","InsuredIdentificationNumber":"１２","InsuredBranchNumber":"1","Birthdate":"19800101","LimitApplicationCertificateRelatedConsFlg":"1"}}"#.as_bytes(),
+            r#"{"MedicalInstitutionCode":"3410712362","InsuranceCard":{"InsurerNumber":"  273128","InsuredCardSymbol":"ＡＢ","InsuredIdentificationNumber":"１２","InsuredBranchNumber":"０１","Birthdate":"19800101","LimitApplicationCertificateRelatedConsFlg":"1"}}"#.as_bytes(),
             20261122,
         )
         .unwrap();
@@ -354,11 +368,30 @@ mod tests {
         );
         let e = err(r#"{"Colour":"red"}"#);
         assert_eq!((e.code, e.field.as_str(), e.message.as_str()), (codes::UNKNOWN_FIELD, "Colour", "unknown field 'Colour'"));
-        // Bytes after the document were never looked at: still answered.
-        let q = parse_query(
-            br#"{"MedicalInstitutionCode":"3410712362","DelegatedTickets":{"MedicalTreatmentMonth":"202611"}} trailing"#,
-            20261122,
+    }
+
+    #[test]
+    fn a_query_document_is_exactly_one_json_value() {
+        let doc = r#"{"MedicalInstitutionCode":"3410712362","DelegatedTickets":{"MedicalTreatmentMonth":"202611"}}"#;
+        for tail in [" trailing", "garbage", "{}", "\n{\"MedicalInstitutionCode\":\"3410712362\"}"] {
+            let e = err(&format!("{doc}{tail}"));
+            assert_eq!(e.code, codes::MALFORMED, "{tail:?}");
+            assert!(e.message.starts_with("malformed query: trailing characters at line "), "{}", e.message);
+            assert!(e.message.ends_with("a query document is exactly one JSON value (use `elig bulk` for JSON Lines)"), "{}", e.message);
+        }
+        // Whitespace after it, and a UTF-8 byte order mark before it, are fine.
+        for text in [format!("{doc} \r\n\t"), format!("\u{FEFF}{doc}")] {
+            let q = parse_query(text.as_bytes(), 20261122);
+            assert_eq!(q.map(|q| q.key), Ok(QueryKey::DelegatedTickets { month: 202611 }));
+        }
+    }
+
+    #[test]
+    fn a_one_digit_branch_number_is_refused_not_padded() {
+        let e = err(
+            r#"{"MedicalInstitutionCode":"3410712362","InsuranceCard":{"InsurerNumber":"06130488","InsuredIdentificationNumber":"1","InsuredBranchNumber":"1","Birthdate":"19800101"}}"#,
         );
-        assert_eq!(q.map(|q| q.key), Ok(QueryKey::DelegatedTickets { month: 202611 }));
+        assert_eq!((e.code, e.field.as_str()), (codes::INVALID_VALUE, "InsuranceCard.InsuredBranchNumber"));
+        assert!(e.message.contains("'1': must be 2 digits"), "{}", e.message);
     }
 }

@@ -50,6 +50,23 @@ pub fn text(s: &str) -> Option<Str> {
     (!s.is_empty()).then(|| Str::from(s))
 }
 
+/// An insurer number as the real message writes it: a National Health
+/// Insurance number (6 digits) right-aligned with spaces in 8 characters
+/// (`"  273128"`), any other as its digits (`interface.md`, "What real
+/// clients require").
+pub fn insurer(s: &str) -> Option<Str> {
+    match s.len() {
+        0 => None,
+        6 => {
+            let mut out = Str::with_capacity(8);
+            out.push_str("  ");
+            out.push_str(s);
+            Some(out)
+        }
+        _ => Some(Str::from(s)),
+    }
+}
+
 /// A code zero-padded to `width` digits, at most 3 (`01`, `030`); absent for 0.
 pub fn code(n: u8, width: usize) -> Option<Str> {
     if n == 0 {

@@ -166,7 +166,7 @@ pub fn bulk_document(answers: &[Answer], summary: &BulkSummary) -> Answer {
             let b = &a.message_body;
             let entry = b.result_list.first().cloned();
             BulkConfirmUnit {
-                qualification_confirm_search_info: b.qualification_confirm_search_info.clone().unwrap_or_default(),
+                qualification_confirm_search_info: b.qualification_confirm_search_info.clone(),
                 processing_result_status: b.processing_result_status.clone(),
                 processing_result_code: b.processing_result_code.clone(),
                 processing_result_message: b.processing_result_message.clone(),

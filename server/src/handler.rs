@@ -16,10 +16,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use elig_engine::answer::{Answer, BulkConfirmUnit, SearchInfo};
+use elig_engine::answer::{Answer, BulkConfirmUnit};
 use elig_engine::engine::{DeltaError, Engine, Generation, SwapError};
-use elig_engine::ids;
-use elig_engine::lookup::{hints, Clock, View};
+use elig_engine::lookup::{hints, Clock, Hints, View};
 use elig_engine::query::{parse_query, parse_query_for, Query, QueryError, QueryKey};
 use serde::{Deserialize, Serialize};
 
@@ -463,14 +462,10 @@ fn answer_one(
     let query = match checked_query(role, raw, clock, accept) {
         Ok(q) => q,
         Err(rejected) => {
-            let Rejected { error, institution, kind, arbitrary } = *rejected;
-            let mut answer = view.refuse(&error, &institution, clock);
-            if let Some(id) = arbitrary {
-                answer.message_body.qualification_confirm_search_info =
-                    Some(SearchInfo { arbitrary_identifier: Some(id.into()), ..Default::default() });
-            }
+            let Rejected { error, hints, kind } = *rejected;
+            let answer = view.refuse(&error, &hints, clock);
             outcome.kind = kind;
-            outcome.institution = institution;
+            outcome.institution = hints.institution;
             outcome.code = Some(error.code.to_string());
             return (answer, outcome);
         }
@@ -488,56 +483,49 @@ fn answer_one(
 
 struct Rejected {
     error: QueryError,
-    /// For the answer header and accounting.
-    institution: String,
+    /// What the refusal's answer says of the query (requester, echo), read
+    /// from its bytes; the requester is the certificate's for an institution.
+    hints: Hints,
     kind: &'static str,
-    /// The caller's `ArbitraryIdentifier`, echoed in the refusal: from the
-    /// parsed query, or (a query that did not parse) from [`hints`].
-    arbitrary: Option<String>,
 }
 
 /// Parse a query as the role may ask it.
 fn checked_query(role: &Role, raw: &[u8], clock: Clock, accept: Accept) -> Result<Query, Box<Rejected>> {
-    let permission = |message: String, institution: String, arbitrary: Option<String>| {
-        Box::new(Rejected {
-            error: QueryError { code: codes::PERMISSION, field: "MedicalInstitutionCode".into(), message },
-            institution,
-            kind: "refused",
-            arbitrary,
-        })
+    let rejected = |error: QueryError, kind: &'static str, institution: Option<&str>| {
+        let mut hints = hints(raw);
+        if let Some(code) = institution {
+            hints.institution = code.to_string();
+        }
+        Box::new(Rejected { error, hints, kind })
     };
+    let permission = |message: String| QueryError { code: codes::PERMISSION, field: "MedicalInstitutionCode".into(), message };
     let query = match role {
         Role::Operator => {
-            return Err(permission(
-                "an operator certificate may not query eligibility; use a central or institution certificate".into(),
-                String::new(),
-                hints(raw).1,
+            return Err(rejected(
+                permission("an operator certificate may not query eligibility; use a central or institution certificate".into()),
+                "refused",
+                Some(""),
             ))
         }
-        Role::Central => parse_query(raw, clock.today).map_err(|error| {
-            let (institution, arbitrary) = hints(raw);
-            Box::new(Rejected { error, institution: ids::institution_code(&institution).unwrap_or_default(), kind: "malformed", arbitrary })
-        })?,
+        Role::Central => parse_query(raw, clock.today).map_err(|error| rejected(error, "malformed", None))?,
         Role::Institution(code) => {
-            let q = parse_query_for(raw, clock.today, Some(code))
-                .map_err(|error| Box::new(Rejected { error, institution: code.clone(), kind: "malformed", arbitrary: hints(raw).1 }))?;
+            let q = parse_query_for(raw, clock.today, Some(code)).map_err(|error| rejected(error, "malformed", Some(code)))?;
             if q.institution != *code {
-                return Err(permission(
-                    format!("MedicalInstitutionCode '{}': this certificate may query only as institution {code}", q.institution),
-                    code.clone(),
-                    q.arbitrary_id,
+                return Err(rejected(
+                    permission(format!(
+                        "MedicalInstitutionCode '{}': this certificate may query only as institution {code}",
+                        q.institution
+                    )),
+                    "refused",
+                    Some(code),
                 ));
             }
             q
         }
     };
     let wrong_kind = |message: &str| {
-        Box::new(Rejected {
-            error: QueryError { code: codes::NOT_IN_BULK, field: "MessageBody".into(), message: message.into() },
-            institution: query.institution.clone(),
-            kind: query.key.kind(),
-            arbitrary: query.arbitrary_id.clone(),
-        })
+        let error = QueryError { code: codes::NOT_IN_BULK, field: "MessageBody".into(), message: message.into() };
+        rejected(error, query.key.kind(), Some(&query.institution))
     };
     match (accept, &query.key) {
         (Accept::CardData, QueryKey::InsuranceCard(_) | QueryKey::MedicalTicket(_)) | (Accept::Any, _) => Ok(query),
@@ -566,7 +554,7 @@ mod tests {
         let other = ask(br#"{"MedicalInstitutionCode":"1311111114","DelegatedTickets":{"MedicalTreatmentMonth":"202611"}}"#).err().unwrap();
         assert_eq!(other.error.code, codes::PERMISSION, "another code is kept, and refused");
         let e = ask(b"not json").err().unwrap();
-        assert_eq!((e.kind, e.institution.as_str()), ("malformed", code));
+        assert_eq!((e.kind, e.hints.institution.as_str()), ("malformed", code));
     }
 
     #[test]
@@ -580,7 +568,7 @@ mod tests {
         assert!(checked_query(&Role::Central, q, clock, Accept::Any).is_ok());
         let e = checked_query(&Role::Institution("1311111114".into()), q, clock, Accept::Any).err().unwrap();
         assert_eq!(e.error.code, codes::PERMISSION);
-        assert_eq!(e.institution, "1311111114");
+        assert_eq!(e.hints.institution, "1311111114");
         assert!(e.error.message.contains("'3410712362'"), "{}", e.error.message);
         let e = checked_query(&Role::Central, b"{", clock, Accept::Any).err().unwrap();
         assert_eq!((e.error.code, e.kind), ("EQ01", "malformed"));

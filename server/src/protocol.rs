@@ -439,7 +439,7 @@ mod tests {
             assert_eq!(&out[HEADER_LEN..], &want[..], "{text:?}");
             assert_eq!(Frame::json(Kind::Answer, &a).payload, want);
             let unit = elig_engine::answer::BulkConfirmUnit {
-                qualification_confirm_search_info: a.message_body.qualification_confirm_search_info.clone().unwrap_or_default(),
+                qualification_confirm_search_info: a.message_body.qualification_confirm_search_info.clone(),
                 processing_result_status: "1".into(),
                 result_of_qualification_confirmation: a.message_body.result_list.first().cloned(),
                 reference_number: Some(Str::from(*text)),

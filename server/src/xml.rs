@@ -25,8 +25,12 @@ const LISTS: &[(&str, &str)] = &[
     ("ResultList", "ResultOfQualificationConfirmation"),
     ("PublicExpenseResultList", "MedicalTicketInfo"),
     ("SpecificDiseasesCertificateList", "SpecificDiseasesCertificateInfo"),
-    ("BulkConfirmUnitList", "BulkConfirmUnit"),
 ];
+
+/// JSON list field → the element repeated in its parent with no wrapper: the
+/// real bulk result carries `BulkConfirmUnit` elements directly under
+/// `MessageBody` (`interface.md`, "What real clients require").
+const UNWRAPPED: &[(&str, &str)] = &[("BulkConfirmUnitList", "BulkConfirmUnit")];
 
 /// Elements that hold child elements (structs), as opposed to text.
 const CONTAINERS: &[&str] = &[
@@ -61,6 +65,15 @@ pub enum XmlError {
 
 fn list_item(name: &str) -> Option<&'static str> {
     LISTS.iter().find(|(list, _)| *list == name).map(|(_, item)| *item)
+}
+
+fn unwrapped_item(name: &str) -> Option<&'static str> {
+    UNWRAPPED.iter().find(|(list, _)| *list == name).map(|(_, item)| *item)
+}
+
+/// The JSON list an unwrapped repeated element belongs to.
+fn unwrapped_list(item: &str) -> Option<&'static str> {
+    UNWRAPPED.iter().find(|(_, i)| *i == item).map(|(list, _)| *list)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -140,14 +153,15 @@ fn set_character_code(root: &mut Node, code: &str) {
 
 fn write_element(out: &mut String, name: &str, node: &Node) {
     match node {
-        Node::List(items) => match list_item(name) {
-            Some(item) => {
+        Node::List(items) => match (list_item(name), unwrapped_item(name)) {
+            (Some(item), _) => {
                 open(out, name);
                 items.iter().for_each(|it| write_element(out, item, it));
                 close(out, name);
             }
+            (None, Some(item)) => items.iter().for_each(|it| write_element(out, item, it)),
             // Not produced by today's answer; a plain repetition is the natural XML reading.
-            None => items.iter().for_each(|it| write_element(out, name, it)),
+            (None, None) => items.iter().for_each(|it| write_element(out, name, it)),
         },
         Node::Map(fields) => {
             open(out, name);
@@ -341,6 +355,12 @@ fn attach(parent: &mut Frame, name: String, value: serde_json::Value) -> Result<
             return Err(XmlError::Structure(format!("<{}> holds <{name}>, expected <{item}>", parent.name)));
         }
         parent.items.push(value);
+    } else if let Some(list) = unwrapped_list(&name) {
+        let items = parent.fields.entry(list).or_insert_with(|| serde_json::Value::Array(Vec::new()));
+        match items {
+            serde_json::Value::Array(items) => items.push(value),
+            _ => return Err(XmlError::Structure(format!("<{list}> and <{name}> both in <{}>", parent.name))),
+        }
     } else if parent.fields.insert(name.clone(), value).is_some() {
         return Err(XmlError::Structure(format!("<{name}> repeated in <{}>", parent.name)));
     }
@@ -571,7 +591,7 @@ mod tests {
     #[test]
     fn delegated_ticket_fetch_units() {
         let unit = |n: &str, month: &str| BulkConfirmUnit {
-            qualification_confirm_search_info: SearchInfo { arbitrary_identifier: s(n), ..Default::default() },
+            qualification_confirm_search_info: Some(SearchInfo { arbitrary_identifier: s(n), ..Default::default() }),
             processing_result_status: "1".into(),
             qualification_validity: s("1"),
             result_of_qualification_confirmation: Some(assistance(vec![ticket("01", month)])),
@@ -588,12 +608,14 @@ mod tests {
         let t = text(&xml);
         assert!(t.contains("<NumberOfProcessingResult>2</NumberOfProcessingResult><NumberOfNormalProcessing>2</NumberOfNormalProcessing><NumberOfError>0</NumberOfError></MessageHeader>"));
         assert!(t.contains(concat!(
-            "<BulkConfirmUnitList><BulkConfirmUnit><QualificationConfirmSearchInfo><ArbitraryIdentifier>T1</ArbitraryIdentifier>",
+            "</MessageHeader><MessageBody><ProcessingResultStatus>1</ProcessingResultStatus>",
+            "<BulkConfirmUnit><QualificationConfirmSearchInfo><ArbitraryIdentifier>T1</ArbitraryIdentifier>",
             "</QualificationConfirmSearchInfo><ProcessingResultStatus>1</ProcessingResultStatus><QualificationValidity>1</QualificationValidity>",
             "<ResultOfQualificationConfirmation><InsuredCardClassification>A1</InsuredCardClassification>"
         )));
         assert!(t.contains("</PublicExpenseResultList></ResultOfQualificationConfirmation><ReferenceNumber>T1</ReferenceNumber></BulkConfirmUnit><BulkConfirmUnit>"));
-        assert!(t.ends_with("</BulkConfirmUnit></BulkConfirmUnitList></MessageBody></XmlMsg>"));
+        assert!(t.ends_with("</BulkConfirmUnit></MessageBody></XmlMsg>"));
+        assert!(!t.contains("BulkConfirmUnitList"), "no wrapper around the units");
         assert!(!t.contains("<ResultList>"));
         assert_round_trip(&xml, &answer, "0");
     }

@@ -97,9 +97,10 @@ fn demo_commands_work_and_sigterm_shuts_down() {
     let lines: Vec<serde_json::Value> =
         out.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
     assert_eq!(lines.len(), 3);
-    assert_eq!(lines[0]["MessageHeader"]["ArbitraryFileIdentifier"], "demo-1");
+    assert_eq!(lines[0]["MessageBody"]["QualificationConfirmSearchInfo"]["ArbitraryIdentifier"], "demo-1");
     assert_eq!(lines[1]["MessageBody"]["ProcessingResultCode"], "EQ03");
-    assert_eq!(lines[2]["MessageHeader"]["ArbitraryFileIdentifier"], "demo-2");
+    assert_eq!(lines[2]["MessageBody"]["QualificationConfirmSearchInfo"]["ArbitraryIdentifier"], "demo-2");
+    assert_eq!(lines[0]["MessageHeader"]["ArbitraryFileIdentifier"], serde_json::Value::Null, "not the query's identifier");
     assert!(String::from_utf8_lossy(&out.stderr).contains("3 items, 2 normal, 1 errors"));
 
     let out = elig(&demo, &["bulk", "--format", "xml"], &input, "central");

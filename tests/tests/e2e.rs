@@ -22,3 +22,5 @@ mod operations;
 mod roles;
 #[path = "e2e/swaps.rs"]
 mod swaps;
+#[path = "e2e/xml.rs"]
+mod xml;

@@ -107,7 +107,7 @@ fn card_valid_answers_the_record_and_withholds_limit_without_consent() {
 #[test]
 fn card_normalises_full_width_and_padded_nhi() {
     let w = world();
-    let a = w.ask(card("０１１３００１２", "記号１", "１００", "1", "19800101"));
+    let a = w.ask(card("０１１３００１２", "記号１", "１００", "０１", "19800101"));
     assert_eq!(validity(&a), "3", "full-width key finds the lost KENPO card");
     let a = w.ask(card("  273128", "", "77", "00", "19500505"));
     assert_eq!(validity(&a), "2");

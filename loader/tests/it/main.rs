@@ -6,4 +6,5 @@ mod golden;
 mod lookups;
 mod oracle;
 mod rules;
+mod semantics;
 mod snapshot_files;

@@ -33,7 +33,11 @@ async fn ten_thousand_items_are_answered_in_order() {
     let mut errors = 0;
     while let Some(a) = results.next().await.unwrap() {
         let echoed = a.message_body.qualification_confirm_search_info.as_ref().and_then(|s| s.arbitrary_identifier.clone());
-        assert_eq!(echoed.as_deref(), Some(format!("item-{i}").as_str()), "answer {i} out of order");
+        // A refused item whose card-data key cannot be read whole has no
+        // echo (real clients refuse a partial one; a My Number key is not
+        // card data): it pairs with its query by position.
+        let want = (!i.is_multiple_of(97) && !i.is_multiple_of(101)).then(|| format!("item-{i}"));
+        assert_eq!(echoed.as_deref(), want.as_deref(), "answer {i} out of order");
         assert_eq!(a.message_header.snapshot_generation, generation);
         if i.is_multiple_of(97) {
             assert_eq!(a.message_body.processing_result_code.as_deref(), Some("EQ04"), "item {i}");
@@ -44,7 +48,7 @@ async fn ten_thousand_items_are_answered_in_order() {
         } else {
             assert_eq!(a.validity(), Some("1"), "item {i}");
             let want = if i.is_multiple_of(2) { &keys.card_valid.0 } else { &keys.ticket.0 };
-            assert_eq!(a.message_body.result_list[0].insurer_number.as_deref(), Some(want.as_str()));
+            assert_eq!(a.message_body.result_list[0].insurer_number, elig_engine::values::insurer(want));
         }
         i += 1;
     }

@@ -20,7 +20,7 @@ async fn insurance_card_my_number_and_ticket_lookups() {
     assert_eq!(a.message_header.process_execution_time, NOW.to_string());
     assert_eq!(a.message_header.reference_classification, "2");
     let entry = &a.message_body.result_list[0];
-    assert_eq!(entry.insurer_number.as_deref(), Some(keys.card_valid.0.as_str()));
+    assert_eq!(entry.insurer_number, elig_engine::values::insurer(&keys.card_valid.0), "NHI numbers right-aligned in 8");
     assert_eq!(entry.insured_identification_number.as_deref(), Some(keys.card_valid.2.as_str()));
     assert_eq!(entry.birthdate.as_deref(), Some(keys.card_valid.4.to_string().as_str()));
     let echo = a.message_body.qualification_confirm_search_info.as_ref().unwrap();
@@ -129,7 +129,10 @@ async fn many_concurrent_requests_share_one_connection() {
     for (i, t) in tasks.into_iter().enumerate() {
         let a = t.await.unwrap().unwrap();
         assert_eq!(a.validity(), Some("1"));
-        assert_eq!(a.message_header.arbitrary_file_identifier.as_deref(), Some(format!("c-{i}").as_str()));
+        // Each answer pairs with its query by the echoed identifier.
+        let echo = a.message_body.qualification_confirm_search_info.as_ref().and_then(|s| s.arbitrary_identifier.as_deref());
+        assert_eq!(echo, Some(format!("c-{i}").as_str()));
+        assert_eq!(a.message_header.arbitrary_file_identifier, None, "the file identifier is not the query's");
     }
     assert_eq!(srv.server.usage().row(keys.institution(), "insurance_card").unwrap().requests, 200);
 }
@@ -142,7 +145,8 @@ async fn answers_render_as_xmlmsg_in_both_encodings() {
     let a = client.lookup(keys.valid_card_query(keys.institution(), "x-1").as_bytes()).await.unwrap();
     let utf8 = String::from_utf8(Format::Xml { shift_jis: false }.render(&a, false)).unwrap();
     assert!(utf8.contains("<XmlMsg>") && utf8.contains("<QualificationValidity>1</QualificationValidity>"), "{utf8}");
-    assert!(utf8.contains(&format!("<InsurerNumber>{}</InsurerNumber>", keys.card_valid.0)));
+    let insurer = elig_engine::values::insurer(&keys.card_valid.0).unwrap();
+    assert!(utf8.contains(&format!("<InsurerNumber>{insurer}</InsurerNumber>")), "{utf8}");
     let sjis = Format::Xml { shift_jis: true }.render(&a, false);
     let back = elig_server::xml::parse(&sjis).unwrap();
     assert_eq!(back.message_body.result_list[0].name, a.message_body.result_list[0].name);
