@@ -284,6 +284,7 @@ pub fn delta(engine: &Engine, role: &Role, batch: &[u8]) -> Result<DeltaAck, Ref
 pub fn delta_refusal(e: &DeltaError) -> Refusal {
     let code = match e {
         DeltaError::Gap { .. } => codes::DELTA_GAP,
+        DeltaError::Conflict { .. } => codes::DELTA_CONFLICT,
         DeltaError::Log { .. } => codes::DELTA_NOT_DURABLE,
         _ => codes::DELTA_INVALID,
     };
