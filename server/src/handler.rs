@@ -24,7 +24,7 @@ use elig_engine::query::{parse_query, parse_query_for, Query, QueryError, QueryK
 use serde::{Deserialize, Serialize};
 
 use crate::config::Limits;
-use crate::protocol::{codes, BulkBegin, BulkSummary, DeltaAck, SwapRequest, SwapResult};
+use crate::protocol::{codes, BulkBegin, BulkSummary, DeltaAck, Kind, SwapRequest, SwapResult};
 use crate::roles::Role;
 use crate::usage::{Usage, UsageReport};
 
@@ -293,6 +293,21 @@ pub fn delta_refusal(e: &DeltaError) -> Refusal {
         _ => format!("{e}; nothing of it was applied"),
     };
     Refusal::new(code, message)
+}
+
+/// The frame-order rule after a one-frame request (`lookup`, `tickets`,
+/// `status`, `usage`, `swap`, `delta`): one request per stream, so a frame
+/// after it is refused (`EF04`), never silently ignored. Its answer has
+/// been sent; this error frame follows it.
+pub fn frame_after_request(request: Kind, next: Kind) -> Refusal {
+    Refusal::new(
+        codes::UNEXPECTED_FRAME,
+        format!(
+            "one request per stream: a '{}' frame followed the '{}' request and was not answered; open a new stream for each request",
+            next.name(),
+            request.name()
+        ),
+    )
 }
 
 /// Operator: swap in the snapshot named by a `Swap` payload

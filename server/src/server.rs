@@ -500,6 +500,13 @@ async fn serve(
             .into())
         }
     }
+    // A bulk inquiry reads its own frames to the end of the stream; after a
+    // one-frame request, whatever else arrives is refused, not ignored.
+    if kind != Kind::BulkBegin {
+        if let Some(next) = reader.next_for(recv, max_for, idle).await.map_err(read_stop)? {
+            return Err(handler::frame_after_request(kind, next).into());
+        }
+    }
     Ok(())
 }
 
