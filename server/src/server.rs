@@ -290,7 +290,7 @@ async fn connection(incoming: Incoming, shared: Arc<Shared>, stop: CancellationT
     let role = match role_of(&conn) {
         Ok(r) => r,
         Err(e) => {
-            metrics::connection_refused("no_role");
+            metrics::connection_refused(if matches!(e, RoleError::NoClientAuth { .. }) { "no_client_auth" } else { "no_role" });
             tracing::warn!(%peer, error = %e, "refusing connection");
             conn.close(VarInt::from_u32(CLOSE_NO_ROLE), e.to_string().as_bytes());
             return;
