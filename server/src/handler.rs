@@ -163,6 +163,41 @@ impl<'g> Bulk<'g> {
         Ok((answer, outcome))
     }
 
+    /// Answer, in its place, an item whose frame of `len` bytes was over
+    /// the `max` a frame may have: its payload was skipped unread, so the
+    /// answer is an error naming the sizes and the bulk goes on.
+    pub fn oversized(&mut self, len: usize, max: usize) -> Result<(Answer, Outcome), Refusal> {
+        if self.remaining() == 0 {
+            return Err(Refusal::new(codes::BULK_COUNT, format!("more items than the {} declared", self.declared)));
+        }
+        let error = QueryError::new(
+            codes::FRAME_TOO_LARGE,
+            "",
+            format!(
+                "bulk item {} of {len} bytes exceeds the limit of {max} bytes (max_frame_bytes) and was not read; the other items are answered",
+                self.summary.items + 1
+            ),
+        );
+        let institution = self.role.institution().unwrap_or_default().to_string();
+        let answer = self.view.refuse(&error, &institution, self.clock);
+        let outcome = Outcome {
+            request: "bulk",
+            kind: "malformed",
+            institution,
+            key: None,
+            generation: self.generation,
+            delta_seq: self.view.delta_seq,
+            status: "2".into(),
+            validity: None,
+            code: Some(codes::FRAME_TOO_LARGE.to_string()),
+            item: Some(self.summary.items),
+            certificate_check: false,
+        };
+        self.summary.items += 1;
+        self.summary.errors += 1;
+        Ok((answer, outcome))
+    }
+
     /// The summary, once every declared item was answered.
     pub fn finish(self) -> Result<BulkSummary, Refusal> {
         if self.remaining() != 0 {

@@ -30,7 +30,7 @@ use crate::metrics;
 use crate::protocol;
 use crate::protocol::{codes, Frame, Kind};
 use crate::roles::{Role, RoleError};
-use crate::stream::{write_frame, write_json, FrameReader, ReadError};
+use crate::stream::{write_frame, write_json, FrameReader, Next, ReadError};
 use crate::tls::{self, Identity, TlsError};
 use crate::udp::{self, UdpError};
 use crate::usage::{Usage, UsageReport};
@@ -542,9 +542,12 @@ async fn bulk_items(
             send.write_all(out).await?;
             out.clear();
         }
-        match reader.next(recv, limits.max_frame_bytes, idle).await.map_err(read_stop)? {
-            Some(Kind::BulkItem) => {}
-            Some(other) => {
+        // An item over max_frame_bytes is answered in place with an error
+        // and skipped unread; the items after it are answered.
+        let (answer, o) = match reader.next_skipping(recv, limits.max_frame_bytes, idle).await.map_err(read_stop)? {
+            Some(Next::Frame(Kind::BulkItem)) => bulk.item(reader.payload())?,
+            Some(Next::Oversized { kind: Kind::BulkItem, len, max }) => bulk.oversized(len, max)?,
+            Some(Next::Frame(other) | Next::Oversized { kind: other, .. }) => {
                 return Err(Refusal::new(
                     codes::UNEXPECTED_FRAME,
                     format!("expected a bulk_item frame inside a bulk inquiry, got '{}'", other.name()),
@@ -552,8 +555,7 @@ async fn bulk_items(
                 .into())
             }
             None => return Ok(()),
-        }
-        let (answer, o) = bulk.item(reader.payload())?;
+        };
         answered += 1;
         shared.record(role, peer, clock.now, &o);
         protocol::encode_json_into(out, Kind::Answer, &answer);
