@@ -97,6 +97,10 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
+        // The reader of our output went away (`... | head`): nothing to report.
+        if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
+            return;
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
@@ -190,7 +194,9 @@ fn run(cli: Cli) -> Result<()> {
                     v
                 }
             };
-            lookup(&View::new(&snap), &input, clock)?;
+            // A UTF-8 byte-order mark (some Windows editors write one) is not part of the query.
+            let input = input.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&input);
+            lookup(&View::new(&snap), input, clock)?;
         }
     }
     Ok(())
@@ -234,6 +240,11 @@ fn lookup(view: &View, input: &[u8], clock: Clock) -> Result<()> {
         writeln!(out)?;
     }
     out.flush()?;
-    eprintln!("{} queries: {normal} normal, {errors} error", normal + errors);
+    let n = normal + errors;
+    eprintln!(
+        "{n} {}: {normal} normal, {errors} {}",
+        if n == 1 { "query" } else { "queries" },
+        if errors == 1 { "error" } else { "errors" }
+    );
     Ok(())
 }

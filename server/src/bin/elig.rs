@@ -128,6 +128,9 @@ fn main() -> ExitCode {
     };
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`elig bulk ... | head`): what
+        // it wanted was written; nothing to report.
+        Err(e) if cli::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("elig: {e:#}");
             ExitCode::from(exit_code(&e))
@@ -210,7 +213,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let ready = match cli.command {
         Command::Lookup { file, out, pretty } => Ready::Lookup {
             format: Format::new(&out.format, &out.encoding)?,
-            query: cli::read_input(file.as_deref())?.trim_ascii().to_vec(),
+            query: cli::lookup_query(&cli::read_input(file.as_deref())?, file.as_deref())?,
             pretty,
         },
         Command::Bulk { file, out } => {
@@ -257,10 +260,7 @@ async fn execute(client: &Client, ready: Ready) -> anyhow::Result<()> {
             if let Format::Xml { .. } = format {
                 stdout.write_all(&format.render(&cli::bulk_document(&kept, &summary), false))?;
             }
-            eprintln!(
-                "elig bulk: {} items, {} normal, {} errors (generation {})",
-                summary.items, summary.normal, summary.errors, summary.generation
-            );
+            eprintln!("elig bulk: {} (generation {})", cli::bulk_counts(summary.items, summary.normal, summary.errors), summary.generation);
         }
         Ready::Tickets { query, format, pretty } => {
             let answer = client.tickets(&query).await?.collect().await?;
