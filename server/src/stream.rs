@@ -233,6 +233,8 @@ impl FrameReader {
     }
 
     async fn next_inner(&mut self, recv: &mut RecvStream, max_for: impl Fn(Kind) -> usize) -> Result<Option<Kind>, ReadError> {
+        // The rest of a skipped frame is not the next frame.
+        self.discard(recv).await?;
         loop {
             let have = self.end - self.start;
             // The header is checked as soon as it is here, before any payload is awaited.

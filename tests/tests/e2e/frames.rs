@@ -130,13 +130,20 @@ async fn bulk_counts_and_limits_are_enforced() {
     let e = error_of(&client.exchange_raw(&raw).await.unwrap());
     assert_eq!(e.code, "EF04");
 
-    // An oversized item in a bulk ends that bulk only.
+    // An oversized item in a bulk gets its error answer in place; the bulk
+    // goes on to its summary, and what follows the skipped bytes is read as
+    // frames again (here: one item too many).
     let mut raw = encode(Kind::BulkBegin, br#"{"items":2}"#);
     raw.extend_from_slice(&encode(Kind::BulkItem, &q));
     raw.extend_from_slice(&encode(Kind::BulkItem, &vec![b' '; 70_000]));
     let frames = client.exchange_raw(&raw).await.unwrap();
-    assert_eq!(frames[0].kind, Kind::Answer);
-    assert_eq!(error_of(&frames[1..]).code, "EF02");
+    assert_eq!(frames.iter().map(|f| f.kind).collect::<Vec<_>>(), [Kind::Answer, Kind::Answer, Kind::Summary]);
+    let big: serde_json::Value = serde_json::from_slice(&frames[1].payload).unwrap();
+    assert_eq!(big["MessageBody"]["ProcessingResultCode"], "EF02");
+    raw.extend_from_slice(&encode(Kind::BulkItem, &q));
+    let frames = client.exchange_raw(&raw).await.unwrap();
+    assert_eq!(frames.iter().map(|f| f.kind).collect::<Vec<_>>(), [Kind::Answer, Kind::Answer, Kind::Error]);
+    assert_eq!(error_of(&frames[2..]).code, "EL02");
 
     assert_eq!(client.lookup(&q).await.unwrap().validity(), Some("1"));
 }
