@@ -223,6 +223,26 @@ pub struct RuntimeInfo {
     /// Resident set size of the process (`VmRSS` of `/proc/self/status`), where available.
     #[serde(default)]
     pub rss_bytes: Option<u64>,
+    /// Connection attempts and what came of them (`admission`).
+    #[serde(default)]
+    pub handshakes: HandshakeCounts,
+}
+
+/// Connection attempts since start, by what the server did with them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandshakeCounts {
+    /// Admitted: a handshake was started.
+    pub accepted: u64,
+    /// Answered with a stateless Retry (address validation).
+    pub retried: u64,
+    /// Dropped unanswered: Initials from a socket that ignored its Retries
+    /// (most of them dropped on receive, before quinn).
+    #[serde(default)]
+    pub ignored: u64,
+    /// Refused (connection or per-address limit).
+    pub refused: u64,
+    /// Admitted, but not done within `handshake_timeout_secs`.
+    pub timed_out: u64,
 }
 
 /// Size of the deltas applied over the live snapshot.

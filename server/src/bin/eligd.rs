@@ -103,6 +103,15 @@ struct ServeArgs {
     /// Largest delta batch accepted, in bytes.
     #[arg(long)]
     max_delta_bytes: Option<u64>,
+    /// Seconds a QUIC handshake may take before it is dropped, 1..60 (default 5).
+    #[arg(long)]
+    handshake_timeout: Option<u64>,
+    /// Handshakes in progress from which a client whose address is not yet validated gets a stateless Retry; 0: always (default 64).
+    #[arg(long)]
+    retry_after_handshakes: Option<u64>,
+    /// Handshakes in progress per source IP address (default 8).
+    #[arg(long)]
+    max_handshakes_per_address: Option<u64>,
     /// Answer as if it were always this time, YYYYMMDDHHmmss (tests, replays).
     #[arg(long, hide = true)]
     fixed_clock: Option<String>,
@@ -227,6 +236,9 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<Config> {
             frame_timeout_secs: args.frame_timeout,
             shutdown_grace_secs: args.shutdown_grace,
             max_delta_bytes: args.max_delta_bytes,
+            handshake_timeout_secs: args.handshake_timeout,
+            retry_after_handshakes: args.retry_after_handshakes,
+            max_handshakes_per_address: args.max_handshakes_per_address,
         },
     };
     Ok(file.overridden_by(over).validate()?)
