@@ -3,6 +3,7 @@
 //! are validated exactly like export rows; one bad line refuses the batch.
 
 use serde_json::{Map, Value};
+use xxhash_rust::xxh3::xxh3_128;
 
 use crate::ids;
 use crate::model::ConsentKind;
@@ -14,6 +15,51 @@ pub struct Batch {
     pub created: u64,
     /// Each change with its 1-based line number in the batch.
     pub changes: Vec<(usize, Change)>,
+    /// What makes a repeat a repeat: the digest of the change lines.
+    pub digest: Digest,
+}
+
+/// The digest of a batch's change lines (everything after the header line,
+/// `contract.md` section 2): xxh3-128 of the non-blank lines, each trimmed of
+/// surrounding whitespace, joined by `\n`. The same changes sent again with
+/// other line endings, blank lines or another `created` time have the same
+/// digest; a batch with other changes under the same seq does not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Digest(pub u128);
+
+impl Digest {
+    /// The digest of change lines (the lines after the header).
+    pub fn of_lines<'a>(lines: impl IntoIterator<Item = &'a str>) -> Digest {
+        let mut joined = Vec::new();
+        for line in lines.into_iter().filter(|l| !l.trim().is_empty()) {
+            if !joined.is_empty() {
+                joined.push(b'\n');
+            }
+            joined.extend_from_slice(line.trim().as_bytes());
+        }
+        Digest(xxh3_128(&joined))
+    }
+
+    /// The digest of a whole batch text (its first non-blank line is the
+    /// header), without validating it; `None` if it is not UTF-8.
+    pub fn of_batch(text: &[u8]) -> Option<Digest> {
+        let text = std::str::from_utf8(text).ok()?;
+        Some(Digest::of_lines(text.lines().filter(|l| !l.trim().is_empty()).skip(1)))
+    }
+}
+
+impl std::fmt::Display for Digest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl std::str::FromStr for Digest {
+    type Err = std::num::ParseIntError;
+
+    fn from_str(s: &str) -> Result<Digest, Self::Err> {
+        u128::from_str_radix(s, 16).map(Digest)
+    }
 }
 
 // A batch holds at most a few thousand changes, briefly: boxing the row
@@ -88,11 +134,13 @@ pub fn parse_batch(text: &[u8]) -> Result<Batch, BatchError> {
     if let Some(k) = head.keys().find(|k| *k != "seq" && *k != "created") {
         return Err(err(1, format!("header: unknown field '{k}'")));
     }
-    let mut changes = Vec::new();
-    for (i, line) in lines {
+    let rest: Vec<(usize, &str)> = lines.collect();
+    let mut changes = Vec::with_capacity(rest.len());
+    for &(i, line) in &rest {
         changes.push((i + 1, parse_change(i + 1, line)?));
     }
-    Ok(Batch { seq, created, changes })
+    let digest = Digest::of_lines(rest.iter().map(|&(_, l)| l));
+    Ok(Batch { seq, created, changes, digest })
 }
 
 fn parse_change(line: usize, text: &str) -> Result<Change, BatchError> {
@@ -169,6 +217,30 @@ mod tests {
         let b = parse_batch(text.as_bytes()).unwrap();
         assert_eq!((b.seq, b.created, b.changes.len()), (3, 20261122101500, 2));
         assert_eq!(b.changes[1].1, Change::Delete(Delete::Insurance { qualification_id: "Q1".into() }));
+    }
+
+    #[test]
+    fn the_digest_covers_the_change_lines_only() {
+        let head = "{\"seq\": 3, \"created\": \"20261122101500\"}";
+        let line = r#"{"op": "delete", "table": "insurance", "key": {"qualification_id": "Q1"}}"#;
+        let other = r#"{"op": "delete", "table": "insurance", "key": {"qualification_id": "Q2"}}"#;
+        let digest = |text: String| parse_batch(text.as_bytes()).unwrap().digest;
+        let d = digest(format!("{head}\n{line}\n"));
+        // The same changes: CRLF, blank lines, another created time.
+        assert_eq!(digest(format!("{head}\r\n\r\n{line}\r\n\n")), d);
+        assert_eq!(digest(format!("{{\"seq\": 3, \"created\": \"20261123000000\"}}\n{line}")), d);
+        // Other changes, more changes, no changes.
+        assert_ne!(digest(format!("{head}\n{other}\n")), d);
+        assert_ne!(digest(format!("{head}\n{line}\n{line}\n")), d);
+        assert_ne!(digest(format!("{head}\n")), d);
+        assert_eq!(d.to_string().len(), 32);
+        assert_eq!(d.to_string().parse::<Digest>().unwrap(), d);
+    }
+
+    #[test]
+    fn a_batch_with_no_changes_parses() {
+        let b = parse_batch(b"{\"seq\": 7, \"created\": \"20261122101500\"}\n").unwrap();
+        assert_eq!((b.seq, b.changes.len()), (7, 0));
     }
 
     #[test]

@@ -11,12 +11,22 @@
 //!
 //! A crash mid-append leaves a torn last record; `open` detects it by length
 //! or checksum and cuts it off: it was never acknowledged.
+//!
+//! Compaction drops the batches a new snapshot includes, but not what they
+//! were: their change digests ([`Digest`], `contract.md` section 2) move to
+//! `<log>.digests`, one `seq digest` line each, written atomically before the
+//! log is cut, so a different batch sent later under one of those seqs is
+//! still told from a repeat. A log without that file simply has none.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use std::collections::BTreeMap;
+
 use xxhash_rust::xxh3::xxh3_64;
+
+use crate::delta::Digest;
 
 const MAGIC: &[u8; 4] = b"ELDL";
 const HEAD: usize = 24;
@@ -30,6 +40,8 @@ pub enum LogError {
     Broken { path: PathBuf },
     #[error("{path}: the delta log is in use by another process (its lock file {lock} is held); one server per log")]
     Locked { path: PathBuf, lock: PathBuf },
+    #[error("{path}: line {line} '{text}': expected 'SEQ DIGEST' (a decimal seq and 32 hex digits)")]
+    Digests { path: PathBuf, line: usize, text: String },
 }
 
 #[derive(Debug)]
@@ -41,6 +53,8 @@ pub struct DeltaLog {
     /// A failed append left bytes that could not be removed: appending more
     /// would hide acknowledged batches behind a bad record at replay.
     broken: bool,
+    /// Digests of the batches compaction removed (`<log>.digests`).
+    folded: BTreeMap<u64, Digest>,
     /// `<log>.lock`, locked while this log is open: two servers appending to
     /// one log would interleave their batches' sequences. A separate file,
     /// because compaction renames a new log over the old one.
@@ -62,6 +76,46 @@ fn lock_path(log: &Path) -> PathBuf {
     real.with_file_name(name)
 }
 
+/// `<log>.digests`: the change digests of batches compaction removed.
+pub fn digests_path(log: &Path) -> PathBuf {
+    let mut name = log.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    name.push(".digests");
+    log.with_file_name(name)
+}
+
+fn read_digests(path: &Path) -> Result<BTreeMap<u64, Digest>, LogError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(source) => return Err(LogError::Io { path: path.to_path_buf(), source }),
+    };
+    let mut out = BTreeMap::new();
+    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+        let bad = || LogError::Digests { path: path.to_path_buf(), line: i + 1, text: line.to_string() };
+        let (seq, digest) = line.trim().split_once(' ').ok_or_else(bad)?;
+        let seq = seq.parse::<u64>().map_err(|_| bad())?;
+        let digest = digest.trim().parse::<Digest>().map_err(|_| bad())?;
+        out.insert(seq, digest);
+    }
+    Ok(out)
+}
+
+/// Write a file atomically: temp file, fsync, rename, fsync the directory.
+fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    let mut tmp_name = path.file_name().map(|n| n.to_os_string()).unwrap_or_default();
+    tmp_name.push(".tmp");
+    let tmp = path.with_file_name(tmp_name);
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    drop(f);
+    std::fs::rename(&tmp, path)?;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
 /// The live snapshot record beside a log: `<log>.snapshot`, one line naming
 /// the snapshot directory last swapped in, so a restart opens that one (the
 /// log may already be compacted past the configured snapshot).
@@ -73,19 +127,7 @@ pub fn live_record_path(log: &Path) -> PathBuf {
 
 /// Write the live snapshot record atomically (temp file, fsync, rename, fsync dir).
 pub fn record_live(log: &Path, snapshot_dir: &Path) -> io::Result<()> {
-    let record = live_record_path(log);
-    let mut tmp_name = record.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    tmp_name.push(".tmp");
-    let tmp = record.with_file_name(tmp_name);
-    let mut f = File::create(&tmp)?;
-    f.write_all(format!("{}\n", snapshot_dir.display()).as_bytes())?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, &record)?;
-    if let Some(dir) = record.parent().filter(|d| !d.as_os_str().is_empty()) {
-        File::open(dir)?.sync_all()?;
-    }
-    Ok(())
+    write_atomically(&live_record_path(log), format!("{}\n", snapshot_dir.display()).as_bytes())
 }
 
 /// The snapshot directory the live record names, if there is one.
@@ -114,6 +156,8 @@ pub struct Opened {
     pub records: Vec<Record>,
     /// Bytes of a torn or corrupt tail that were cut off.
     pub dropped_bytes: u64,
+    /// The change digests of batches compaction removed, by seq.
+    pub folded: BTreeMap<u64, Digest>,
 }
 
 fn encode(seq: u64, payload: &[u8]) -> Vec<u8> {
@@ -169,10 +213,12 @@ impl DeltaLog {
             file.sync_all().map_err(err)?;
         }
         file.seek(SeekFrom::End(0)).map_err(err)?;
+        let folded = read_digests(&digests_path(path))?;
         Ok(Opened {
-            log: DeltaLog { path: path.to_path_buf(), file, len: good as u64, broken: false, _lock: lock },
+            log: DeltaLog { path: path.to_path_buf(), file, len: good as u64, broken: false, folded: folded.clone(), _lock: lock },
             records,
             dropped_bytes,
+            folded,
         })
     }
 
@@ -204,12 +250,25 @@ impl DeltaLog {
     }
 
     /// Rewrite the log without the batches up to `through` (a snapshot now
-    /// includes them): temp file, fsync, rename.
+    /// includes them): their digests go to `<log>.digests` first, then the
+    /// log is rewritten (temp file, fsync, rename).
     pub fn compact(&mut self, through: u64) -> Result<usize, LogError> {
         let err = |source| LogError::Io { path: self.path.clone(), source };
         let bytes = std::fs::read(&self.path).map_err(err)?;
         let (records, _) = parse(&bytes);
         let keep: Vec<&Record> = records.iter().filter(|r| r.seq > through).collect();
+        let mut folded = self.folded.clone();
+        for r in records.iter().filter(|r| r.seq <= through) {
+            if let Some(d) = Digest::of_batch(&r.payload) {
+                folded.insert(r.seq, d);
+            }
+        }
+        if folded != self.folded {
+            let digests = digests_path(&self.path);
+            let text: String = folded.iter().map(|(seq, d)| format!("{seq} {d}\n")).collect();
+            write_atomically(&digests, text.as_bytes()).map_err(|source| LogError::Io { path: digests, source })?;
+            self.folded = folded;
+        }
         let tmp = self.path.with_extension("compact");
         let mut f = File::create(&tmp).map_err(err)?;
         for r in &keep {
@@ -313,5 +372,36 @@ mod tests {
         drop(o);
         let again = DeltaLog::open(&path).unwrap();
         assert_eq!(again.records.iter().map(|r| r.seq).collect::<Vec<_>>(), [3, 4, 5]);
+    }
+
+    fn batch(seq: u64, qid: &str) -> Vec<u8> {
+        format!(
+            "{{\"seq\": {seq}, \"created\": \"20261122101500\"}}\n{{\"op\": \"delete\", \"table\": \"insurance\", \"key\": {{\"qualification_id\": \"{qid}\"}}}}\n"
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn compaction_keeps_the_digests_of_the_batches_it_removes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("deltas.log");
+        let mut o = DeltaLog::open(&path).unwrap();
+        assert!(o.folded.is_empty());
+        for s in 1..=3 {
+            o.log.append(s, &batch(s, &format!("Q{s}"))).unwrap();
+        }
+        o.log.compact(1).unwrap();
+        o.log.compact(2).unwrap();
+        drop(o);
+        let again = DeltaLog::open(&path).unwrap();
+        assert_eq!(again.records.iter().map(|r| r.seq).collect::<Vec<_>>(), [3]);
+        let want: BTreeMap<u64, Digest> = (1..=2).map(|s| (s, Digest::of_batch(&batch(s, &format!("Q{s}"))).unwrap())).collect();
+        assert_eq!(again.folded, want);
+        assert_ne!(want[&1], want[&2]);
+        drop(again);
+        // A damaged digests file is refused, naming the file and the line.
+        std::fs::write(digests_path(&path), "1 00ff\n2 nope\n").unwrap();
+        let e = DeltaLog::open(&path).unwrap_err().to_string();
+        assert!(e.ends_with("deltas.log.digests: line 2 '2 nope': expected 'SEQ DIGEST' (a decimal seq and 32 hex digits)"), "{e}");
     }
 }

@@ -6,6 +6,7 @@
 //! Writers (delta batches, swaps) take one mutex, so batches apply in
 //! sequence order and a swap sees a settled overlay to carry over.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -14,7 +15,7 @@ use arc_swap::ArcSwap;
 use crossbeam::channel::{unbounded, Sender};
 use serde::Serialize;
 
-use crate::delta::{parse_batch, Batch, BatchError};
+use crate::delta::{parse_batch, Batch, BatchError, Digest};
 use crate::delta_log::{DeltaLog, LogError};
 use crate::lookup::View;
 use crate::overlay::{ApplyError, Overlay, OverlayStats};
@@ -45,6 +46,11 @@ pub enum DeltaError {
     Parse(#[from] BatchError),
     #[error("batch {got} refused: sequence gap, expected {expected}")]
     Gap { expected: u64, got: u64 },
+    /// A different batch under a seq already applied (`contract.md` section 2).
+    #[error(
+        "batch {seq} refused: a different batch was applied under seq {seq} (applied digest {applied}, this batch's digest {offered}); send new changes under a new seq"
+    )]
+    Conflict { seq: u64, applied: Digest, offered: Digest },
     #[error("batch {seq} refused: {source}")]
     Apply { seq: u64, source: ApplyError },
     #[error("batch {seq} not acknowledged: delta log: {source}")]
@@ -134,6 +140,9 @@ struct Writer {
     log: Option<DeltaLog>,
     /// Batches applied over the live snapshot, carried over by a swap.
     batches: Vec<Arc<Batch>>,
+    /// The change digest of every batch applied (or found in the delta log),
+    /// by seq: a repeat is acknowledged only if it is the same batch.
+    digests: BTreeMap<u64, Digest>,
 }
 
 /// How an engine holds its snapshots.
@@ -204,7 +213,7 @@ impl Engine {
         let overlay = Overlay::new(&snapshot);
         Engine {
             current: ArcSwap::from_pointee(Generation { snapshot, overlay }),
-            writer: Mutex::new(Writer { log: None, batches: Vec::new() }),
+            writer: Mutex::new(Writer { log: None, batches: Vec::new(), digests: BTreeMap::new() }),
             retired: spawn_reaper(),
             log_path: None,
             options,
@@ -229,8 +238,12 @@ impl Engine {
         {
             let mut w = engine.lock();
             let gen = engine.pin();
+            w.digests.extend(&opened.folded);
             for rec in opened.records {
                 let visible = gen.overlay.visible();
+                if let Some(d) = Digest::of_batch(&rec.payload) {
+                    w.digests.insert(rec.seq, d);
+                }
                 if rec.seq <= visible {
                     replay.skipped += 1;
                     continue;
@@ -270,6 +283,11 @@ impl Engine {
         let visible = gen.overlay.visible();
         let rows = batch.changes.len();
         if batch.seq <= visible {
+            // A seq the snapshot folded in without this node's log knows no
+            // digest: it can only be taken for the repeat it claims to be.
+            if let Some(&applied) = w.digests.get(&batch.seq).filter(|d| **d != batch.digest) {
+                return Err(DeltaError::Conflict { seq: batch.seq, applied, offered: batch.digest });
+            }
             return Ok(Ack { seq: batch.seq, duplicate: true, rows, generation: gen.id() });
         }
         if batch.seq != visible + 1 {
@@ -280,6 +298,7 @@ impl Engine {
             log.append(batch.seq, text).map_err(|source| DeltaError::Log { seq: batch.seq, source })?;
         }
         prepared.publish();
+        w.digests.insert(batch.seq, batch.digest);
         w.batches.push(Arc::new(batch));
         Ok(Ack { seq: visible + 1, duplicate: false, rows, generation: gen.id() })
     }

@@ -32,10 +32,13 @@ struct Cli {
 enum Command {
     /// Write a synthetic export with national proportions.
     Gen {
+        /// Persons to generate (with their certificates, qualifications, tickets, ...).
         #[arg(long, default_value_t = 100_000)]
         persons: u64,
+        /// Seed of the generator: the same seed gives the same export.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Directory to write the CSV files to, created if needed (required).
         #[arg(long)]
         out: PathBuf,
         /// Export date YYYYMMDD (default: today in Japan).
@@ -48,19 +51,22 @@ enum Command {
     /// Validate an export and compile it into a new snapshot directory; or,
     /// with --base and --deltas, fold a delta log into a new snapshot.
     Compile {
-        /// The export directory.
+        /// The export directory of CSV files (required unless --base and --deltas fold a delta log).
         #[arg(long, required_unless_present = "deltas", conflicts_with_all = ["base", "deltas"])]
         input: Option<PathBuf>,
-        /// The snapshot the delta log applies to (with --deltas).
+        /// The snapshot the delta log applies to (with --deltas; default: none).
         #[arg(long, requires = "deltas")]
         base: Option<PathBuf>,
-        /// A delta log to fold into --base.
+        /// A delta log to fold into --base (default: none).
         #[arg(long, requires = "base")]
         deltas: Option<PathBuf>,
+        /// The new snapshot directory; must not exist (required).
         #[arg(long)]
         out: PathBuf,
+        /// Character encoding of the CSV files.
         #[arg(long, value_enum, default_value_t = Encoding::Utf8)]
         encoding: Encoding,
+        /// Fail (publishing nothing) when rejected rows exceed this fraction of all rows.
         #[arg(long, default_value_t = 0.001)]
         max_reject_ratio: f64,
         /// Days a lost qualification is kept (default 1826 for a compile;
@@ -78,14 +84,21 @@ enum Command {
         rejects: Option<PathBuf>,
     },
     /// Check every checksum and archive of a snapshot.
-    Verify { snapshot: PathBuf },
+    Verify {
+        /// The snapshot directory.
+        snapshot: PathBuf,
+    },
     /// Print a snapshot's manifest and counts.
-    Inspect { snapshot: PathBuf },
+    Inspect {
+        /// The snapshot directory.
+        snapshot: PathBuf,
+    },
     /// Answer a query (or JSON Lines of queries) from standard input offline.
     Lookup {
+        /// The snapshot directory to answer from (required).
         #[arg(long)]
         snapshot: PathBuf,
-        /// Read queries from this file instead of standard input.
+        /// Read queries from this file (default: standard input).
         #[arg(long)]
         file: Option<PathBuf>,
         /// Process time YYYYMMDDHHmmss (default: now in Japan).
@@ -97,6 +110,10 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     if let Err(e) = run(cli) {
+        // The reader of our output went away (`... | head`): nothing to report.
+        if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
+            return;
+        }
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
@@ -190,7 +207,9 @@ fn run(cli: Cli) -> Result<()> {
                     v
                 }
             };
-            lookup(&View::new(&snap), &input, clock)?;
+            // A UTF-8 byte-order mark (some Windows editors write one) is not part of the query.
+            let input = input.strip_prefix(b"\xef\xbb\xbf").unwrap_or(&input);
+            lookup(&View::new(&snap), input, clock)?;
         }
     }
     Ok(())
@@ -234,6 +253,49 @@ fn lookup(view: &View, input: &[u8], clock: Clock) -> Result<()> {
         writeln!(out)?;
     }
     out.flush()?;
-    eprintln!("{} queries: {normal} normal, {errors} error", normal + errors);
+    let n = normal + errors;
+    eprintln!(
+        "{n} {}: {normal} normal, {errors} {}",
+        if n == 1 { "query" } else { "queries" },
+        if errors == 1 { "error" } else { "errors" }
+    );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every flag and argument says what it is, and its default: clap's
+    /// `[default: ..]`, or the help text's own "(default ...)", unless it is
+    /// required or a switch.
+    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" || arg.is_hide_set() {
+                continue;
+            }
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            let switch = matches!(arg.get_action(), clap::ArgAction::SetTrue | clap::ArgAction::SetFalse | clap::ArgAction::Count);
+            let has_default = !arg.get_default_values().is_empty()
+                || help.contains("default")
+                || help.contains("required")
+                || arg.is_required_set()
+                || switch;
+            if help.trim().is_empty() || !has_default {
+                out.push(format!("{path} {id}: {help:?}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            undocumented(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_flag_and_argument_says_what_it_is_and_its_default() {
+        let mut missing = Vec::new();
+        undocumented(&super::Cli::command(), super::Cli::command().get_name(), &mut missing);
+        assert!(missing.is_empty(), "without help text or default:\n{}", missing.join("\n"));
+        super::Cli::command().debug_assert();
+    }
 }

@@ -80,10 +80,10 @@ pub enum Mode {
 /// The `elig bench` options as given.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
-    /// Draw keys from this compiled snapshot directory (read-only).
+    /// Draw keys from this compiled snapshot directory, read-only (this or --export is required).
     #[arg(long, conflicts_with = "export", required_unless_present = "export")]
     pub snapshot: Option<PathBuf>,
-    /// Draw keys from this export directory of CSV files instead.
+    /// Draw keys from this export directory of CSV files instead (default: none, --snapshot).
     #[arg(long)]
     pub export: Option<PathBuf>,
     /// Weights of the key kinds serial, processing, card, ticket, delegated
@@ -105,18 +105,19 @@ pub struct BenchArgs {
     /// How long to measure, e.g. 30s, 2m [default: 10s].
     #[arg(long, conflicts_with = "requests")]
     pub duration: Option<String>,
-    /// Measure this many requests instead of a duration.
+    /// Measure this many requests instead of a duration (default: none, --duration).
     #[arg(long)]
     pub requests: Option<u64>,
     /// Load without measuring first, e.g. 5s.
     #[arg(long, default_value = "0s")]
     pub warmup: String,
+    /// single: one lookup per request; bulk: bulk inquiries of --bulk-items items.
     #[arg(long, value_enum, default_value_t = Mode::Single)]
     pub mode: Mode,
     /// Items per bulk inquiry.
     #[arg(long, default_value_t = 10_000)]
     pub bulk_items: usize,
-    /// Ask as this institution (central certificate; an institution certificate asks as itself).
+    /// Ask as this institution (central certificate; default: an institution drawn from the data; an institution certificate asks as itself).
     #[arg(long)]
     pub institution: Option<String>,
     /// QualificationConfirmationDate of every query, YYYYMMDD [default: the server's today].

@@ -139,6 +139,17 @@ impl DevPki {
 /// A client certificate carrying `roles` (normally exactly one; tests use
 /// several to check the refusal), signed by the PKI's CA.
 pub fn issue_client(pki: &DevPki, roles: &[Role], common_name: &str) -> Result<Pem, CertError> {
+    issue_client_with_usages(pki, roles, common_name, &[ExtendedKeyUsagePurpose::ClientAuth])
+}
+
+/// A client certificate with the given extended key usages (none: no
+/// extension at all), for tests of the `clientAuth` requirement.
+pub fn issue_client_with_usages(
+    pki: &DevPki,
+    roles: &[Role],
+    common_name: &str,
+    usages: &[ExtendedKeyUsagePurpose],
+) -> Result<Pem, CertError> {
     let key = KeyPair::generate()?;
     let mut params = CertificateParams::default();
     validity(&mut params);
@@ -148,7 +159,7 @@ pub fn issue_client(pki: &DevPki, roles: &[Role], common_name: &str) -> Result<P
         params.subject_alt_names.push(SanType::URI(role.uri().try_into()?));
     }
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.extended_key_usages = usages.to_vec();
     let cert = params.signed_by(&key, &pki.ca_cert, &pki.ca_key)?;
     Ok(Pem { cert_pem: cert.pem(), key_pem: key.serialize_pem() })
 }

@@ -20,8 +20,10 @@ pub enum CliError {
     Parse { path: PathBuf, message: String },
     #[error("missing setting '{key}': pass {flag}, set {env}, or put it in the --config file")]
     Missing { key: &'static str, flag: &'static str, env: &'static str },
-    #[error("'{value}' is not a server address like 127.0.0.1:4433")]
+    #[error("'{value}' is not a server address like 127.0.0.1:4433 or localhost:4433")]
     Address { value: String },
+    #[error("server '{value}': its host name does not resolve")]
+    Resolve { value: String, source: std::io::Error },
     #[error("{0}")]
     Usage(String),
     #[error(transparent)]
@@ -66,14 +68,55 @@ impl ClientSettings {
     /// Validate and load the PEM files.
     pub fn options(&self) -> Result<ClientOptions, CliError> {
         let server = self.server.as_deref().ok_or(CliError::Missing { key: "server", flag: "--server", env: "ELIG_SERVER" })?;
-        let addr: SocketAddr = server.parse().map_err(|_| CliError::Address { value: server.to_string() })?;
+        let addr = resolve(server)?;
         let ca = self.ca.as_deref().ok_or(CliError::Missing { key: "ca", flag: "--ca", env: "ELIG_CA" })?;
         let cert = self.cert.as_deref().ok_or(CliError::Missing { key: "cert", flag: "--cert", env: "ELIG_CERT" })?;
         let key = self.key.as_deref().ok_or(CliError::Missing { key: "key", flag: "--key", env: "ELIG_KEY" })?;
-        let name = self.server_name.as_deref().unwrap_or("localhost");
+        // A server named by host name: its certificate carries that name.
+        let host = server.rsplit_once(':').map(|(h, _)| h).filter(|h| h.parse::<std::net::IpAddr>().is_err() && !h.starts_with('['));
+        let name = self.server_name.as_deref().or(host).unwrap_or("localhost");
         let max_udp_payload = crate::config::max_udp_payload("max_udp_payload", self.max_udp_payload)?;
         Ok(ClientOptions { max_udp_payload, ..ClientOptions::from_files(addr, name, ca, Some((cert, key)))? })
     }
+}
+
+/// `n` and the noun, singular for 1: `1 error`, `2 errors`.
+pub fn count(n: u64, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
+}
+
+/// The counts line of a bulk inquiry: `3 items, 2 normal, 1 error`.
+pub fn bulk_counts(items: u64, normal: u64, errors: u64) -> String {
+    format!("{}, {normal} normal, {}", count(items, "item"), count(errors, "error"))
+}
+
+/// Whether an error is a write to a closed pipe (output piped into `head`).
+pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+/// The address of `host:port`, an IP address or a host name (the first
+/// IPv4 address it resolves to, else the first).
+pub fn resolve(server: &str) -> Result<SocketAddr, CliError> {
+    if let Ok(addr) = server.parse::<SocketAddr>() {
+        return Ok(addr);
+    }
+    let bad = || CliError::Address { value: server.to_string() };
+    let (host, port) = server.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(bad());
+    }
+    let addrs: Vec<SocketAddr> = std::net::ToSocketAddrs::to_socket_addrs(server)
+        .map_err(|source| CliError::Resolve { value: server.to_string(), source })?
+        .collect();
+    addrs.iter().find(|a| a.is_ipv4()).or(addrs.first()).copied().ok_or_else(|| CliError::Resolve {
+        value: server.to_string(),
+        source: std::io::Error::new(std::io::ErrorKind::NotFound, "no address"),
+    })
 }
 
 /// Output format of answers.
@@ -115,17 +158,47 @@ impl Format {
     }
 }
 
-/// Read all of `file`, or standard input when `None`.
+/// Read all of `file`, or standard input when `None`. A UTF-8 byte-order
+/// mark at the start (as some Windows editors write) is dropped.
 pub fn read_input(file: Option<&Path>) -> Result<Vec<u8>, CliError> {
-    match file {
-        Some(p) => std::fs::read(p).map_err(|source| CliError::Read { path: p.to_path_buf(), source }),
+    let mut buf = match file {
+        Some(p) => std::fs::read(p).map_err(|source| CliError::Read { path: p.to_path_buf(), source })?,
         None => {
             let mut buf = Vec::new();
             std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf)
                 .map_err(|source| CliError::Read { path: "<stdin>".into(), source })?;
-            Ok(buf)
+            buf
         }
+    };
+    if buf.starts_with(UTF8_BOM) {
+        buf.drain(..UTF8_BOM.len());
     }
+    Ok(buf)
+}
+
+const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
+
+/// The query of `elig lookup`: the input as one document. Input holding
+/// several JSON documents (JSON Lines) is refused, pointing to `elig bulk`:
+/// answering its first line only would drop the others silently. Anything
+/// else (one document, or input that does not parse) goes to the server,
+/// whose answer names what is wrong.
+pub fn lookup_query(input: &[u8], file: Option<&Path>) -> Result<Vec<u8>, CliError> {
+    let input = input.trim_ascii();
+    let documents =
+        serde_json::Deserializer::from_slice(input).into_iter::<serde::de::IgnoredAny>().take_while(Result::is_ok).take(1000).count();
+    if documents > 1 {
+        let (source, bulk) = match file {
+            Some(p) => (p.display().to_string(), format!("elig bulk --file {}", p.display())),
+            None => ("standard input".to_string(), "elig bulk".to_string()),
+        };
+        let lines = query_lines(input).len();
+        return Err(CliError::Usage(format!(
+            "{source} holds {lines} lines of queries (JSON Lines), but elig lookup answers exactly one query; \
+             use '{bulk}' for JSON Lines (one answer per line); nothing was sent"
+        )));
+    }
+    Ok(input.to_vec())
 }
 
 /// The query lines of JSON Lines input. Blank lines are skipped (they are
@@ -259,7 +332,55 @@ mod tests {
         let e = ClientSettings::default().options().unwrap_err();
         assert_eq!(e.to_string(), "missing setting 'server': pass --server, set ELIG_SERVER, or put it in the --config file");
         let s = ClientSettings { server: Some("localhost:1".into()), ..Default::default() };
-        assert!(s.options().unwrap_err().to_string().contains("not a server address"));
+        assert_eq!(s.options().unwrap_err().to_string(), "missing setting 'ca': pass --ca, set ELIG_CA, or put it in the --config file");
+    }
+
+    #[test]
+    fn servers_are_addresses_or_host_names() {
+        assert_eq!(resolve("127.0.0.1:4433").unwrap(), "127.0.0.1:4433".parse::<SocketAddr>().unwrap());
+        assert_eq!(resolve("[::1]:4433").unwrap(), "[::1]:4433".parse::<SocketAddr>().unwrap());
+        assert_eq!(resolve("localhost:4433").unwrap(), "127.0.0.1:4433".parse::<SocketAddr>().unwrap());
+        for bad in ["nowhere", "localhost", ":4433", "localhost:port", "localhost:70000"] {
+            assert_eq!(
+                resolve(bad).unwrap_err().to_string(),
+                format!("'{bad}' is not a server address like 127.0.0.1:4433 or localhost:4433")
+            );
+        }
+        let e = resolve("no-such-host.invalid:4433").unwrap_err();
+        assert_eq!(e.to_string(), "server 'no-such-host.invalid:4433': its host name does not resolve");
+        assert!(std::error::Error::source(&e).is_some(), "the resolver's reason is the source, not repeated");
+    }
+
+    #[test]
+    fn lookup_takes_one_document_and_refuses_json_lines() {
+        assert_eq!(lookup_query(b"  {\"a\": 1}\n", None).unwrap(), b"{\"a\": 1}");
+        // Not JSON, or one document with trailing bytes: the server's answer says what is wrong.
+        assert_eq!(lookup_query(b"{bad", None).unwrap(), b"{bad");
+        let e = lookup_query(b"{\"a\": 1}\n{\"b\": 2}\n\n{\"c\": 3}\n", Some(Path::new("q.jsonl"))).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "q.jsonl holds 3 lines of queries (JSON Lines), but elig lookup answers exactly one query; \
+             use 'elig bulk --file q.jsonl' for JSON Lines (one answer per line); nothing was sent"
+        );
+        let e = lookup_query(b"{}\n{}", None).unwrap_err();
+        assert!(e.to_string().starts_with("standard input holds 2 lines") && e.to_string().contains("'elig bulk'"), "{e}");
+    }
+
+    #[test]
+    fn counts_are_singular_for_one() {
+        assert_eq!(bulk_counts(3, 2, 1), "3 items, 2 normal, 1 error");
+        assert_eq!(bulk_counts(1, 1, 0), "1 item, 1 normal, 0 errors");
+        let pipe = anyhow::Error::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe)).context("writing answers");
+        assert!(is_broken_pipe(&pipe));
+        assert!(!is_broken_pipe(&anyhow::anyhow!("other")));
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("q.json");
+        std::fs::write(&f, b"\xef\xbb\xbf{\"a\": 1}\n").unwrap();
+        assert_eq!(read_input(Some(&f)).unwrap(), b"{\"a\": 1}\n");
     }
 
     #[test]

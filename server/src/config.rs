@@ -104,6 +104,9 @@ pub struct RawLimits {
     pub frame_timeout_secs: Option<u64>,
     pub shutdown_grace_secs: Option<u64>,
     pub max_delta_bytes: Option<u64>,
+    pub handshake_timeout_secs: Option<u64>,
+    pub retry_after_handshakes: Option<u64>,
+    pub max_handshakes_per_address: Option<u64>,
 }
 
 /// A validated configuration.
@@ -170,6 +173,28 @@ pub struct Limits {
     /// Payload of one `Delta` frame (a delta batch).
     #[serde(default = "default_max_delta_bytes")]
     pub max_delta_bytes: usize,
+    /// Longest a handshake may take before it is dropped (`admission`).
+    #[serde(default = "default_handshake_timeout_secs")]
+    pub handshake_timeout_secs: u64,
+    /// Handshakes in progress from which an unvalidated address is sent a
+    /// stateless Retry (0: always).
+    #[serde(default = "default_retry_after_handshakes")]
+    pub retry_after_handshakes: usize,
+    /// Handshakes in progress per source IP (unvalidated and validated apart).
+    #[serde(default = "default_max_handshakes_per_address")]
+    pub max_handshakes_per_address: usize,
+}
+
+fn default_handshake_timeout_secs() -> u64 {
+    Limits::default().handshake_timeout_secs
+}
+
+fn default_retry_after_handshakes() -> usize {
+    Limits::default().retry_after_handshakes
+}
+
+fn default_max_handshakes_per_address() -> usize {
+    Limits::default().max_handshakes_per_address
 }
 
 fn default_max_delta_bytes() -> usize {
@@ -202,6 +227,11 @@ impl Default for Limits {
             frame_timeout_secs: 30,
             shutdown_grace_secs: 30,
             max_delta_bytes: DEFAULT_MAX_DELTA_BYTES,
+            // A TLS 1.3 handshake is two round trips; 5 s covers slow links
+            // and retransmissions, and bounds what a flood of Initials holds.
+            handshake_timeout_secs: 5,
+            retry_after_handshakes: 64,
+            max_handshakes_per_address: 8,
         }
     }
 }
@@ -217,6 +247,10 @@ impl Limits {
 
     pub fn shutdown_grace(&self) -> Duration {
         Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
     }
 }
 
@@ -277,6 +311,9 @@ impl RawConfig {
                 frame_timeout_secs: l.frame_timeout_secs.or(self.limits.frame_timeout_secs),
                 shutdown_grace_secs: l.shutdown_grace_secs.or(self.limits.shutdown_grace_secs),
                 max_delta_bytes: l.max_delta_bytes.or(self.limits.max_delta_bytes),
+                handshake_timeout_secs: l.handshake_timeout_secs.or(self.limits.handshake_timeout_secs),
+                retry_after_handshakes: l.retry_after_handshakes.or(self.limits.retry_after_handshakes),
+                max_handshakes_per_address: l.max_handshakes_per_address.or(self.limits.max_handshakes_per_address),
             },
         }
     }
@@ -341,6 +378,21 @@ impl RawConfig {
             frame_timeout_secs: ranged("limits.frame_timeout_secs", l.frame_timeout_secs, d.frame_timeout_secs, 1, 3600)?,
             shutdown_grace_secs: ranged("limits.shutdown_grace_secs", l.shutdown_grace_secs, d.shutdown_grace_secs, 0, 3600)?,
             max_delta_bytes: ranged("limits.max_delta_bytes", l.max_delta_bytes, d.max_delta_bytes as u64, 1024, 1 << 30)? as usize,
+            handshake_timeout_secs: ranged("limits.handshake_timeout_secs", l.handshake_timeout_secs, d.handshake_timeout_secs, 1, 60)?,
+            retry_after_handshakes: ranged(
+                "limits.retry_after_handshakes",
+                l.retry_after_handshakes,
+                d.retry_after_handshakes as u64,
+                0,
+                1_000_000,
+            )? as usize,
+            max_handshakes_per_address: ranged(
+                "limits.max_handshakes_per_address",
+                l.max_handshakes_per_address,
+                d.max_handshakes_per_address as u64,
+                1,
+                1_000_000,
+            )? as usize,
         };
         Ok(Config {
             listen,

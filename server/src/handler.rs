@@ -23,7 +23,7 @@ use elig_engine::query::{parse_query, parse_query_for, Query, QueryError, QueryK
 use serde::{Deserialize, Serialize};
 
 use crate::config::Limits;
-use crate::protocol::{codes, BulkBegin, BulkSummary, DeltaAck, SwapRequest, SwapResult};
+use crate::protocol::{codes, BulkBegin, BulkSummary, DeltaAck, Kind, SwapRequest, SwapResult};
 use crate::roles::Role;
 use crate::usage::{Usage, UsageReport};
 
@@ -162,6 +162,43 @@ impl<'g> Bulk<'g> {
         Ok((answer, outcome))
     }
 
+    /// Answer, in its place, an item whose frame of `len` bytes was over
+    /// the `max` a frame may have: its payload was skipped unread, so the
+    /// answer is an error naming the sizes and the bulk goes on.
+    pub fn oversized(&mut self, len: usize, max: usize) -> Result<(Answer, Outcome), Refusal> {
+        if self.remaining() == 0 {
+            return Err(Refusal::new(codes::BULK_COUNT, format!("more items than the {} declared", self.declared)));
+        }
+        let error = QueryError::new(
+            codes::FRAME_TOO_LARGE,
+            "",
+            format!(
+                "bulk item {} of {len} bytes exceeds the limit of {max} bytes (max_frame_bytes) and was not read; the other items are answered",
+                self.summary.items + 1
+            ),
+        );
+        let institution = self.role.institution().unwrap_or_default().to_string();
+        // Nothing of the item was read: no echo.
+        let hints = Hints { institution: institution.clone(), ..Hints::default() };
+        let answer = self.view.refuse(&error, &hints, self.clock);
+        let outcome = Outcome {
+            request: "bulk",
+            kind: "malformed",
+            institution,
+            key: None,
+            generation: self.generation,
+            delta_seq: self.view.delta_seq,
+            status: "2".into(),
+            validity: None,
+            code: Some(codes::FRAME_TOO_LARGE.to_string()),
+            item: Some(self.summary.items),
+            certificate_check: false,
+        };
+        self.summary.items += 1;
+        self.summary.errors += 1;
+        Ok((answer, outcome))
+    }
+
     /// The summary, once every declared item was answered.
     pub fn finish(self) -> Result<BulkSummary, Refusal> {
         if self.remaining() != 0 {
@@ -187,6 +224,26 @@ pub struct RuntimeInfo {
     /// Resident set size of the process (`VmRSS` of `/proc/self/status`), where available.
     #[serde(default)]
     pub rss_bytes: Option<u64>,
+    /// Connection attempts and what came of them (`admission`).
+    #[serde(default)]
+    pub handshakes: HandshakeCounts,
+}
+
+/// Connection attempts since start, by what the server did with them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandshakeCounts {
+    /// Admitted: a handshake was started.
+    pub accepted: u64,
+    /// Answered with a stateless Retry (address validation).
+    pub retried: u64,
+    /// Dropped unanswered: Initials from a socket that ignored its Retries
+    /// (most of them dropped on receive, before quinn).
+    #[serde(default)]
+    pub ignored: u64,
+    /// Refused (connection or per-address limit).
+    pub refused: u64,
+    /// Admitted, but not done within `handshake_timeout_secs`.
+    pub timed_out: u64,
 }
 
 /// Size of the deltas applied over the live snapshot.
@@ -283,6 +340,7 @@ pub fn delta(engine: &Engine, role: &Role, batch: &[u8]) -> Result<DeltaAck, Ref
 pub fn delta_refusal(e: &DeltaError) -> Refusal {
     let code = match e {
         DeltaError::Gap { .. } => codes::DELTA_GAP,
+        DeltaError::Conflict { .. } => codes::DELTA_CONFLICT,
         DeltaError::Log { .. } => codes::DELTA_NOT_DURABLE,
         _ => codes::DELTA_INVALID,
     };
@@ -291,6 +349,21 @@ pub fn delta_refusal(e: &DeltaError) -> Refusal {
         _ => format!("{e}; nothing of it was applied"),
     };
     Refusal::new(code, message)
+}
+
+/// The frame-order rule after a one-frame request (`lookup`, `tickets`,
+/// `status`, `usage`, `swap`, `delta`): one request per stream, so a frame
+/// after it is refused (`EF04`), never silently ignored. Its answer has
+/// been sent; this error frame follows it.
+pub fn frame_after_request(request: Kind, next: Kind) -> Refusal {
+    Refusal::new(
+        codes::UNEXPECTED_FRAME,
+        format!(
+            "one request per stream: a '{}' frame followed the '{}' request and was not answered; open a new stream for each request",
+            next.name(),
+            request.name()
+        ),
+    )
 }
 
 /// Operator: swap in the snapshot named by a `Swap` payload

@@ -3,6 +3,8 @@
 //!
 //! - [`protocol`]: the frame codec (plain code over bytes).
 //! - [`handler`]: the sans-IO request handler (generation, role, request).
+//! - [`admission`]: which connection attempts get a handshake (Initial floods);
+//!   [`initial_filter`]: the socket that drops the Initials it ignores.
 //! - [`roles`], [`certs`], [`tls`]: roles from certificates, the dev PKI,
 //!   rustls configurations.
 //! - [`config`]: TOML configuration with command-line overrides.
@@ -13,6 +15,7 @@
 //! - [`demo`]: `eligd demo`; [`xml`]: the `XmlMsg` rendering.
 #![forbid(unsafe_code)]
 
+pub mod admission;
 pub mod audit;
 pub mod bench;
 pub mod certs;
@@ -21,6 +24,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod handler;
+pub mod initial_filter;
 pub mod metrics;
 pub mod protocol;
 pub mod roles;

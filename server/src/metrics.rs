@@ -163,6 +163,11 @@ pub fn connection_refused(reason: &'static str) {
     counter!("elig_connections_refused_total", "reason" => reason).increment(1);
 }
 
+/// A connection attempt: `accepted`, `retried`, `refused` or `timed_out`.
+pub fn handshake(outcome: &'static str) {
+    counter!("elig_handshakes_total", "outcome" => outcome).increment(1);
+}
+
 pub fn protocol_error(code: &'static str) {
     counter!("elig_protocol_errors_total", "code" => code).increment(1);
 }

@@ -157,6 +157,9 @@ pub mod codes {
     /// A delta batch not acknowledged: it could not be made durable (delta
     /// log write failed, or the server runs without a delta log).
     pub const DELTA_NOT_DURABLE: &str = "ED03";
+    /// A delta batch refused: a different batch was applied under its seq
+    /// (the message names the seq and both digests); nothing was applied.
+    pub const DELTA_CONFLICT: &str = "ED04";
     /// A swap refused: the snapshot cannot be read or does not verify
     /// (missing, corrupt, checksum mismatch); the live snapshot keeps serving.
     pub const SWAP_INVALID: &str = "ES01";

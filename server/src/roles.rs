@@ -11,7 +11,9 @@
 //!
 //! Other SAN entries (DNS names, other URIs) are ignored. A certificate with
 //! no `urn:elig:role:` URI, or with more than one, has no role and its
-//! connection is closed.
+//! connection is closed. So is one without the `clientAuth` extended key
+//! usage: the TLS verifier refuses a certificate whose extension lacks it,
+//! but takes one with no extension at all as good for any use.
 
 use std::fmt;
 
@@ -37,6 +39,10 @@ pub enum RoleError {
     NoCertificate,
     #[error("the client certificate does not parse: {0}")]
     Parse(String),
+    #[error(
+        "the client certificate is not for TLS client authentication: {found}; client certificates need the extended key usage clientAuth (1.3.6.1.5.5.7.3.2)"
+    )]
+    NoClientAuth { found: &'static str },
     #[error("the client certificate carries no role (expected one subjectAltName URI starting with '{ROLE_URI_PREFIX}')")]
     NoRole,
     #[error("the client certificate carries several roles: {0}")]
@@ -104,6 +110,13 @@ impl Role {
     /// The role of a DER-encoded client certificate.
     pub fn from_certificate(der: &[u8]) -> Result<Role, RoleError> {
         let (_, cert) = X509Certificate::from_der(der).map_err(|e| RoleError::Parse(e.to_string()))?;
+        match cert.extended_key_usage().map_err(|e| RoleError::Parse(e.to_string()))? {
+            None => return Err(RoleError::NoClientAuth { found: "it has no extended key usage extension" }),
+            Some(eku) if !eku.value.client_auth => {
+                return Err(RoleError::NoClientAuth { found: "its extended key usage extension does not list clientAuth" })
+            }
+            Some(_) => {}
+        }
         let san = cert.subject_alternative_name().map_err(|e| RoleError::Parse(e.to_string()))?;
         let mut uris = Vec::new();
         if let Some(san) = san {
@@ -156,8 +169,31 @@ mod tests {
         assert_eq!(Role::from_certificate(&der(&pki.central.cert_pem)).unwrap(), Role::Central);
         assert_eq!(Role::from_certificate(&der(&pki.operator.cert_pem)).unwrap(), Role::Operator);
         assert_eq!(Role::from_certificate(&der(&pki.institution.cert_pem)).unwrap(), Role::Institution("3410712362".into()));
-        assert_eq!(Role::from_certificate(&der(&pki.server.cert_pem)).unwrap_err(), RoleError::NoRole);
+        assert!(matches!(Role::from_certificate(&der(&pki.server.cert_pem)), Err(RoleError::NoClientAuth { .. })));
+        let nobody = certs::issue_client(&pki, &[], "nobody").unwrap();
+        assert_eq!(Role::from_certificate(&der(&nobody.cert_pem)).unwrap_err(), RoleError::NoRole);
         assert!(matches!(Role::from_certificate(b"junk"), Err(RoleError::Parse(_))));
+    }
+
+    #[test]
+    fn a_certificate_without_client_auth_has_no_role() {
+        use rcgen::ExtendedKeyUsagePurpose as Eku;
+        let pki = certs::DevPki::generate("3410712362", &["localhost"]).unwrap();
+        let role_of = |usages: &[Eku]| {
+            let pem = certs::issue_client_with_usages(&pki, &[Role::Central], "central", usages).unwrap();
+            Role::from_certificate(&crate::tls::parse_certs(pem.cert_pem.as_bytes(), "test").unwrap().remove(0))
+        };
+        assert_eq!(role_of(&[Eku::ClientAuth]).unwrap(), Role::Central);
+        assert_eq!(role_of(&[Eku::ServerAuth, Eku::ClientAuth]).unwrap(), Role::Central);
+        let e = role_of(&[]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the client certificate is not for TLS client authentication: it has no extended key usage extension; client certificates need the extended key usage clientAuth (1.3.6.1.5.5.7.3.2)"
+        );
+        assert_eq!(
+            role_of(&[Eku::ServerAuth]).unwrap_err(),
+            RoleError::NoClientAuth { found: "its extended key usage extension does not list clientAuth" }
+        );
     }
 
     #[test]

@@ -11,9 +11,10 @@
 //! client certificate carries no usable role. A connection over the limit
 //! is refused before its handshake (QUIC `CONNECTION_REFUSED`).
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use elig_engine::engine::Engine;
@@ -23,14 +24,16 @@ use rustls::pki_types::CertificateDer;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::admission::{Admission, AdmissionLimits, Admitted, Decision, RETRY_WINDOW};
 use crate::audit::Audit;
 use crate::config::{Config, Limits};
-use crate::handler::{self, Bulk, Outcome, Refusal, RuntimeInfo};
+use crate::handler::{self, Bulk, HandshakeCounts, Outcome, Refusal, RuntimeInfo};
+use crate::initial_filter::{Blocked, FilteredSocket};
 use crate::metrics;
 use crate::protocol;
 use crate::protocol::{codes, Frame, Kind};
 use crate::roles::{Role, RoleError};
-use crate::stream::{write_frame, write_json, FrameReader, ReadError};
+use crate::stream::{write_frame, write_json, FrameReader, Next, ReadError};
 use crate::tls::{self, Identity, TlsError};
 use crate::udp::{self, UdpError};
 use crate::usage::{Usage, UsageReport};
@@ -81,6 +84,9 @@ struct Shared {
     connections_active: AtomicU64,
     connections_total: AtomicU64,
     requests_total: AtomicU64,
+    admission: Mutex<Admission>,
+    handshakes: [AtomicU64; 5],
+    blocked: Arc<Blocked>,
     tracker: TaskTracker,
     stop: CancellationToken,
 }
@@ -105,6 +111,44 @@ impl Shared {
             requests_total: self.requests_total.load(Ordering::Relaxed),
             limits: Some(self.limits),
             rss_bytes: rss_bytes(),
+            handshakes: self.handshake_counts(),
+        }
+    }
+
+    fn handshake_counts(&self) -> HandshakeCounts {
+        let [accepted, retried, ignored, refused, timed_out] = self.handshakes.each_ref().map(|c| c.load(Ordering::Relaxed));
+        HandshakeCounts { accepted, retried, ignored: ignored + self.blocked.dropped(), refused, timed_out }
+    }
+
+    fn handshake(&self, outcome: Handshake) {
+        self.handshakes[outcome as usize].fetch_add(1, Ordering::Relaxed);
+        metrics::handshake(outcome.name());
+    }
+
+    fn admission(&self) -> std::sync::MutexGuard<'_, Admission> {
+        // Counts only: a panic elsewhere leaves them usable.
+        self.admission.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// What became of a connection attempt (an index into `Shared::handshakes`).
+#[derive(Debug, Clone, Copy)]
+enum Handshake {
+    Accepted,
+    Retried,
+    Ignored,
+    Refused,
+    TimedOut,
+}
+
+impl Handshake {
+    fn name(self) -> &'static str {
+        match self {
+            Handshake::Accepted => "accepted",
+            Handshake::Retried => "retried",
+            Handshake::Ignored => "ignored",
+            Handshake::Refused => "refused",
+            Handshake::TimedOut => "timed_out",
         }
     }
 }
@@ -170,10 +214,20 @@ impl Server {
         udp::discover_mtu(&mut transport, config.udp.max_payload);
         let mut server_config = quinn::ServerConfig::with_crypto(crypto);
         server_config.transport_config(Arc::new(transport));
+        // Attempts waiting for the accept loop (which decides each in
+        // microseconds): bounded well under quinn's 65,536, and with 0-RTT
+        // off nothing but the Initial itself is buffered for one.
+        server_config.max_incoming(16 << 10).incoming_buffer_size(64 << 10).incoming_buffer_size_total(16 << 20);
         let (socket, _granted) = udp::bind(config.listen, &config.udp)?;
-        let endpoint =
-            Endpoint::new(udp::endpoint_config(config.udp.max_payload), Some(server_config), socket, Arc::new(quinn::TokioRuntime))
-                .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        // Initials from sockets that ignore their Retries are dropped before quinn (`initial_filter`).
+        let blocked = Arc::new(Blocked::default());
+        let endpoint = quinn::Runtime::wrap_udp_socket(&quinn::TokioRuntime, socket)
+            .and_then(|socket| {
+                let socket = Arc::new(FilteredSocket::new(socket, blocked.clone()));
+                let config = udp::endpoint_config(config.udp.max_payload);
+                Endpoint::new_with_abstract_socket(config, Some(server_config), socket, Arc::new(quinn::TokioRuntime))
+            })
+            .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         let local_addr = endpoint.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
 
         let audit = match &config.audit_log {
@@ -198,6 +252,13 @@ impl Server {
             connections_active: AtomicU64::new(0),
             connections_total: AtomicU64::new(0),
             requests_total: AtomicU64::new(0),
+            admission: Mutex::new(Admission::new(AdmissionLimits {
+                max_connections: limits.max_connections,
+                retry_after_handshakes: limits.retry_after_handshakes,
+                max_handshakes_per_address: limits.max_handshakes_per_address,
+            })),
+            handshakes: Default::default(),
+            blocked,
             tracker: TaskTracker::new(),
             stop: stop.clone(),
         });
@@ -213,6 +274,11 @@ impl Server {
 
     pub fn metrics_addr(&self) -> Option<SocketAddr> {
         self.metrics_addr
+    }
+
+    /// Connection attempts so far, by what came of them.
+    pub fn handshakes(&self) -> HandshakeCounts {
+        self.shared.handshake_counts()
     }
 
     /// Usage counts so far.
@@ -260,13 +326,34 @@ async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>, stop: Cancellation
         };
         // The endpoint's count includes connections still in their handshake,
         // which `connections_active` (role checked) does not yet.
-        if endpoint.open_connections() >= shared.limits.max_connections {
-            metrics::connection_refused("limit");
-            tracing::warn!(peer = %incoming.remote_address(), "connection limit reached; refusing");
-            incoming.refuse();
-            continue;
+        let peer = incoming.remote_address();
+        let decided = shared.admission().decide(peer, incoming.remote_address_validated(), endpoint.open_connections(), Instant::now());
+        match decided {
+            Decision::Accept(admitted) => {
+                shared.handshake(Handshake::Accepted);
+                shared.tracker.spawn(connection(incoming, admitted, shared.clone(), stop.clone()));
+            }
+            Decision::Retry => {
+                shared.handshake(Handshake::Retried);
+                tracing::debug!(%peer, "handshakes pile up: asking an unvalidated address to retry");
+                // Only an attempt that already carried a Retry token cannot
+                // be retried again, and such an address is validated.
+                if let Err(e) = incoming.retry() {
+                    e.into_incoming().ignore();
+                }
+            }
+            Decision::Ignore => {
+                shared.handshake(Handshake::Ignored);
+                shared.blocked.block(peer, Instant::now() + RETRY_WINDOW);
+                incoming.ignore();
+            }
+            Decision::Refuse(why) => {
+                shared.handshake(Handshake::Refused);
+                metrics::connection_refused(why.name());
+                tracing::warn!(%peer, reason = why.name(), "connection refused");
+                incoming.refuse();
+            }
         }
-        shared.tracker.spawn(connection(incoming, shared.clone(), stop.clone()));
     }
 }
 
@@ -277,20 +364,30 @@ fn role_of(conn: &Connection) -> Result<Role, RoleError> {
     Role::from_certificate(leaf)
 }
 
-async fn connection(incoming: Incoming, shared: Arc<Shared>, stop: CancellationToken) {
+async fn connection(incoming: Incoming, admitted: Admitted, shared: Arc<Shared>, stop: CancellationToken) {
     let peer = incoming.remote_address();
-    let conn = match incoming.await {
-        Ok(c) => c,
-        Err(e) => {
+    // Dropping an unfinished handshake closes it: a peer that never
+    // finishes holds its place for handshake_timeout_secs at most.
+    let handshake = tokio::time::timeout(shared.limits.handshake_timeout(), incoming.into_future()).await;
+    shared.admission().done(admitted);
+    let conn = match handshake {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
             metrics::connection_refused("handshake");
             tracing::info!(%peer, error = %e, "handshake failed");
+            return;
+        }
+        Err(_) => {
+            shared.handshake(Handshake::TimedOut);
+            metrics::connection_refused("handshake_timeout");
+            tracing::info!(%peer, timeout = ?shared.limits.handshake_timeout(), "handshake not done in time; dropped");
             return;
         }
     };
     let role = match role_of(&conn) {
         Ok(r) => r,
         Err(e) => {
-            metrics::connection_refused("no_role");
+            metrics::connection_refused(if matches!(e, RoleError::NoClientAuth { .. }) { "no_client_auth" } else { "no_role" });
             tracing::warn!(%peer, error = %e, "refusing connection");
             conn.close(VarInt::from_u32(CLOSE_NO_ROLE), e.to_string().as_bytes());
             return;
@@ -500,6 +597,13 @@ async fn serve(
             .into())
         }
     }
+    // A bulk inquiry reads its own frames to the end of the stream; after a
+    // one-frame request, whatever else arrives is refused, not ignored.
+    if kind != Kind::BulkBegin {
+        if let Some(next) = reader.next_for(recv, max_for, idle).await.map_err(read_stop)? {
+            return Err(handler::frame_after_request(kind, next).into());
+        }
+    }
     Ok(())
 }
 
@@ -535,9 +639,12 @@ async fn bulk_items(
             send.write_all(out).await?;
             out.clear();
         }
-        match reader.next(recv, limits.max_frame_bytes, idle).await.map_err(read_stop)? {
-            Some(Kind::BulkItem) => {}
-            Some(other) => {
+        // An item over max_frame_bytes is answered in place with an error
+        // and skipped unread; the items after it are answered.
+        let (answer, o) = match reader.next_skipping(recv, limits.max_frame_bytes, idle).await.map_err(read_stop)? {
+            Some(Next::Frame(Kind::BulkItem)) => bulk.item(reader.payload())?,
+            Some(Next::Oversized { kind: Kind::BulkItem, len, max }) => bulk.oversized(len, max)?,
+            Some(Next::Frame(other) | Next::Oversized { kind: other, .. }) => {
                 return Err(Refusal::new(
                     codes::UNEXPECTED_FRAME,
                     format!("expected a bulk_item frame inside a bulk inquiry, got '{}'", other.name()),
@@ -545,8 +652,7 @@ async fn bulk_items(
                 .into())
             }
             None => return Ok(()),
-        }
-        let (answer, o) = bulk.item(reader.payload())?;
+        };
         answered += 1;
         shared.record(role, peer, clock.now, &o);
         protocol::encode_json_into(out, Kind::Answer, &answer);

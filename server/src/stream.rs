@@ -98,7 +98,24 @@ pub struct FrameReader {
     finished: bool,
     /// A read filled all the space it had: more is coming (a bulk inquiry).
     full_reads: bool,
+    /// Payload bytes of a skipped oversized frame still to discard.
+    skip: usize,
 }
+
+/// A frame [`FrameReader::next_skipping`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// A whole frame: its payload is [`FrameReader::payload`].
+    Frame(Kind),
+    /// A frame over the limit whose payload is skipped unread (discarded
+    /// as it arrives, never buffered whole).
+    Oversized { kind: Kind, len: usize, max: usize },
+}
+
+/// The largest oversized frame [`FrameReader::next_skipping`] skips: past
+/// this, the header alone ends the stream's request (`EF02`), as a frame
+/// that size is no query line but a broken or hostile peer.
+pub const SKIP_MAX: usize = 16 << 20;
 
 /// Buffer of a stream's first reads, and once reads fill it, of later ones.
 const FIRST_SPACE: usize = 1 << 10;
@@ -112,6 +129,9 @@ impl FrameReader {
     /// Whether a whole frame is buffered: the next [`FrameReader::next`]
     /// returns without waiting for the peer.
     pub fn has_frame(&self) -> bool {
+        if self.skip > 0 {
+            return false;
+        }
         let avail = &self.buf[self.start..self.end];
         avail.len() >= HEADER_LEN && avail.len() - HEADER_LEN >= u32::from_le_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize
     }
@@ -140,7 +160,81 @@ impl FrameReader {
         }
     }
 
+    /// [`FrameReader::next`], except that a frame over `max` but not over
+    /// [`SKIP_MAX`] is not an error: it comes back as [`Next::Oversized`]
+    /// and its payload is discarded, so the frames after it can be read.
+    pub async fn next_skipping(&mut self, recv: &mut RecvStream, max: usize, timeout: Duration) -> Result<Option<Next>, ReadError> {
+        let skipping = async {
+            self.discard(recv).await?;
+            let have = self.end - self.start;
+            if have < HEADER_LEN && !self.finished {
+                // Only the header is needed to tell; `next` reads it.
+                self.fill(recv, HEADER_LEN).await?;
+            }
+            if self.end - self.start >= HEADER_LEN {
+                let mut header = [0u8; HEADER_LEN];
+                header.copy_from_slice(&self.buf[self.start..self.start + HEADER_LEN]);
+                if let Err(FrameError::TooLarge { len, max }) = protocol::decode_header(&header, max) {
+                    let kind = Kind::from_u8(header[4]);
+                    if let (Some(kind), true) = (kind, len as usize <= SKIP_MAX) {
+                        self.start += HEADER_LEN;
+                        self.skip = len as usize;
+                        self.payload = self.start..self.start;
+                        return Ok(Some(Next::Oversized { kind, len: len as usize, max }));
+                    }
+                }
+            }
+            Ok(self.next_inner(recv, |_| max).await?.map(Next::Frame))
+        };
+        match tokio::time::timeout(timeout, skipping).await {
+            Ok(r) => r,
+            Err(_) => Err(ReadError::Timeout(timeout)),
+        }
+    }
+
+    /// Drop the rest of a skipped frame, from the buffer, then as it arrives.
+    async fn discard(&mut self, recv: &mut RecvStream) -> Result<(), ReadError> {
+        while self.skip > 0 {
+            let buffered = (self.end - self.start).min(self.skip);
+            self.start += buffered;
+            self.skip -= buffered;
+            if self.skip == 0 {
+                break;
+            }
+            if self.finished {
+                return Err(FrameError::Truncated { have: 0, need: self.skip }.into());
+            }
+            (self.start, self.end) = (0, 0);
+            if self.buf.len() < READ_SPACE {
+                self.buf.resize(READ_SPACE, 0);
+            }
+            match recv.read(&mut self.buf[..]).await? {
+                Some(n) => self.end = n,
+                None => self.finished = true,
+            }
+        }
+        Ok(())
+    }
+
+    /// Read until at least `need` bytes are buffered or the stream ends.
+    async fn fill(&mut self, recv: &mut RecvStream, need: usize) -> Result<(), ReadError> {
+        while self.end - self.start < need && !self.finished {
+            self.make_room(need);
+            let space = self.buf.len() - self.end;
+            match recv.read(&mut self.buf[self.end..]).await? {
+                Some(n) => {
+                    self.full_reads |= n == space;
+                    self.end += n;
+                }
+                None => self.finished = true,
+            }
+        }
+        Ok(())
+    }
+
     async fn next_inner(&mut self, recv: &mut RecvStream, max_for: impl Fn(Kind) -> usize) -> Result<Option<Kind>, ReadError> {
+        // The rest of a skipped frame is not the next frame.
+        self.discard(recv).await?;
         loop {
             let have = self.end - self.start;
             // The header is checked as soon as it is here, before any payload is awaited.

@@ -101,7 +101,67 @@ fn demo_commands_work_and_sigterm_shuts_down() {
     assert_eq!(lines[1]["MessageBody"]["ProcessingResultCode"], "EQ03");
     assert_eq!(lines[2]["MessageBody"]["QualificationConfirmSearchInfo"]["ArbitraryIdentifier"], "demo-2");
     assert_eq!(lines[0]["MessageHeader"]["ArbitraryFileIdentifier"], serde_json::Value::Null, "not the query's identifier");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("3 items, 2 normal, 1 errors"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("elig bulk: 3 items, 2 normal, 1 error (generation "),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // One 70 KB line (over the server's 64 KiB frame limit) gets its error answer in its place; the bulk goes on.
+    let big = format!("{{\"ArbitraryIdentifier\":\"big\",\"Pad\":\"{}\"}}", "x".repeat(70 * 1024));
+    let out = elig(&demo, &["bulk"], &format!("{card}\n{big}\n{ticket}\n"), "central");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let lines: Vec<serde_json::Value> =
+        out.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3, "one answer per query line");
+    assert_eq!(lines[0]["MessageBody"]["QualificationConfirmSearchInfo"]["ArbitraryIdentifier"], "demo-1");
+    assert_eq!(lines[1]["MessageBody"]["ProcessingResultCode"], "EF02");
+    assert_eq!(
+        lines[1]["MessageBody"]["ProcessingResultMessage"],
+        "bulk item 2 of 71718 bytes exceeds the limit of 65536 bytes (max_frame_bytes) and was not read; the other items are answered"
+    );
+    assert_eq!(lines[2]["MessageBody"]["QualificationConfirmSearchInfo"]["ArbitraryIdentifier"], "demo-2");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("3 items, 2 normal, 1 error"));
+
+    // JSON Lines given to `elig lookup`: refused (exit 2), pointing to `elig bulk`; nothing sent.
+    let jsonl = dir.path().join("queries.jsonl");
+    std::fs::write(&jsonl, format!("{card}\n{ticket}\n")).unwrap();
+    let out = elig(&demo, &["lookup", "--file", jsonl.to_str().unwrap()], "", "central");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr),
+        format!(
+            "elig: {p} holds 2 lines of queries (JSON Lines), but elig lookup answers exactly one query; use 'elig bulk --file {p}' for JSON Lines (one answer per line); nothing was sent\n",
+            p = jsonl.display()
+        )
+    );
+
+    // A UTF-8 byte-order mark before the query is accepted.
+    let a = json(&elig(&demo, &["lookup"], &format!("\u{feff}{card}"), "central"));
+    assert_eq!(a["MessageBody"]["QualificationValidity"], "1");
+
+    // A server given by host name.
+    let port = demo.env.iter().find(|(k, _)| k == "ELIG_SERVER").and_then(|(_, v)| v.rsplit_once(':')).map(|(_, p)| p.to_string()).unwrap();
+    let a = json(&elig(&demo, &["--server", &format!("localhost:{port}"), "lookup"], &card, "central"));
+    assert_eq!(a["MessageBody"]["QualificationValidity"], "1");
+
+    // Output piped into a reader that goes away (`| head`): no error, no panic.
+    let many = format!("{card}\n").repeat(2000);
+    let mut child = Command::new(ELIG)
+        .arg("bulk")
+        .envs(demo.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.stdin.take().unwrap().write_all(many.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("Broken pipe") && !err.contains("panicked"), "{err}");
+    assert_eq!(out.status.code(), Some(0), "{err}");
 
     let out = elig(&demo, &["bulk", "--format", "xml"], &input, "central");
     let doc = elig_server::xml::parse(&out.stdout).unwrap();

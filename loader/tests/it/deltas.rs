@@ -4,6 +4,7 @@ use std::io::Write;
 
 use crate::fixture::*;
 use elig_engine::answer::Answer;
+use elig_engine::delta::Digest;
 use elig_engine::engine::{DeltaError, Engine, EngineOptions, SwapError};
 use elig_engine::lookup::Clock;
 use elig_engine::snapshot::Snapshot;
@@ -232,6 +233,74 @@ fn acknowledged_batches_survive_a_restart_and_a_torn_tail_is_dropped() {
     assert_eq!(code(&e, &card(KENPO, "B", "2", "01", "19700101")), "4");
     // Batch 3 was never acknowledged, so it is expected next.
     e.apply(&batch(3, &[])).unwrap();
+}
+
+fn conflict_message(seq: u64, applied: &[u8], offered: &[u8]) -> String {
+    let (a, o) = (Digest::of_batch(applied).unwrap(), Digest::of_batch(offered).unwrap());
+    format!(
+        "batch {seq} refused: a different batch was applied under seq {seq} (applied digest {a}, this batch's digest {o}); send new changes under a new seq"
+    )
+}
+
+#[test]
+fn a_different_batch_under_an_applied_seq_is_refused_naming_both_digests() {
+    let c = build(&base());
+    let e = engine_on(&c);
+    let b1 = batch(1, &[up("insurance", ins_row("Q5", "P2", KENPO, "55", ""))]);
+    e.apply(&b1).unwrap();
+    // The same changes again (another created time, CRLF): a repeat.
+    let same = String::from_utf8(b1.clone()).unwrap().replace("20261122101500", "20261122111500").replace('\n', "\r\n");
+    assert!(e.apply(same.as_bytes()).unwrap().duplicate);
+    // Other changes under seq 1: refused, and they are not applied.
+    let other = batch(1, &[up("insurance", ins_row("Q6", "P2", KENPO, "66", ""))]);
+    let err = e.apply(&other).unwrap_err();
+    assert!(matches!(err, DeltaError::Conflict { seq: 1, .. }), "{err:?}");
+    assert_eq!(err.to_string(), conflict_message(1, &b1, &other));
+    assert_eq!(code(&e, &card(KENPO, "A", "66", "01", "19700101")), "4");
+    assert_eq!(code(&e, &card(KENPO, "A", "55", "01", "19700101")), "1", "batch 1 stays applied");
+    assert_eq!((e.status().delta_seq, e.status().overlay.changed_rows), (1, 1));
+    // Fewer changes (none) under seq 1 is a different batch too.
+    assert!(matches!(e.apply(&batch(1, &[])), Err(DeltaError::Conflict { seq: 1, .. })));
+}
+
+#[test]
+fn a_batch_with_no_changes_is_acknowledged_and_uses_up_its_seq() {
+    let c = build(&base());
+    let e = engine_on(&c);
+    let ack = e.apply(&batch(1, &[])).unwrap();
+    assert_eq!((ack.seq, ack.duplicate, ack.rows), (1, false, 0));
+    assert_eq!(e.status().delta_seq, 1);
+    assert!(e.apply(&batch(1, &[])).unwrap().duplicate);
+    assert!(matches!(e.apply(&batch(1, &[del("insurance", json!({"qualification_id": "Q2"}))])), Err(DeltaError::Conflict { .. })));
+    match e.apply(&batch(3, &[])) {
+        Err(DeltaError::Gap { expected: 2, got: 3 }) => {}
+        other => panic!("batch 2 is the next one, got {other:?}"),
+    }
+    assert_eq!(e.apply(&batch(2, &[])).unwrap().seq, 2);
+}
+
+#[test]
+fn digests_of_folded_batches_survive_compaction_and_a_restart() {
+    let Folded { c: _c, dir: _dir, log, engine: e, folded, .. } = batch_one_folded();
+    let b1 = batch(1, &[up("insurance", ins_row("Q5", "P2", KENPO, "55", ""))]);
+    let b2 = batch(2, &[up("insurance", ins_row("Q6", "P2", KENPO, "66", ""))]);
+    e.apply(&b2).unwrap();
+    // The swap compacts batch 1 out of the log.
+    e.swap(&folded).unwrap();
+    let (records, _) = elig_engine::delta_log::parse(&std::fs::read(&log).unwrap());
+    assert_eq!(records.iter().map(|r| r.seq).collect::<Vec<_>>(), [2]);
+    drop(e);
+    let (e, replay) = Engine::open_with_log(&folded, &log).unwrap();
+    assert_eq!(replay.replayed, 1);
+    let other1 = batch(1, &[up("insurance", ins_row("Q7", "P2", KENPO, "77", ""))]);
+    assert_eq!(e.apply(&other1).unwrap_err().to_string(), conflict_message(1, &b1, &other1));
+    let other2 = batch(2, &[up("insurance", ins_row("Q8", "P2", KENPO, "88", ""))]);
+    assert_eq!(e.apply(&other2).unwrap_err().to_string(), conflict_message(2, &b2, &other2));
+    assert!(e.apply(&b1).unwrap().duplicate);
+    assert!(e.apply(&b2).unwrap().duplicate);
+    assert_eq!(code(&e, &card(KENPO, "A", "55", "01", "19700101")), "1");
+    assert_eq!(code(&e, &card(KENPO, "A", "66", "01", "19700101")), "1");
+    assert_eq!(code(&e, &card(KENPO, "A", "77", "01", "19700101")), "4");
 }
 
 /// An engine with its log on the base snapshot, batch 1 applied (a card

@@ -29,22 +29,22 @@ struct Cli {
 
 #[derive(Args)]
 struct ConnArgs {
-    /// TOML file with server, server_name, ca, cert, key.
+    /// TOML file with server, server_name, ca, cert, key, max_udp_payload (default: none; flags and ELIG_* override it).
     #[arg(long, global = true, env = "ELIG_CONFIG")]
     config: Option<PathBuf>,
-    /// Server address, e.g. 127.0.0.1:4433.
+    /// Server address, host:port, e.g. 127.0.0.1:4433 or localhost:4433 (required: here, ELIG_SERVER or --config; no default).
     #[arg(long, global = true, env = "ELIG_SERVER")]
     server: Option<String>,
-    /// Name the server certificate must carry (default localhost).
+    /// Name the server certificate must carry (default: the --server host name, else localhost).
     #[arg(long, global = true, env = "ELIG_SERVER_NAME")]
     server_name: Option<String>,
-    /// CA certificate (PEM) that issued the server certificate.
+    /// CA certificate (PEM) that issued the server certificate (required: no default).
     #[arg(long, global = true, env = "ELIG_CA")]
     ca: Option<PathBuf>,
-    /// Our client certificate (PEM); its role decides what we may ask.
+    /// Our client certificate (PEM); its role decides what we may ask (required: no default).
     #[arg(long, global = true, env = "ELIG_CERT")]
     cert: Option<PathBuf>,
-    /// Our private key (PEM).
+    /// Our private key (PEM) (required: no default).
     #[arg(long, global = true, env = "ELIG_KEY")]
     key: Option<PathBuf>,
     /// Largest UDP payload MTU discovery may reach, 1200..65527 (default 1452).
@@ -66,6 +66,7 @@ struct OutArgs {
 enum Command {
     /// Answer one query (JSON on standard input or --file).
     Lookup {
+        /// Read the query document from this file (default: standard input); JSON Lines go to `elig bulk`.
         #[arg(long)]
         file: Option<PathBuf>,
         #[command(flatten)]
@@ -76,6 +77,7 @@ enum Command {
     },
     /// Bulk inquiry: JSON Lines of queries in, one answer line per query out, streamed in order.
     Bulk {
+        /// Read the JSON Lines of queries from this file (default: standard input).
         #[arg(long)]
         file: Option<PathBuf>,
         /// With --format xml: one XmlMsg of BulkConfirmUnits after the last answer.
@@ -84,7 +86,7 @@ enum Command {
     },
     /// Fetch the tickets that delegate an institution for a month.
     Tickets {
-        /// Institution code (omit with an institution certificate: its own code is used).
+        /// Institution code (default: an institution certificate's own code; required with a central certificate).
         #[arg(long)]
         institution: Option<String>,
         /// Treatment month, YYYYMM.
@@ -95,6 +97,7 @@ enum Command {
         date: Option<String>,
         #[command(flatten)]
         out: OutArgs,
+        /// Indent the JSON.
         #[arg(long)]
         pretty: bool,
     },
@@ -102,17 +105,21 @@ enum Command {
     Status,
     /// Operator: usage counts per institution and lookup kind.
     Usage {
-        /// Write the counts as CSV to this file instead of printing JSON.
+        /// Write the counts as CSV to this file (default: print them as JSON).
         #[arg(long)]
         export: Option<PathBuf>,
     },
     /// Operator: send delta batches (JSON Lines files) in order, one acknowledgement line each; stops at a refused one.
     Delta {
+        /// Delta batch files (JSON Lines), sent in this order.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
     /// Operator: swap in a compiled snapshot directory (read by the server); prints the swap report.
-    Swap { snapshot_dir: PathBuf },
+    Swap {
+        /// The compiled snapshot directory (made absolute here; the server reads it).
+        snapshot_dir: PathBuf,
+    },
     /// Load generator: keys from a snapshot or export, a mix of key kinds, concurrency; prints throughput and latency percentiles.
     Bench(Box<BenchArgs>),
 }
@@ -128,6 +135,9 @@ fn main() -> ExitCode {
     };
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`elig bulk ... | head`): what
+        // it wanted was written; nothing to report.
+        Err(e) if cli::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("elig: {e:#}");
             ExitCode::from(exit_code(&e))
@@ -210,7 +220,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let ready = match cli.command {
         Command::Lookup { file, out, pretty } => Ready::Lookup {
             format: Format::new(&out.format, &out.encoding)?,
-            query: cli::read_input(file.as_deref())?.trim_ascii().to_vec(),
+            query: cli::lookup_query(&cli::read_input(file.as_deref())?, file.as_deref())?,
             pretty,
         },
         Command::Bulk { file, out } => {
@@ -257,10 +267,7 @@ async fn execute(client: &Client, ready: Ready) -> anyhow::Result<()> {
             if let Format::Xml { .. } = format {
                 stdout.write_all(&format.render(&cli::bulk_document(&kept, &summary), false))?;
             }
-            eprintln!(
-                "elig bulk: {} items, {} normal, {} errors (generation {})",
-                summary.items, summary.normal, summary.errors, summary.generation
-            );
+            eprintln!("elig bulk: {} (generation {})", cli::bulk_counts(summary.items, summary.normal, summary.errors), summary.generation);
         }
         Ready::Tickets { query, format, pretty } => {
             let answer = client.tickets(&query).await?.collect().await?;
@@ -291,4 +298,42 @@ async fn execute(client: &Client, ready: Ready) -> anyhow::Result<()> {
     }
     stdout.flush()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every flag and argument says what it is, and its default: clap's
+    /// `[default: ..]`, or the help text's own "(default ...)", unless it is
+    /// required or a switch.
+    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" || arg.is_hide_set() {
+                continue;
+            }
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            let switch = matches!(arg.get_action(), clap::ArgAction::SetTrue | clap::ArgAction::SetFalse | clap::ArgAction::Count);
+            let has_default = !arg.get_default_values().is_empty()
+                || help.contains("default")
+                || help.contains("required")
+                || arg.is_required_set()
+                || switch;
+            if help.trim().is_empty() || !has_default {
+                out.push(format!("{path} {id}: {help:?}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            undocumented(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_flag_and_argument_says_what_it_is_and_its_default() {
+        let mut missing = Vec::new();
+        undocumented(&super::Cli::command(), super::Cli::command().get_name(), &mut missing);
+        assert!(missing.is_empty(), "without help text or default:\n{}", missing.join("\n"));
+        super::Cli::command().debug_assert();
+    }
 }

@@ -56,55 +56,68 @@ enum Command {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// TOML configuration file.
+    /// TOML configuration file (default: none; the flags below override its keys).
     #[arg(long, short)]
     config: Option<PathBuf>,
     /// UDP address to listen on (default 127.0.0.1:4433).
     #[arg(long)]
     listen: Option<String>,
-    /// Snapshot directory to serve.
+    /// Snapshot directory to serve (required: here or snapshot_dir in --config).
     #[arg(long)]
     snapshot: Option<PathBuf>,
-    /// CA certificate (PEM) that issues client certificates.
+    /// CA certificate (PEM) that issues client certificates (required: here or tls.ca).
     #[arg(long)]
     ca: Option<PathBuf>,
-    /// Server certificate chain (PEM).
+    /// Server certificate chain (PEM) (required: here or tls.cert).
     #[arg(long)]
     cert: Option<PathBuf>,
-    /// Server private key (PEM).
+    /// Server private key (PEM) (required: here or tls.key).
     #[arg(long)]
     key: Option<PathBuf>,
-    /// Address of the Prometheus endpoint (GET /metrics).
+    /// Address of the Prometheus endpoint, GET /metrics (default: off).
     #[arg(long)]
     metrics: Option<String>,
-    /// Audit log file (JSON Lines, appended).
+    /// Audit log file, JSON Lines, appended (default: off).
     #[arg(long)]
     audit_log: Option<PathBuf>,
     /// Append-only delta log (default: deltas.log beside the snapshot directory).
     #[arg(long)]
     delta_log: Option<PathBuf>,
+    /// Items in one bulk inquiry, 1..1,000,000 (default 10000).
     #[arg(long)]
     max_bulk_items: Option<u64>,
+    /// Payload bytes of one frame from a client, 1 KiB..16 MiB (default 65536).
     #[arg(long)]
     max_frame_bytes: Option<u64>,
+    /// Concurrent requests (streams) on one connection, 1..10,000 (default 256).
     #[arg(long)]
     max_streams: Option<u64>,
+    /// Connections, handshakes in progress included; more are refused (default 1024).
     #[arg(long)]
     max_connections: Option<u64>,
-    /// Seconds without traffic before a connection is dropped (clients send keep-alives).
+    /// Seconds without traffic before a connection is dropped, 10..3600 (default 30; clients send keep-alives).
     #[arg(long)]
     idle_timeout: Option<u64>,
-    /// Seconds to wait for the next frame of a request.
+    /// Seconds to wait for the next frame of a request (default 30).
     #[arg(long)]
     frame_timeout: Option<u64>,
-    /// Seconds to let requests in flight finish on SIGTERM.
+    /// Seconds to let requests in flight finish on SIGTERM (default 30).
     #[arg(long)]
     shutdown_grace: Option<u64>,
-    /// Largest delta batch accepted, in bytes.
+    /// Largest delta batch accepted from an operator, in bytes, 1 KiB..1 GiB (default 16777216).
     #[arg(long)]
     max_delta_bytes: Option<u64>,
-    /// Answer as if it were always this time, YYYYMMDDHHmmss (tests, replays).
-    #[arg(long, hide = true)]
+    /// Seconds a QUIC handshake may take before it is dropped, 1..60 (default 5).
+    #[arg(long)]
+    handshake_timeout: Option<u64>,
+    /// Handshakes in progress from which a client whose address is not yet validated gets a stateless Retry; 0: always (default 64).
+    #[arg(long)]
+    retry_after_handshakes: Option<u64>,
+    /// Handshakes in progress per source IP address (default 8).
+    #[arg(long)]
+    max_handshakes_per_address: Option<u64>,
+    /// Answer as if it were always this time, YYYYMMDDHHmmss, for tests and replays (default: off, the real clock).
+    #[arg(long)]
     fixed_clock: Option<String>,
     /// Tokio worker threads that serve requests (default 1).
     #[arg(long)]
@@ -125,15 +138,19 @@ struct ServeArgs {
 
 #[derive(Args)]
 struct DemoArgs {
+    /// Persons in the synthetic data set.
     #[arg(long, default_value_t = 100_000)]
     persons: u64,
+    /// Seed of the synthetic data set (the same seed gives the same data).
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// Keep everything in this directory (default: a temporary one, removed on exit).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// UDP address of the QUIC endpoint (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:4433")]
     listen: SocketAddr,
+    /// Address of the Prometheus endpoint (port 0: any free port).
     #[arg(long, default_value = "127.0.0.1:0")]
     metrics: SocketAddr,
 }
@@ -227,6 +244,9 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<Config> {
             frame_timeout_secs: args.frame_timeout,
             shutdown_grace_secs: args.shutdown_grace,
             max_delta_bytes: args.max_delta_bytes,
+            handshake_timeout_secs: args.handshake_timeout,
+            retry_after_handshakes: args.retry_after_handshakes,
+            max_handshakes_per_address: args.max_handshakes_per_address,
         },
     };
     Ok(file.overridden_by(over).validate()?)
@@ -319,4 +339,42 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     stop_on_signals(server.stop_token());
     server.run().await;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// Every flag and argument says what it is, and its default: clap's
+    /// `[default: ..]`, or the help text's own "(default ...)", unless it is
+    /// required or a switch.
+    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
+        for arg in cmd.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" || arg.is_hide_set() {
+                continue;
+            }
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            let switch = matches!(arg.get_action(), clap::ArgAction::SetTrue | clap::ArgAction::SetFalse | clap::ArgAction::Count);
+            let has_default = !arg.get_default_values().is_empty()
+                || help.contains("default")
+                || help.contains("required")
+                || arg.is_required_set()
+                || switch;
+            if help.trim().is_empty() || !has_default {
+                out.push(format!("{path} {id}: {help:?}"));
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            undocumented(sub, &format!("{path} {}", sub.get_name()), out);
+        }
+    }
+
+    #[test]
+    fn every_flag_and_argument_says_what_it_is_and_its_default() {
+        let mut missing = Vec::new();
+        undocumented(&super::Cli::command(), super::Cli::command().get_name(), &mut missing);
+        assert!(missing.is_empty(), "without help text or default:\n{}", missing.join("\n"));
+        super::Cli::command().debug_assert();
+    }
 }

@@ -118,6 +118,50 @@ async fn answers_stream_while_the_client_is_still_sending() {
     assert_eq!((s.items, s.errors), (20, 3));
 }
 
+#[tokio::test]
+async fn an_oversized_item_gets_its_error_answer_in_place_and_the_bulk_goes_on() {
+    let srv = TestServer::start().await;
+    let client = srv.client(As::Central).await;
+    let mut queries = items(6);
+    // Item 3 (of 6): 70 KB, over the 64 KiB max_frame_bytes.
+    queries[2] = vec![b' '; 70 * 1024];
+    // Sent in small pieces, so the skipped payload arrives over many reads.
+    let raw = bulk_bytes(&queries);
+    let (mut send, mut recv) = client.connection().open_bi().await.unwrap();
+    for piece in raw.chunks(1000) {
+        send.write_all(piece).await.unwrap();
+    }
+    send.finish().unwrap();
+    let frames = decode_all(&recv.read_to_end(1 << 20).await.unwrap(), CLIENT_MAX_FRAME).unwrap();
+    assert_eq!(frames.len(), 7, "one answer per item, then the summary");
+    for i in [0, 1, 3, 4, 5] {
+        assert_eq!(id_of(&frames[i]), expected_id(i), "item {i} is answered in its place");
+    }
+    let big: Answer = serde_json::from_slice(&frames[2].payload).unwrap();
+    assert_eq!(big.message_body.processing_result_status, "2");
+    assert_eq!(big.message_body.processing_result_code.as_deref(), Some("EF02"));
+    assert_eq!(
+        big.message_body.processing_result_message.as_deref(),
+        Some(
+            "bulk item 3 of 71680 bytes exceeds the limit of 65536 bytes (max_frame_bytes) and was not read; the other items are answered"
+        )
+    );
+    let s: BulkSummary = serde_json::from_slice(&frames[6].payload).unwrap();
+    // io-3 is malformed by design (every 7th from 3), plus the oversized one.
+    assert_eq!((s.items, s.normal, s.errors), (6, 4, 2));
+
+    // A header announcing more than 16 MiB is no query: the bulk ends with EF02 after the answers before it.
+    let mut raw = encode(Kind::BulkBegin, br#"{"items":3}"#);
+    for q in &items(2) {
+        raw.extend_from_slice(&encode(Kind::BulkItem, q));
+    }
+    raw.extend_from_slice(&[0x00, 0x00, 0x00, 0x02, Kind::BulkItem as u8]);
+    let frames = client.exchange_raw(&raw).await.unwrap();
+    assert_eq!(frames.iter().map(|f| f.kind).collect::<Vec<_>>(), [Kind::Answer, Kind::Answer, Kind::Error]);
+    let e: elig_server::protocol::ErrorBody = serde_json::from_slice(&frames[2].payload).unwrap();
+    assert_eq!((e.code.as_str(), e.message.as_str()), ("EF02", "frame payload of 33554432 bytes exceeds the limit of 65536 bytes"));
+}
+
 /// The path MTU bulks reached on a connection (and no packet of the
 /// client's was lost: oversized GSO batches are dropped without an error).
 async fn mtu_after_a_bulk(server_payload: u16, client_payload: u16) -> u16 {

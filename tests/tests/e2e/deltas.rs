@@ -89,6 +89,22 @@ async fn gaps_repeats_and_bad_lines_change_nothing() {
     let status = |s: elig_server::handler::StatusReport| (s.delta_seq, s.overlay.changed_rows);
     assert_eq!(status(op.status().await.unwrap()), (1, 1));
 
+    // A different batch under seq 1 is refused (ED04), naming both digests; it is not applied.
+    let other = batch(1, &[upsert("insurance", new_card_row("Q-G5", "910005"))]);
+    let (code, message) = refused(op.delta(&other).await.unwrap_err());
+    assert_eq!(code, "ED04");
+    let digest = |b: &[u8]| elig_engine::delta::Digest::of_batch(b).unwrap();
+    assert_eq!(
+        message,
+        format!(
+            "batch 1 refused: a different batch was applied under seq 1 (applied digest {}, this batch's digest {}); send new changes under a new seq; nothing of it was applied",
+            digest(&b1),
+            digest(&other)
+        )
+    );
+    assert_ne!(ask(&central, &new_card("910005")).await.validity(), Some("1"));
+    assert_eq!(status(op.status().await.unwrap()), (1, 1));
+
     // A gap.
     let (code, message) = refused(op.delta(&batch(3, &[upsert("insurance", new_card_row("Q-G3", "910003"))])).await.unwrap_err());
     assert_eq!(code, "ED02");

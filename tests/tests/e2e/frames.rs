@@ -59,12 +59,28 @@ async fn bad_frames_get_error_frames_and_the_connection_survives() {
     let e = error_of(&client.exchange_raw(&encode(Kind::BulkBegin, b"[1,2]")).await.unwrap());
     assert_eq!(e.code, "EF05");
 
-    // A lookup frame followed by trailing bytes is answered; the rest is ignored.
+    // A lookup frame followed by a second request frame: the first is
+    // answered, the second gets a frame-order error after that answer.
     let mut two = encode(Kind::Lookup, good.as_bytes());
     two.extend_from_slice(&encode(Kind::Lookup, good.as_bytes()));
     let frames = client.exchange_raw(&two).await.unwrap();
-    assert_eq!(frames.len(), 1);
-    assert_eq!(frames[0].kind, Kind::Answer);
+    assert_eq!(frames.iter().map(|f| f.kind).collect::<Vec<_>>(), [Kind::Answer, Kind::Error]);
+    let answer: serde_json::Value = serde_json::from_slice(&frames[0].payload).unwrap();
+    assert_eq!(answer["MessageBody"]["QualificationValidity"], "1", "the first request is answered");
+    let e = error_of(&frames[1..]);
+    assert_eq!(
+        (e.code.as_str(), e.message.as_str()),
+        (
+            "EF04",
+            "one request per stream: a 'lookup' frame followed the 'lookup' request and was not answered; open a new stream for each request"
+        )
+    );
+    // Bytes after the request that are not a whole frame: refused likewise.
+    let mut tail = encode(Kind::Lookup, good.as_bytes());
+    tail.extend_from_slice(b"xyz");
+    let frames = client.exchange_raw(&tail).await.unwrap();
+    assert_eq!(frames.iter().map(|f| f.kind).collect::<Vec<_>>(), [Kind::Answer, Kind::Error]);
+    assert_eq!(error_of(&frames[1..]).message, "truncated frame: 3 of 5 bytes");
 
     // After all that, the same connection still answers.
     let a = client.lookup(good.as_bytes()).await.unwrap();
@@ -114,13 +130,20 @@ async fn bulk_counts_and_limits_are_enforced() {
     let e = error_of(&client.exchange_raw(&raw).await.unwrap());
     assert_eq!(e.code, "EF04");
 
-    // An oversized item in a bulk ends that bulk only.
+    // An oversized item in a bulk gets its error answer in place; the bulk
+    // goes on to its summary, and what follows the skipped bytes is read as
+    // frames again (here: one item too many).
     let mut raw = encode(Kind::BulkBegin, br#"{"items":2}"#);
     raw.extend_from_slice(&encode(Kind::BulkItem, &q));
     raw.extend_from_slice(&encode(Kind::BulkItem, &vec![b' '; 70_000]));
     let frames = client.exchange_raw(&raw).await.unwrap();
-    assert_eq!(frames[0].kind, Kind::Answer);
-    assert_eq!(error_of(&frames[1..]).code, "EF02");
+    assert_eq!(frames.iter().map(|f| f.kind).collect::<Vec<_>>(), [Kind::Answer, Kind::Answer, Kind::Summary]);
+    let big: serde_json::Value = serde_json::from_slice(&frames[1].payload).unwrap();
+    assert_eq!(big["MessageBody"]["ProcessingResultCode"], "EF02");
+    raw.extend_from_slice(&encode(Kind::BulkItem, &q));
+    let frames = client.exchange_raw(&raw).await.unwrap();
+    assert_eq!(frames.iter().map(|f| f.kind).collect::<Vec<_>>(), [Kind::Answer, Kind::Answer, Kind::Error]);
+    assert_eq!(error_of(&frames[2..]).code, "EL02");
 
     assert_eq!(client.lookup(&q).await.unwrap().validity(), Some("1"));
 }

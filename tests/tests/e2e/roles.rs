@@ -1,6 +1,6 @@
 //! The role matrix: who may ask what, and how a refused client hears it.
 
-use elig_server::certs::{issue_client, DevPki};
+use elig_server::certs::{issue_client, issue_client_with_usages, DevPki};
 use elig_server::client::{Client, ClientError};
 use elig_server::roles::Role;
 use elig_tests::{fixture, As, TestServer};
@@ -25,6 +25,23 @@ async fn a_certificate_from_another_ca_is_refused() {
     let err = text(srv.try_lookup(Some(&other.central), &q).await.unwrap_err());
     assert!(err.contains("unknown CA"), "{err}");
     assert!(err.contains("refused the TLS handshake"), "{err}");
+}
+
+#[tokio::test]
+async fn a_certificate_without_the_client_auth_usage_is_refused() {
+    let srv = TestServer::start().await;
+    let q = fixture().keys.valid_card_query(fixture().keys.institution(), "x");
+    // The role URI is right; only the extended key usage extension is missing.
+    let no_eku = issue_client_with_usages(&srv.pki, &[Role::Central], "no usage", &[]).unwrap();
+    let err = text(srv.try_lookup(Some(&no_eku), &q).await.unwrap_err());
+    assert!(
+        err.contains("refused this client certificate")
+            && err.contains("the client certificate is not for TLS client authentication: it has no extended key usage extension; client certificates need the extended key usage clientAuth (1.3.6.1.5.5.7.3.2)"),
+        "{err}"
+    );
+    // The same role with clientAuth is served.
+    let good = issue_client(&srv.pki, &[Role::Central], "with usage").unwrap();
+    assert_eq!(srv.try_lookup(Some(&good), &q).await.unwrap().validity(), Some("1"));
 }
 
 #[tokio::test]
