@@ -75,6 +75,8 @@ pub struct RawConfig {
     pub udp: RawUdp,
     #[serde(default)]
     pub limits: RawLimits,
+    /// `[feed]`: follow the delta stream on NATS JetStream (file only).
+    pub feed: Option<crate::feed::FeedConfig>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -128,6 +130,8 @@ pub struct Config {
     pub lock_memory: bool,
     pub udp: Udp,
     pub limits: Limits,
+    /// Follow the delta stream (`[feed]`), or take batches by `elig delta` only.
+    pub feed: Option<crate::feed::FeedConfig>,
 }
 
 /// Settings of the server's UDP socket.
@@ -296,6 +300,7 @@ impl RawConfig {
             fixed_clock: over.fixed_clock.or(self.fixed_clock),
             worker_threads: over.worker_threads.or(self.worker_threads),
             lock_memory: over.lock_memory.or(self.lock_memory),
+            feed: over.feed.or(self.feed),
             udp: RawUdp {
                 recv_buffer_bytes: over.udp.recv_buffer_bytes.or(self.udp.recv_buffer_bytes),
                 send_buffer_bytes: over.udp.send_buffer_bytes.or(self.udp.send_buffer_bytes),
@@ -407,8 +412,26 @@ impl RawConfig {
             lock_memory: self.lock_memory.unwrap_or(elig_engine::engine::EngineOptions::default().lock_memory),
             udp,
             limits,
+            feed: feed(self.feed)?,
         })
     }
+}
+
+/// `[feed]`: at least one server, a consumer name NATS accepts.
+fn feed(given: Option<crate::feed::FeedConfig>) -> Result<Option<crate::feed::FeedConfig>, ConfigError> {
+    let Some(f) = given else { return Ok(None) };
+    if f.names.servers.is_empty() {
+        return Err(ConfigError::Invalid { key: "feed.servers", value: "[]".into(), reason: "name at least one NATS server".into() });
+    }
+    let bad = |c: char| c.is_whitespace() || matches!(c, '.' | '*' | '>' | '/' | '\\');
+    if f.consumer.is_empty() || f.consumer.chars().any(bad) {
+        return Err(ConfigError::Invalid {
+            key: "feed.consumer",
+            value: f.consumer.clone(),
+            reason: "one name per node, without spaces, '.', '*', '>' or slashes".into(),
+        });
+    }
+    Ok(Some(f))
 }
 
 /// The delta log: given or beside the snapshot directory; its directory

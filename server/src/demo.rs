@@ -144,6 +144,7 @@ pub fn prepare(
         lock_memory: elig_engine::engine::EngineOptions::default().lock_memory,
         udp: crate::config::Udp::default(),
         limits: Limits::default(),
+        feed: None,
     };
     let toml = format!(
         "listen = \"{}\"\nsnapshot_dir = \"{}\"\naudit_log = \"{}\"\ndelta_log = \"{}\"\n{}\n[tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",

@@ -227,6 +227,9 @@ pub struct RuntimeInfo {
     /// Connection attempts and what came of them (`admission`).
     #[serde(default)]
     pub handshakes: HandshakeCounts,
+    /// The delta feed, when this node follows the stream (`[feed]`).
+    #[serde(default)]
+    pub feed: Option<crate::feed::FeedStatus>,
 }
 
 /// Connection attempts since start, by what the server did with them.

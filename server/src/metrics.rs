@@ -200,3 +200,12 @@ pub fn delta_batch(outcome: &'static str, rows: u64) {
 pub fn swap(outcome: &'static str) {
     counter!("elig_swaps_total", "outcome" => outcome).increment(1);
 }
+
+/// The delta feed of a node that follows the stream (`feed.rs`).
+pub fn feed(s: &crate::feed::FeedStatus) {
+    gauge!("elig_feed_applied_seq").set(s.applied_seq as f64);
+    gauge!("elig_feed_stream_seq").set(s.stream_seq as f64);
+    gauge!("elig_feed_lag_batches").set(s.lag_batches as f64);
+    gauge!("elig_feed_lag_seconds").set(s.lag_secs as f64);
+    gauge!("elig_feed_stopped").set(if s.state == crate::feed::FeedState::Stopped { 1.0 } else { 0.0 });
+}

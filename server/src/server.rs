@@ -89,6 +89,8 @@ struct Shared {
     blocked: Arc<Blocked>,
     tracker: TaskTracker,
     stop: CancellationToken,
+    /// The delta feed, when this node follows the stream.
+    feed: Option<Arc<crate::feed::Feed>>,
 }
 
 impl Shared {
@@ -112,6 +114,7 @@ impl Shared {
             limits: Some(self.limits),
             rss_bytes: rss_bytes(),
             handshakes: self.handshake_counts(),
+            feed: self.feed.as_ref().map(|f| f.status()),
         }
     }
 
@@ -241,6 +244,7 @@ impl Server {
         };
         let fixed_clock = config.fixed_clock.map(Clock::at);
         let started_at = fixed_clock.unwrap_or_else(Clock::japan_now).now;
+        let engine_for_feed = engine.clone();
         let shared = Arc::new(Shared {
             engine,
             limits,
@@ -261,6 +265,7 @@ impl Server {
             blocked,
             tracker: TaskTracker::new(),
             stop: stop.clone(),
+            feed: config.feed.clone().map(|f| crate::feed::Feed::spawn(engine_for_feed.clone(), f, stop.clone())),
         });
         metrics::engine(&shared.engine.pin());
         tokio::spawn(accept_loop(endpoint.clone(), shared.clone(), stop.clone()));

@@ -15,6 +15,8 @@ use elig_server::config::{Config, Limits, TlsPaths, Udp};
 use elig_server::server::Server;
 use elig_server::tls::Identity;
 
+pub mod nats;
+
 /// The data set: small, so the whole suite stays fast.
 pub const PERSONS: u64 = 3000;
 pub const SEED: u64 = 7;
@@ -230,12 +232,12 @@ impl TestServer {
     /// Start a server on `engine`, whose delta log is `delta_log` (the live
     /// snapshot record goes beside it).
     pub async fn start_on(engine: Arc<Engine>, delta_log: Option<PathBuf>, limits: Limits, audit: bool, metrics: bool) -> TestServer {
-        TestServer::start_full(engine, delta_log, limits, audit, metrics, Udp::default()).await
+        TestServer::start_full(engine, delta_log, limits, audit, metrics, Udp::default(), None).await
     }
 
     /// Start a server on the shared fixture engine with these UDP settings.
     pub async fn start_with_udp(udp: Udp) -> TestServer {
-        TestServer::start_full(fixture().engine.clone(), None, Limits::default(), false, false, udp).await
+        TestServer::start_full(fixture().engine.clone(), None, Limits::default(), false, false, udp, None).await
     }
 
     async fn start_full(
@@ -245,6 +247,7 @@ impl TestServer {
         audit: bool,
         metrics: bool,
         udp: Udp,
+        feed: Option<elig_server::feed::FeedConfig>,
     ) -> TestServer {
         let fx = fixture();
         let pki = DevPki::generate(fx.keys.institution(), &["localhost"]).expect("dev PKI");
@@ -264,10 +267,16 @@ impl TestServer {
             lock_memory: true,
             udp,
             limits,
+            feed,
         };
         let server = Server::start(&config, engine).await.expect("start the server");
         let addr = server.local_addr();
         TestServer { server, addr, pki, dir, config }
+    }
+
+    /// Start a server on a writable engine that follows the delta stream.
+    pub async fn start_following(w: &Writable, feed: elig_server::feed::FeedConfig) -> TestServer {
+        TestServer::start_full(w.engine.clone(), Some(w.log.clone()), Limits::default(), false, false, Udp::default(), Some(feed)).await
     }
 
     pub async fn start() -> TestServer {

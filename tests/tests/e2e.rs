@@ -10,6 +10,8 @@ mod bulk;
 mod bulk_io;
 #[path = "e2e/deltas.rs"]
 mod deltas;
+#[path = "e2e/feed.rs"]
+mod feed;
 #[path = "e2e/flood.rs"]
 mod flood;
 #[path = "e2e/frames.rs"]

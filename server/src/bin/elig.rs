@@ -115,6 +115,9 @@ enum Command {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Operator: publish delta batches (JSON Lines files) to the NATS JetStream delta stream that every
+    /// node follows, in order, one acknowledgement line each; stops at a refused one. Needs no eligd.
+    Publish(PublishArgs),
     /// Operator: swap in a compiled snapshot directory (read by the server); prints the swap report.
     Swap {
         /// The compiled snapshot directory (made absolute here; the server reads it).
@@ -123,6 +126,54 @@ enum Command {
     /// Load generator: keys from a snapshot or export, a mix of key kinds, concurrency; prints throughput and latency percentiles.
     Bench(Box<BenchArgs>),
 }
+
+#[derive(Debug, clap::Args)]
+struct PublishArgs {
+    /// Delta batch files (JSON Lines), published in this order.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// NATS server URLs, comma-separated (any server of the cluster).
+    #[arg(long, env = "ELIG_NATS", value_delimiter = ',', default_value = "nats://127.0.0.1:4222")]
+    nats: Vec<String>,
+    /// The JetStream stream.
+    #[arg(long, default_value = elig_server::jetstream::DEFAULT_STREAM)]
+    stream: String,
+    /// The subject prefix: batch N goes to `<prefix>.N`.
+    #[arg(long, default_value = elig_server::jetstream::DEFAULT_PREFIX)]
+    subject_prefix: String,
+    /// Replicas of the stream if it has to be created (a three-server cluster: 3).
+    #[arg(long, default_value_t = elig_server::jetstream::DEFAULT_REPLICAS)]
+    replicas: usize,
+    /// Replace the batch of the same seq in the stream (after every node refused it), instead of appending.
+    #[arg(long)]
+    replace: bool,
+}
+
+/// `elig publish`: each batch checked as rows, then published in seq order.
+async fn run_publish(args: PublishArgs) -> anyhow::Result<()> {
+    use elig_server::jetstream::{self, StreamNames};
+    let batches = cli::read_batches(&args.files)?;
+    let names = StreamNames { servers: args.nats, stream: args.stream, subject_prefix: args.subject_prefix };
+    let js = jetstream::connect(&names).await?;
+    let mut stream = jetstream::ensure_stream(&js, &names, args.replicas).await?;
+    let mut stdout = std::io::stdout().lock();
+    for (file, text) in batches {
+        let published = if args.replace {
+            jetstream::replace(&js, &mut stream, &names, &text).await
+        } else {
+            jetstream::publish(&js, &mut stream, &names, &text).await
+        }
+        .map_err(|e| anyhow::Error::new(PublishRefused(format!("{}: {e}", file.display()))))?;
+        let line = serde_json::json!({"file": file.display().to_string(), "published": published});
+        writeln!(stdout, "{line}")?;
+    }
+    Ok(())
+}
+
+/// A batch `elig publish` did not put in the stream (exit code 3, as a refused request).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct PublishRefused(String);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -148,6 +199,9 @@ fn main() -> ExitCode {
 fn exit_code(e: &anyhow::Error) -> u8 {
     if let Some(b) = e.downcast_ref::<BenchError>() {
         return b.exit_code();
+    }
+    if e.downcast_ref::<PublishRefused>().is_some() {
+        return 3;
     }
     let client = e.downcast_ref::<ClientError>().or_else(|| match e.downcast_ref::<CliError>() {
         Some(CliError::Client(c)) => Some(c),
@@ -236,6 +290,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Delta { files } => Ready::Delta { batches: cli::read_batches(&files)? },
         Command::Swap { snapshot_dir } => Ready::Swap { dir: cli::absolute(&snapshot_dir)? },
         Command::Bench(args) => return run_bench(&cli.conn, *args).await,
+        Command::Publish(args) => return run_publish(args).await,
     };
     let client = connect(&cli.conn).await?;
     let result = execute(&client, ready).await;

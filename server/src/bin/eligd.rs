@@ -233,6 +233,7 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<Config> {
         fixed_clock: args.fixed_clock,
         worker_threads: args.worker_threads,
         lock_memory: args.lock_memory,
+        feed: None, // `[feed]` is set in the file only
         udp: RawUdp { recv_buffer_bytes: args.udp_recv_buffer, send_buffer_bytes: args.udp_send_buffer, max_payload: args.max_udp_payload },
         tls: RawTls { ca: args.ca, cert: args.cert, key: args.key },
         limits: RawLimits {
