@@ -23,12 +23,14 @@ impl Drop for Demo {
 }
 
 fn start_demo(dir: &Path) -> Demo {
+    // Its log goes to a file, as an operator's would: no colour codes there.
+    let log = std::fs::File::create(dir.join("eligd.log")).expect("log file");
     let mut child = Command::new(ELIGD)
         .args(["demo", "--persons", "600", "--listen", "127.0.0.1:0", "--dir"])
         .arg(dir)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(log))
         .spawn()
         .expect("start eligd demo");
     let out = BufReader::new(child.stdout.take().expect("piped stdout"));
@@ -195,6 +197,27 @@ fn demo_commands_work_and_sigterm_shuts_down() {
     assert!(status.success(), "eligd exits 0 after SIGTERM: {status}");
     let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
     assert!(audit.lines().count() >= 9, "{audit}");
+    let log = std::fs::read_to_string(dir.path().join("eligd.log")).unwrap();
+    assert!(log.contains("eligd listening"), "{log}");
+    assert!(!log.contains('\x1b'), "no ANSI colour codes in a log written to a file: {log}");
+}
+
+#[test]
+fn a_demo_port_in_use_is_found_before_any_data_is_generated() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let out =
+        Command::new(ELIGD).args(["demo", "--persons", "50", "--listen", &addr.to_string(), "--dir"]).arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let in_use = std::io::Error::from(std::io::ErrorKind::AddrInUse).to_string();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // The cause once, not repeated by every layer.
+    assert_eq!(err.matches("os error 98").count(), 1, "{err}");
+    assert!(err.starts_with(&format!("eligd: cannot listen on {addr}: ")), "{err}");
+    assert!(err.contains("Address already in use") || err.contains(&in_use), "{err}");
+    let made: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(made.is_empty(), "nothing generated: {made:?}");
 }
 
 #[test]
@@ -214,7 +237,23 @@ fn certs_and_configuration_errors() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("missing setting 'snapshot_dir'") && err.contains("--snapshot"), "{err}");
 
+    // An unknown key: the error lists the known keys, and every one of them is documented.
     let config = dir.path().join("eligd.toml");
+    std::fs::write(&config, "listne = \"127.0.0.1:4433\"\n").unwrap();
+    let out = Command::new(ELIGD).args(["serve", "--config"]).arg(&config).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let listed = err.split_once("expected one of ").map(|(_, l)| l).unwrap_or_else(|| panic!("{err}"));
+    let keys: Vec<&str> = listed.split('`').skip(1).step_by(2).collect();
+    assert!(keys.contains(&"listen") && keys.contains(&"fixed_clock"), "{err}");
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    for k in keys {
+        assert!(
+            readme.contains(&format!("| `{k}` |")) || readme.contains(&format!("| `{k}.")),
+            "config key '{k}' is not in server/README.md"
+        );
+    }
+
     std::fs::write(&config, "listen = \"127.0.0.1:4433\"\n[limits]\nmax_bulk_items = \"many\"\n").unwrap();
     let out = Command::new(ELIGD).args(["serve", "--config"]).arg(&config).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

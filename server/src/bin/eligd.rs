@@ -178,7 +178,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("eligd: {e:#}");
+            eprintln!("eligd: {}", elig_server::cli::report(&e));
             let config = e.downcast_ref::<elig_server::config::ConfigError>().is_some();
             ExitCode::from(if config { 2 } else { 1 })
         }
@@ -187,7 +187,9 @@ fn main() -> ExitCode {
 
 fn init_logs(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only for a person at a terminal, never in a file or a pipe.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if json {
         builder.json().init();
     } else {
@@ -302,6 +304,15 @@ fn stop_on_signals(token: CancellationToken) {
 }
 
 async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
+    // A port in use is found now, not after a minute of generating data.
+    // (Probed, then freed for the server: another process could take it in
+    // between, and the server would then say so.)
+    if args.listen.port() != 0 {
+        std::net::UdpSocket::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
+    }
+    if args.metrics.port() != 0 {
+        std::net::TcpListener::bind(args.metrics).with_context(|| format!("cannot serve metrics on {}", args.metrics))?;
+    }
     let (dir, _tmp) = match args.dir {
         Some(d) => {
             std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
