@@ -191,6 +191,23 @@ fn demo_commands_work_and_sigterm_shuts_down() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("'nowhere' is not a server address"));
 
+    // Every command the demo printed works as pasted into a shell: the block
+    // between "paste:" and "Stop the server", run by bash, stops at the first failure.
+    let from = demo.lines.iter().position(|l| l.ends_with("paste:")).expect("the paste line") + 1;
+    let block = demo.lines[from..demo.lines.len() - 1].join("\n");
+    assert!(block.contains("elig delta ") && block.contains("elig swap "), "{block}");
+    assert!(!block.contains("/path/to"), "no placeholders: {block}");
+    let shell = tempfile::tempdir().unwrap();
+    let script = shell.path().join("pasted.sh");
+    std::fs::write(&script, format!("set -eo pipefail\nshopt -s expand_aliases\n{block}\n")).unwrap();
+    let out = Command::new("bash").arg(&script).current_dir(shell.path()).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the pasted commands failed:\n{block}\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
+    assert_eq!(stdout.matches(r#""status":"applied""#).count(), 2, "{stdout}");
+    assert!(stdout.contains(r#""ArbitraryFileIdentifier":"demo-3""#) && stdout.contains(r#""QualificationValidity":"1""#), "{stdout}");
+    assert!(stdout.contains(r#""replayed": 2"#), "the swap carries both batches over: {stdout}");
+    assert!(shell.path().join("usage.csv").is_file());
+
     let pid = demo.child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let status = demo.child.wait().unwrap();

@@ -335,6 +335,10 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     };
     let engine = open_engine(snapshot.clone(), dir.join(elig_server::config::DEFAULT_DELTA_LOG), EngineOptions::default()).await?;
     let examples = demo::examples(&engine.pin(), today);
+    let samples = {
+        let (d, gen, inst) = (dir.clone(), engine.pin(), examples.institution.clone());
+        tokio::task::spawn_blocking(move || demo::samples(&d, &gen, today, &inst)).await??
+    };
     let prepared = demo::prepare(&dir, snapshot, &examples.institution, args.listen, Some(args.metrics))?;
     let server = Server::start(&prepared.config, engine).await?;
     let elig = std::env::current_exe()
@@ -344,7 +348,7 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "cargo run -q -p elig-server --bin elig --".to_string());
     // The instructions are for a person; a closed standard output must not stop the server.
-    let text = demo::instructions(&prepared, &examples, server.local_addr(), server.metrics_addr(), args.persons, &elig);
+    let text = demo::instructions(&prepared, &examples, &samples, server.local_addr(), server.metrics_addr(), args.persons, &elig);
     let mut out = std::io::stdout();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
     stop_on_signals(server.stop_token());
