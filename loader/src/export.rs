@@ -162,8 +162,21 @@ impl ExportFile {
         let io_err = |source| ExportError::Io { path: path.to_path_buf(), source };
         let file = File::open(path).map_err(io_err)?;
         let size = file.metadata().map_err(io_err)?.len();
+        ExportFile::from_reader(path, table, encoding, size, Box::new(BufReader::with_capacity(1 << 20, file)))
+    }
+
+    /// [`ExportFile::open`] on the bytes of `reader` (named `path`, which
+    /// also says whether it is gzip): for tests and the fuzz target.
+    pub fn from_reader(
+        path: &Path,
+        table: &'static Table,
+        encoding: Encoding,
+        size: u64,
+        reader: Box<dyn Read>,
+    ) -> Result<ExportFile, ExportError> {
+        let io_err = |source| ExportError::Io { path: path.to_path_buf(), source };
         let hash = std::rc::Rc::new(std::cell::RefCell::new((Xxh3::new(), 0u64)));
-        let raw = Hashing { inner: BufReader::with_capacity(1 << 20, file), hash: hash.clone() };
+        let raw = Hashing { inner: reader, hash: hash.clone() };
         let decompressed: Box<dyn Read> =
             if path.extension().is_some_and(|e| e == "gz") { Box::new(flate2::read::MultiGzDecoder::new(raw)) } else { Box::new(raw) };
         // Rows are split as bytes and decoded field by field: in Shift_JIS
