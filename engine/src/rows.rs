@@ -154,6 +154,12 @@ impl RowError {
 /// Access to one row's columns; `None` for an absent or empty value.
 pub trait Fields {
     fn get(&self, column: &str) -> Option<&str>;
+
+    /// Why the row could not be read at all (bytes that do not decode in
+    /// the export's encoding): it is rejected with this, before any rule.
+    fn unreadable(&self) -> Option<RowError> {
+        None
+    }
 }
 
 /// One validated row. Rows live only between parsing and staging, so the
@@ -276,6 +282,9 @@ fn post_number(c: &str, v: &str) -> Result<String, RowError> {
 
 /// Validate one row of `table`.
 pub fn parse_row(table: &Table, f: &impl Fields) -> Result<Row, RowError> {
+    if let Some(e) = f.unreadable() {
+        return Err(e);
+    }
     let r = R(f);
     Ok(match table.name {
         "persons" => {

@@ -114,9 +114,26 @@ fn main() {
         if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
             return;
         }
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", report(&e));
         std::process::exit(1);
     }
+}
+
+/// An error and its causes on one line, each cause once: many messages
+/// already include their cause (`{path}: {source}`), and the whole chain
+/// printed as well repeated it.
+fn report(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for part in e.chain().map(|c| c.to_string()) {
+        if part.is_empty() || text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 fn run(cli: Cli) -> Result<()> {

@@ -94,6 +94,24 @@ pub fn bulk_counts(items: u64, normal: u64, errors: u64) -> String {
     format!("{}, {normal} normal, {}", count(items, "item"), count(errors, "error"))
 }
 
+/// An error and its causes on one line, `outer: cause: cause`, each cause
+/// once: many messages already include their cause (`{path}: {source}`), and
+/// printing the chain as well repeated it two or three times.
+pub fn report(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if part.is_empty() || text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
+
 /// Whether an error is a write to a closed pipe (output piped into `head`).
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
@@ -364,6 +382,19 @@ mod tests {
         );
         let e = lookup_query(b"{}\n{}", None).unwrap_err();
         assert!(e.to_string().starts_with("standard input holds 2 lines") && e.to_string().contains("'elig bulk'"), "{e}");
+    }
+
+    #[test]
+    fn a_report_names_each_cause_once() {
+        let io = || std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        #[derive(Debug, thiserror::Error)]
+        #[error("cannot listen on 127.0.0.1:4433: {source}")]
+        struct Bind {
+            source: std::io::Error,
+        }
+        let e = anyhow::Error::from(Bind { source: io() }).context("starting the server");
+        assert_eq!(report(&e), format!("starting the server: cannot listen on 127.0.0.1:4433: {}", io()));
+        assert_eq!(format!("{e:#}").matches(&io().to_string()).count(), 2, "what anyhow alone prints");
     }
 
     #[test]

@@ -16,9 +16,9 @@ use crate::config::{Config, Limits, TlsPaths};
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum DemoError {
-    #[error("generating the synthetic export: {0}")]
+    #[error("generating the synthetic export")]
     Generate(#[from] elig_loader::gen::GenError),
-    #[error("compiling the snapshot: {0}")]
+    #[error("compiling the snapshot")]
     Compile(#[from] elig_loader::compile::CompileError),
     #[error(transparent)]
     Certs(#[from] CertError),
@@ -109,6 +109,65 @@ pub fn examples(gen: &Generation, today: u32) -> Examples {
     ex
 }
 
+/// What the printed operator commands use: two delta batches (the next
+/// sequence numbers of the live engine) and a newer snapshot to swap in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Samples {
+    pub batches: Vec<PathBuf>,
+    /// `snapshot-g<generation>`: the live snapshot re-written one generation on.
+    pub next_snapshot: PathBuf,
+    /// A card query the first batch makes answer valid.
+    pub card: String,
+}
+
+/// Write `batch-1.jsonl` and `batch-2.jsonl` (a new person with a card, then
+/// a reference number for them at `institution`), numbered after the
+/// engine's delta sequence, and a snapshot one generation newer than the
+/// live one (the live snapshot folded with no deltas; kept if it exists).
+pub fn samples(dir: &Path, gen: &Generation, today: u32, institution: &str) -> Result<Samples, DemoError> {
+    let seq = gen.overlay.visible();
+    let created = format!("{today}090000");
+    let person = serde_json::json!({"op": "upsert", "table": "persons", "row": {
+        "person_id": "DEMO-P1", "name": "差分　花子", "name_kana": "ｻﾌﾞﾝ ﾊﾅｺ", "sex": "2", "birth_date": "19900101"}});
+    let card = serde_json::json!({"op": "upsert", "table": "insurance", "row": {
+        "qualification_id": "DEMO-Q1", "person_id": "DEMO-P1", "insurer_number": "06130488", "card_symbol": "DEMO",
+        "card_number": "1", "branch_number": "01", "card_classification": "01", "personal_family": "1",
+        "insurer_name": "デモ健康保険組合", "qualification_date": "20200101"}});
+    let reference = serde_json::json!({"op": "upsert", "table": "reference_numbers", "row": {
+        "institution_code": institution, "person_id": "DEMO-P1", "reference_number": "DEMO-REF-1"}});
+    let mut batches = Vec::new();
+    for (i, lines) in [vec![person, card], vec![reference]].into_iter().enumerate() {
+        let mut text = serde_json::json!({"seq": seq + 1 + i as u64, "created": created}).to_string();
+        for l in lines {
+            text.push('\n');
+            text.push_str(&l.to_string());
+        }
+        text.push('\n');
+        let path = dir.join(format!("batch-{}.jsonl", i + 1));
+        std::fs::write(&path, text).map_err(|source| DemoError::Io { path: path.clone(), source })?;
+        batches.push(path);
+    }
+    let generation = gen.id() + 1;
+    let next_snapshot = dir.join(format!("snapshot-g{generation}"));
+    if !next_snapshot.join(elig_engine::manifest::MANIFEST_FILE).is_file() {
+        let empty = dir.join("no-deltas.log");
+        std::fs::write(&empty, b"").map_err(|source| DemoError::Io { path: empty.clone(), source })?;
+        elig_loader::fold::fold(&elig_loader::fold::FoldOptions {
+            base: gen.snapshot.dir().to_path_buf(),
+            deltas: empty.clone(),
+            out: next_snapshot.clone(),
+            generation: Some(generation),
+            today: Some(today),
+            retain_lost_days: None,
+        })?;
+        let _ = std::fs::remove_file(&empty);
+    }
+    let card = format!(
+        r#"{{"MedicalInstitutionCode":"{institution}","ArbitraryIdentifier":"demo-3","InsuranceCard":{{"InsurerNumber":"06130488","InsuredCardSymbol":"DEMO","InsuredIdentificationNumber":"1","InsuredBranchNumber":"01","Birthdate":"19900101"}}}}"#
+    );
+    Ok(Samples { batches, next_snapshot, card })
+}
+
 /// A prepared demo: snapshot, certificates and configuration in `dir`.
 #[derive(Debug)]
 pub struct Demo {
@@ -163,7 +222,15 @@ pub fn prepare(
 }
 
 /// The text `eligd demo` prints once it serves.
-pub fn instructions(demo: &Demo, ex: &Examples, server: SocketAddr, metrics: Option<SocketAddr>, persons: u64, elig: &str) -> String {
+pub fn instructions(
+    demo: &Demo,
+    ex: &Examples,
+    samples: &Samples,
+    server: SocketAddr,
+    metrics: Option<SocketAddr>,
+    persons: u64,
+    elig: &str,
+) -> String {
     let c = |n: &str| demo.certs.join(n).display().to_string();
     let mut s = String::new();
     s.push_str(&format!(
@@ -209,11 +276,18 @@ pub fn instructions(demo: &Demo, ex: &Examples, server: SocketAddr, metrics: Opt
         "# operator: status and usage (CSV export)\n\
          ELIG_CERT={op} ELIG_KEY={opk} elig status\n\
          ELIG_CERT={op} ELIG_KEY={opk} elig usage --export usage.csv\n\n\
-         # operator: delta batches (JSON Lines, contract.md 2) in sequence order, and a snapshot swap\n\
-         ELIG_CERT={op} ELIG_KEY={opk} elig delta batch-1.jsonl batch-2.jsonl\n\
-         ELIG_CERT={op} ELIG_KEY={opk} elig swap /path/to/new/snapshot\n\n",
+         # operator: two delta batches (JSON Lines, contract.md 2) in sequence order; the card they add\n\
+         ELIG_CERT={op} ELIG_KEY={opk} elig delta {batches}\n\
+         echo '{card}' | elig lookup\n\n\
+         # operator: swap in the newer snapshot (generation {next_gen}); the batches carry over\n\
+         ELIG_CERT={op} ELIG_KEY={opk} elig swap {next}\n\n",
         op = c("operator.pem"),
-        opk = c("operator.key")
+        opk = c("operator.key"),
+        batches = samples.batches.iter().map(|b| b.display().to_string()).collect::<Vec<_>>().join(" "),
+        card = samples.card,
+        next = samples.next_snapshot.display(),
+        next_gen =
+            samples.next_snapshot.file_name().map(|n| n.to_string_lossy().trim_start_matches("snapshot-g").to_string()).unwrap_or_default(),
     ));
     if let Some(m) = metrics {
         s.push_str(&format!("# Prometheus metrics\ncurl -s http://{m}/metrics | grep -E '^elig_(requests|bulk|connections|snapshot)'\n\n"));

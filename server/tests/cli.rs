@@ -23,12 +23,14 @@ impl Drop for Demo {
 }
 
 fn start_demo(dir: &Path) -> Demo {
+    // Its log goes to a file, as an operator's would: no colour codes there.
+    let log = std::fs::File::create(dir.join("eligd.log")).expect("log file");
     let mut child = Command::new(ELIGD)
         .args(["demo", "--persons", "600", "--listen", "127.0.0.1:0", "--dir"])
         .arg(dir)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::from(log))
         .spawn()
         .expect("start eligd demo");
     let out = BufReader::new(child.stdout.take().expect("piped stdout"));
@@ -190,12 +192,50 @@ fn demo_commands_work_and_sigterm_shuts_down() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("'nowhere' is not a server address"));
 
+    // Every command the demo printed works as pasted into a shell: the block
+    // between "paste:" and "Stop the server", run by bash, stops at the first failure.
+    let from = demo.lines.iter().position(|l| l.ends_with("paste:")).expect("the paste line") + 1;
+    let block = demo.lines[from..demo.lines.len() - 1].join("\n");
+    assert!(block.contains("elig delta ") && block.contains("elig swap "), "{block}");
+    assert!(!block.contains("/path/to"), "no placeholders: {block}");
+    let shell = tempfile::tempdir().unwrap();
+    let script = shell.path().join("pasted.sh");
+    std::fs::write(&script, format!("set -eo pipefail\nshopt -s expand_aliases\n{block}\n")).unwrap();
+    let out = Command::new("bash").arg(&script).current_dir(shell.path()).output().unwrap();
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the pasted commands failed:\n{block}\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
+    assert_eq!(stdout.matches(r#""status":"applied""#).count(), 2, "{stdout}");
+    assert!(stdout.contains(r#""ArbitraryFileIdentifier":"demo-3""#) && stdout.contains(r#""QualificationValidity":"1""#), "{stdout}");
+    assert!(stdout.contains(r#""replayed": 2"#), "the swap carries both batches over: {stdout}");
+    assert!(shell.path().join("usage.csv").is_file());
+
     let pid = demo.child.id().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let status = demo.child.wait().unwrap();
     assert!(status.success(), "eligd exits 0 after SIGTERM: {status}");
     let audit = std::fs::read_to_string(dir.path().join("audit.jsonl")).unwrap();
     assert!(audit.lines().count() >= 9, "{audit}");
+    let log = std::fs::read_to_string(dir.path().join("eligd.log")).unwrap();
+    assert!(log.contains("eligd listening"), "{log}");
+    assert!(!log.contains('\x1b'), "no ANSI colour codes in a log written to a file: {log}");
+}
+
+#[test]
+fn a_demo_port_in_use_is_found_before_any_data_is_generated() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let out =
+        Command::new(ELIGD).args(["demo", "--persons", "50", "--listen", &addr.to_string(), "--dir"]).arg(dir.path()).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let in_use = std::io::Error::from(std::io::ErrorKind::AddrInUse).to_string();
+    let err = String::from_utf8_lossy(&out.stderr);
+    // The cause once, not repeated by every layer.
+    assert_eq!(err.matches("os error 98").count(), 1, "{err}");
+    assert!(err.starts_with(&format!("eligd: cannot listen on {addr}: ")), "{err}");
+    assert!(err.contains("Address already in use") || err.contains(&in_use), "{err}");
+    let made: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(made.is_empty(), "nothing generated: {made:?}");
 }
 
 #[test]
@@ -215,7 +255,23 @@ fn certs_and_configuration_errors() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("missing setting 'snapshot_dir'") && err.contains("--snapshot"), "{err}");
 
+    // An unknown key: the error lists the known keys, and every one of them is documented.
     let config = dir.path().join("eligd.toml");
+    std::fs::write(&config, "listne = \"127.0.0.1:4433\"\n").unwrap();
+    let out = Command::new(ELIGD).args(["serve", "--config"]).arg(&config).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let listed = err.split_once("expected one of ").map(|(_, l)| l).unwrap_or_else(|| panic!("{err}"));
+    let keys: Vec<&str> = listed.split('`').skip(1).step_by(2).collect();
+    assert!(keys.contains(&"listen") && keys.contains(&"fixed_clock"), "{err}");
+    let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md")).unwrap();
+    for k in keys {
+        assert!(
+            readme.contains(&format!("| `{k}` |")) || readme.contains(&format!("| `{k}.")),
+            "config key '{k}' is not in server/README.md"
+        );
+    }
+
     std::fs::write(&config, "listen = \"127.0.0.1:4433\"\n[limits]\nmax_bulk_items = \"many\"\n").unwrap();
     let out = Command::new(ELIGD).args(["serve", "--config"]).arg(&config).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

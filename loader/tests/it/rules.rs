@@ -338,3 +338,100 @@ fn a_leftover_half_written_temp_directory_does_not_disturb_a_compile() {
     assert!(s.out.join("persons-00000.rkyv").metadata().unwrap().len() >= 100, "a real shard, not the stale half");
     assert!(!s.out.join("leftover.bin").exists(), "the stale directory was cleared, not published along");
 }
+
+/// An export written to `dir/export`, its other files encoded by `others`,
+/// `persons.csv` changed by `patch`; compiled with `encoding` (reject ratio 0.5).
+fn compile_patched(
+    e: &Export,
+    encoding: elig_loader::export::Encoding,
+    others: fn(Vec<u8>) -> Vec<u8>,
+    patch: impl FnOnce(Vec<u8>) -> Vec<u8>,
+) -> (tempfile::TempDir, Result<elig_loader::compile::CompileSummary, CompileError>) {
+    let dir = tempfile::tempdir().unwrap();
+    e.write(&dir.path().join("export"));
+    for f in std::fs::read_dir(dir.path().join("export")).unwrap() {
+        let f = f.unwrap().path();
+        if !f.ends_with("persons.csv") {
+            std::fs::write(&f, others(std::fs::read(&f).unwrap())).unwrap();
+        }
+    }
+    let persons = dir.path().join("export/persons.csv");
+    std::fs::write(&persons, patch(std::fs::read(&persons).unwrap())).unwrap();
+    let opts = elig_loader::compile::CompileOptions { encoding, ..options(dir.path()) };
+    let r = elig_loader::compile::compile(&opts);
+    (dir, r)
+}
+
+fn replace(bytes: Vec<u8>, from: &[u8], to: &[u8]) -> Vec<u8> {
+    let at = bytes.windows(from.len()).position(|w| w == from).expect("the text to replace");
+    [&bytes[..at], to, &bytes[at + from.len()..]].concat()
+}
+
+fn same(bytes: Vec<u8>) -> Vec<u8> {
+    bytes
+}
+
+fn sjis(bytes: Vec<u8>) -> Vec<u8> {
+    encoding_rs::SHIFT_JIS.encode(std::str::from_utf8(&bytes).unwrap()).0.into_owned()
+}
+
+#[test]
+fn a_row_that_does_not_decode_is_rejected_and_the_others_compile() {
+    use elig_loader::export::Encoding;
+    let mut e = base();
+    e.person("P2", "BADNAME", "19800101").person("P3", "佐藤　花子", "19900101");
+    // UTF-8: one name with a byte that is not UTF-8.
+    let (dir, r) = compile_patched(&e, Encoding::Utf8, same, |b| replace(b, b"BADNAME", b"AB\xffC"));
+    let s = r.expect("one undecodable row does not fail the export");
+    assert_eq!((s.rejected, s.manifest.persons), (1, 2));
+    assert!(
+        rejects(&dir).contains("persons.csv,3,name,,bytes that are not valid utf-8 (at byte 2 of the value); nothing of the row was read"),
+        "{}",
+        rejects(&dir)
+    );
+    // Shift_JIS: a lead byte with no valid trail byte is rejected, not compiled as U+FFFD.
+    let (dir, r) = compile_patched(&e, Encoding::ShiftJis, sjis, |b| replace(sjis(b), b"BADNAME", b"AB\x81\x20C"));
+    let s = r.expect("one undecodable row does not fail the export");
+    assert_eq!((s.rejected, s.manifest.persons), (1, 2));
+    let text = rejects(&dir);
+    assert!(
+        text.contains(
+            "persons.csv,3,name,AB\u{fffd} C,bytes that are not valid shift_jis (at byte 2 of the value); nothing of the row was read"
+        ),
+        "{text}"
+    );
+    let snap = elig_engine::snapshot::Snapshot::load(&s.out).unwrap();
+    let names: Vec<String> = (0..2).map(|i| snap.person(i).unwrap().name.to_string()).collect();
+    assert!(names.contains(&"佐藤　花子".to_string()) && !names.iter().any(|n| n.contains('\u{fffd}')), "{names:?}");
+}
+
+#[test]
+fn an_export_in_another_encoding_fails_naming_the_likely_one() {
+    use elig_loader::export::Encoding;
+    let mut e = base();
+    for i in 0..5 {
+        e.person(&format!("P{}", i + 2), "佐藤　花子", "19900101");
+    }
+    // UTF-8 given as Shift_JIS would decode, every name garbled: refused.
+    let (_d, r) = compile_patched(&e, Encoding::ShiftJis, same, same);
+    let err = r.unwrap_err().to_string();
+    assert!(err.ends_with("persons.csv: the file is UTF-8 (its non-ASCII text decodes as UTF-8), but --encoding shift_jis would garble every name: compile with --encoding utf-8"), "{err}");
+    // Shift_JIS given as UTF-8: most lines do not decode.
+    let (_d, r) = compile_patched(&e, Encoding::Utf8, sjis, sjis);
+    let err = r.unwrap_err().to_string();
+    assert!(
+        err.ends_with(
+            "persons.csv: 6 of the first 7 lines are not utf-8; the file looks like shift_jis: compile with --encoding shift_jis"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn an_empty_file_is_reported_as_empty_and_a_bom_is_skipped() {
+    let (_d, r) = compile_patched(&base(), elig_loader::export::Encoding::Utf8, same, |_| Vec::new());
+    let err = r.unwrap_err().to_string();
+    assert!(err.ends_with("persons.csv: the file is empty (0 bytes); an export file starts with a header row naming its columns"), "{err}");
+    let (_d, r) = compile_patched(&base(), elig_loader::export::Encoding::Utf8, same, |b| [b"\xef\xbb\xbf".as_slice(), &b].concat());
+    assert_eq!(r.expect("a UTF-8 BOM is no column").manifest.persons, 1);
+}

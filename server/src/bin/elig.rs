@@ -190,7 +190,7 @@ fn main() -> ExitCode {
         // it wanted was written; nothing to report.
         Err(e) if cli::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("elig: {e:#}");
+            eprintln!("elig: {}", cli::report(&e));
             ExitCode::from(exit_code(&e))
         }
     }

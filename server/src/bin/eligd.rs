@@ -178,7 +178,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("eligd: {e:#}");
+            eprintln!("eligd: {}", elig_server::cli::report(&e));
             let config = e.downcast_ref::<elig_server::config::ConfigError>().is_some();
             ExitCode::from(if config { 2 } else { 1 })
         }
@@ -187,7 +187,9 @@ fn main() -> ExitCode {
 
 fn init_logs(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    // Colour only for a person at a terminal, never in a file or a pipe.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(ansi);
     if json {
         builder.json().init();
     } else {
@@ -303,6 +305,15 @@ fn stop_on_signals(token: CancellationToken) {
 }
 
 async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
+    // A port in use is found now, not after a minute of generating data.
+    // (Probed, then freed for the server: another process could take it in
+    // between, and the server would then say so.)
+    if args.listen.port() != 0 {
+        std::net::UdpSocket::bind(args.listen).with_context(|| format!("cannot listen on {}", args.listen))?;
+    }
+    if args.metrics.port() != 0 {
+        std::net::TcpListener::bind(args.metrics).with_context(|| format!("cannot serve metrics on {}", args.metrics))?;
+    }
     let (dir, _tmp) = match args.dir {
         Some(d) => {
             std::fs::create_dir_all(&d).with_context(|| format!("creating {}", d.display()))?;
@@ -325,6 +336,10 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
     };
     let engine = open_engine(snapshot.clone(), dir.join(elig_server::config::DEFAULT_DELTA_LOG), EngineOptions::default()).await?;
     let examples = demo::examples(&engine.pin(), today);
+    let samples = {
+        let (d, gen, inst) = (dir.clone(), engine.pin(), examples.institution.clone());
+        tokio::task::spawn_blocking(move || demo::samples(&d, &gen, today, &inst)).await??
+    };
     let prepared = demo::prepare(&dir, snapshot, &examples.institution, args.listen, Some(args.metrics))?;
     let server = Server::start(&prepared.config, engine).await?;
     let elig = std::env::current_exe()
@@ -334,7 +349,7 @@ async fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         .map(|p| p.display().to_string())
         .unwrap_or_else(|| "cargo run -q -p elig-server --bin elig --".to_string());
     // The instructions are for a person; a closed standard output must not stop the server.
-    let text = demo::instructions(&prepared, &examples, server.local_addr(), server.metrics_addr(), args.persons, &elig);
+    let text = demo::instructions(&prepared, &examples, &samples, server.local_addr(), server.metrics_addr(), args.persons, &elig);
     let mut out = std::io::stdout();
     let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
     stop_on_signals(server.stop_token());
