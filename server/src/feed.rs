@@ -238,7 +238,7 @@ async fn consume(
             let result = tokio::task::spawn_blocking(move || engine2.apply(&payload)).await.map_err(|e| e.to_string())?;
             match result {
                 Ok(ack) => {
-                    msg.double_ack().await.map_err(|e| format!("ack of batch {seq}: {e}"))?;
+                    // Counted before the ack: an ack lost with a NATS server is redelivered as a duplicate.
                     let now = chrono::Utc::now().timestamp();
                     feed.update(|s| {
                         s.applied_seq = applied(engine);
@@ -249,6 +249,7 @@ async fn consume(
                             s.applied_from_stream += 1;
                         }
                     });
+                    msg.double_ack().await.map_err(|e| format!("ack of batch {seq}: {e}"))?;
                 }
                 Err(DeltaError::Log { seq, source }) => {
                     // This node's disk, not the batch: never acknowledged, retried.

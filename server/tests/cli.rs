@@ -205,7 +205,7 @@ fn demo_commands_work_and_sigterm_shuts_down() {
     let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "the pasted commands failed:\n{block}\n--- stdout\n{stdout}\n--- stderr\n{stderr}");
     assert_eq!(stdout.matches(r#""status":"applied""#).count(), 2, "{stdout}");
-    assert!(stdout.contains(r#""ArbitraryFileIdentifier":"demo-3""#) && stdout.contains(r#""QualificationValidity":"1""#), "{stdout}");
+    assert!(stdout.contains(r#""ArbitraryIdentifier":"demo-3""#) && stdout.contains(r#""QualificationValidity":"1""#), "{stdout}");
     assert!(stdout.contains(r#""replayed": 2"#), "the swap carries both batches over: {stdout}");
     assert!(shell.path().join("usage.csv").is_file());
 
