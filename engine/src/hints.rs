@@ -25,7 +25,7 @@ pub struct Hints {
 /// Read what can be read of `json`. Never fails: a document that is not a
 /// JSON object gives empty hints.
 pub fn hints(json: &[u8]) -> Hints {
-    let json = json.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(json);
+    let json = json.strip_prefix(crate::query::BOM).unwrap_or(json);
     // A document with trailing bytes is refused, but its first value can still be read.
     let mut values = serde_json::Deserializer::from_slice(json).into_iter::<Value>();
     let Some(Ok(doc)) = values.next() else { return Hints::default() };

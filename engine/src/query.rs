@@ -198,7 +198,7 @@ fn parse_tracked(json: &[u8]) -> Result<RawQuery, QueryError> {
 }
 
 /// A UTF-8 byte order mark some editors write at the start of a file.
-const BOM: &[u8] = b"\xEF\xBB\xBF";
+pub const BOM: &[u8] = b"\xEF\xBB\xBF";
 
 /// Parse a query document. `today` is the default confirmation date.
 pub fn parse_query(json: &[u8], today: u32) -> Result<Query, QueryError> {

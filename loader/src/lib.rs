@@ -2,6 +2,7 @@
 //! snapshot compiler.
 #![forbid(unsafe_code)]
 
+pub mod cli;
 pub mod compile;
 pub mod export;
 pub mod fold;

@@ -114,26 +114,9 @@ fn main() {
         if e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)) {
             return;
         }
-        eprintln!("error: {}", report(&e));
+        eprintln!("error: {}", elig_loader::cli::report(&e));
         std::process::exit(1);
     }
-}
-
-/// An error and its causes on one line, each cause once: many messages
-/// already include their cause (`{path}: {source}`), and the whole chain
-/// printed as well repeated it.
-fn report(e: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for part in e.chain().map(|c| c.to_string()) {
-        if part.is_empty() || text.contains(&part) {
-            continue;
-        }
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&part);
-    }
-    text
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -283,35 +266,9 @@ fn lookup(view: &View, input: &[u8], clock: Clock) -> Result<()> {
 mod tests {
     use clap::CommandFactory;
 
-    /// Every flag and argument says what it is, and its default: clap's
-    /// `[default: ..]`, or the help text's own "(default ...)", unless it is
-    /// required or a switch.
-    fn undocumented(cmd: &clap::Command, path: &str, out: &mut Vec<String>) {
-        for arg in cmd.get_arguments() {
-            let id = arg.get_id().as_str();
-            if id == "help" || id == "version" || arg.is_hide_set() {
-                continue;
-            }
-            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
-            let switch = matches!(arg.get_action(), clap::ArgAction::SetTrue | clap::ArgAction::SetFalse | clap::ArgAction::Count);
-            let has_default = !arg.get_default_values().is_empty()
-                || help.contains("default")
-                || help.contains("required")
-                || arg.is_required_set()
-                || switch;
-            if help.trim().is_empty() || !has_default {
-                out.push(format!("{path} {id}: {help:?}"));
-            }
-        }
-        for sub in cmd.get_subcommands() {
-            undocumented(sub, &format!("{path} {}", sub.get_name()), out);
-        }
-    }
-
     #[test]
     fn every_flag_and_argument_says_what_it_is_and_its_default() {
-        let mut missing = Vec::new();
-        undocumented(&super::Cli::command(), super::Cli::command().get_name(), &mut missing);
+        let missing = elig_loader::cli::undocumented(&super::Cli::command());
         assert!(missing.is_empty(), "without help text or default:\n{}", missing.join("\n"));
         super::Cli::command().debug_assert();
     }

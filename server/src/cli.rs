@@ -94,23 +94,7 @@ pub fn bulk_counts(items: u64, normal: u64, errors: u64) -> String {
     format!("{}, {normal} normal, {}", count(items, "item"), count(errors, "error"))
 }
 
-/// An error and its causes on one line, `outer: cause: cause`, each cause
-/// once: many messages already include their cause (`{path}: {source}`), and
-/// printing the chain as well repeated it two or three times.
-pub fn report(e: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in e.chain() {
-        let part = cause.to_string();
-        if part.is_empty() || text.contains(&part) {
-            continue;
-        }
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&part);
-    }
-    text
-}
+pub use elig_loader::cli::report;
 
 /// Whether an error is a write to a closed pipe (output piped into `head`).
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -188,13 +172,11 @@ pub fn read_input(file: Option<&Path>) -> Result<Vec<u8>, CliError> {
             buf
         }
     };
-    if buf.starts_with(UTF8_BOM) {
-        buf.drain(..UTF8_BOM.len());
+    if buf.starts_with(elig_engine::query::BOM) {
+        buf.drain(..elig_engine::query::BOM.len());
     }
     Ok(buf)
 }
-
-const UTF8_BOM: &[u8] = b"\xef\xbb\xbf";
 
 /// The query of `elig lookup`: the input as one document. Input holding
 /// several JSON documents (JSON Lines) is refused, pointing to `elig bulk`:

@@ -59,6 +59,11 @@ impl StreamNames {
         subject.strip_prefix(&self.subject_prefix)?.strip_prefix('.')?.parse().ok()
     }
 
+    /// An error of this stream.
+    fn error(&self, e: impl std::fmt::Display) -> PublishError {
+        PublishError::Stream { stream: self.stream.clone(), message: e.to_string() }
+    }
+
     /// The stream's settings: file storage, `replicas` copies, every batch
     /// kept (a node that joins replays from its snapshot's seq).
     pub fn config(&self, replicas: usize) -> stream::Config {
@@ -114,15 +119,12 @@ pub async fn connect(names: &StreamNames) -> Result<jetstream::Context, PublishE
 
 /// The stream, created with `replicas` copies if it does not exist.
 pub async fn ensure_stream(js: &jetstream::Context, names: &StreamNames, replicas: usize) -> Result<stream::Stream, PublishError> {
-    js.get_or_create_stream(names.config(replicas))
-        .await
-        .map_err(|e| PublishError::Stream { stream: names.stream.clone(), message: e.to_string() })
+    js.get_or_create_stream(names.config(replicas)).await.map_err(|e| names.error(e))
 }
 
 /// The newest batch seq in the stream and its stream sequence; `(0, 0)` when empty.
 pub async fn last_batch(stream: &mut stream::Stream, names: &StreamNames) -> Result<(u64, u64), PublishError> {
-    let err = |e: &dyn std::fmt::Display| PublishError::Stream { stream: names.stream.clone(), message: e.to_string() };
-    let last = stream.info().await.map_err(|e| err(&e))?.state.last_sequence;
+    let last = stream.info().await.map_err(|e| names.error(e))?.state.last_sequence;
     if last == 0 {
         return Ok((0, 0));
     }
@@ -165,8 +167,7 @@ pub async fn publish(
     let digest = batch.digest.to_string();
     let (last, last_stream_seq) = last_batch(stream, names).await?;
     if seq <= last {
-        let held =
-            find_batch(stream, names, seq).await.map_err(|message| PublishError::Stream { stream: names.stream.clone(), message })?;
+        let held = find_batch(stream, names, seq).await.map_err(|m| names.error(m))?;
         let Some(held) = held else { return Err(PublishError::Gap { seq, last }) };
         let stream_digest = Digest::of_batch(&held.payload).map(|d| d.to_string()).unwrap_or_else(|| "not UTF-8".into());
         if stream_digest != digest {
@@ -177,13 +178,7 @@ pub async fn publish(
     if seq != last + 1 {
         return Err(PublishError::Gap { seq, last });
     }
-    let mut headers = HeaderMap::new();
-    headers.insert("Nats-Msg-Id", seq.to_string().as_str());
-    headers.insert("Nats-Expected-Last-Sequence", last_stream_seq.to_string().as_str());
-    let failed = |e: &dyn std::fmt::Display| PublishError::Publish { seq, message: e.to_string() };
-    let ack = js.publish_with_headers(names.subject(seq), headers, Bytes::copy_from_slice(text)).await.map_err(|e| failed(&e))?;
-    let ack = ack.await.map_err(|e| failed(&e))?;
-    Ok(Published { seq, stream_sequence: ack.sequence, duplicate: ack.duplicate, digest })
+    send(js, names, seq, &seq.to_string(), last_stream_seq, text, digest).await
 }
 
 /// The operator's way past a batch every node refused: delete the stream
@@ -199,18 +194,32 @@ pub async fn replace(
     let batch = parse_batch(text)?;
     let seq = batch.seq;
     let digest = batch.digest.to_string();
-    let stream_err = |message: String| PublishError::Stream { stream: names.stream.clone(), message };
     let (last, last_stream_seq) = last_batch(stream, names).await?;
     if seq > last {
         return Err(PublishError::Gap { seq, last });
     }
-    while let Some(old) = find_batch(stream, names, seq).await.map_err(stream_err)? {
-        stream.delete_message(old.sequence).await.map_err(|e| stream_err(e.to_string()))?;
+    while let Some(old) = find_batch(stream, names, seq).await.map_err(|m| names.error(m))? {
+        stream.delete_message(old.sequence).await.map_err(|e| names.error(e))?;
     }
-    let mut headers = HeaderMap::new();
     // A new id: the original's is still inside the duplicate window.
-    headers.insert("Nats-Msg-Id", format!("{seq}-{}", &digest[..16]).as_str());
-    headers.insert("Nats-Expected-Last-Sequence", last_stream_seq.to_string().as_str());
+    let id = format!("{seq}-{}", &digest[..16]);
+    send(js, names, seq, &id, last_stream_seq, text, digest).await
+}
+
+/// Put batch `seq` on its subject as message `id`, accepted only while the
+/// stream's last sequence is still `after` (no other publisher in between).
+async fn send(
+    js: &jetstream::Context,
+    names: &StreamNames,
+    seq: u64,
+    id: &str,
+    after: u64,
+    text: &[u8],
+    digest: String,
+) -> Result<Published, PublishError> {
+    let mut headers = HeaderMap::new();
+    headers.insert("Nats-Msg-Id", id);
+    headers.insert("Nats-Expected-Last-Sequence", after.to_string().as_str());
     let failed = |e: &dyn std::fmt::Display| PublishError::Publish { seq, message: e.to_string() };
     let ack = js.publish_with_headers(names.subject(seq), headers, Bytes::copy_from_slice(text)).await.map_err(|e| failed(&e))?;
     let ack = ack.await.map_err(|e| failed(&e))?;

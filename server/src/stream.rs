@@ -256,15 +256,7 @@ impl FrameReader {
                     _ => Err(FrameError::Truncated { have, need }.into()),
                 };
             }
-            self.make_room(need);
-            let space = self.buf.len() - self.end;
-            match recv.read(&mut self.buf[self.end..]).await? {
-                Some(n) => {
-                    self.full_reads |= n == space;
-                    self.end += n;
-                }
-                None => self.finished = true,
-            }
+            self.fill(recv, need).await?;
         }
     }
 
