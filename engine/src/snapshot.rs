@@ -11,7 +11,7 @@ use rkyv::util::AlignedVec;
 
 use crate::envelope::{self, EnvelopeError, FileKind, Footer};
 use crate::index::{ArchivedHashIndex, HashIndex, Hit};
-use crate::manifest::{FileEntry, IndexName, Manifest, MANIFEST_FILE};
+use crate::manifest::{FileEntry, IndexName, Manifest, ManifestError, ANOMALIES_FILE, MANIFEST_FILE};
 use crate::mapped;
 use crate::model::{ArchivedPersonRecord, ArchivedPersonShard, PersonShard, SHARD_PERSONS};
 
@@ -20,8 +20,8 @@ use crate::model::{ArchivedPersonRecord, ArchivedPersonShard, PersonShard, SHARD
 pub enum SnapshotError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: manifest is not valid: {source}")]
-    Manifest { path: PathBuf, source: serde_json::Error },
+    #[error("{path}: {source}")]
+    Manifest { path: PathBuf, source: ManifestError },
     #[error("{path}: {source}")]
     Envelope { path: PathBuf, source: EnvelopeError },
     #[error("{path}: archive does not validate: {message}")]
@@ -74,21 +74,47 @@ pub struct SnapshotFiles {
     indexes: Vec<Part>,
 }
 
-/// Read and parse `manifest.json` of a snapshot directory.
+/// Read `manifest.json` of a snapshot directory: its version, then its own
+/// checksum and canonical form (`Manifest::decode`), so a manifest that was
+/// edited in any byte (its `delta_seq`, say) is refused.
 pub fn read_manifest(dir: &Path) -> Result<Manifest, SnapshotError> {
     let path = dir.join(MANIFEST_FILE);
     let text = std::fs::read(&path).map_err(|source| SnapshotError::Io { path: path.clone(), source })?;
-    let manifest: Manifest = serde_json::from_slice(&text).map_err(|source| SnapshotError::Manifest { path, source })?;
-    if manifest.format_version != envelope::FORMAT_VERSION {
-        return Err(SnapshotError::Version { found: manifest.format_version, expected: envelope::FORMAT_VERSION });
+    Manifest::decode(&text, envelope::FORMAT_VERSION).map_err(|source| match source {
+        ManifestError::Version { found, expected } => SnapshotError::Version { found, expected },
+        source => SnapshotError::Manifest { path, source },
+    })
+}
+
+/// `anomalies.csv` must be the bytes the manifest lists (it is small: read
+/// whole at every open).
+fn check_anomalies(dir: &Path, entry: &FileEntry) -> Result<(), SnapshotError> {
+    let path = dir.join(ANOMALIES_FILE);
+    if entry.file != ANOMALIES_FILE {
+        return Err(SnapshotError::Mismatch {
+            path,
+            what: "anomaly report name",
+            found: entry.file.clone(),
+            expected: ANOMALIES_FILE.into(),
+        });
     }
-    Ok(manifest)
+    let bytes = std::fs::read(&path).map_err(|source| SnapshotError::Io { path: path.clone(), source })?;
+    if bytes.len() as u64 != entry.bytes {
+        return Err(SnapshotError::Mismatch { path, what: "length", found: bytes.len().to_string(), expected: entry.bytes.to_string() });
+    }
+    let found = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
+    if found != entry.checksum {
+        return Err(SnapshotError::Mismatch { path, what: "checksum", found, expected: entry.checksum.clone() });
+    }
+    Ok(())
 }
 
 impl SnapshotFiles {
-    /// Cheap open: manifest, maps, magic, version and lengths.
+    /// Cheap open: manifest (with its checksum), the anomaly report's
+    /// checksum, maps, magic, version and lengths.
     pub fn open(dir: &Path) -> Result<SnapshotFiles, SnapshotError> {
         let manifest = read_manifest(dir)?;
+        check_anomalies(dir, &manifest.anomalies)?;
         let g = manifest.generation;
         let shards = manifest.shards.iter().map(|e| Part::open(dir, e, FileKind::PersonShard, g)).collect::<Result<Vec<_>, _>>()?;
         let mut indexes = Vec::with_capacity(IndexName::ALL.len());
