@@ -129,44 +129,71 @@ impl SnapshotFiles {
         &self.manifest
     }
 
-    /// Check every checksum against footer and manifest, and validate every
-    /// archive with rkyv. Runs once, before a snapshot serves.
     /// Every opened file: shards, then indexes.
     fn parts(&self) -> impl Iterator<Item = &Part> {
         self.shards.iter().chain(&self.indexes)
     }
 
+    /// Check every checksum against footer and manifest, and validate every
+    /// archive with rkyv. Runs once, before a snapshot serves, on every core:
+    /// each file's checksum and each file's validation is a job of its own
+    /// (one shard's two jobs run side by side), and the first failure in job
+    /// order is reported (checksums first), whichever thread finds it.
     pub fn verify(self) -> Result<Snapshot, SnapshotError> {
-        // Each part carries its own manifest entry's checksum (indexes are
-        // found by name, whatever order the manifest lists them in).
-        for part in self.parts() {
-            envelope::check_sum(&part.footer, part.payload())
-                .map_err(|source| SnapshotError::Envelope { path: part.path.clone(), source })?;
-            let found = format!("{:016x}", part.footer.checksum);
-            if found != part.expected_checksum {
-                return Err(SnapshotError::Mismatch {
-                    path: part.path.clone(),
-                    what: "checksum",
-                    found,
-                    expected: part.expected_checksum.clone(),
-                });
-            }
-        }
-        for part in &self.shards {
-            let shard = rkyv::access::<ArchivedPersonShard, rkyv::rancor::Error>(part.payload())
-                .map_err(|e| SnapshotError::Archive { path: part.path.clone(), message: e.to_string() })?;
-            if shard.records.len() > SHARD_PERSONS as usize {
-                return Err(SnapshotError::Archive { path: part.path.clone(), message: "shard holds too many records".into() });
-            }
-        }
+        use rayon::prelude::*;
         let persons = self.manifest.persons;
-        for part in &self.indexes {
-            let index = rkyv::access::<ArchivedHashIndex, rkyv::rancor::Error>(part.payload())
-                .map_err(|e| SnapshotError::Archive { path: part.path.clone(), message: e.to_string() })?;
-            check_index_targets(index, persons).map_err(|message| SnapshotError::Archive { path: part.path.clone(), message })?;
-        }
+        let mut jobs: Vec<Job<'_>> = self.parts().map(Job::Checksum).collect();
+        jobs.extend(self.shards.iter().map(Job::Shard));
+        jobs.extend(self.indexes.iter().map(Job::Index));
+        let results: Vec<Result<(), SnapshotError>> = jobs.par_iter().map(|job| job.run(persons)).collect();
+        results.into_iter().collect::<Result<(), SnapshotError>>()?;
         let generation_text = crate::answer::Str::from(self.manifest.generation.to_string());
         Ok(Snapshot { files: self, locked: Default::default(), generation_text })
+    }
+}
+
+/// One unit of verification work.
+enum Job<'a> {
+    /// The payload's xxh3 against its footer and its manifest entry.
+    Checksum(&'a Part),
+    /// A shard archive through rkyv validation.
+    Shard(&'a Part),
+    /// An index archive through rkyv validation, and every target in range.
+    Index(&'a Part),
+}
+
+impl Job<'_> {
+    fn run(&self, persons: u64) -> Result<(), SnapshotError> {
+        match *self {
+            Job::Checksum(part) => {
+                // Each part carries its own manifest entry's checksum (indexes
+                // are found by name, whatever order the manifest lists them in).
+                envelope::check_sum(&part.footer, part.payload())
+                    .map_err(|source| SnapshotError::Envelope { path: part.path.clone(), source })?;
+                let found = format!("{:016x}", part.footer.checksum);
+                if found != part.expected_checksum {
+                    return Err(SnapshotError::Mismatch {
+                        path: part.path.clone(),
+                        what: "checksum",
+                        found,
+                        expected: part.expected_checksum.clone(),
+                    });
+                }
+            }
+            Job::Shard(part) => {
+                let shard = rkyv::access::<ArchivedPersonShard, rkyv::rancor::Error>(part.payload())
+                    .map_err(|e| SnapshotError::Archive { path: part.path.clone(), message: e.to_string() })?;
+                if shard.records.len() > SHARD_PERSONS as usize {
+                    return Err(SnapshotError::Archive { path: part.path.clone(), message: "shard holds too many records".into() });
+                }
+            }
+            Job::Index(part) => {
+                let index = rkyv::access::<ArchivedHashIndex, rkyv::rancor::Error>(part.payload())
+                    .map_err(|e| SnapshotError::Archive { path: part.path.clone(), message: e.to_string() })?;
+                check_index_targets(index, persons).map_err(|message| SnapshotError::Archive { path: part.path.clone(), message })?;
+            }
+        }
+        Ok(())
     }
 }
 
