@@ -13,6 +13,7 @@ pub mod entry;
 pub mod envelope;
 pub mod ids;
 pub mod index;
+pub mod kana;
 pub mod keys;
 pub mod lookup;
 pub mod manifest;

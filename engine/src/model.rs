@@ -16,6 +16,8 @@ use rkyv::{Archive, Deserialize, Serialize};
 pub struct PersonRecord {
     pub person_id: String,
     pub name: String,
+    /// Archived one byte a character (`kana`): read it with `.text()`.
+    #[rkyv(with = crate::kana::Kana)]
     pub name_kana: String,
     /// Rare: boxed so persons without one pay 8 bytes, not two strings.
     pub other_name: Option<Box<OtherName>>,
@@ -37,6 +39,7 @@ pub struct PersonRecord {
 #[rkyv(derive(Debug))]
 pub struct OtherName {
     pub name: String,
+    #[rkyv(with = crate::kana::Kana)]
     pub kana: String,
 }
 

@@ -25,7 +25,11 @@ fn the_golden_snapshot_of_this_version_is_read_and_answers() {
             let q = crate::fixture::card(&i.insurer_number, &i.card_symbol, &i.card_number, &i.branch_number, &birth);
             let a = view.answer_document(q.to_string().as_bytes(), Clock::at(20261122100000));
             assert!(matches!(a.validity(), Some("1" | "2" | "3")), "{a:?}");
-            assert_eq!(a.message_body.result_list[0].name.as_deref(), Some(p.name.as_str()));
+            let e = &a.message_body.result_list[0];
+            assert_eq!(e.name.as_deref(), Some(p.name.as_str()));
+            // Half-width katakana and spaces, read back from the archived form.
+            let kana = e.name_kana.as_deref().unwrap_or_default();
+            assert!(!kana.is_empty() && kana.chars().all(|c| c == ' ' || ('\u{FF61}'..='\u{FF9F}').contains(&c)), "{kana:?}");
             asked += 1;
         }
     }
