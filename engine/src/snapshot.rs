@@ -200,8 +200,12 @@ impl Job<'_> {
 /// Every value an index holds must point at an existing record, so the
 /// request path never indexes out of range.
 fn check_index_targets(index: &ArchivedHashIndex, persons: u64) -> Result<(), String> {
-    for slot in index.slots.iter() {
-        let value = slot.to_native() as u32;
+    let want = (index.len() as u64).checked_mul(crate::index::SLOT_BYTES as u64).and_then(|n| n.checked_add(crate::index::SLOT_PAD as u64));
+    if want != Some(index.slots.len() as u64) {
+        return Err(format!("{} slot bytes for {} slots", index.slots.len(), index.len()));
+    }
+    for i in 0..index.len() {
+        let value = index.slot(i) as u32;
         if value == 0 {
             continue;
         }
