@@ -21,6 +21,7 @@ pub mod mapped;
 pub mod model;
 pub mod overlay;
 pub mod query;
+pub mod rare;
 pub mod rows;
 pub mod snapshot;
 pub mod values;

@@ -19,7 +19,9 @@ pub struct PersonRecord {
     /// Archived one byte a character (`kana`): read it with `.text()`.
     #[rkyv(with = crate::kana::Kana)]
     pub name_kana: String,
-    /// Rare: boxed so persons without one pay 8 bytes, not two strings.
+    /// Rare: boxed so persons without one pay 4 bytes (a null pointer),
+    /// not two strings.
+    #[rkyv(with = rkyv::with::Niche)]
     pub other_name: Option<Box<OtherName>>,
     /// 1 male, 2 female, 3 unset.
     pub sex: u8,
@@ -29,8 +31,12 @@ pub struct PersonRecord {
     pub post_number: String,
     pub certificates: Vec<Certificate>,
     pub insurance: Vec<Insurance>,
+    /// Rare lists: 4 bytes when empty (`rare`).
+    #[rkyv(with = crate::rare::Rare)]
     pub assistance: Vec<Assistance>,
+    #[rkyv(with = crate::rare::Rare)]
     pub reference_numbers: Vec<ReferenceNumber>,
+    #[rkyv(with = crate::rare::Rare)]
     pub consents: Vec<Consent>,
 }
 
@@ -81,8 +87,11 @@ pub struct Insurance {
     /// Percent: 10, 20, 30.
     pub contribution_ratio: u8,
     pub preschool: bool,
-    /// Boxed: absent for most, and an inline `Option` would cost its full size.
+    /// Boxed: absent for most, and an inline `Option` would cost its full
+    /// size; niched, absent costs 4 bytes (a null pointer), not 8.
+    #[rkyv(with = rkyv::with::Niche)]
     pub elderly: Option<Box<Elderly>>,
+    #[rkyv(with = rkyv::with::Niche)]
     pub limit: Option<Box<Limit>>,
     pub specific_diseases: Vec<SpecificDisease>,
 }
