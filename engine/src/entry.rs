@@ -14,8 +14,8 @@ use crate::values::{code, date, digit, insurer, text, ts};
 pub(crate) fn fill_person(e: &mut ResultOfQualificationConfirmation, p: &ArchivedPersonRecord) {
     e.name = text(&p.name);
     e.name_of_other = p.other_name.as_ref().and_then(|o| text(&o.name));
-    e.name_kana = text(&p.name_kana);
-    e.name_of_other_kana = p.other_name.as_ref().and_then(|o| text(&o.kana));
+    e.name_kana = p.name_kana.text();
+    e.name_of_other_kana = p.other_name.as_ref().and_then(|o| o.kana.text());
     e.sex1 = Some(digit(p.sex));
     e.birthdate = date(p.birth_date.to_native());
     e.address = text(&p.address);

@@ -17,7 +17,8 @@
 use xxhash_rust::xxh3::xxh3_64;
 
 pub const MAGIC: &[u8; 8] = b"ELIGSNAP";
-pub const FORMAT_VERSION: u32 = 1;
+/// Version 2: the manifest checks itself and the anomaly report.
+pub const FORMAT_VERSION: u32 = 2;
 pub const FOOTER_LEN: usize = 48;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +52,8 @@ pub enum EnvelopeError {
     Generation { found: u64, expected: u64 },
     #[error("payload length {declared} does not match file length {actual} (truncated or extended)")]
     Length { declared: u64, actual: u64 },
+    #[error("reserved footer bytes are {found:016x}, must be zero (corrupt footer)")]
+    Reserved { found: u64 },
     #[error("checksum mismatch: expected {expected:016x}, got {got:016x}")]
     ChecksumMismatch { expected: u64, got: u64 },
 }
@@ -115,6 +118,11 @@ pub fn open(bytes: &[u8], kind: FileKind) -> Result<(Footer, &[u8]), EnvelopeErr
     if footer.payload_len != at as u64 {
         return Err(EnvelopeError::Length { declared: footer.payload_len, actual: at as u64 });
     }
+    // Every footer byte is checked: the reserved word too.
+    let reserved = le_u64(&f[40..]);
+    if reserved != 0 {
+        return Err(EnvelopeError::Reserved { found: reserved });
+    }
     Ok((footer, &bytes[..at]))
 }
 
@@ -155,8 +163,24 @@ mod tests {
 
         let mut v2 = sealed.clone();
         let at = v2.len() - FOOTER_LEN + 8;
-        v2[at] = 2;
-        assert_eq!(open(&v2, FileKind::HashIndex).unwrap_err(), EnvelopeError::Version { found: 2, expected: 1 });
+        v2[at] = 1;
+        assert_eq!(open(&v2, FileKind::HashIndex).unwrap_err(), EnvelopeError::Version { found: 1, expected: FORMAT_VERSION });
         assert!(matches!(open(&sealed, FileKind::PersonShard), Err(EnvelopeError::Kind { .. })));
+    }
+
+    /// Every byte of a sealed file is checked, by open or by the checksum.
+    #[test]
+    fn every_flipped_byte_is_refused_by_open_or_checksum() {
+        let sealed = seal(b"0123456789abcdef", FileKind::HashIndex, 7);
+        for at in 0..sealed.len() {
+            let mut b = sealed.clone();
+            b[at] ^= 0x10;
+            let refused = match open(&b, FileKind::HashIndex) {
+                Err(_) => true,
+                // The generation is compared with the manifest's by the snapshot.
+                Ok((footer, payload)) => footer.generation != 7 || check_sum(&footer, payload).is_err(),
+            };
+            assert!(refused, "byte {at} flipped passed");
+        }
     }
 }

@@ -11,7 +11,7 @@ use rkyv::util::AlignedVec;
 
 use crate::envelope::{self, EnvelopeError, FileKind, Footer};
 use crate::index::{ArchivedHashIndex, HashIndex, Hit};
-use crate::manifest::{FileEntry, IndexName, Manifest, MANIFEST_FILE};
+use crate::manifest::{FileEntry, IndexName, Manifest, ManifestError, ANOMALIES_FILE, MANIFEST_FILE};
 use crate::mapped;
 use crate::model::{ArchivedPersonRecord, ArchivedPersonShard, PersonShard, SHARD_PERSONS};
 
@@ -20,8 +20,8 @@ use crate::model::{ArchivedPersonRecord, ArchivedPersonShard, PersonShard, SHARD
 pub enum SnapshotError {
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
-    #[error("{path}: manifest is not valid: {source}")]
-    Manifest { path: PathBuf, source: serde_json::Error },
+    #[error("{path}: {source}")]
+    Manifest { path: PathBuf, source: ManifestError },
     #[error("{path}: {source}")]
     Envelope { path: PathBuf, source: EnvelopeError },
     #[error("{path}: archive does not validate: {message}")]
@@ -74,21 +74,47 @@ pub struct SnapshotFiles {
     indexes: Vec<Part>,
 }
 
-/// Read and parse `manifest.json` of a snapshot directory.
+/// Read `manifest.json` of a snapshot directory: its version, then its own
+/// checksum and canonical form (`Manifest::decode`), so a manifest that was
+/// edited in any byte (its `delta_seq`, say) is refused.
 pub fn read_manifest(dir: &Path) -> Result<Manifest, SnapshotError> {
     let path = dir.join(MANIFEST_FILE);
     let text = std::fs::read(&path).map_err(|source| SnapshotError::Io { path: path.clone(), source })?;
-    let manifest: Manifest = serde_json::from_slice(&text).map_err(|source| SnapshotError::Manifest { path, source })?;
-    if manifest.format_version != envelope::FORMAT_VERSION {
-        return Err(SnapshotError::Version { found: manifest.format_version, expected: envelope::FORMAT_VERSION });
+    Manifest::decode(&text, envelope::FORMAT_VERSION).map_err(|source| match source {
+        ManifestError::Version { found, expected } => SnapshotError::Version { found, expected },
+        source => SnapshotError::Manifest { path, source },
+    })
+}
+
+/// `anomalies.csv` must be the bytes the manifest lists (it is small: read
+/// whole at every open).
+fn check_anomalies(dir: &Path, entry: &FileEntry) -> Result<(), SnapshotError> {
+    let path = dir.join(ANOMALIES_FILE);
+    if entry.file != ANOMALIES_FILE {
+        return Err(SnapshotError::Mismatch {
+            path,
+            what: "anomaly report name",
+            found: entry.file.clone(),
+            expected: ANOMALIES_FILE.into(),
+        });
     }
-    Ok(manifest)
+    let bytes = std::fs::read(&path).map_err(|source| SnapshotError::Io { path: path.clone(), source })?;
+    if bytes.len() as u64 != entry.bytes {
+        return Err(SnapshotError::Mismatch { path, what: "length", found: bytes.len().to_string(), expected: entry.bytes.to_string() });
+    }
+    let found = format!("{:016x}", xxhash_rust::xxh3::xxh3_64(&bytes));
+    if found != entry.checksum {
+        return Err(SnapshotError::Mismatch { path, what: "checksum", found, expected: entry.checksum.clone() });
+    }
+    Ok(())
 }
 
 impl SnapshotFiles {
-    /// Cheap open: manifest, maps, magic, version and lengths.
+    /// Cheap open: manifest (with its checksum), the anomaly report's
+    /// checksum, maps, magic, version and lengths.
     pub fn open(dir: &Path) -> Result<SnapshotFiles, SnapshotError> {
         let manifest = read_manifest(dir)?;
+        check_anomalies(dir, &manifest.anomalies)?;
         let g = manifest.generation;
         let shards = manifest.shards.iter().map(|e| Part::open(dir, e, FileKind::PersonShard, g)).collect::<Result<Vec<_>, _>>()?;
         let mut indexes = Vec::with_capacity(IndexName::ALL.len());
@@ -103,52 +129,83 @@ impl SnapshotFiles {
         &self.manifest
     }
 
-    /// Check every checksum against footer and manifest, and validate every
-    /// archive with rkyv. Runs once, before a snapshot serves.
     /// Every opened file: shards, then indexes.
     fn parts(&self) -> impl Iterator<Item = &Part> {
         self.shards.iter().chain(&self.indexes)
     }
 
+    /// Check every checksum against footer and manifest, and validate every
+    /// archive with rkyv. Runs once, before a snapshot serves, on every core:
+    /// each file's checksum and each file's validation is a job of its own
+    /// (one shard's two jobs run side by side), and the first failure in job
+    /// order is reported (checksums first), whichever thread finds it.
     pub fn verify(self) -> Result<Snapshot, SnapshotError> {
-        // Each part carries its own manifest entry's checksum (indexes are
-        // found by name, whatever order the manifest lists them in).
-        for part in self.parts() {
-            envelope::check_sum(&part.footer, part.payload())
-                .map_err(|source| SnapshotError::Envelope { path: part.path.clone(), source })?;
-            let found = format!("{:016x}", part.footer.checksum);
-            if found != part.expected_checksum {
-                return Err(SnapshotError::Mismatch {
-                    path: part.path.clone(),
-                    what: "checksum",
-                    found,
-                    expected: part.expected_checksum.clone(),
-                });
-            }
-        }
-        for part in &self.shards {
-            let shard = rkyv::access::<ArchivedPersonShard, rkyv::rancor::Error>(part.payload())
-                .map_err(|e| SnapshotError::Archive { path: part.path.clone(), message: e.to_string() })?;
-            if shard.records.len() > SHARD_PERSONS as usize {
-                return Err(SnapshotError::Archive { path: part.path.clone(), message: "shard holds too many records".into() });
-            }
-        }
+        use rayon::prelude::*;
         let persons = self.manifest.persons;
-        for part in &self.indexes {
-            let index = rkyv::access::<ArchivedHashIndex, rkyv::rancor::Error>(part.payload())
-                .map_err(|e| SnapshotError::Archive { path: part.path.clone(), message: e.to_string() })?;
-            check_index_targets(index, persons).map_err(|message| SnapshotError::Archive { path: part.path.clone(), message })?;
-        }
+        let mut jobs: Vec<Job<'_>> = self.parts().map(Job::Checksum).collect();
+        jobs.extend(self.shards.iter().map(Job::Shard));
+        jobs.extend(self.indexes.iter().map(Job::Index));
+        let results: Vec<Result<(), SnapshotError>> = jobs.par_iter().map(|job| job.run(persons)).collect();
+        results.into_iter().collect::<Result<(), SnapshotError>>()?;
         let generation_text = crate::answer::Str::from(self.manifest.generation.to_string());
         Ok(Snapshot { files: self, locked: Default::default(), generation_text })
+    }
+}
+
+/// One unit of verification work.
+enum Job<'a> {
+    /// The payload's xxh3 against its footer and its manifest entry.
+    Checksum(&'a Part),
+    /// A shard archive through rkyv validation.
+    Shard(&'a Part),
+    /// An index archive through rkyv validation, and every target in range.
+    Index(&'a Part),
+}
+
+impl Job<'_> {
+    fn run(&self, persons: u64) -> Result<(), SnapshotError> {
+        match *self {
+            Job::Checksum(part) => {
+                // Each part carries its own manifest entry's checksum (indexes
+                // are found by name, whatever order the manifest lists them in).
+                envelope::check_sum(&part.footer, part.payload())
+                    .map_err(|source| SnapshotError::Envelope { path: part.path.clone(), source })?;
+                let found = format!("{:016x}", part.footer.checksum);
+                if found != part.expected_checksum {
+                    return Err(SnapshotError::Mismatch {
+                        path: part.path.clone(),
+                        what: "checksum",
+                        found,
+                        expected: part.expected_checksum.clone(),
+                    });
+                }
+            }
+            Job::Shard(part) => {
+                let shard = rkyv::access::<ArchivedPersonShard, rkyv::rancor::Error>(part.payload())
+                    .map_err(|e| SnapshotError::Archive { path: part.path.clone(), message: e.to_string() })?;
+                if shard.records.len() > SHARD_PERSONS as usize {
+                    return Err(SnapshotError::Archive { path: part.path.clone(), message: "shard holds too many records".into() });
+                }
+            }
+            Job::Index(part) => {
+                let index = rkyv::access::<ArchivedHashIndex, rkyv::rancor::Error>(part.payload())
+                    .map_err(|e| SnapshotError::Archive { path: part.path.clone(), message: e.to_string() })?;
+                check_index_targets(index, persons).map_err(|message| SnapshotError::Archive { path: part.path.clone(), message })?;
+            }
+        }
+        Ok(())
     }
 }
 
 /// Every value an index holds must point at an existing record, so the
 /// request path never indexes out of range.
 fn check_index_targets(index: &ArchivedHashIndex, persons: u64) -> Result<(), String> {
-    for slot in index.slots.iter() {
-        let value = slot.to_native() as u32;
+    let want = (index.len() as u64).checked_mul(crate::index::SLOT_BYTES as u64).and_then(|n| n.checked_add(crate::index::SLOT_PAD as u64));
+    if want != Some(index.slots.len() as u64) {
+        return Err(format!("{} slot bytes for {} slots", index.slots.len(), index.len()));
+    }
+    for i in 0..index.len() {
+        let value = index.slot(i) as u32;
         if value == 0 {
             continue;
         }

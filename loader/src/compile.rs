@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use elig_engine::envelope::FORMAT_VERSION;
-use elig_engine::manifest::{FileEntry, IndexName, Manifest, SourceFile};
+use elig_engine::manifest::{FileEntry, IndexName, Manifest, SourceFile, ANOMALIES_FILE};
 use elig_engine::model::*;
 use elig_engine::rows::{self, parse_row, Row, RowError, Table, TABLES};
 use xxhash_rust::xxh3::xxh3_128;
@@ -357,13 +357,9 @@ fn run(
     let (shards, indexes, shared_keys, counts) = (written.shards, written.indexes, written.shared_keys, written.counts);
 
     let anomalies = resolve_anomalies(staging, &shards, &identity_dups, &shared_keys)?;
-    let mut report = String::from("kind,person_ids\n");
-    for a in &anomalies {
-        report.push_str(&format!("{},{}\n", a.kind, a.person_ids.join(" ")));
-    }
-    staging.write_plain("anomalies.csv", report.as_bytes())?;
+    let anomaly_report = write_anomalies(staging, &anomalies)?;
 
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         format_version: FORMAT_VERSION,
         generation,
         created: now,
@@ -374,7 +370,10 @@ fn run(
         indexes,
         sources,
         counts: counts.list(anomalies.len() as u64),
+        anomalies: anomaly_report,
+        checksum: String::new(),
     };
+    manifest.checksum = manifest.content_checksum();
     let summary = CompileSummary {
         out: opts.out.clone(),
         manifest: manifest.clone(),
@@ -457,6 +456,15 @@ fn attach(r: &mut PersonRecord, row: StagedRow) {
 }
 
 /// Turn record numbers into person ids by reading the written shards.
+/// Write `anomalies.csv` (one line per anomaly) and return its manifest entry.
+pub(crate) fn write_anomalies(staging: &Staging, anomalies: &[Anomaly]) -> Result<FileEntry, CompileError> {
+    let mut report = String::from("kind,person_ids\n");
+    for a in anomalies {
+        report.push_str(&format!("{},{}\n", a.kind, a.person_ids.join(" ")));
+    }
+    Ok(staging.write_checked(ANOMALIES_FILE, report.as_bytes(), anomalies.len() as u64)?)
+}
+
 pub(crate) fn resolve_anomalies(
     staging: &Staging,
     shards: &[FileEntry],

@@ -13,7 +13,7 @@ use elig_engine::manifest::{IndexName, Manifest, SourceFile};
 use elig_engine::model::PersonRecord;
 use elig_engine::snapshot::Snapshot;
 
-use crate::compile::{resolve_anomalies, CompileError, CompileSummary};
+use crate::compile::{resolve_anomalies, write_anomalies, CompileError, CompileSummary};
 use crate::publish::Staging;
 use crate::writer::{retention_cutoff, SnapshotWriter};
 
@@ -80,7 +80,8 @@ pub fn fold(opts: &FoldOptions) -> Result<CompileSummary, CompileError> {
         let persons = writer.persons();
         let written = writer.finish()?;
         let anomalies = resolve_anomalies(&staging, &written.shards, &[], &written.shared_keys)?;
-        let manifest = Manifest {
+        let anomaly_report = write_anomalies(&staging, &anomalies)?;
+        let mut manifest = Manifest {
             format_version: FORMAT_VERSION,
             generation,
             created: now,
@@ -97,7 +98,10 @@ pub fn fold(opts: &FoldOptions) -> Result<CompileSummary, CompileError> {
                 rejected: 0,
             }],
             counts: written.counts.list(anomalies.len() as u64),
+            anomalies: anomaly_report,
+            checksum: String::new(),
         };
+        manifest.checksum = manifest.content_checksum();
         Ok((manifest, anomalies, written.counts.dropped))
     })();
     match result {

@@ -5,7 +5,7 @@
 //! builder never holds millions of key strings; the engine still confirms
 //! every hit against the full stored key.
 
-use elig_engine::index::{fingerprint, home_slot, key_hash, HashIndex, MULTI};
+use elig_engine::index::{fingerprint, home_slot, key_hash, pack_slots, slot_bits, HashIndex, MULTI};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 const SECOND_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -32,8 +32,8 @@ impl IndexBuilder {
     }
 
     /// Lay out the table at a load factor of at most 0.8 (the fingerprints
-    /// keep probes cheap: eight slots share a cache line); return it with the
-    /// keys that more than one person holds.
+    /// keep probes cheap: twelve 5-byte slots share a cache line); return it
+    /// with the keys that more than one person holds.
     pub fn build(mut self) -> (HashIndex, Vec<SharedKey>) {
         self.entries.sort_unstable();
         self.entries.dedup();
@@ -67,9 +67,10 @@ impl IndexBuilder {
             while slots[at] != 0 {
                 at = if at + 1 == cap { 0 } else { at + 1 };
             }
-            slots[at] = (u64::from(fingerprint(*hash)) << 32) | u64::from(value);
+            slots[at] = slot_bits(value, fingerprint(*hash));
         }
-        (HashIndex { slots, multi, keys: groups.len() as u64 }, shared)
+        let index = HashIndex { slots: pack_slots(&slots), slot_count: cap as u64, multi, keys: groups.len() as u64 };
+        (index, shared)
     }
 }
 

@@ -60,6 +60,14 @@ impl Staging {
         Ok(FileEntry { file: file.to_string(), bytes: (payload.len() + footer.len()) as u64, checksum: format!("{checksum:016x}"), count })
     }
 
+    /// Write a plain file that the snapshot checks (the anomaly report):
+    /// its entry holds the xxh3-64 of the whole file.
+    pub fn write_checked(&self, file: &str, bytes: &[u8], count: u64) -> Result<FileEntry, PublishError> {
+        self.write_plain(file, bytes)?;
+        let checksum = xxhash_rust::xxh3::xxh3_64(bytes);
+        Ok(FileEntry { file: file.to_string(), bytes: bytes.len() as u64, checksum: format!("{checksum:016x}"), count })
+    }
+
     /// Write a plain file (reports) and fsync it.
     pub fn write_plain(&self, file: &str, bytes: &[u8]) -> Result<PathBuf, PublishError> {
         let path = self.tmp.join(file);
@@ -69,10 +77,10 @@ impl Staging {
         Ok(self.out.join(file))
     }
 
-    /// Write the manifest last, fsync the directory, rename it into place.
+    /// Write the manifest last (with its checksum, `Manifest::encode`),
+    /// fsync the directory, rename it into place.
     pub fn publish(self, manifest: &Manifest) -> Result<PathBuf, PublishError> {
-        let text = serde_json::to_vec_pretty(manifest).map_err(|e| PublishError::Io { path: self.tmp.clone(), source: e.into() })?;
-        self.write_plain(MANIFEST_FILE, &text)?;
+        self.write_plain(MANIFEST_FILE, &manifest.encode())?;
         File::open(&self.tmp).and_then(|d| d.sync_all()).map_err(io_at(&self.tmp))?;
         if self.out.exists() {
             return Err(PublishError::Exists { path: self.out.clone() });

@@ -60,7 +60,9 @@ impl Buckets {
         while self.writers.len() <= shard {
             let path = self.path(self.writers.len());
             let f = File::create(&path).map_err(io_at(&path))?;
-            self.writers.push(BufWriter::with_capacity(1 << 20, f));
+            // Half a MiB per shard: with shards of 2^19 persons the buffers
+            // of the nation take what 1 MiB ones took with 2^20.
+            self.writers.push(BufWriter::with_capacity(1 << 19, f));
         }
         let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(staged).map_err(|e| (self.dir.clone(), io::Error::other(e.to_string())))?;
         let w = &mut self.writers[shard];

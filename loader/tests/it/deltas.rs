@@ -404,12 +404,19 @@ fn swap_carries_newer_deltas_and_refuses_bad_snapshots() {
     let mut bytes = std::fs::read(&shard).unwrap();
     bytes[5] ^= 0xff;
     std::fs::write(&shard, bytes).unwrap();
-    let m = corrupt.join("manifest.json");
-    std::fs::write(&m, std::fs::read_to_string(&m).unwrap().replace("\"generation\": 2", "\"generation\": 3")).unwrap();
+    // A newer generation in a manifest resealed to match, so the shard is
+    // what verify refuses.
+    crate::fixture::reseal_manifest(&corrupt, |m| m.generation = 3);
     let err = e.swap(&corrupt).unwrap_err().to_string();
-    assert!(err.contains("live snapshot keeps serving"), "{err}");
+    assert!(err.contains("live snapshot keeps serving") && err.contains("persons-00000.rkyv"), "{err}");
+    // An edited manifest (not resealed): refused by its checksum.
+    let m = corrupt.join("manifest.json");
+    std::fs::write(&m, std::fs::read_to_string(&m).unwrap().replace("\"delta_seq\": 1", "\"delta_seq\": 4")).unwrap();
+    let err = e.swap(&corrupt).unwrap_err().to_string();
+    assert!(err.contains("manifest checksum mismatch"), "{err}");
     // Wrong format version: refused.
-    std::fs::write(&m, std::fs::read_to_string(&m).unwrap().replace("\"format_version\": 1", "\"format_version\": 9")).unwrap();
+    let version = format!("\"format_version\": {}", elig_engine::envelope::FORMAT_VERSION);
+    std::fs::write(&m, std::fs::read_to_string(&m).unwrap().replace(&version, "\"format_version\": 9")).unwrap();
     assert!(e.swap(&corrupt).unwrap_err().to_string().contains("format version 9"));
     assert_eq!(e.pin().id(), 2);
     assert_eq!(code(&e, &card(KENPO, "A", "66", "01", "19700101")), "1");

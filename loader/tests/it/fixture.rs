@@ -177,6 +177,16 @@ impl Compiled {
     }
 }
 
+/// Edit a snapshot's manifest and write it back with a fresh checksum, as a
+/// loader would have written it: for tests of what lies beyond the manifest's
+/// own check.
+pub fn reseal_manifest(dir: &Path, edit: impl FnOnce(&mut elig_engine::manifest::Manifest)) {
+    let path = dir.join(elig_engine::manifest::MANIFEST_FILE);
+    let mut m: elig_engine::manifest::Manifest = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut m);
+    std::fs::write(&path, m.encode()).unwrap();
+}
+
 pub fn card(insurer: &str, symbol: &str, number: &str, branch: &str, birth: &str) -> serde_json::Value {
     serde_json::json!({"MedicalInstitutionCode": CLINIC, "QualificationConfirmationDate": "20261122",
         "InsuranceCard": {"InsurerNumber": insurer, "InsuredCardSymbol": symbol, "InsuredIdentificationNumber": number,
