@@ -108,9 +108,9 @@ fn delegated(institution: &str, month: u32) -> String {
 /// The institution a My Number check comes from: one the person registered a
 /// reference number or a consent at, so those paths are exercised too.
 fn home_institution(p: &ArchivedPersonRecord, rng: &mut ChaCha8Rng) -> String {
-    let refs: Vec<&str> = p.reference_numbers.iter().map(|r| r.institution_code.as_str()).collect();
-    let consents: Vec<&str> = p.consents.iter().map(|c| c.institution_code.as_str()).collect();
-    refs.choose(rng).or(consents.choose(rng)).map_or(CLINIC, |s| s).to_string()
+    let refs: Vec<String> = p.reference_numbers.iter().map(|r| r.institution_code.to_string()).collect();
+    let consents: Vec<String> = p.consents.iter().map(|c| c.institution_code.to_string()).collect();
+    refs.choose(rng).or(consents.choose(rng)).map_or(CLINIC, |s| s.as_str()).to_string()
 }
 
 /// The present keys one person offers, pushed into families not yet full.
@@ -125,10 +125,10 @@ fn draw(p: &ArchivedPersonRecord, rng: &mut ChaCha8Rng, out: &mut [FamilyKeys; 5
     if let Some(c) = current.choose(rng) {
         let inst = home_institution(p, rng);
         if out[0].present.len() < n {
-            out[0].present.push(my_number("CertificateSerialNumber", &c.serial_number, &inst));
+            out[0].present.push(my_number("CertificateSerialNumber", &c.serial_number.to_string(), &inst));
         }
         if out[1].present.len() < n {
-            out[1].present.push(my_number("ProcessingNumber", &c.processing_number, &inst));
+            out[1].present.push(my_number("ProcessingNumber", &c.processing_number.to_string(), &inst));
         }
     }
     let insurance: Vec<_> = p.insurance.iter().collect();
@@ -138,13 +138,18 @@ fn draw(p: &ArchivedPersonRecord, rng: &mut ChaCha8Rng, out: &mut [FamilyKeys; 5
     let assistance: Vec<_> = p.assistance.iter().collect();
     if let Some(a) = assistance.choose(rng) {
         // Asked by the institution a ticket of this month delegates, if any.
-        let inst = a.tickets.iter().find(|t| t.treatment_month == month).or(a.tickets.first()).map_or(CLINIC, |t| &t.institution_code);
+        let inst = a
+            .tickets
+            .iter()
+            .find(|t| t.treatment_month == month)
+            .or(a.tickets.first())
+            .map_or(CLINIC.to_string(), |t| t.institution_code.to_string());
         if out[3].present.len() < n {
-            out[3].present.push(ticket(&a.payer_number, &a.recipient_number, p.birth_date.to_native(), inst));
+            out[3].present.push(ticket(&a.payer_number, &a.recipient_number, p.birth_date.to_native(), &inst));
         }
         let tickets: Vec<_> = a.tickets.iter().collect();
         if let (Some(t), true) = (tickets.choose(rng), out[4].present.len() < n) {
-            out[4].present.push(delegated(&t.institution_code, t.treatment_month.to_native()));
+            out[4].present.push(delegated(&t.institution_code.to_string(), t.treatment_month.to_native()));
         }
     }
 }

@@ -140,9 +140,9 @@ pub(crate) fn ticket_info(t: &ArchivedTicket, requester: &str) -> MedicalTicketI
         medical_ticket_expiration_date: date(t.valid_to.to_native()),
         issue_number: text(&t.issue_number),
         medical_treatment_month: date(t.treatment_month.to_native()),
-        designated_medical_institution_code: text(&t.institution_code),
+        designated_medical_institution_code: t.institution_code.with_text(text),
         designated_medical_institution_name: text(&t.institution_name),
-        designated_medical_institution_flag: Some(Str::const_new(if t.institution_code.as_str() == requester { "0" } else { "1" })),
+        designated_medical_institution_flag: Some(Str::const_new(if t.institution_code.is(requester) { "0" } else { "1" })),
         prescription_issuer_medical_institution_code: if dispensing { text(&t.prescriber_code) } else { None },
         prescription_issuer_medical_institution_name: if dispensing { text(&t.prescriber_name) } else { None },
         injury_name1: text(&t.injury_names[0]),
@@ -176,7 +176,7 @@ pub struct Consents {
 
 impl Consents {
     pub(crate) fn of(p: &ArchivedPersonRecord, institution: &str, now: u64) -> Consents {
-        let rows = p.consents.iter().filter(|c| c.institution_code.as_str() == institution);
+        let rows = p.consents.iter().filter(|c| c.institution_code.is(institution));
         Consents::from_rows(now, rows.map(|c| (c.kind.to_native(), c.consented_at.to_native(), c.expires_at.to_native())))
     }
 
@@ -247,5 +247,5 @@ impl Consents {
 }
 
 pub(crate) fn reference_number(p: &ArchivedPersonRecord, institution: &str) -> Option<Str> {
-    p.reference_numbers.iter().find(|r| r.institution_code.as_str() == institution).map(|r| Str::from(r.reference_number.as_str()))
+    p.reference_numbers.iter().find(|r| r.institution_code.is(institution)).map(|r| Str::from(r.reference_number.as_str()))
 }

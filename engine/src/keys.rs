@@ -45,7 +45,7 @@ pub fn archived_holds(p: &crate::model::ArchivedPersonRecord, name: IndexName, k
         IndexName::Tickets => p
             .assistance
             .iter()
-            .any(|a| a.tickets.iter().any(|t| ids::ticket_key(&t.institution_code, t.treatment_month.to_native()) == key)),
+            .any(|a| a.tickets.iter().any(|t| t.institution_code.with_text(|c| ids::ticket_key(c, t.treatment_month.to_native())) == key)),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod engine;
 pub mod entry;
 pub mod envelope;
 pub mod hints;
+pub mod id;
 pub mod ids;
 pub mod index;
 pub mod kana;

@@ -91,7 +91,7 @@ impl<'a> View<'a> {
 
     /// When the serial was revoked: a delta's word if there is one, else the snapshot's.
     fn revoked_at(&self, c: &ArchivedCertificate) -> u64 {
-        self.overlay.and_then(|o| o.revoked(&c.serial_number, self.delta_seq)).unwrap_or(c.revoked_at.to_native())
+        self.overlay.and_then(|o| c.serial_number.with_text(|s| o.revoked(s, self.delta_seq))).unwrap_or(c.revoked_at.to_native())
     }
 
     /// Answer one validated query.

@@ -14,6 +14,7 @@ use rkyv::{Archive, Deserialize, Serialize};
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
 #[rkyv(derive(Debug))]
 pub struct PersonRecord {
+    #[rkyv(with = crate::id::Id)]
     pub person_id: String,
     pub name: String,
     /// Archived one byte a character (`kana`): read it with `.text()`.
@@ -55,7 +56,9 @@ pub struct OtherName {
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
 #[rkyv(derive(Debug))]
 pub struct Certificate {
+    #[rkyv(with = crate::id::Id)]
     pub serial_number: String,
+    #[rkyv(with = crate::id::Id)]
     pub processing_number: String,
     pub valid_from: u32,
     pub valid_to: u32,
@@ -66,6 +69,7 @@ pub struct Certificate {
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
 #[rkyv(derive(Debug))]
 pub struct Insurance {
+    #[rkyv(with = crate::id::Id)]
     pub qualification_id: String,
     /// Canonical: 8 digits, or 6 for National Health Insurance.
     pub insurer_number: String,
@@ -142,6 +146,7 @@ pub struct SpecificDisease {
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
 #[rkyv(derive(Debug))]
 pub struct Assistance {
+    #[rkyv(with = crate::id::Id)]
     pub assistance_id: String,
     pub payer_number: String,
     pub recipient_number: String,
@@ -155,12 +160,14 @@ pub struct Assistance {
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
 #[rkyv(derive(Debug))]
 pub struct Ticket {
+    #[rkyv(with = crate::id::Id)]
     pub ticket_id: String,
     pub ticket_type: String,
     pub treatment_month: u32,
     pub valid_from: u32,
     pub valid_to: u32,
     pub issue_number: String,
+    #[rkyv(with = crate::id::Id)]
     pub institution_code: String,
     pub institution_name: Arc<str>,
     pub treatment_type: String,
@@ -183,6 +190,7 @@ pub struct Ticket {
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
 #[rkyv(derive(Debug))]
 pub struct ReferenceNumber {
+    #[rkyv(with = crate::id::Id)]
     pub institution_code: String,
     pub reference_number: String,
 }
@@ -191,6 +199,7 @@ pub struct ReferenceNumber {
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
 #[rkyv(derive(Debug))]
 pub struct Consent {
+    #[rkyv(with = crate::id::Id)]
     pub institution_code: String,
     pub kind: ConsentKind,
     pub consented_at: u64,

@@ -446,12 +446,12 @@ impl Working<'_> {
         }
         if let Some(owners) = self.overlay.key_owners(name, key) {
             candidates.extend(owners.iter().filter_map(|o| match o {
-                Owner::Record(idx) => self.snapshot.person(*idx).map(|p| Arc::from(p.person_id.as_str())),
+                Owner::Record(idx) => self.snapshot.person(*idx).map(|p| p.person_id.with_text(|s| Arc::<str>::from(s))),
                 Owner::Id(pid) => Some(pid.clone()),
             }));
         }
         if let Some(hit) = self.snapshot.find(name, key, |p| archived_holds(p, name, key)) {
-            hit.for_each(|i| candidates.extend(self.snapshot.person(i).map(|p| Arc::from(p.person_id.as_str()))));
+            hit.for_each(|i| candidates.extend(self.snapshot.person(i).map(|p| p.person_id.with_text(|s| Arc::<str>::from(s)))));
         }
         let holds_now = |pid: &str| match self.records.get(pid) {
             Some(r) => r.as_ref().is_some_and(|r| record_holds(r, name, key)),
