@@ -133,7 +133,13 @@ fn draw(p: &ArchivedPersonRecord, rng: &mut ChaCha8Rng, out: &mut [FamilyKeys; 5
     }
     let insurance: Vec<_> = p.insurance.iter().collect();
     if let (Some(i), true) = (insurance.choose(rng), out[2].present.len() < n) {
-        out[2].present.push(card(&i.insurer_number, &i.card_symbol, &i.card_number, &i.branch_number, p.birth_date.to_native()));
+        out[2].present.push(card(
+            &i.insurer_number.to_string(),
+            &i.card_symbol,
+            &i.card_number,
+            &i.branch_number.to_string(),
+            p.birth_date.to_native(),
+        ));
     }
     let assistance: Vec<_> = p.assistance.iter().collect();
     if let Some(a) = assistance.choose(rng) {

@@ -19,7 +19,7 @@ pub(crate) fn fill_person(e: &mut ResultOfQualificationConfirmation, p: &Archive
     e.sex1 = Some(digit(p.sex));
     e.birthdate = date(p.birth_date.to_native());
     e.address = text(&p.address);
-    e.post_number = text(&p.post_number);
+    e.post_number = p.post_number.with_text(text);
 }
 
 /// The consents that govern the limit-application and specific-disease
@@ -43,10 +43,10 @@ pub(crate) fn fill_insurance(
 ) {
     fill_person(e, p);
     e.insured_card_classification = code(q.card_classification, 2);
-    e.insurer_number = insurer(&q.insurer_number);
+    e.insurer_number = q.insurer_number.with_text(insurer);
     e.insured_card_symbol = text(&q.card_symbol);
     e.insured_identification_number = text(&q.card_number);
-    e.insured_branch_number = text(&q.branch_number);
+    e.insured_branch_number = q.branch_number.with_text(text);
     e.personal_family_classification = Some(digit(q.personal_family));
     e.insured_name = text(&q.insured_name);
     e.qualification_date = date(q.qualification_date.to_native());

@@ -36,9 +36,9 @@ pub fn archived_holds(p: &crate::model::ArchivedPersonRecord, name: IndexName, k
         IndexName::Serial => p.certificates.iter().any(|c| c.serial_number == key),
         IndexName::Processing => p.certificates.iter().any(|c| c.processing_number == key),
         IndexName::QualificationId => p.insurance.iter().any(|i| i.qualification_id == key),
-        IndexName::Insurance => {
-            p.insurance.iter().any(|i| ids::insurance_key(&i.insurer_number, &i.card_symbol, &i.card_number, &i.branch_number) == key)
-        }
+        IndexName::Insurance => p.insurance.iter().any(|i| {
+            i.insurer_number.with_text(|n| i.branch_number.with_text(|b| ids::insurance_key(n, &i.card_symbol, &i.card_number, b))) == key
+        }),
         IndexName::AssistanceId => p.assistance.iter().any(|a| a.assistance_id == key),
         IndexName::Assistance => p.assistance.iter().any(|a| ids::assistance_key(&a.payer_number, &a.recipient_number) == key),
         IndexName::TicketId => p.assistance.iter().any(|a| a.tickets.iter().any(|t| t.ticket_id == key)),

@@ -9,6 +9,7 @@ pub mod answer;
 pub mod day;
 pub mod delta;
 pub mod delta_log;
+pub mod digits;
 pub mod engine;
 pub mod entry;
 pub mod envelope;

@@ -31,6 +31,7 @@ pub struct PersonRecord {
     pub birth_date: u32,
     /// Shared within a household: interned per shard, archived once.
     pub address: Arc<str>,
+    #[rkyv(with = crate::digits::Post)]
     pub post_number: String,
     pub certificates: Vec<Certificate>,
     pub insurance: Vec<Insurance>,
@@ -60,9 +61,13 @@ pub struct Certificate {
     pub serial_number: String,
     #[rkyv(with = crate::id::Id)]
     pub processing_number: String,
+    #[rkyv(with = crate::day::Day)]
     pub valid_from: u32,
+    #[rkyv(with = crate::day::Day)]
     pub valid_to: u32,
-    /// When the serial was revoked (from the revocation list), 0 if not.
+    /// When the serial was revoked (from the revocation list), 0 if not;
+    /// six bytes archived (`digits::Stamp`), so a certificate is 28 bytes.
+    #[rkyv(with = crate::digits::Stamp)]
     pub revoked_at: u64,
 }
 
@@ -72,9 +77,11 @@ pub struct Insurance {
     #[rkyv(with = crate::id::Id)]
     pub qualification_id: String,
     /// Canonical: 8 digits, or 6 for National Health Insurance.
+    #[rkyv(with = crate::digits::Digits)]
     pub insurer_number: String,
     pub card_symbol: String,
     pub card_number: String,
+    #[rkyv(with = crate::digits::Digits)]
     pub branch_number: String,
     pub insured_name: Arc<str>,
     /// Interned per shard: thousands of insurers, archived once each.
@@ -106,6 +113,7 @@ pub struct Insurance {
     pub elderly: Option<Box<Elderly>>,
     #[rkyv(with = rkyv::with::Niche)]
     pub limit: Option<Box<Limit>>,
+    #[rkyv(with = crate::rare::Rare)]
     pub specific_diseases: Vec<SpecificDisease>,
 }
 
@@ -202,7 +210,9 @@ pub struct Consent {
     #[rkyv(with = crate::id::Id)]
     pub institution_code: String,
     pub kind: ConsentKind,
+    #[rkyv(with = crate::digits::Stamp)]
     pub consented_at: u64,
+    #[rkyv(with = crate::digits::Stamp)]
     pub expires_at: u64,
 }
 

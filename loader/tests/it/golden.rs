@@ -22,7 +22,8 @@ fn the_golden_snapshot_of_this_version_is_read_and_answers() {
     for (_, p) in snap.iter_persons() {
         for i in p.insurance.iter() {
             let birth = p.birth_date.to_native().to_string();
-            let q = crate::fixture::card(&i.insurer_number, &i.card_symbol, &i.card_number, &i.branch_number, &birth);
+            let q =
+                crate::fixture::card(&i.insurer_number.to_string(), &i.card_symbol, &i.card_number, &i.branch_number.to_string(), &birth);
             let a = view.answer_document(q.to_string().as_bytes(), Clock::at(20261122100000));
             assert!(matches!(a.validity(), Some("1" | "2" | "3")), "{a:?}");
             let e = &a.message_body.result_list[0];
