@@ -19,7 +19,8 @@ use crate::delta::{parse_batch, Batch, BatchError, Digest};
 use crate::delta_log::{DeltaLog, LogError};
 use crate::lookup::View;
 use crate::overlay::{ApplyError, Overlay, OverlayStats};
-use crate::snapshot::{Snapshot, SnapshotError};
+use crate::residency::{self, DoesNotFit, MemoryLimit, Residency};
+use crate::snapshot::{Snapshot, SnapshotError, SnapshotFiles};
 
 /// A snapshot plus the deltas applied on top of it.
 #[derive(Debug)]
@@ -70,6 +71,8 @@ pub enum SwapError {
     DeltasMissing { snapshot_seq: u64, live_seq: u64 },
     #[error("swap refused, the live snapshot keeps serving: delta batch {seq} no longer applies on the new snapshot: {source}")]
     Replay { seq: u64, source: ApplyError },
+    #[error("swap refused, the live snapshot keeps serving: {0}")]
+    DoesNotFit(DoesNotFit),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +86,8 @@ pub enum OpenError {
     Replay { seq: u64, message: String },
     #[error("delta log: expected batch {expected} after the snapshot, found {found}")]
     Gap { expected: u64, found: u64 },
+    #[error("{dir}: {source}")]
+    DoesNotFit { dir: std::path::PathBuf, source: DoesNotFit },
 }
 
 /// The answer to a delta batch.
@@ -123,6 +128,9 @@ pub struct Status {
     /// The snapshot's pages are locked in memory (see `Snapshot::prefault`).
     #[serde(default)]
     pub memory_locked: bool,
+    /// How the snapshot is held (`residency`).
+    #[serde(default)]
+    pub residency: Residency,
     pub counts: Vec<(String, u64)>,
     pub delta_log: Option<String>,
 }
@@ -148,15 +156,39 @@ struct Writer {
 /// How an engine holds its snapshots.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EngineOptions {
-    /// Lock the live snapshot in memory ([`Snapshot::lock_in_memory`]). A
-    /// swap unlocks the outgoing one first, so one snapshot is locked at a
+    /// Lock a resident live snapshot in memory ([`Snapshot::lock_in_memory`]).
+    /// A swap unlocks the outgoing one first, so one snapshot is locked at a
     /// time (both stay mapped until the old one's last request is done).
     pub lock_memory: bool,
+    /// Resident (pre-faulted, refused when it does not fit) or on demand.
+    pub residency: Residency,
+    /// What a resident snapshot must fit in.
+    pub memory_limit: MemoryLimit,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { lock_memory: true }
+        EngineOptions { lock_memory: true, residency: Residency::Resident, memory_limit: MemoryLimit::Available }
+    }
+}
+
+impl EngineOptions {
+    /// Open and verify a snapshot if it fits beside `live_bytes` of the live
+    /// one: checked before the verify, which reads every byte.
+    fn load(&self, dir: &Path, live_bytes: u64) -> Result<Result<Snapshot, SnapshotError>, DoesNotFit> {
+        let files = match SnapshotFiles::open(dir) {
+            Ok(f) => f,
+            Err(e) => return Ok(Err(e)),
+        };
+        residency::check(self.residency, self.memory_limit, files.mapped_bytes(), live_bytes)?;
+        Ok(files.verify())
+    }
+
+    /// Pre-fault a snapshot that is to be resident.
+    fn prefault(&self, snapshot: &Snapshot) {
+        if self.residency == Residency::Resident {
+            snapshot.prefault();
+        }
     }
 }
 
@@ -207,7 +239,7 @@ impl Engine {
     }
 
     pub fn with_options(snapshot: Snapshot, options: EngineOptions) -> Engine {
-        if options.lock_memory {
+        if options.lock_memory && options.residency == Residency::Resident {
             snapshot.lock_in_memory();
         }
         let overlay = Overlay::new(&snapshot);
@@ -230,8 +262,8 @@ impl Engine {
         // The log's lock first: a second server on the same log is refused
         // before it verifies and pins a whole snapshot.
         let opened = DeltaLog::open(log)?;
-        let snapshot = Snapshot::load(dir)?;
-        snapshot.prefault();
+        let snapshot = options.load(dir, 0).map_err(|source| OpenError::DoesNotFit { dir: dir.to_path_buf(), source })??;
+        options.prefault(&snapshot);
         let mut engine = Engine::with_options(snapshot, options);
         engine.log_path = Some(log.to_path_buf());
         let mut replay = Replay { dropped_bytes: opened.dropped_bytes, ..Default::default() };
@@ -309,13 +341,13 @@ impl Engine {
         let started = Instant::now();
         let mut w = self.lock();
         let live = self.pin();
-        let snapshot = Snapshot::load(dir)?;
+        let snapshot = self.options.load(dir, live.snapshot.mapped_bytes()).map_err(SwapError::DoesNotFit)??;
         let verify_ms = started.elapsed().as_millis() as u64;
         if snapshot.generation() <= live.id() {
             return Err(SwapError::NotNewer { live: live.id(), offered: snapshot.generation() });
         }
         let t = Instant::now();
-        snapshot.prefault();
+        self.options.prefault(&snapshot);
         let prefault_ms = t.elapsed().as_millis() as u64;
         let base = snapshot.manifest().delta_seq;
         let live_base = live.snapshot.manifest().delta_seq;
@@ -330,7 +362,7 @@ impl Engine {
             replayed += 1;
         }
         let generation = snapshot.generation();
-        if self.options.lock_memory {
+        if self.options.lock_memory && self.options.residency == Residency::Resident {
             // The outgoing snapshot may be paged out while its last requests
             // finish; the lock limit then needs to cover one snapshot only.
             live.snapshot.unlock_memory();
@@ -383,6 +415,7 @@ impl Engine {
             overlay: gen.overlay.stats(),
             mapped_bytes: gen.snapshot.mapped_bytes(),
             memory_locked: gen.snapshot.memory_locked(),
+            residency: self.options.residency,
             counts: m.counts.clone(),
             delta_log: log,
         }

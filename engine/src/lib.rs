@@ -26,6 +26,7 @@ pub mod model;
 pub mod overlay;
 pub mod query;
 pub mod rare;
+pub mod residency;
 pub mod rows;
 pub mod snapshot;
 pub mod values;

@@ -129,6 +129,11 @@ impl SnapshotFiles {
         &self.manifest
     }
 
+    /// Bytes the files map.
+    pub fn mapped_bytes(&self) -> u64 {
+        self.parts().map(|p| p.bytes.len() as u64).sum()
+    }
+
     /// Every opened file: shards, then indexes.
     fn parts(&self) -> impl Iterator<Item = &Part> {
         self.shards.iter().chain(&self.indexes)

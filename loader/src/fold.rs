@@ -44,7 +44,7 @@ pub fn fold(opts: &FoldOptions) -> Result<CompileSummary, CompileError> {
     let retain_days = opts.retain_lost_days.unwrap_or(base.manifest().retain_lost_days);
     let generation = opts.generation.unwrap_or(now).max(base.generation() + 1);
     // A one-off read of every record: no need to pin it in memory.
-    let engine = Engine::with_options(base, EngineOptions { lock_memory: false });
+    let engine = Engine::with_options(base, EngineOptions { lock_memory: false, ..EngineOptions::default() });
     let bytes = std::fs::read(&opts.deltas).map_err(|source| CompileError::Io { path: opts.deltas.clone(), source })?;
     let (records, _) = delta_log::parse(&bytes);
     let mut applied = 0u64;

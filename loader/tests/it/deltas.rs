@@ -11,7 +11,7 @@ use elig_engine::snapshot::Snapshot;
 use serde_json::{json, Value};
 
 const SOCIETY: &str = "06130488";
-const KENPO: &str = "01130012";
+pub const KENPO: &str = "01130012";
 const PAYER: &str = "12130019";
 
 fn base() -> Export {
@@ -48,7 +48,7 @@ pub fn ask(engine: &Engine, q: &Value) -> Answer {
     engine.pin().view().answer_document(q.to_string().as_bytes(), Clock::at(NOW))
 }
 
-fn code(engine: &Engine, q: &Value) -> String {
+pub fn code(engine: &Engine, q: &Value) -> String {
     let a = ask(engine, q);
     a.validity().or(a.message_body.processing_result_code.as_deref()).unwrap_or_default().to_string()
 }
@@ -306,16 +306,16 @@ fn digests_of_folded_batches_survive_compaction_and_a_restart() {
 /// An engine with its log on the base snapshot, batch 1 applied (a card
 /// `55` for P2), and that batch folded into a new snapshot `snap2`
 /// (generation 2, delta_seq 1).
-struct Folded {
-    c: Compiled,
-    dir: tempfile::TempDir,
-    log: std::path::PathBuf,
-    engine: Engine,
-    folded: std::path::PathBuf,
-    summary: elig_loader::compile::CompileSummary,
+pub struct Folded {
+    pub c: Compiled,
+    pub dir: tempfile::TempDir,
+    pub log: std::path::PathBuf,
+    pub engine: Engine,
+    pub folded: std::path::PathBuf,
+    pub summary: elig_loader::compile::CompileSummary,
 }
 
-fn batch_one_folded() -> Folded {
+pub fn batch_one_folded() -> Folded {
     let c = build(&base());
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("deltas.log");
@@ -369,7 +369,12 @@ fn a_swap_moves_the_memory_lock_to_the_new_snapshot() {
     assert!(!old.snapshot.memory_locked(), "the outgoing snapshot is unlocked, so the limit covers one snapshot");
     assert_eq!(e.status().memory_locked, permitted, "the new snapshot is locked wherever the first one was");
     // Without the option nothing is locked.
-    let (plain, _) = Engine::open_with_log_using(&c.path(), &dir.path().join("other.log"), EngineOptions { lock_memory: false }).unwrap();
+    let (plain, _) = Engine::open_with_log_using(
+        &c.path(),
+        &dir.path().join("other.log"),
+        EngineOptions { lock_memory: false, ..EngineOptions::default() },
+    )
+    .unwrap();
     assert!(!plain.status().memory_locked);
 }
 

@@ -5,6 +5,7 @@ mod fixture;
 mod golden;
 mod lookups;
 mod oracle;
+mod residency;
 mod rules;
 mod semantics;
 mod snapshot_files;
