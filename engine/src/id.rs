@@ -265,14 +265,15 @@ mod tests {
         let r = crate::model::PersonRecord { person_id: "P0000000042".into(), ..Default::default() };
         let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&r).unwrap();
         let a = rkyv::access::<crate::model::ArchivedPersonRecord, rkyv::rancor::Error>(&bytes).unwrap();
-        assert!(a.person_id == "P0000000042" && a.person_id.to_string() == "P0000000042");
+        assert!(a.person_id == "P0000000042");
+        assert_eq!(a.person_id.to_string(), "P0000000042");
         for other in ["P000000042", "P0000000043", "p0000000042", "", "\u{0}P0000000042"] {
             assert!(a.person_id != other, "{other:?}");
         }
         let raw = crate::model::PersonRecord { person_id: "person-7".into(), ..Default::default() };
         let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&raw).unwrap();
         let a = rkyv::access::<crate::model::ArchivedPersonRecord, rkyv::rancor::Error>(&bytes).unwrap();
-        assert!(a.person_id == "person-7" && a.person_id != "person-8" && a.person_id != "");
+        assert!(a.person_id == "person-7" && a.person_id != "person-8" && !a.person_id.is(""));
         assert_eq!(rkyv::deserialize::<crate::model::PersonRecord, rkyv::rancor::Error>(a).unwrap(), raw);
     }
 }
