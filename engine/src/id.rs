@@ -50,8 +50,19 @@ fn pack(header: u8, mut value: u128) -> Packed {
     p
 }
 
+/// The value of 1 to 19 digits (under 2^64), in one pass.
 fn digits(s: &str) -> Option<u128> {
-    (!s.is_empty() && s.len() <= 19 && s.bytes().all(|b| b.is_ascii_digit())).then(|| s.parse().ok()).flatten()
+    if s.is_empty() || s.len() > 19 {
+        return None;
+    }
+    let mut v = 0u64;
+    for b in s.bytes() {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u64::from(b - b'0');
+    }
+    Some(u128::from(v))
 }
 
 /// The packed form of `s`, when it has one of the three shapes.
@@ -72,19 +83,25 @@ fn packed(s: &str) -> Option<Packed> {
     None
 }
 
-/// The archived form of `s`.
-pub fn encode(s: &str) -> String {
+/// The archived form of `s`, given to `f` (without an allocation unless
+/// `s` is kept as text).
+pub fn encoded<R>(s: &str, f: impl FnOnce(&str) -> R) -> R {
     match packed(s) {
         // Base-128 bytes and header bytes are ASCII.
-        Some(p) => p.as_bytes().iter().map(|&b| char::from(b)).collect(),
-        None if s.is_empty() => String::new(),
+        Some(p) => f(std::str::from_utf8(p.as_bytes()).unwrap_or_default()),
+        None if s.is_empty() => f(""),
         None => {
             let mut raw = String::with_capacity(s.len() + 1);
             raw.push(char::from(RAW));
             raw.push_str(s);
-            raw
+            f(&raw)
         }
     }
+}
+
+/// The archived form of `s`, owned.
+pub fn encode(s: &str) -> String {
+    encoded(s, str::to_string)
 }
 
 /// The text of an archived form (the inverse of [`encode`]), given to `f`
@@ -183,7 +200,7 @@ impl ArchiveWith<String> for Id {
 
     fn resolve_with(field: &String, resolver: StringResolver, out: Place<ArchivedId>) {
         rkyv::munge::munge!(let ArchivedId(inner) = out);
-        ArchivedString::resolve_from_str(&encode(field), resolver, inner);
+        encoded(field, |e| ArchivedString::resolve_from_str(e, resolver, inner));
     }
 }
 
@@ -193,7 +210,7 @@ where
     str: SerializeUnsized<S>,
 {
     fn serialize_with(field: &String, serializer: &mut S) -> Result<StringResolver, S::Error> {
-        ArchivedString::serialize_from_str(&encode(field), serializer)
+        encoded(field, |e| ArchivedString::serialize_from_str(e, serializer))
     }
 }
 

@@ -120,7 +120,7 @@ struct Pass1 {
     qualifications: IdMap,
     assistance: IdMap,
     seen: Seen,
-    revoked: HashMap<String, u64>,
+    revoked: HashMap<String, u64, ahash::RandomState>,
     identities: IdMap,
     identity_dups: Vec<(u32, u32)>,
     buckets: Buckets,
@@ -302,7 +302,7 @@ fn run(
         qualifications: IdMap::default(),
         assistance: IdMap::default(),
         seen: Seen::default(),
-        revoked: HashMap::new(),
+        revoked: HashMap::default(),
         identities: IdMap::default(),
         identity_dups: Vec::new(),
         buckets: Buckets::new(&staging.tmp.join("staging"))?,
@@ -337,7 +337,7 @@ fn run(
     reject_reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
 
     // Pass 2: one shard at a time.
-    let mut writer = SnapshotWriter::new(staging, retention_cutoff(today, opts.retain_lost_days));
+    let mut writer = SnapshotWriter::new(staging, retention_cutoff(today, opts.retain_lost_days))?;
     let shard_count = (persons as usize).div_ceil(SHARD_PERSONS as usize).max(1);
     for shard in 0..shard_count {
         let base = shard as u32 * SHARD_PERSONS;

@@ -11,6 +11,10 @@
 //! byte-order mark is skipped; an empty file is reported as empty.
 
 use std::collections::HashMap;
+
+/// Column name to position: looked up for every field of every row, so
+/// with ahash (in memory only, never persisted).
+type Columns = HashMap<String, usize, ahash::RandomState>;
 use std::fs::File;
 use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -141,7 +145,7 @@ pub struct ExportFile {
     raw: csv::ByteRecord,
     /// Why the last record could not be decoded, if it could not.
     unreadable: Option<RowError>,
-    columns: HashMap<String, usize>,
+    columns: Columns,
     hash: std::rc::Rc<std::cell::RefCell<(Xxh3, u64)>>,
     /// Bytes of the file on disk (for progress).
     pub size: u64,
@@ -193,7 +197,7 @@ impl ExportFile {
         }
         let mut reader = csv::ReaderBuilder::new().has_headers(true).flexible(false).from_reader(Box::new(peek) as Box<dyn Read>);
         let raw_headers = reader.byte_headers().map_err(|source| ExportError::Csv { path: path.to_path_buf(), line: 1, source })?.clone();
-        let mut columns = HashMap::new();
+        let mut columns = Columns::default();
         for (i, h) in raw_headers.iter().enumerate() {
             let h = encoding.decode(h).map_err(|_| ExportError::HeaderEncoding { path: path.to_path_buf(), given: encoding.name() })?;
             let name = h.trim().trim_start_matches('\u{feff}').to_string();
@@ -290,7 +294,7 @@ impl ExportFile {
 
 pub struct CsvFields<'a> {
     record: &'a csv::StringRecord,
-    columns: &'a HashMap<String, usize>,
+    columns: &'a Columns,
     unreadable: Option<&'a RowError>,
 }
 

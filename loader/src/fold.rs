@@ -57,7 +57,7 @@ pub fn fold(opts: &FoldOptions) -> Result<CompileSummary, CompileError> {
     let gen = engine.pin();
     let staging = Staging::begin(&opts.out, generation)?;
     let result = (|| {
-        let mut writer = SnapshotWriter::new(&staging, retention_cutoff(today, retain_days));
+        let mut writer = SnapshotWriter::new(&staging, retention_cutoff(today, retain_days))?;
         for (idx, p) in gen.snapshot.iter_persons() {
             match gen.overlay.latest_of_record(idx) {
                 Some(None) => {}

@@ -1,9 +1,11 @@
 //! Builds a [`HashIndex`] (format documented in `elig_engine::index`) from
 //! (key hash, second key hash, person record) entries.
 //!
-//! Two independent 64-bit hashes stand for the key while building, so the
-//! builder never holds millions of key strings; the engine still confirms
-//! every hit against the full stored key.
+//! Two independent hashes (64 and 32 bits) stand for the key while
+//! building, so the builder never holds millions of key strings and an
+//! entry is 16 bytes; the engine still confirms every hit against the full
+//! stored key. Two keys are taken for one only if both hashes agree (about
+//! once in 2^96 pairs).
 
 use elig_engine::index::{fingerprint, home_slot, key_hash, pack_slots, slot_bits, HashIndex, MULTI};
 use xxhash_rust::xxh3::xxh3_64_with_seed;
@@ -11,8 +13,8 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 const SECOND_SEED: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// Entries for one index, collected while records are assembled.
-/// (key hash, second key hash, person record).
-type Entry = (u64, u64, u32);
+/// (key hash, second key hash, person record): 16 bytes.
+type Entry = (u64, u32, u32);
 
 #[derive(Debug, Default)]
 pub struct IndexBuilder {
@@ -28,7 +30,7 @@ pub struct SharedKey {
 impl IndexBuilder {
     pub fn add(&mut self, key: &str, person: u32) {
         let b = key.as_bytes();
-        self.entries.push((key_hash(b), xxh3_64_with_seed(b, SECOND_SEED), person));
+        self.entries.push((key_hash(b), xxh3_64_with_seed(b, SECOND_SEED) as u32, person));
     }
 
     /// Lay out the table at a load factor of at most 0.8 (the fingerprints

@@ -24,7 +24,7 @@ fn io_at(path: &Path) -> impl FnOnce(io::Error) -> PublishError + '_ {
 }
 
 /// A snapshot being written.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Staging {
     pub tmp: PathBuf,
     out: PathBuf,

@@ -3,7 +3,10 @@
 //! its delta log applied).
 
 use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
 use std::sync::Arc;
+
+use crossbeam::channel::{bounded, unbounded, Receiver, Sender};
 
 use elig_engine::envelope::FileKind;
 use elig_engine::manifest::{shard_file_name, FileEntry, IndexName};
@@ -12,7 +15,7 @@ use elig_engine::snapshot::{archive_index, archive_shard};
 
 use crate::compile::CompileError;
 use crate::index_builder::IndexBuilder;
-use crate::publish::Staging;
+use crate::publish::{PublishError, Staging};
 
 /// What the writer produced.
 #[derive(Debug)]
@@ -31,23 +34,83 @@ pub struct SnapshotWriter<'a> {
     next: u32,
     builders: HashMap<IndexName, IndexBuilder>,
     interner: Interner,
-    shards: Vec<FileEntry>,
+    archiver: Archiver,
     counts: Counts,
+}
+
+/// Archives and writes full shards on a thread of its own, one at a time
+/// in order, while the next shard is assembled: the two halves of pass 2
+/// on two cores, at the cost of one more shard of records in memory.
+struct Archiver {
+    send: Option<Sender<(usize, Vec<PersonRecord>)>>,
+    done: Receiver<Result<FileEntry, PublishError>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    sent: usize,
+}
+
+impl Archiver {
+    fn start(staging: Staging) -> Result<Archiver, CompileError> {
+        // Rendezvous: at most one shard waits while one is archived.
+        let (send, work) = bounded::<(usize, Vec<PersonRecord>)>(0);
+        let (report, done) = unbounded();
+        let thread = std::thread::Builder::new()
+            .name("shard-archiver".into())
+            .spawn(move || {
+                for (shard, records) in work {
+                    let len = records.len() as u64;
+                    let payload = archive_shard(&PersonShard { records });
+                    let written = staging.write_sealed(&shard_file_name(shard), &payload, FileKind::PersonShard, len);
+                    let failed = written.is_err();
+                    let _ = report.send(written);
+                    if failed {
+                        return;
+                    }
+                }
+            })
+            .map_err(|source| CompileError::Io { path: PathBuf::from("shard-archiver thread"), source })?;
+        Ok(Archiver { send: Some(send), done, thread: Some(thread), sent: 0 })
+    }
+
+    /// Hand a full shard over (waits while the previous one is archived).
+    fn shard(&mut self, records: Vec<PersonRecord>) -> Result<(), CompileError> {
+        let sent = self.send.as_ref().is_some_and(|s| s.send((self.sent, records)).is_ok());
+        if !sent {
+            // The thread stopped on a write error: `finish` reports it.
+            return self.finish().map(|_| ());
+        }
+        self.sent += 1;
+        Ok(())
+    }
+
+    /// Every shard's entry, in order, or the first write error.
+    fn finish(&mut self) -> Result<Vec<FileEntry>, CompileError> {
+        self.send = None;
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        let entries = self.done.try_iter().collect::<Result<Vec<_>, _>>()?;
+        if entries.len() != self.sent {
+            let path = PathBuf::from(shard_file_name(entries.len()));
+            return Err(CompileError::Io { path, source: std::io::Error::other("the shard archiver thread stopped") });
+        }
+        Ok(entries)
+    }
 }
 
 impl<'a> SnapshotWriter<'a> {
     /// `cutoff`: lost qualifications older than this date are dropped.
-    pub fn new(staging: &'a Staging, cutoff: u32) -> Self {
-        SnapshotWriter {
+    pub fn new(staging: &'a Staging, cutoff: u32) -> Result<Self, CompileError> {
+        let archiver = Archiver::start(staging.clone())?;
+        Ok(SnapshotWriter {
             staging,
             cutoff,
             pending: Vec::new(),
             next: 0,
             builders: IndexName::ALL.iter().map(|n| (*n, IndexBuilder::default())).collect(),
             interner: Interner::default(),
-            shards: Vec::new(),
+            archiver,
             counts: Counts::default(),
-        }
+        })
     }
 
     /// Add the next person record (record numbers follow the push order).
@@ -71,10 +134,7 @@ impl<'a> SnapshotWriter<'a> {
 
     fn flush(&mut self) -> Result<(), CompileError> {
         let records = std::mem::take(&mut self.pending);
-        let len = records.len() as u64;
-        let payload = archive_shard(&PersonShard { records });
-        let file = shard_file_name(self.shards.len());
-        self.shards.push(self.staging.write_sealed(&file, &payload, FileKind::PersonShard, len)?);
+        self.archiver.shard(records)?;
         // Interned names are per shard: each archive holds its own copy.
         self.interner = Interner::default();
         Ok(())
@@ -86,9 +146,10 @@ impl<'a> SnapshotWriter<'a> {
 
     /// Write the last shard and every index.
     pub fn finish(mut self) -> Result<Written, CompileError> {
-        if !self.pending.is_empty() || self.shards.is_empty() {
+        if !self.pending.is_empty() || self.archiver.sent == 0 {
             self.flush()?;
         }
+        let shards = self.archiver.finish()?;
         let mut indexes = Vec::new();
         let mut shared_keys = Vec::new();
         for name in IndexName::ALL {
@@ -100,13 +161,13 @@ impl<'a> SnapshotWriter<'a> {
             let payload = archive_index(&index);
             indexes.push((name, self.staging.write_sealed(&name.file_name(), &payload, FileKind::HashIndex, index.keys)?));
         }
-        Ok(Written { shards: self.shards, indexes, shared_keys, counts: self.counts })
+        Ok(Written { shards, indexes, shared_keys, counts: self.counts })
     }
 }
 
 /// Makes equal repeated names one `Arc`, so rkyv archives each once per shard.
 #[derive(Default)]
-struct Interner(HashSet<Arc<str>>);
+struct Interner(HashSet<Arc<str>, ahash::RandomState>);
 
 impl Interner {
     fn one(&mut self, s: &mut Arc<str>) {
