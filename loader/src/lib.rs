@@ -11,4 +11,5 @@ pub mod index_builder;
 pub mod progress;
 pub mod publish;
 pub mod stage;
+pub mod store;
 pub mod writer;

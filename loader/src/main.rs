@@ -93,6 +93,36 @@ enum Command {
         /// The snapshot directory.
         snapshot: PathBuf,
     },
+    /// Upload a snapshot to the snapshot store (a NATS JetStream object store
+    /// bucket), verified first, manifest last; the same snapshot again is a no-op.
+    Publish {
+        /// The snapshot directory.
+        snapshot: PathBuf,
+        /// NATS server URLs, comma-separated (required).
+        #[arg(long)]
+        nats: String,
+        /// The object store bucket.
+        #[arg(long, default_value = elig_loader::store::BUCKET)]
+        bucket: String,
+        /// Replicas of the bucket when this creates it (3 on a three-server cluster).
+        #[arg(long, default_value_t = 1)]
+        replicas: usize,
+    },
+    /// Download a snapshot from the snapshot store into DIR/<generation>, verified.
+    Fetch {
+        /// NATS server URLs, comma-separated (required).
+        #[arg(long)]
+        nats: String,
+        /// The object store bucket.
+        #[arg(long, default_value = elig_loader::store::BUCKET)]
+        bucket: String,
+        /// The generation to fetch (default: the newest in the bucket).
+        #[arg(long)]
+        generation: Option<u64>,
+        /// The directory to download into (required).
+        #[arg(long)]
+        into: PathBuf,
+    },
     /// Answer a query (or JSON Lines of queries) from standard input offline.
     Lookup {
         /// The snapshot directory to answer from (required).
@@ -196,6 +226,33 @@ fn run(cli: Cli) -> Result<()> {
             }
             print_files(&m);
         }
+        Command::Publish { snapshot, nats, bucket, replicas } => {
+            let started = std::time::Instant::now();
+            let p = runtime()?.block_on(async {
+                let store = elig_loader::store::open(&nats, &bucket, Some(replicas)).await?;
+                elig_loader::store::publish(&store, &snapshot).await
+            })?;
+            if p.already {
+                println!("generation {} is already in bucket {bucket}: the same snapshot, nothing sent", p.generation);
+            } else {
+                println!(
+                    "published generation {} to bucket {bucket}: {} files, {} bytes in {:.1?}",
+                    p.generation,
+                    p.files,
+                    p.bytes,
+                    started.elapsed()
+                );
+            }
+        }
+        Command::Fetch { nats, bucket, generation, into } => {
+            let started = std::time::Instant::now();
+            std::fs::create_dir_all(&into).with_context(|| format!("creating {}", into.display()))?;
+            let dir = runtime()?.block_on(async {
+                let store = elig_loader::store::open(&nats, &bucket, None).await?;
+                elig_loader::store::download(&store, generation, &into).await
+            })?;
+            println!("fetched and verified {} in {:.1?}", dir.display(), started.elapsed());
+        }
         Command::Lookup { snapshot, file, now } => {
             let snap = Snapshot::load(&snapshot)?;
             let clock = now.map(Clock::at).unwrap_or_else(Clock::japan_now);
@@ -213,6 +270,10 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
 }
 
 fn print_files(m: &elig_engine::manifest::Manifest) {

@@ -24,6 +24,8 @@ mod lookups;
 mod operations;
 #[path = "e2e/roles.rs"]
 mod roles;
+#[path = "e2e/store.rs"]
+mod store;
 #[path = "e2e/swaps.rs"]
 mod swaps;
 #[path = "e2e/xml.rs"]
