@@ -82,7 +82,7 @@ impl People {
             let institution = p.reference_numbers.first().map_or(elig_benches::CLINIC.to_string(), |r| r.institution_code.to_string());
             let row = json!({"person_id": p.person_id.to_string(), "name": p.name.as_str(), "name_kana": p.name_kana.to_text(),
                              "sex": p.sex.to_string(), "birth_date": p.birth_date.to_string(),
-                             "address": format!("{}　別館", p.address.as_ref()), "post_number": p.post_number.to_string()});
+                             "address": format!("{}　別館", p.address), "post_number": p.post_number.to_string()});
             return Person {
                 id: p.person_id.to_string(),
                 row,

@@ -325,7 +325,7 @@ fn fill_person(e: &mut ResultOfQualificationConfirmation, p: &PersonRecord) {
     e.name_of_other_kana = p.other_name.as_ref().and_then(|o| text(&o.kana));
     e.sex1 = Some(digit(p.sex));
     e.birthdate = date(p.birth_date);
-    e.address = text(&p.address);
+    e.address = p.address.text();
     e.post_number = text(&p.post_number);
 }
 

@@ -18,7 +18,7 @@ pub(crate) fn fill_person(e: &mut ResultOfQualificationConfirmation, p: &Archive
     e.name_of_other_kana = p.other_name.as_ref().and_then(|o| o.kana.text());
     e.sex1 = Some(digit(p.sex));
     e.birthdate = date(p.birth_date.to_native());
-    e.address = text(&p.address);
+    e.address = p.address.text();
     e.post_number = p.post_number.with_text(text);
 }
 

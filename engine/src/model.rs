@@ -29,8 +29,9 @@ pub struct PersonRecord {
     /// Three bytes archived (`day`), beside `sex`: read with `to_native()`.
     #[rkyv(with = crate::day::Day)]
     pub birth_date: u32,
-    /// Shared within a household: interned per shard, archived once.
-    pub address: Arc<str>,
+    /// Split where the block number starts: the town part is shared by many
+    /// households and interned per shard, the rest is short (`Address`).
+    pub address: Address,
     #[rkyv(with = crate::digits::Post)]
     pub post_number: String,
     pub certificates: Vec<Certificate>,
@@ -42,6 +43,62 @@ pub struct PersonRecord {
     pub reference_numbers: Vec<ReferenceNumber>,
     #[rkyv(with = crate::rare::Rare)]
     pub consents: Vec<Consent>,
+}
+
+/// An address as the town part (up to the first digit: `東京都千代田区霞が関`)
+/// and the rest (`1-2-2`). Many households of a shard share a town part,
+/// archived once (format 2: 16 bytes inline and the rest, often within
+/// them, instead of 8 and the whole address out of line per household).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+#[rkyv(derive(Debug))]
+pub struct Address {
+    pub town: Arc<str>,
+    pub rest: String,
+}
+
+impl Address {
+    pub fn new(text: &str) -> Address {
+        let at = text.find(|c: char| c.is_ascii_digit()).unwrap_or(text.len());
+        Address { town: Arc::from(&text[..at]), rest: text[at..].to_string() }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.town.is_empty() && self.rest.is_empty()
+    }
+
+    /// The address for an answer; `None` when empty (as `values::text`).
+    pub fn text(&self) -> Option<crate::answer::Str> {
+        joined(&self.town, &self.rest)
+    }
+}
+
+fn joined(town: &str, rest: &str) -> Option<crate::answer::Str> {
+    if town.is_empty() && rest.is_empty() {
+        return None;
+    }
+    let mut s = crate::answer::Str::with_capacity(town.len() + rest.len());
+    s.push_str(town);
+    s.push_str(rest);
+    Some(s)
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", self.town, self.rest)
+    }
+}
+
+impl std::fmt::Display for ArchivedAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}{}", &*self.town, self.rest.as_str())
+    }
+}
+
+impl ArchivedAddress {
+    /// The address for an answer; `None` when empty (as `values::text`).
+    pub fn text(&self) -> Option<crate::answer::Str> {
+        joined(&self.town, &self.rest)
+    }
 }
 
 /// 通称: another name and its kana.

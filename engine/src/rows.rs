@@ -302,7 +302,7 @@ pub fn parse_row(table: &Table, f: &impl Fields) -> Result<Row, RowError> {
                 },
                 sex: r.code("sex", &["1", "2", "3"])?.parse().unwrap_or(3),
                 birth_date: r.date("birth_date")?,
-                address: r.text("address", 200)?.into(),
+                address: Address::new(&r.text("address", 200)?),
                 post_number: post,
                 ..Default::default()
             })

@@ -29,7 +29,7 @@ fn intern(set: &mut HashSet<Arc<str>>, s: &mut Arc<str>) {
 fn interned(mut records: Vec<PersonRecord>) -> Vec<PersonRecord> {
     let mut set = HashSet::new();
     for r in &mut records {
-        intern(&mut set, &mut r.address);
+        intern(&mut set, &mut r.address.town);
         for i in &mut r.insurance {
             intern(&mut set, &mut i.insurer_name);
             intern(&mut set, &mut i.insured_name);
@@ -89,7 +89,7 @@ fn main() {
         ("name", |r| r.name.clear()),
         ("name_kana", |r| r.name_kana.clear()),
         ("other_name", |r| r.other_name = None),
-        ("address", |r| r.address = Arc::from("")),
+        ("address", |r| r.address = Address::default()),
         ("post_number", |r| r.post_number.clear()),
         ("certificates (all)", |r| r.certificates.clear()),
         ("certificate serial", |r| r.certificates.iter_mut().for_each(|c| c.serial_number.clear())),

@@ -183,7 +183,7 @@ impl Interner {
     }
 
     fn record(&mut self, r: &mut PersonRecord) {
-        self.one(&mut r.address);
+        self.one(&mut r.address.town);
         for i in &mut r.insurance {
             self.one(&mut i.insurer_name);
             self.one(&mut i.insured_name);
