@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::client::{ClientError, ClientOptions};
-use crate::roles::{Role, RoleError};
+use crate::core::role::{Role, RoleError};
 
 mod draw;
 mod exchange;

@@ -5,11 +5,11 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use elig_engine::answer::{Answer, BulkConfirmUnit, MessageHeader, Str, ToCompactString};
+use elig_wire::answer::{Answer, BulkConfirmUnit, MessageHeader, Str, ToCompactString};
 use serde::Deserialize;
 
 use crate::client::{Client, ClientError, ClientOptions};
-use crate::protocol::{BulkSummary, DeltaAck};
+use elig_wire::report::{BulkSummary, DeltaAck};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -399,7 +399,7 @@ mod tests {
     #[test]
     fn the_udp_payload_is_checked_and_passed_on() {
         let dir = tempfile::tempdir().unwrap();
-        crate::certs::DevPki::generate("3410712362", &["localhost"]).unwrap().write(dir.path()).unwrap();
+        crate::dev::certs::DevPki::generate("3410712362", &["localhost"]).unwrap().write(dir.path()).unwrap();
         let at = |f: &str| Some(dir.path().join(f));
         let base = ClientSettings {
             server: Some("127.0.0.1:4433".into()),

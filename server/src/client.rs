@@ -19,15 +19,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use elig_engine::answer::{Answer, BulkConfirmUnit};
-use quinn::{Connection, ConnectionError, Endpoint, RecvStream, SendStream, VarInt};
+use elig_wire::answer::{Answer, BulkConfirmUnit};
+use elig_wire::codes::close;
+use elig_wire::frame::{self as protocol, Frame, Kind, CLIENT_MAX_FRAME};
+use elig_wire::report::{BulkSummary, DeltaAck, StatusReport, SwapResult, UsageReport};
+use elig_wire::request::{BulkBegin, ErrorBody, SwapRequest};
+use quinn::{Connection, ConnectionError, Endpoint, SendStream, VarInt};
 use serde::de::DeserializeOwned;
 
-use crate::handler::StatusReport;
-use crate::protocol::{self, BulkBegin, BulkSummary, DeltaAck, ErrorBody, Frame, Kind, SwapRequest, SwapResult, CLIENT_MAX_FRAME};
-use crate::stream::{self, read_frame, ReadError};
-use crate::tls::{self, Identity, TlsError};
-use crate::usage::UsageReport;
+use crate::quic::frames::{self, FrameStream, ReadError};
+use crate::quic::tls::{self, Identity, TlsError};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -83,8 +84,8 @@ pub fn explain(e: &ConnectionError) -> String {
         ConnectionError::ApplicationClosed(c) => {
             let reason = String::from_utf8_lossy(&c.reason);
             match u32::try_from(u64::from(c.error_code)) {
-                Ok(crate::server::CLOSE_SHUTDOWN) => format!("the server closed the connection: {reason}"),
-                Ok(crate::server::CLOSE_NO_ROLE) => format!("the server refused this client certificate: {reason}"),
+                Ok(close::SHUTDOWN) => format!("the server closed the connection: {reason}"),
+                Ok(close::NO_ROLE) => format!("the server refused this client certificate: {reason}"),
                 _ => format!("the server closed the connection (code {}): {reason}", c.error_code),
             }
         }
@@ -140,7 +141,7 @@ impl ClientOptions {
             ca_pem,
             identity,
             timeout: Duration::from_secs(60),
-            max_udp_payload: crate::udp::DEFAULT_MAX_UDP_PAYLOAD,
+            max_udp_payload: crate::quic::udp::DEFAULT_MAX_UDP_PAYLOAD,
         }
     }
 
@@ -176,7 +177,7 @@ fn client_setup(opts: &ClientOptions) -> Result<(quinn::ClientConfig, SocketAddr
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(Duration::from_secs(5)));
     transport.max_concurrent_uni_streams(VarInt::from_u32(0));
-    crate::udp::discover_mtu(&mut transport, opts.max_udp_payload);
+    crate::quic::udp::discover_mtu(&mut transport, opts.max_udp_payload);
     let mut config = quinn::ClientConfig::new(crypto);
     config.transport_config(Arc::new(transport));
     let bind: SocketAddr = match (opts.server.is_ipv4(), opts.server.ip().is_loopback()) {
@@ -195,9 +196,9 @@ pub(crate) async fn connect_endpoint(opts: &ClientOptions, socket_buffers: Optio
     let (config, bind) = client_setup(opts)?;
     let socket = std::net::UdpSocket::bind(bind).map_err(ClientError::Endpoint)?;
     if let Some(size) = socket_buffers {
-        crate::udp::size_buffers(&socket, size, size).map_err(ClientError::Endpoint)?;
+        crate::quic::udp::size_buffers(&socket, size, size).map_err(ClientError::Endpoint)?;
     }
-    let endpoint_config = crate::udp::endpoint_config(opts.max_udp_payload);
+    let endpoint_config = crate::quic::udp::endpoint_config(opts.max_udp_payload);
     let mut endpoint = Endpoint::new(endpoint_config, None, socket, Arc::new(quinn::TokioRuntime)).map_err(ClientError::Endpoint)?;
     endpoint.set_default_client_config(config);
     let connect_error = |message: String| ClientError::Connect { addr: opts.server, message };
@@ -217,8 +218,9 @@ impl Client {
         &self.conn
     }
 
-    async fn open(&self) -> Result<(SendStream, RecvStream), ClientError> {
-        self.conn.open_bi().await.map_err(|e| ClientError::Connection(explain(&e)))
+    async fn open(&self) -> Result<(SendStream, FrameStream), ClientError> {
+        let (send, recv) = self.conn.open_bi().await.map_err(|e| ClientError::Connection(explain(&e)))?;
+        Ok((send, FrameStream::new(recv)))
     }
 
     fn lost(&self, e: impl std::fmt::Display) -> ClientError {
@@ -233,12 +235,12 @@ impl Client {
         send.finish().map_err(|e| self.lost(e))
     }
 
-    async fn next(&self, recv: &mut RecvStream) -> Result<Option<Frame>, ClientError> {
+    async fn next(&self, recv: &mut FrameStream) -> Result<Option<Frame>, ClientError> {
         self.next_within(recv, self.timeout).await
     }
 
-    async fn next_within(&self, recv: &mut RecvStream, timeout: Duration) -> Result<Option<Frame>, ClientError> {
-        match read_frame(recv, CLIENT_MAX_FRAME, timeout).await {
+    async fn next_within(&self, recv: &mut FrameStream, timeout: Duration) -> Result<Option<Frame>, ClientError> {
+        match recv.next_frame(CLIENT_MAX_FRAME, timeout).await {
             Ok(f) => Ok(f),
             Err(ReadError::Stream(e)) => Err(self.lost(e)),
             Err(e) => Err(e.into()),
@@ -257,7 +259,7 @@ impl Client {
         let written = self.write(&mut send, &protocol::encode(kind, payload)).await;
         match self.next_within(&mut recv, timeout).await {
             Ok(Some(f)) if f.kind == want => {
-                stream::finish_reading(&mut recv, stream::FINISH_WAIT).await;
+                recv.finish(frames::FINISH_WAIT).await;
                 parse(&f)
             }
             Ok(Some(f)) => Err(unexpected(&f, want)),
@@ -384,7 +386,7 @@ fn unexpected(f: &Frame, want: Kind) -> ClientError {
 #[derive(Debug)]
 struct ItemStream<S> {
     client: Client,
-    recv: RecvStream,
+    recv: FrameStream,
     item: Kind,
     /// For errors: "bulk" or "ticket".
     what: &'static str,
@@ -392,7 +394,7 @@ struct ItemStream<S> {
 }
 
 impl<S: DeserializeOwned> ItemStream<S> {
-    fn new(client: Client, recv: RecvStream, item: Kind, what: &'static str) -> Self {
+    fn new(client: Client, recv: FrameStream, item: Kind, what: &'static str) -> Self {
         ItemStream { client, recv, item, what, summary: None }
     }
 

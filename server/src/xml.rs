@@ -14,7 +14,7 @@
 
 use std::fmt;
 
-use elig_engine::answer::Answer;
+use elig_wire::answer::Answer;
 use encoding_rs::{EncoderResult, Encoding, SHIFT_JIS, UTF_8};
 use quick_xml::events::Event;
 use quick_xml::Reader;

@@ -366,7 +366,7 @@ mod tests {
     #[test]
     fn keys_are_present_or_absent_as_drawn_from_snapshot_and_export() {
         let dir = tempfile::tempdir().unwrap();
-        let snap = crate::demo::synthetic_snapshot(dir.path(), 1500, 5, TODAY).unwrap();
+        let snap = crate::dev::demo::synthetic_snapshot(dir.path(), 1500, 5, TODAY).unwrap();
         let snapshot = Snapshot::load(&snap).unwrap();
         let view = View::new(&snapshot);
         for source in [KeySource::Snapshot(snap.clone()), KeySource::Export(dir.path().join("export"))] {
@@ -402,7 +402,7 @@ mod tests {
     #[test]
     fn the_sampler_follows_the_mix_and_refuses_what_it_cannot_ask() {
         let dir = tempfile::tempdir().unwrap();
-        let snap = crate::demo::synthetic_snapshot(dir.path(), 800, 9, TODAY).unwrap();
+        let snap = crate::dev::demo::synthetic_snapshot(dir.path(), 800, 9, TODAY).unwrap();
         let build = || KeyPool::build(&plan(KeySource::Snapshot(snap.clone()), Requester::Central)).unwrap();
         let sampler = Sampler::new(build(), &Mix::parse("card=3,serial=1").unwrap(), 0.0, Mode::Single).unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(1);

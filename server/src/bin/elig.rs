@@ -136,13 +136,13 @@ struct PublishArgs {
     #[arg(long, env = "ELIG_NATS", value_delimiter = ',', default_value = "nats://127.0.0.1:4222")]
     nats: Vec<String>,
     /// The JetStream stream.
-    #[arg(long, default_value = elig_server::jetstream::DEFAULT_STREAM)]
+    #[arg(long, default_value = elig_server::ops::jetstream::DEFAULT_STREAM)]
     stream: String,
     /// The subject prefix: batch N goes to `<prefix>.N`.
-    #[arg(long, default_value = elig_server::jetstream::DEFAULT_PREFIX)]
+    #[arg(long, default_value = elig_server::ops::jetstream::DEFAULT_PREFIX)]
     subject_prefix: String,
     /// Replicas of the stream if it has to be created (a three-server cluster: 3).
-    #[arg(long, default_value_t = elig_server::jetstream::DEFAULT_REPLICAS)]
+    #[arg(long, default_value_t = elig_server::ops::jetstream::DEFAULT_REPLICAS)]
     replicas: usize,
     /// Replace the batch of the same seq in the stream (after every node refused it), instead of appending.
     #[arg(long)]
@@ -151,7 +151,7 @@ struct PublishArgs {
 
 /// `elig publish`: each batch checked as rows, then published in seq order.
 async fn run_publish(args: PublishArgs) -> anyhow::Result<()> {
-    use elig_server::jetstream::{self, StreamNames};
+    use elig_server::ops::jetstream::{self, StreamNames};
     let batches = cli::read_batches(&args.files)?;
     let names = StreamNames { servers: args.nats, stream: args.stream, subject_prefix: args.subject_prefix };
     let js = jetstream::connect(&names).await?;

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use elig_engine::engine::{Engine, EngineOptions};
-use elig_server::certs::DevPki;
-use elig_server::config::{Config, RawConfig, RawLimits, RawTls, RawUdp, DEFAULT_WORKER_THREADS};
-use elig_server::demo;
-use elig_server::server::Server;
-use elig_server::state;
+use elig_server::config::{Config, RawConfig, DEFAULT_WORKER_THREADS};
+use elig_server::dev::certs::DevPki;
+use elig_server::dev::demo;
+use elig_server::ops::state;
+use elig_server::quic::server::Server;
 use tokio_util::sync::CancellationToken;
 
 // mimalloc: answers allocate many small strings, and after a day of deltas
@@ -59,81 +59,9 @@ struct ServeArgs {
     /// TOML configuration file (default: none; the flags below override its keys).
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// UDP address to listen on (default 127.0.0.1:4433).
-    #[arg(long)]
-    listen: Option<String>,
-    /// Snapshot directory to serve (required: here or snapshot_dir in --config).
-    #[arg(long)]
-    snapshot: Option<PathBuf>,
-    /// CA certificate (PEM) that issues client certificates (required: here or tls.ca).
-    #[arg(long)]
-    ca: Option<PathBuf>,
-    /// Server certificate chain (PEM) (required: here or tls.cert).
-    #[arg(long)]
-    cert: Option<PathBuf>,
-    /// Server private key (PEM) (required: here or tls.key).
-    #[arg(long)]
-    key: Option<PathBuf>,
-    /// Address of the Prometheus endpoint, GET /metrics (default: off).
-    #[arg(long)]
-    metrics: Option<String>,
-    /// Audit log file, JSON Lines, appended (default: off).
-    #[arg(long)]
-    audit_log: Option<PathBuf>,
-    /// Append-only delta log (default: deltas.log beside the snapshot directory).
-    #[arg(long)]
-    delta_log: Option<PathBuf>,
-    /// Items in one bulk inquiry, 1..1,000,000 (default 10000).
-    #[arg(long)]
-    max_bulk_items: Option<u64>,
-    /// Payload bytes of one frame from a client, 1 KiB..16 MiB (default 65536).
-    #[arg(long)]
-    max_frame_bytes: Option<u64>,
-    /// Concurrent requests (streams) on one connection, 1..10,000 (default 256).
-    #[arg(long)]
-    max_streams: Option<u64>,
-    /// Connections, handshakes in progress included; more are refused (default 1024).
-    #[arg(long)]
-    max_connections: Option<u64>,
-    /// Seconds without traffic before a connection is dropped, 10..3600 (default 30; clients send keep-alives).
-    #[arg(long)]
-    idle_timeout: Option<u64>,
-    /// Seconds to wait for the next frame of a request (default 30).
-    #[arg(long)]
-    frame_timeout: Option<u64>,
-    /// Seconds to let requests in flight finish on SIGTERM (default 30).
-    #[arg(long)]
-    shutdown_grace: Option<u64>,
-    /// Largest delta batch accepted from an operator, in bytes, 1 KiB..1 GiB (default 16777216).
-    #[arg(long)]
-    max_delta_bytes: Option<u64>,
-    /// Seconds a QUIC handshake may take before it is dropped, 1..60 (default 5).
-    #[arg(long)]
-    handshake_timeout: Option<u64>,
-    /// Handshakes in progress from which a client whose address is not yet validated gets a stateless Retry; 0: always (default 64).
-    #[arg(long)]
-    retry_after_handshakes: Option<u64>,
-    /// Handshakes in progress per source IP address (default 8).
-    #[arg(long)]
-    max_handshakes_per_address: Option<u64>,
-    /// Answer as if it were always this time, YYYYMMDDHHmmss, for tests and replays (default: off, the real clock).
-    #[arg(long)]
-    fixed_clock: Option<String>,
-    /// Tokio worker threads that serve requests (default 1).
-    #[arg(long)]
-    worker_threads: Option<u64>,
-    /// Lock each live snapshot in memory, true or false (default true).
-    #[arg(long)]
-    lock_memory: Option<bool>,
-    /// UDP receive buffer to ask the kernel for, in bytes (default 4 MiB).
-    #[arg(long)]
-    udp_recv_buffer: Option<u64>,
-    /// UDP send buffer to ask the kernel for, in bytes (default 4 MiB).
-    #[arg(long)]
-    udp_send_buffer: Option<u64>,
-    /// Largest UDP payload MTU discovery may reach, 1200..65527 (default 1452).
-    #[arg(long)]
-    max_udp_payload: Option<u64>,
+    /// Every setting of the file, as a flag that overrides it (`elig_server::config`).
+    #[command(flatten)]
+    settings: RawConfig,
 }
 
 #[derive(Args)]
@@ -209,7 +137,7 @@ fn runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn certs(out: &std::path::Path, institution: &str, names: &[String]) -> anyhow::Result<()> {
-    let role = elig_server::roles::Role::from_uri(&format!("urn:elig:role:institution:{institution}")).map_err(|e| {
+    let role = elig_server::core::role::Role::from_uri(&format!("urn:elig:role:institution:{institution}")).map_err(|e| {
         elig_server::config::ConfigError::Invalid { key: "--institution", value: institution.into(), reason: e.to_string() }
     })?;
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -225,34 +153,7 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<Config> {
         Some(p) => RawConfig::from_file(p)?,
         None => RawConfig::default(),
     };
-    let over = RawConfig {
-        listen: args.listen,
-        snapshot_dir: args.snapshot,
-        metrics_listen: args.metrics,
-        audit_log: args.audit_log,
-        audit_key_salt: None,
-        delta_log: args.delta_log,
-        fixed_clock: args.fixed_clock,
-        worker_threads: args.worker_threads,
-        lock_memory: args.lock_memory,
-        feed: None, // `[feed]` is set in the file only
-        udp: RawUdp { recv_buffer_bytes: args.udp_recv_buffer, send_buffer_bytes: args.udp_send_buffer, max_payload: args.max_udp_payload },
-        tls: RawTls { ca: args.ca, cert: args.cert, key: args.key },
-        limits: RawLimits {
-            max_bulk_items: args.max_bulk_items,
-            max_frame_bytes: args.max_frame_bytes,
-            max_streams_per_connection: args.max_streams,
-            max_connections: args.max_connections,
-            idle_timeout_secs: args.idle_timeout,
-            frame_timeout_secs: args.frame_timeout,
-            shutdown_grace_secs: args.shutdown_grace,
-            max_delta_bytes: args.max_delta_bytes,
-            handshake_timeout_secs: args.handshake_timeout,
-            retry_after_handshakes: args.retry_after_handshakes,
-            max_handshakes_per_address: args.max_handshakes_per_address,
-        },
-    };
-    Ok(file.overridden_by(over).validate()?)
+    Ok(file.overridden_by(args.settings).validate()?)
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -1,4 +1,4 @@
-//! Prometheus metrics, served as `GET /metrics` on the management address.
+//! Prometheus metrics, served on the management address (`GET /metrics`).
 //!
 //! | name | type | labels |
 //! |---|---|---|
@@ -22,132 +22,81 @@
 //! | `elig_swaps_total` | counter | `outcome` (done, refused) |
 //!
 //! The engine gauges are set at start and after every swap and batch.
-//! The recorder is process-wide (installed on first use); the endpoint is a
-//! minimal HTTP/1.1 responder on tokio, so no web framework is needed.
+//! The recorder is process-wide, installed by the first server that serves
+//! metrics, with the exporter's own HTTP listener (any path answers with
+//! the metrics, `/health` with `OK`). Without `metrics_listen` no recorder
+//! is installed and the macros cost next to nothing.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::OnceLock;
 
 use metrics::{counter, gauge, histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
 use tokio_util::sync::CancellationToken;
 
-use crate::handler::Outcome;
+use crate::core::{Label, Outcome, Request};
 
 const LATENCY_BUCKETS: &[f64] =
     &[0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0];
 
-static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+/// Where this process serves metrics, once a server did.
+static SERVED: OnceLock<SocketAddr> = OnceLock::new();
 
-/// The process-wide Prometheus recorder (installed on first call). `None`
-/// if another recorder was installed first.
-pub fn handle() -> Option<&'static PrometheusHandle> {
-    HANDLE
-        .get_or_init(|| {
-            let builder =
-                PrometheusBuilder::new().set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), LATENCY_BUCKETS).ok()?;
-            builder.install_recorder().ok()
-        })
-        .as_ref()
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MetricsError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("the Prometheus exporter: {0}")]
+    Exporter(String),
+    #[error("this process already serves metrics on {served} (one metrics endpoint per process)")]
+    AlreadyServed { served: SocketAddr },
 }
 
-/// The current metrics in the Prometheus text format.
-pub fn render() -> String {
-    match handle() {
-        Some(h) => {
-            h.run_upkeep();
-            h.render()
-        }
-        None => String::new(),
+/// Install the recorder and serve the metrics on `addr` until `stop` is
+/// cancelled. Returns the bound address (a port 0 is resolved first, as the
+/// exporter does not report the port it bound).
+pub fn serve(addr: SocketAddr, stop: CancellationToken) -> Result<SocketAddr, MetricsError> {
+    if let Some(served) = SERVED.get() {
+        return Err(MetricsError::AlreadyServed { served: *served });
     }
-}
-
-/// Serve `GET /metrics` on `addr` until `stop` is cancelled. Returns the
-/// bound address.
-pub async fn serve(addr: SocketAddr, stop: CancellationToken) -> std::io::Result<SocketAddr> {
-    handle();
-    let listener = TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
+    let addr = match addr.port() {
+        0 => TcpListener::bind(addr).and_then(|l| l.local_addr()).map_err(|source| MetricsError::Bind { addr, source })?,
+        _ => addr,
+    };
+    let exporter = |e: &dyn std::fmt::Display| MetricsError::Exporter(e.to_string());
+    let (recorder, listener) = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), LATENCY_BUCKETS)
+        .map_err(|e| exporter(&e))?
+        .with_http_listener(addr)
+        .build()
+        .map_err(|e| exporter(&e))?;
+    metrics::set_global_recorder(recorder).map_err(|e| exporter(&e))?;
+    let _ = SERVED.set(addr);
     tokio::spawn(async move {
-        loop {
-            let (mut sock, _) = tokio::select! {
-                _ = stop.cancelled() => break,
-                r = listener.accept() => match r {
-                    Ok(s) => s,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "metrics accept failed");
-                        continue;
-                    }
-                },
-            };
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 4096];
-                let mut used = 0;
-                // Read the request head (bounded), ignore its body.
-                while used < buf.len() {
-                    match sock.read(&mut buf[used..]).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => used += n,
-                    }
-                    if buf[..used].windows(4).any(|w| w == b"\r\n\r\n") {
-                        break;
-                    }
-                }
-                let head = String::from_utf8_lossy(&buf[..used]);
-                let (status, body) = if head.starts_with("GET /metrics ") || head.starts_with("GET / ") {
-                    ("200 OK", render())
-                } else {
-                    ("404 Not Found", "try GET /metrics\n".to_string())
-                };
-                let resp = format!(
-                    "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = sock.write_all(resp.as_bytes()).await;
-                let _ = sock.shutdown().await;
-            });
+        tokio::select! {
+            _ = stop.cancelled() => {}
+            r = listener => if let Err(e) = r { tracing::error!(error = ?e, "the metrics endpoint stopped") },
         }
     });
-    Ok(local)
-}
-
-fn outcome_label(o: &Outcome) -> &'static str {
-    match (o.kind, o.is_normal()) {
-        ("refused", _) => "refused",
-        (_, true) => "normal",
-        (_, false) => "error",
-    }
+    Ok(addr)
 }
 
 /// One answered query (lookup, ticket fetch or bulk item).
 pub fn query(o: &Outcome) {
-    let outcome = outcome_label(o);
-    if o.request == "bulk" {
-        counter!("elig_bulk_items_total", "kind" => o.kind, "outcome" => outcome).increment(1);
+    let (kind, outcome) = (o.asked.name(), o.verdict().name());
+    if o.request == Request::Bulk {
+        counter!("elig_bulk_items_total", "kind" => kind, "outcome" => outcome).increment(1);
     }
-    let validity = match o.validity.as_deref() {
-        Some("1") => "1",
-        Some("2") => "2",
-        Some("3") => "3",
-        Some("4") => "4",
-        Some("5") => "5",
-        Some("6") => "6",
-        _ => "none",
-    };
-    counter!("elig_answers_total", "kind" => o.kind, "validity" => validity).increment(1);
+    let validity = o.validity.map_or("none", |v| v.code());
+    counter!("elig_answers_total", "kind" => kind, "validity" => validity).increment(1);
 }
 
 /// One request finished (a bulk inquiry counts once here).
-pub fn request(request: &'static str, kind: &'static str, outcome: &'static str, seconds: f64) {
+pub fn request(label: Label, seconds: f64) {
+    let (request, kind, outcome) = (label.request_name(), label.kind_name(), label.verdict.name());
     counter!("elig_requests_total", "request" => request, "kind" => kind, "outcome" => outcome).increment(1);
     histogram!("elig_request_duration_seconds", "request" => request, "kind" => kind, "outcome" => outcome).record(seconds);
-}
-
-/// The outcome label of a single query.
-pub fn outcome_of(o: &Outcome) -> &'static str {
-    outcome_label(o)
 }
 
 pub fn connection_opened(role: &'static str) {
@@ -202,10 +151,10 @@ pub fn swap(outcome: &'static str) {
 }
 
 /// The delta feed of a node that follows the stream (`feed.rs`).
-pub fn feed(s: &crate::feed::FeedStatus) {
+pub fn feed(s: &elig_wire::report::FeedStatus) {
     gauge!("elig_feed_applied_seq").set(s.applied_seq as f64);
     gauge!("elig_feed_stream_seq").set(s.stream_seq as f64);
     gauge!("elig_feed_lag_batches").set(s.lag_batches as f64);
     gauge!("elig_feed_lag_seconds").set(s.lag_secs as f64);
-    gauge!("elig_feed_stopped").set(if s.state == crate::feed::FeedState::Stopped { 1.0 } else { 0.0 });
+    gauge!("elig_feed_stopped").set(if s.state == elig_wire::report::FeedState::Stopped { 1.0 } else { 0.0 });
 }

@@ -8,40 +8,16 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
-use serde::{Deserialize, Serialize};
+use elig_wire::report::{UsageReport, UsageRow};
 
-use crate::handler::Outcome;
+use crate::core::{Asked, Outcome};
 
-/// Header line of the CSV export.
-pub const CSV_HEADER: &str = "institution_code,lookup_kind,requests,normal,errors,certificate_checks";
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Counts {
     requests: u64,
     normal: u64,
     errors: u64,
     certificate_checks: u64,
-}
-
-/// One row of the usage report.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UsageRow {
-    pub institution_code: String,
-    pub lookup_kind: String,
-    pub requests: u64,
-    pub normal: u64,
-    pub errors: u64,
-    pub certificate_checks: u64,
-}
-
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct UsageReport {
-    /// Counting started (server start), `YYYYMMDDHHmmss`.
-    pub since: u64,
-    /// When the report was made, `YYYYMMDDHHmmss`.
-    pub at: u64,
-    /// Sorted by institution code, then lookup kind.
-    pub rows: Vec<UsageRow>,
 }
 
 /// The live counters.
@@ -52,7 +28,7 @@ pub struct Usage {
     /// (the institution was cloned for every query before). Hashed, not
     /// ordered: with thousands of institutions an ordered map compared a
     /// dozen codes per request; the report sorts.
-    counts: Mutex<HashMap<String, BTreeMap<&'static str, Counts>, ahash::RandomState>>,
+    counts: Mutex<HashMap<String, BTreeMap<Asked, Counts>, ahash::RandomState>>,
 }
 
 impl Usage {
@@ -67,7 +43,7 @@ impl Usage {
             Some(kinds) => kinds,
             None => map.entry(o.institution.clone()).or_default(),
         };
-        let c = kinds.entry(o.kind).or_default();
+        let c = kinds.entry(o.asked).or_default();
         c.requests += 1;
         if o.is_normal() {
             c.normal += 1;
@@ -86,7 +62,7 @@ impl Usage {
             .flat_map(|(inst, kinds)| kinds.iter().map(move |(kind, c)| (inst, kind, c)))
             .map(|(inst, kind, c)| UsageRow {
                 institution_code: inst.clone(),
-                lookup_kind: kind.to_string(),
+                lookup_kind: kind.name().to_string(),
                 requests: c.requests,
                 normal: c.normal,
                 errors: c.errors,
@@ -99,40 +75,23 @@ impl Usage {
     }
 }
 
-impl UsageReport {
-    /// The CSV export: [`CSV_HEADER`] then one line per row. Institution
-    /// codes and kinds never hold commas or quotes.
-    pub fn to_csv(&self) -> String {
-        let mut out = String::from(CSV_HEADER);
-        out.push('\n');
-        for r in &self.rows {
-            out.push_str(&format!(
-                "{},{},{},{},{},{}\n",
-                r.institution_code, r.lookup_kind, r.requests, r.normal, r.errors, r.certificate_checks
-            ));
-        }
-        out
-    }
-
-    /// The row for one institution and kind.
-    pub fn row(&self, institution: &str, kind: &str) -> Option<&UsageRow> {
-        self.rows.iter().find(|r| r.institution_code == institution && r.lookup_kind == kind)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn outcome(inst: &str, kind: &'static str, status: &str, cert: bool) -> Outcome {
+    use crate::core::Request;
+    use elig_engine::answer::Status;
+    use elig_engine::query::KeyKind;
+
+    fn outcome(inst: &str, asked: Asked, status: Status, cert: bool) -> Outcome {
         Outcome {
-            request: "lookup",
-            kind,
+            request: Request::Lookup,
+            asked,
             institution: inst.into(),
             key: None,
             generation: 1,
             delta_seq: 0,
-            status: status.into(),
+            status,
             validity: None,
             code: None,
             item: None,
@@ -143,10 +102,11 @@ mod tests {
     #[test]
     fn counts_by_institution_and_kind_and_exports_csv() {
         let u = Usage::new(20261122000000);
-        u.record(&outcome("3410712362", "certificate_serial", "1", true));
-        u.record(&outcome("3410712362", "certificate_serial", "2", true));
-        u.record(&outcome("3410712362", "insurance_card", "1", false));
-        u.record(&outcome("1311111114", "malformed", "2", false));
+        let serial = Asked::Key(KeyKind::CertificateSerial);
+        u.record(&outcome("3410712362", serial, Status::Normal, true));
+        u.record(&outcome("3410712362", serial, Status::Error, true));
+        u.record(&outcome("3410712362", Asked::Key(KeyKind::InsuranceCard), Status::Normal, false));
+        u.record(&outcome("1311111114", Asked::Malformed, Status::Error, false));
         let r = u.report(20261122010000);
         assert_eq!(r.rows.len(), 3);
         let row = r.row("3410712362", "certificate_serial").unwrap();

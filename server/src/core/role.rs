@@ -148,7 +148,7 @@ impl fmt::Display for Role {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::certs;
+    use crate::dev::certs;
 
     #[test]
     fn role_uris_parse_and_round_trip() {
@@ -165,7 +165,7 @@ mod tests {
     #[test]
     fn roles_come_from_generated_certificates() {
         let pki = certs::DevPki::generate("3410712362", &["localhost"]).unwrap();
-        let der = |pem: &str| crate::tls::parse_certs(pem.as_bytes(), "test").unwrap().remove(0);
+        let der = |pem: &str| crate::quic::tls::parse_certs(pem.as_bytes(), "test").unwrap().remove(0);
         assert_eq!(Role::from_certificate(&der(&pki.central.cert_pem)).unwrap(), Role::Central);
         assert_eq!(Role::from_certificate(&der(&pki.operator.cert_pem)).unwrap(), Role::Operator);
         assert_eq!(Role::from_certificate(&der(&pki.institution.cert_pem)).unwrap(), Role::Institution("3410712362".into()));
@@ -181,7 +181,7 @@ mod tests {
         let pki = certs::DevPki::generate("3410712362", &["localhost"]).unwrap();
         let role_of = |usages: &[Eku]| {
             let pem = certs::issue_client_with_usages(&pki, &[Role::Central], "central", usages).unwrap();
-            Role::from_certificate(&crate::tls::parse_certs(pem.cert_pem.as_bytes(), "test").unwrap().remove(0))
+            Role::from_certificate(&crate::quic::tls::parse_certs(pem.cert_pem.as_bytes(), "test").unwrap().remove(0))
         };
         assert_eq!(role_of(&[Eku::ClientAuth]).unwrap(), Role::Central);
         assert_eq!(role_of(&[Eku::ServerAuth, Eku::ClientAuth]).unwrap(), Role::Central);
@@ -200,7 +200,7 @@ mod tests {
     fn several_role_uris_are_refused() {
         let pki = certs::DevPki::generate("3410712362", &["localhost"]).unwrap();
         let two = certs::issue_client(&pki, &[Role::Central, Role::Operator], "two roles").unwrap();
-        let der = crate::tls::parse_certs(two.cert_pem.as_bytes(), "test").unwrap().remove(0);
+        let der = crate::quic::tls::parse_certs(two.cert_pem.as_bytes(), "test").unwrap().remove(0);
         assert!(matches!(Role::from_certificate(&der), Err(RoleError::SeveralRoles(_))));
     }
 }

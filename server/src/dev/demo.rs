@@ -10,8 +10,8 @@ use elig_engine::lookup::{assistance_in_force, insurance_in_force};
 use elig_loader::compile::{compile, CompileOptions};
 use elig_loader::gen::{generate, GenOptions};
 
-use crate::certs::{CertError, DevPki};
 use crate::config::{Config, Limits, TlsPaths};
+use crate::dev::certs::{CertError, DevPki};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

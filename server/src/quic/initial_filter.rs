@@ -1,5 +1,5 @@
 //! The server's UDP socket as quinn sees it, with one addition: Initial
-//! packets from source sockets that [`crate::admission`] found ignoring
+//! packets from source sockets that [`crate::quic::admission`] found ignoring
 //! their Retries are dropped here, before quinn decrypts and queues them.
 //! Under a flood of Initials from one socket that intake, not the Retry,
 //! was most of the cost (about 135 µs a datagram in a debug build): past

@@ -23,7 +23,9 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
-use crate::jetstream::{find_batch, last_batch, StreamNames};
+pub use elig_wire::report::{FeedState, FeedStatus};
+
+use crate::ops::jetstream::{find_batch, last_batch, StreamNames};
 
 /// `[feed]` in `eligd.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -33,40 +35,6 @@ pub struct FeedConfig {
     pub names: StreamNames,
     /// This node's durable consumer: one name per node.
     pub consumer: String,
-}
-
-/// Where the feed is.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum FeedState {
-    /// Reaching NATS or the stream (retried every second).
-    #[default]
-    Connecting,
-    /// Reading the stream and applying batches in order.
-    Following,
-    /// Refused a batch (a gap or an invalid batch): answering at the last
-    /// good seq until the batch is replaced in the stream.
-    Stopped,
-}
-
-/// The feed in `elig status` and the metrics.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FeedStatus {
-    pub state: FeedState,
-    pub stream: String,
-    pub consumer: String,
-    /// The last batch applied on this node (its delta log).
-    pub applied_seq: u64,
-    /// The newest batch in the stream, as last seen.
-    pub stream_seq: u64,
-    /// Batches in the stream not yet applied here.
-    pub lag_batches: u64,
-    /// Seconds since the oldest unapplied batch entered the stream (0 when caught up).
-    pub lag_secs: u64,
-    /// Batches applied from the stream since the node started.
-    pub applied_from_stream: u64,
-    /// Why the feed stopped, or the last connection error.
-    pub alarm: Option<String>,
 }
 
 /// A running feed; `status` is cheap (one lock, no I/O).
@@ -102,7 +70,7 @@ impl Feed {
     fn update(&self, f: impl FnOnce(&mut FeedStatus)) {
         let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
         f(&mut s);
-        crate::metrics::feed(&s);
+        crate::ops::metrics::feed(&s);
     }
 }
 
@@ -136,7 +104,7 @@ struct Refused {
 /// Follow the stream until an error that needs a new connection.
 async fn follow(feed: &Feed, engine: &Arc<Engine>) -> Result<(), String> {
     let names = &feed.config.names;
-    let js = crate::jetstream::connect(names).await.map_err(|e| e.to_string())?;
+    let js = crate::ops::jetstream::connect(names).await.map_err(|e| e.to_string())?;
     let mut stream = js.get_stream(&names.stream).await.map_err(|e| format!("stream '{}': {e}", names.stream))?;
     feed.update(|s| {
         s.state = FeedState::Following;

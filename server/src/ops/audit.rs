@@ -24,8 +24,7 @@ use std::thread::JoinHandle;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::handler::Outcome;
-use crate::roles::Role;
+use crate::core::{Outcome, Role};
 
 const QUEUE: usize = 65_536;
 
@@ -40,8 +39,8 @@ pub struct AuditRecord<'a> {
     pub key_hash: Option<String>,
     pub generation: u64,
     pub delta_seq: u64,
-    pub status: &'a str,
-    pub validity: Option<&'a str>,
+    pub status: &'static str,
+    pub validity: Option<&'static str>,
     pub code: Option<&'a str>,
     pub item: Option<u64>,
 }
@@ -89,13 +88,13 @@ impl Audit {
             role: role.name(),
             institution: &o.institution,
             peer: peer.to_string(),
-            request: o.request,
-            kind: o.kind,
+            request: o.request.name(),
+            kind: o.asked.name(),
             key_hash: o.key.as_deref().map(|k| key_hash(&self.salt, k)),
             generation: o.generation,
             delta_seq: o.delta_seq,
-            status: &o.status,
-            validity: o.validity.as_deref(),
+            status: o.status.code(),
+            validity: o.validity.map(|v| v.code()),
             code: o.code.as_deref(),
             item: o.item,
         };
@@ -147,15 +146,17 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("audit.jsonl");
         let audit = Audit::open(&path, "salt").unwrap();
+        use crate::core::{Asked, Request};
+        use elig_engine::answer::{Status, Validity};
         let o = Outcome {
-            request: "bulk",
-            kind: "insurance_card",
+            request: Request::Bulk,
+            asked: Asked::Key(elig_engine::query::KeyKind::InsuranceCard),
             institution: "3410712362".into(),
             key: Some("06130488|12|3456|01|19800101".into()),
             generation: 3,
             delta_seq: 0,
-            status: "1".into(),
-            validity: Some("1".into()),
+            status: Status::Normal,
+            validity: Some(Validity::Valid),
             code: None,
             item: Some(7),
             certificate_check: false,

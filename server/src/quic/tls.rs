@@ -1,6 +1,6 @@
 //! rustls configurations for both ends: TLS 1.3 only, the *ring* provider,
 //! client certificates required and verified against our CA, ALPN
-//! [`crate::protocol::ALPN`], and no 0-RTT (early data is replayable).
+//! [`elig_wire::ALPN`], and no 0-RTT (early data is replayable).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -10,7 +10,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
 use rustls::RootCertStore;
 
-use crate::protocol::ALPN;
+use elig_wire::ALPN;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -142,7 +142,7 @@ pub fn quic_client(config: rustls::ClientConfig) -> Result<Arc<quinn::crypto::ru
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::certs::DevPki;
+    use crate::dev::certs::DevPki;
 
     #[test]
     fn configs_are_tls13_only_without_early_data() {

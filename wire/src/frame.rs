@@ -1,7 +1,7 @@
 //! The wire protocol: length-prefixed frames on QUIC bidirectional streams.
 //!
 //! Plain code over bytes, no quinn or tokio types, so tests and the fuzzer
-//! call it directly. The protocol version is negotiated through ALPN
+//! call it directly; [`crate::reader`] decodes frames as bytes arrive. The protocol version is negotiated through ALPN
 //! ([`ALPN`]); a change that old peers cannot read gets a new ALPN id.
 //!
 //! ```text
@@ -16,7 +16,10 @@
 //! frames), finishes its side, and reads the response frames until the
 //! server finishes its side. Requests on different streams run concurrently.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
+
+use crate::codes;
+use crate::request::ErrorBody;
 
 /// ALPN protocol id of this version of the protocol.
 pub const ALPN: &[u8] = b"elig/1";
@@ -123,56 +126,6 @@ impl Kind {
     pub fn is_request(self) -> bool {
         (self as u8) & 0x80 == 0
     }
-}
-
-/// Error codes of `Error` frames and of refusals inside answers
-/// (`ProcessingResultCode`). The README lists them.
-pub mod codes {
-    /// A frame could not be read (truncated, empty stream).
-    pub const MALFORMED_FRAME: &str = "EF01";
-    /// A frame is larger than the limit.
-    pub const FRAME_TOO_LARGE: &str = "EF02";
-    /// A frame kind this version does not know.
-    pub const UNKNOWN_KIND: &str = "EF03";
-    /// A known frame where it does not belong.
-    pub const UNEXPECTED_FRAME: &str = "EF04";
-    /// A request payload that does not parse (bulk header, ...).
-    pub const BAD_PAYLOAD: &str = "EF05";
-    /// The certificate's role does not allow this request.
-    pub const PERMISSION: &str = "EP01";
-    /// A bulk inquiry over the item limit.
-    pub const BULK_LIMIT: &str = "EL01";
-    /// A bulk inquiry whose items do not match its declared count.
-    pub const BULK_COUNT: &str = "EL02";
-    /// No frame arrived within the idle time.
-    pub const TIMEOUT: &str = "EL03";
-    /// A query kind a bulk inquiry does not take.
-    pub const NOT_IN_BULK: &str = "EB01";
-    /// A delta batch refused: a line does not parse, validate or apply
-    /// (the message names the line); nothing of it was applied.
-    pub const DELTA_INVALID: &str = "ED01";
-    /// A delta batch refused: its sequence is not the next one (the message
-    /// names the expected sequence); nothing was applied.
-    pub const DELTA_GAP: &str = "ED02";
-    /// A delta batch not acknowledged: it could not be made durable (delta
-    /// log write failed, or the server runs without a delta log).
-    pub const DELTA_NOT_DURABLE: &str = "ED03";
-    /// A delta batch refused: a different batch was applied under its seq
-    /// (the message names the seq and both digests); nothing was applied.
-    pub const DELTA_CONFLICT: &str = "ED04";
-    /// A swap refused: the snapshot cannot be read or does not verify
-    /// (missing, corrupt, checksum mismatch); the live snapshot keeps serving.
-    pub const SWAP_INVALID: &str = "ES01";
-    /// A swap refused: the snapshot has another format version.
-    pub const SWAP_VERSION: &str = "ES02";
-    /// A swap refused: its generation is not newer than the live one.
-    pub const SWAP_NOT_NEWER: &str = "ES03";
-    /// A swap refused: the live deltas do not carry over onto the snapshot
-    /// (it lacks folded batches, or a newer batch no longer applies).
-    pub const SWAP_DELTAS: &str = "ES04";
-    /// The server failed while serving the request (a bug); the request had
-    /// no effect unless the message says otherwise.
-    pub const INTERNAL: &str = "EI01";
 }
 
 /// One decoded frame.
@@ -329,94 +282,16 @@ pub fn decode_all(mut buf: &[u8], max: usize) -> Result<Vec<Frame>, FrameError> 
     Ok(out)
 }
 
-/// Payload of an `Error` frame.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    pub code: String,
-    pub message: String,
-}
-
-/// Payload of a `BulkBegin` frame.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BulkBegin {
-    /// Number of `BulkItem` frames that follow.
-    pub items: u64,
-}
-
-/// Payload of the `Summary` frame that ends a bulk inquiry.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BulkSummary {
-    /// Items answered (`NumberOfProcessingResult`).
-    pub items: u64,
-    /// Items with `ProcessingResultStatus` 1 (`NumberOfNormalProcessing`).
-    pub normal: u64,
-    /// Items with `ProcessingResultStatus` 2 (`NumberOfError`).
-    pub errors: u64,
-    /// The snapshot generation every item was answered from.
-    pub generation: u64,
-    pub delta_seq: u64,
-}
-
-/// Payload of a `Report` frame answering a `Delta` frame: the batch is
-/// durable (logged and fsynced) and visible to every request that starts
-/// after this acknowledgement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeltaAck {
-    pub seq: u64,
-    /// The sequence was already applied: acknowledged again without effect.
-    pub duplicate: bool,
-    /// Change lines in the batch.
-    pub rows: u64,
-    /// The snapshot generation the batch was applied over.
-    pub generation: u64,
-}
-
-impl From<elig_engine::engine::Ack> for DeltaAck {
-    fn from(a: elig_engine::engine::Ack) -> DeltaAck {
-        DeltaAck { seq: a.seq, duplicate: a.duplicate, rows: a.rows as u64, generation: a.generation }
-    }
-}
-
-/// Payload of a `Swap` frame.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SwapRequest {
-    /// The compiled snapshot directory, an absolute path on the server.
-    pub snapshot_dir: String,
-}
-
-/// Payload of a `Report` frame answering a `Swap` frame: the new snapshot
-/// is live (engine `SwapReport` plus what the server did after it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SwapResult {
-    pub previous_generation: u64,
-    pub generation: u64,
-    pub snapshot_dir: String,
-    /// Deltas the new snapshot already includes (its manifest).
-    pub snapshot_delta_seq: u64,
-    /// Newer batches carried over onto the new snapshot.
-    pub replayed: u64,
-    /// The delta sequence visible once the swap was done.
-    pub delta_seq: u64,
-    pub verify_ms: u64,
-    pub prefault_ms: u64,
-    pub total_ms: u64,
-    /// Recording the live snapshot or compacting the delta log failed (the
-    /// swap stands; the log keeps older batches).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub compact_error: Option<String>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::BulkSummary;
 
     /// Answer frames are serialised by sonic-rs; clients parse them as the
     /// JSON serde_json writes, byte for byte, escapes included.
     #[test]
     fn answer_frames_hold_the_bytes_serde_json_writes() {
-        use elig_engine::answer::{Answer, ResultOfQualificationConfirmation, SearchInfo, Str};
+        use crate::answer::{Answer, ResultOfQualificationConfirmation, SearchInfo, Str};
         let tricky = [
             "山田　太郎",
             "ﾔﾏﾀﾞ ﾀﾛｳ",
@@ -441,7 +316,7 @@ mod tests {
             let want = serde_json::to_vec(&a).unwrap();
             assert_eq!(&out[HEADER_LEN..], &want[..], "{text:?}");
             assert_eq!(Frame::json(Kind::Answer, &a).payload, want);
-            let unit = elig_engine::answer::BulkConfirmUnit {
+            let unit = crate::answer::BulkConfirmUnit {
                 qualification_confirm_search_info: a.message_body.qualification_confirm_search_info.clone(),
                 processing_result_status: "1".into(),
                 result_of_qualification_confirmation: a.message_body.result_list.first().cloned(),

@@ -4,7 +4,7 @@
 //!
 //! Keys are ECDSA P-256. Certificates are valid from January 1st of last year
 //! to the end of the year ten years on. Production certificates come from the
-//! system's own CA; they only need the role URI of [`crate::roles`].
+//! system's own CA; they only need the role URI of [`crate::core::role`].
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
@@ -16,7 +16,7 @@ use rcgen::{
 };
 use sha2::Digest;
 
-use crate::roles::Role;
+use crate::core::role::Role;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

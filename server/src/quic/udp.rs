@@ -7,8 +7,6 @@ use std::net::{SocketAddr, UdpSocket};
 
 use quinn::udp::UdpSocketState;
 
-use crate::config::Udp;
-
 /// Buffer sizes the kernel granted. Linux reports twice what was asked
 /// (it counts its bookkeeping), capped by `net.core.rmem_max` /
 /// `net.core.wmem_max` unless the process may override them.
@@ -25,6 +23,30 @@ pub enum UdpError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("UDP socket on {addr}: {source}")]
     Socket { addr: SocketAddr, source: std::io::Error },
+}
+
+/// Settings of the server's UDP socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Udp {
+    /// Receive buffer asked of the kernel: a burst of requests (a bulk
+    /// inquiry's items) overflowed the default ~200 KiB and was dropped.
+    pub recv_buffer_bytes: usize,
+    pub send_buffer_bytes: usize,
+    /// Largest UDP payload MTU discovery may reach (and this endpoint accepts).
+    pub max_payload: u16,
+}
+
+/// Default UDP socket buffers asked for, each way.
+pub const DEFAULT_UDP_BUFFER_BYTES: usize = 4 << 20;
+
+impl Default for Udp {
+    fn default() -> Udp {
+        Udp {
+            recv_buffer_bytes: DEFAULT_UDP_BUFFER_BYTES,
+            send_buffer_bytes: DEFAULT_UDP_BUFFER_BYTES,
+            max_payload: DEFAULT_MAX_UDP_PAYLOAD,
+        }
+    }
 }
 
 /// Bind `addr` and ask for the configured buffers. A buffer the kernel
