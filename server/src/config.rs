@@ -421,11 +421,13 @@ fn file(key: &'static str, path: Option<PathBuf>, flag: &'static str) -> Result<
     Ok(path)
 }
 
-/// A largest UDP payload setting (server's `udp.max_payload`, client's
-/// `max_udp_payload`): the default when absent, else within quinn's bounds.
-pub(crate) fn max_udp_payload(key: &'static str, v: Option<u64>) -> Result<u16, ConfigError> {
-    use crate::quic::udp::{DEFAULT_MAX_UDP_PAYLOAD, MAX_UDP_PAYLOAD, MIN_UDP_PAYLOAD};
-    ranged(key, v, DEFAULT_MAX_UDP_PAYLOAD.into(), MIN_UDP_PAYLOAD.into(), MAX_UDP_PAYLOAD.into()).map(|p| p as u16)
+/// The largest UDP payload setting: the client's check (`elig_client::udp`).
+fn max_udp_payload(key: &'static str, v: Option<u64>) -> Result<u16, ConfigError> {
+    elig_client::udp::checked_max_udp_payload(v).map_err(|reason| ConfigError::Invalid {
+        key,
+        value: v.unwrap_or_default().to_string(),
+        reason,
+    })
 }
 
 fn ranged(key: &'static str, v: Option<u64>, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {

@@ -1,5 +1,5 @@
-//! `eligd` and `elig`: the lookup engine served over QUIC (quinn + rustls,
-//! TLS 1.3, client certificates), with the client library and CLI.
+//! `eligd`: the lookup engine served over QUIC (quinn + rustls, TLS 1.3,
+//! client certificates). The client library and `elig` are `elig-client`.
 //!
 //! - [`core`]: the request machine (no quinn or tokio): request kinds,
 //!   frame-order rules, refusals, operator jobs, roles, typed outcomes.
@@ -7,16 +7,12 @@
 //! - [`ops`]: audit, usage, metrics, state across restarts, the delta feed.
 //! - [`config`]: the TOML configuration with command-line overrides.
 //! - [`dev`]: the development PKI and `eligd demo`.
-//! - [`client`], [`cli`], [`xml`], [`bench`]: the client library, the `elig`
-//!   command line and its `XmlMsg` rendering, the load generator.
+//! - [`bench`]: the load generator (`eligd bench`).
 #![forbid(unsafe_code)]
 
 pub mod bench;
-pub mod cli;
-pub mod client;
 pub mod config;
 pub mod core;
 pub mod dev;
 pub mod ops;
 pub mod quic;
-pub mod xml;

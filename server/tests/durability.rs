@@ -16,7 +16,12 @@ use elig_engine::lookup::insurance_in_force;
 use serde_json::{json, Value};
 
 const ELIGD: &str = env!("CARGO_BIN_EXE_eligd");
-const ELIG: &str = env!("CARGO_BIN_EXE_elig");
+/// `elig` is the client crate's binary, built beside `eligd` by `cargo test --workspace`.
+static ELIG: std::sync::LazyLock<std::path::PathBuf> = std::sync::LazyLock::new(|| {
+    let elig = std::path::Path::new(ELIGD).with_file_name("elig");
+    assert!(elig.is_file(), "{} is missing: build it with `cargo build -p elig-client` (cargo test --workspace does)", elig.display());
+    elig
+});
 const TODAY: u32 = 20261122;
 
 /// A running `eligd serve`, its addresses and its start-up log (JSON lines).
@@ -81,7 +86,7 @@ impl Eligd {
 
     /// Run `elig` in the directory that holds `certs`.
     fn elig(&self, certs: &Path, role: &str, args: &[&str], stdin: &str) -> Output {
-        let mut child = Command::new(ELIG)
+        let mut child = Command::new(&*ELIG)
             .args(args)
             .current_dir(certs.parent().expect("certs in the test directory"))
             .env("ELIG_SERVER", &self.addr)

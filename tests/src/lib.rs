@@ -7,13 +7,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+use elig_client::tls::Identity;
+use elig_client::{Client, ClientError, ClientOptions};
 use elig_engine::engine::Engine;
 use elig_engine::lookup::{assistance_in_force, insurance_in_force, Clock};
-use elig_server::client::{Client, ClientError, ClientOptions};
 use elig_server::config::{Config, Limits, TlsPaths, Udp};
 use elig_server::dev::certs::{DevPki, Pem};
 use elig_server::quic::server::Server;
-use elig_server::quic::tls::Identity;
 
 pub mod nats;
 

@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::keys::Sampler;
 use super::mix::KeyKind;
 use super::tally::{Code, Fail, Failure, Label, Tally};
-use crate::quic::frames::{FrameStream, ReadError, FINISH_WAIT};
+use elig_client::frames::{FrameStream, ReadError, FINISH_WAIT};
 use elig_wire::frame::{self as protocol, Kind, CLIENT_MAX_FRAME};
 use elig_wire::report::BulkSummary;
 use elig_wire::request::ErrorBody;
@@ -46,7 +46,7 @@ impl FrameReader {
         }
     }
 
-    /// Read on to the server's end of the stream ([`frames::finish_reading`]).
+    /// Read on to the server's end of the stream ([`elig_client::frames::finish_reading`]).
     async fn finish(&mut self) {
         self.0.finish(FINISH_WAIT).await;
     }

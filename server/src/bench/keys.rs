@@ -1,4 +1,4 @@
-//! The keys `elig bench` asks for: drawn from a snapshot's records or an
+//! The keys `eligd bench` asks for: drawn from a snapshot's records or an
 //! export's CSV files, rendered once into query documents, then sampled by
 //! the mix while the bench runs (a sample is an index into a buffer).
 //!

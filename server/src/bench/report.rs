@@ -237,8 +237,11 @@ impl Report {
             None => "single requests".to_string(),
         };
         let plural = if self.connections == 1 { "" } else { "s" };
-        let _ =
-            writeln!(s, "elig bench: {what}, {} connection{plural} x {} in flight, seed {}", self.connections, self.concurrency, self.seed);
+        let _ = writeln!(
+            s,
+            "eligd bench: {what}, {} connection{plural} x {} in flight, seed {}",
+            self.connections, self.concurrency, self.seed
+        );
         let _ = writeln!(s, "server       {} ({})", self.server, self.requester);
         let _ = writeln!(
             s,

@@ -226,7 +226,7 @@ impl Fail {
     }
 
     pub fn connection(e: &quinn::ConnectionError) -> Fail {
-        Fail { why: Failure::Connection, message: crate::client::explain(e) }
+        Fail { why: Failure::Connection, message: elig_client::connection::explain(e) }
     }
 
     pub fn write(e: quinn::WriteError) -> Fail {

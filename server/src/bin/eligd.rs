@@ -11,10 +11,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use elig_client::cli::{CliError, ConnArgs};
 use elig_engine::engine::{Engine, EngineOptions};
+use elig_server::bench::{self, BenchArgs, BenchError};
 use elig_server::config::{Config, RawConfig, DEFAULT_WORKER_THREADS};
 use elig_server::dev::certs::DevPki;
 use elig_server::dev::demo;
+use elig_server::ops::jetstream::{self, StreamNames};
 use elig_server::ops::state;
 use elig_server::quic::server::Server;
 use tokio_util::sync::CancellationToken;
@@ -52,7 +55,48 @@ enum Command {
     },
     /// Generate and compile a synthetic data set, create certificates, and serve it on 127.0.0.1 (the default).
     Demo(DemoArgs),
+    /// Load generator: keys from a snapshot or export, a mix of key kinds, concurrency; prints throughput and latency percentiles.
+    Bench(Box<BenchCmd>),
+    /// Operator: publish delta batches (JSON Lines files) to the NATS JetStream delta stream that every
+    /// node follows, in order, one acknowledgement line each; stops at a refused one. Needs no eligd running.
+    Publish(PublishArgs),
 }
+
+/// `eligd bench`: where to connect (as `elig`), and the load.
+#[derive(Args)]
+struct BenchCmd {
+    #[command(flatten)]
+    conn: ConnArgs,
+    #[command(flatten)]
+    bench: BenchArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct PublishArgs {
+    /// Delta batch files (JSON Lines), published in this order.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// NATS server URLs, comma-separated (any server of the cluster).
+    #[arg(long, env = "ELIG_NATS", value_delimiter = ',', default_value = "nats://127.0.0.1:4222")]
+    nats: Vec<String>,
+    /// The JetStream stream.
+    #[arg(long, default_value = jetstream::DEFAULT_STREAM)]
+    stream: String,
+    /// The subject prefix: batch N goes to `<prefix>.N`.
+    #[arg(long, default_value = jetstream::DEFAULT_PREFIX)]
+    subject_prefix: String,
+    /// Replicas of the stream if it has to be created (a three-server cluster: 3).
+    #[arg(long, default_value_t = jetstream::DEFAULT_REPLICAS)]
+    replicas: usize,
+    /// Replace the batch of the same seq in the stream (after every node refused it), instead of appending.
+    #[arg(long)]
+    replace: bool,
+}
+
+/// A batch `eligd publish` did not put in the stream (exit code 3, as a refused request).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct PublishRefused(String);
 
 #[derive(Args)]
 struct ServeArgs {
@@ -93,6 +137,10 @@ fn main() -> ExitCode {
             serve_config(*args).and_then(|config| runtime(config.worker_threads).and_then(|rt| rt.block_on(serve(config))))
         }
         Some(Command::Demo(args)) => runtime(DEFAULT_WORKER_THREADS).and_then(|rt| rt.block_on(run_demo(args))),
+        // The load generator runs each connection on its own thread; the
+        // key drawing and the report on a multi-thread runtime.
+        Some(Command::Bench(cmd)) => runtime(2).and_then(|rt| rt.block_on(run_bench(*cmd))),
+        Some(Command::Publish(args)) => runtime(2).and_then(|rt| rt.block_on(run_publish(args))),
         None => runtime(DEFAULT_WORKER_THREADS).and_then(|rt| {
             rt.block_on(run_demo(DemoArgs {
                 persons: 100_000,
@@ -106,11 +154,68 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("eligd: {}", elig_server::cli::report(&e));
-            let config = e.downcast_ref::<elig_server::config::ConfigError>().is_some();
-            ExitCode::from(if config { 2 } else { 1 })
+            eprintln!("eligd: {}", elig_loader::cli::report(&e));
+            ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// 2 for arguments, settings and input, 3 for a refused batch, else 1.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(b) = e.downcast_ref::<BenchError>() {
+        return b.exit_code();
+    }
+    if e.downcast_ref::<PublishRefused>().is_some() {
+        return 3;
+    }
+    let settings = e.downcast_ref::<elig_server::config::ConfigError>().is_some() || e.downcast_ref::<CliError>().is_some();
+    if settings {
+        2
+    } else {
+        1
+    }
+}
+
+/// `eligd bench`: draw the keys, run the load, print the report (exit 1 if requests failed).
+async fn run_bench(cmd: BenchCmd) -> anyhow::Result<()> {
+    let json = cmd.bench.json;
+    let opts = cmd.bench.validate(elig_engine::ids::japan_now().0)?;
+    let client = cmd.conn.options()?;
+    // The certificate's role first: no key drawing for a bench that cannot run.
+    bench::requester(&bench::role_of(&client)?, opts.institution.as_deref())?;
+    eprintln!("eligd bench: drawing keys from the {}, then loading {} ...", opts.source, client.server);
+    let report = bench::run(&opts, &client).await?;
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        stdout.write_all(report.text().as_bytes())?;
+    }
+    stdout.flush()?;
+    if report.failed > 0 {
+        anyhow::bail!("{} of {} requests failed; first: {}", report.failed, report.requests, report.first_failure.unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// `eligd publish`: each batch checked as rows, then published in seq order.
+async fn run_publish(args: PublishArgs) -> anyhow::Result<()> {
+    let batches = elig_client::cli::read_batches(&args.files)?;
+    let names = StreamNames { servers: args.nats, stream: args.stream, subject_prefix: args.subject_prefix };
+    let js = jetstream::connect(&names).await?;
+    let mut stream = jetstream::ensure_stream(&js, &names, args.replicas).await?;
+    let mut stdout = std::io::stdout().lock();
+    for (file, text) in batches {
+        let published = if args.replace {
+            jetstream::replace(&js, &mut stream, &names, &text).await
+        } else {
+            jetstream::publish(&js, &mut stream, &names, &text).await
+        }
+        .map_err(|e| anyhow::Error::new(PublishRefused(format!("{}: {e}", file.display()))))?;
+        let line = serde_json::json!({"file": file.display().to_string(), "published": published});
+        writeln!(stdout, "{line}")?;
+    }
+    Ok(())
 }
 
 fn init_logs(json: bool) {

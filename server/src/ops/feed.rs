@@ -10,7 +10,7 @@
 //! engine refuses, stops the feed with an alarm (status, metrics, log) while
 //! the node keeps answering at its last good seq; every node reaches the same
 //! verdict on the same bytes, so the tier stops together. The operator
-//! replaces the refused batch in the stream (`elig publish --replace`), and
+//! replaces the refused batch in the stream (`eligd publish --replace`), and
 //! every node, which looks the batch it needs up by its subject, resumes.
 
 use std::sync::{Arc, Mutex};

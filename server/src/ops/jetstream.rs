@@ -4,7 +4,7 @@
 //! `<prefix>.<seq>`, with `Nats-Msg-Id` the seq (JetStream drops a repeat
 //! within its duplicate window) and `Nats-Expected-Last-Sequence` the
 //! stream's last sequence as the publisher read it, so a second publisher
-//! cannot interleave. `elig publish` and the nodes' feed (`feed.rs`) both
+//! cannot interleave. `eligd publish` and the nodes' feed (`feed.rs`) both
 //! use this module.
 
 use std::time::Duration;
@@ -19,7 +19,7 @@ pub type Context = jetstream::Context;
 pub type Stream = stream::Stream;
 
 /// The stream's name, its subject prefix and its replicas, as an operator
-/// configures them (eligd's `[feed]`, `elig publish`).
+/// configures them (eligd's `[feed]`, `eligd publish`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StreamNames {
@@ -33,7 +33,7 @@ pub struct StreamNames {
 
 pub const DEFAULT_STREAM: &str = "ELIG_DELTAS";
 pub const DEFAULT_PREFIX: &str = "elig.deltas";
-/// Replicas of a stream `elig publish` creates: a three-server cluster.
+/// Replicas of a stream `eligd publish` creates: a three-server cluster.
 pub const DEFAULT_REPLICAS: usize = 3;
 
 fn default_stream() -> String {

@@ -3,13 +3,12 @@
 //! the request machine of [`crate::core`].
 //!
 //! - [`server`]: endpoint, accept loop, connections; [`stream`]: one
-//!   request stream; [`frames`]: the wire's frame reader on quinn streams.
+//!   request stream (the frame reader on quinn streams is `elig_client::frames`).
 //! - [`admission`]: which connection attempts get a handshake (Initial
 //!   floods); [`initial_filter`]: the socket that drops the Initials it ignores.
 //! - [`tls`]: rustls configurations; [`udp`]: socket buffers, MTU.
 
 pub mod admission;
-pub mod frames;
 pub mod initial_filter;
 pub mod server;
 mod stream;

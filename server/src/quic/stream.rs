@@ -7,11 +7,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use elig_client::frames::fill;
 use elig_wire::codes;
 use elig_wire::reader::FrameReader;
 use quinn::{RecvStream, SendStream, VarInt};
 
-use super::frames::fill;
 use super::server::{Recorder, Shared};
 use crate::core::{operator, Ending, Input, Job, Machine, Refusal, Report, Request, Role, Step};
 use crate::ops::metrics;

@@ -4,8 +4,8 @@
 
 use std::time::Duration;
 
+use elig_client::frames::FrameStream;
 use elig_engine::answer::Answer;
-use elig_server::quic::frames::FrameStream;
 use elig_tests::{fixture, As, TestServer};
 use elig_wire::frame::{decode_all, encode, Frame, Kind, CLIENT_MAX_FRAME};
 use elig_wire::report::BulkSummary;
@@ -174,7 +174,7 @@ async fn mtu_after_a_bulk(server_payload: u16, client_payload: u16) -> u16 {
     let srv = TestServer::start_with_udp(udp).await;
     let mut options = srv.options(Some(srv.pem(As::Central)));
     options.max_udp_payload = client_payload;
-    let client = elig_server::client::Client::connect(&options).await.unwrap();
+    let client = elig_client::Client::connect(&options).await.unwrap();
     // Discovery probes one size at a time, each confirmed by an ACK.
     for _ in 0..30 {
         let (answers, summary) = client.bulk(items(300)).await.unwrap().collect().await.unwrap();

@@ -2,8 +2,8 @@
 //! the next request, with the answer's DeltaSequence; gaps, repeats and bad
 //! lines are answered with clear errors and change nothing.
 
+use elig_client::{Client, ClientError};
 use elig_engine::answer::Answer;
-use elig_server::client::{Client, ClientError};
 use elig_server::config::Limits;
 use elig_tests::{batch, delete, fixture, insurance_row, upsert, As, Keys, TestServer, Writable};
 use serde_json::json;

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use elig_server::client::Client;
+use elig_client::Client;
 use elig_server::ops::feed::{FeedConfig, FeedState, FeedStatus};
 use elig_server::ops::jetstream::{self, PublishError, StreamNames};
 use elig_tests::nats::NatsCluster;

@@ -8,7 +8,7 @@ use std::net::UdpSocket;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use elig_server::client::Client;
+use elig_client::Client;
 use elig_server::dev::certs::DevPki;
 use elig_server::quic::tls;
 use elig_tests::{fixture, As, TestServer};

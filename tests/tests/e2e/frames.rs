@@ -157,7 +157,7 @@ async fn a_silent_stream_times_out_with_an_error_frame() {
     let (mut send, recv) = client.connection().open_bi().await.unwrap();
     // Half a header, then nothing (but the stream stays open).
     send.write_all(&[1, 0]).await.unwrap();
-    let mut recv = elig_server::quic::frames::FrameStream::new(recv);
+    let mut recv = elig_client::frames::FrameStream::new(recv);
     let frame = recv.next_frame(1 << 20, Duration::from_secs(30)).await.unwrap().unwrap();
     assert_eq!(frame.kind, Kind::Error);
     let e: ErrorBody = serde_json::from_slice(&frame.payload).unwrap();

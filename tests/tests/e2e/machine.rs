@@ -126,7 +126,7 @@ fn a_bulk_inquiry_answers_every_item_in_order_then_its_summary() {
 fn a_ticket_fetch_is_its_units_then_the_summary() {
     let fx = fixture();
     let inst = fx.keys.institution();
-    let q = elig_server::client::Client::tickets_query(Some(inst), &(TODAY / 100).to_string(), None);
+    let q = elig_client::Client::tickets_query(Some(inst), &(TODAY / 100).to_string(), None);
     let s = run(&fx.engine, &Role::Central, &encode(Kind::Tickets, &q));
     let n = fx.keys.tickets_of_institution;
     assert!(n > 0);

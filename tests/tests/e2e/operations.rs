@@ -30,7 +30,7 @@ async fn usage_counts_follow_a_known_sequence_of_requests() {
     ];
     institution.bulk(items).await.unwrap().collect().await.unwrap();
     let month = (TODAY / 100).to_string();
-    institution.tickets(&elig_server::client::Client::tickets_query(None, &month, None)).await.unwrap().collect().await.unwrap();
+    institution.tickets(&elig_client::Client::tickets_query(None, &month, None)).await.unwrap().collect().await.unwrap();
     institution.lookup(keys.valid_card_query(other, "h").as_bytes()).await.unwrap();
 
     let op = srv.client(As::Operator).await;

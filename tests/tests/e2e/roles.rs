@@ -1,6 +1,6 @@
 //! The role matrix: who may ask what, and how a refused client hears it.
 
-use elig_server::client::{Client, ClientError};
+use elig_client::{Client, ClientError};
 use elig_server::core::role::Role;
 use elig_server::dev::certs::{issue_client, issue_client_with_usages, DevPki};
 use elig_tests::{fixture, As, TestServer};

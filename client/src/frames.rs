@@ -1,6 +1,6 @@
 //! The wire's frame reader ([`elig_wire::reader`]) driven from a quinn
 //! `RecvStream`, and frames written to a `SendStream`: the async glue the
-//! server's stream task, the client and the load generator share.
+//! client, the server's stream task and the load generator share.
 
 use std::time::Duration;
 

@@ -2,8 +2,8 @@
 //! certificate, many requests on it concurrently (one stream each).
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), elig_server::client::ClientError> {
-//! use elig_server::client::{Client, ClientOptions};
+//! # async fn demo() -> Result<(), elig_client::ClientError> {
+//! use elig_client::{Client, ClientOptions};
 //! let opts = ClientOptions::from_files(
 //!     "127.0.0.1:4433".parse().unwrap(), "localhost",
 //!     "certs/ca.pem".as_ref(), Some(("certs/central.pem".as_ref(), "certs/central.key".as_ref())))?;
@@ -27,8 +27,8 @@ use elig_wire::request::{BulkBegin, ErrorBody, SwapRequest};
 use quinn::{Connection, ConnectionError, Endpoint, SendStream, VarInt};
 use serde::de::DeserializeOwned;
 
-use crate::quic::frames::{self, FrameStream, ReadError};
-use crate::quic::tls::{self, Identity, TlsError};
+use crate::frames::{self, FrameStream, ReadError};
+use crate::tls::{self, Identity, TlsError};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -141,7 +141,7 @@ impl ClientOptions {
             ca_pem,
             identity,
             timeout: Duration::from_secs(60),
-            max_udp_payload: crate::quic::udp::DEFAULT_MAX_UDP_PAYLOAD,
+            max_udp_payload: crate::udp::DEFAULT_MAX_UDP_PAYLOAD,
         }
     }
 
@@ -177,7 +177,7 @@ fn client_setup(opts: &ClientOptions) -> Result<(quinn::ClientConfig, SocketAddr
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(Duration::from_secs(5)));
     transport.max_concurrent_uni_streams(VarInt::from_u32(0));
-    crate::quic::udp::discover_mtu(&mut transport, opts.max_udp_payload);
+    crate::udp::discover_mtu(&mut transport, opts.max_udp_payload);
     let mut config = quinn::ClientConfig::new(crypto);
     config.transport_config(Arc::new(transport));
     let bind: SocketAddr = match (opts.server.is_ipv4(), opts.server.ip().is_loopback()) {
@@ -192,13 +192,13 @@ fn client_setup(opts: &ClientOptions) -> Result<(quinn::ClientConfig, SocketAddr
 /// An endpoint and one connection with the client's TLS and transport
 /// settings; `socket_buffers` asks the kernel for larger UDP buffers (the
 /// load generator's bulk answers outrun default-sized ones; best effort).
-pub(crate) async fn connect_endpoint(opts: &ClientOptions, socket_buffers: Option<usize>) -> Result<(Endpoint, Connection), ClientError> {
+pub async fn connect_endpoint(opts: &ClientOptions, socket_buffers: Option<usize>) -> Result<(Endpoint, Connection), ClientError> {
     let (config, bind) = client_setup(opts)?;
     let socket = std::net::UdpSocket::bind(bind).map_err(ClientError::Endpoint)?;
     if let Some(size) = socket_buffers {
-        crate::quic::udp::size_buffers(&socket, size, size).map_err(ClientError::Endpoint)?;
+        crate::udp::size_buffers(&socket, size, size).map_err(ClientError::Endpoint)?;
     }
-    let endpoint_config = crate::quic::udp::endpoint_config(opts.max_udp_payload);
+    let endpoint_config = crate::udp::endpoint_config(opts.max_udp_payload);
     let mut endpoint = Endpoint::new(endpoint_config, None, socket, Arc::new(quinn::TokioRuntime)).map_err(ClientError::Endpoint)?;
     endpoint.set_default_client_config(config);
     let connect_error = |message: String| ClientError::Connect { addr: opts.server, message };

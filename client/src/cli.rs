@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use elig_wire::answer::{Answer, BulkConfirmUnit, MessageHeader, Str, ToCompactString};
 use serde::Deserialize;
 
-use crate::client::{Client, ClientError, ClientOptions};
+use crate::connection::{Client, ClientError, ClientOptions};
 use elig_wire::report::{BulkSummary, DeltaAck};
 
 #[derive(Debug, thiserror::Error)]
@@ -29,8 +29,8 @@ pub enum CliError {
     #[error(transparent)]
     Client(#[from] ClientError),
     /// A setting out of its range (the same check as the server's).
-    #[error(transparent)]
-    Config(#[from] crate::config::ConfigError),
+    #[error("setting '{key}' = '{value}': {reason}")]
+    Invalid { key: &'static str, value: String, reason: String },
 }
 
 /// The `--config` file of `elig`: where the server is and which
@@ -75,8 +75,58 @@ impl ClientSettings {
         // A server named by host name: its certificate carries that name.
         let host = server.rsplit_once(':').map(|(h, _)| h).filter(|h| h.parse::<std::net::IpAddr>().is_err() && !h.starts_with('['));
         let name = self.server_name.as_deref().or(host).unwrap_or("localhost");
-        let max_udp_payload = crate::config::max_udp_payload("max_udp_payload", self.max_udp_payload)?;
+        let max_udp_payload = crate::udp::checked_max_udp_payload(self.max_udp_payload).map_err(|reason| CliError::Invalid {
+            key: "max_udp_payload",
+            value: self.max_udp_payload.unwrap_or_default().to_string(),
+            reason,
+        })?;
         Ok(ClientOptions { max_udp_payload, ..ClientOptions::from_files(addr, name, ca, Some((cert, key)))? })
+    }
+}
+
+/// Where `elig` (and the load generator) connect and as whom: the flags,
+/// each also an `ELIG_*` variable, over the `--config` file.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ConnArgs {
+    /// TOML file with server, server_name, ca, cert, key, max_udp_payload (default: none; flags and ELIG_* override it).
+    #[arg(long, global = true, env = "ELIG_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Server address, host:port, e.g. 127.0.0.1:4433 or localhost:4433 (required: here, ELIG_SERVER or --config; no default).
+    #[arg(long, global = true, env = "ELIG_SERVER")]
+    pub server: Option<String>,
+    /// Name the server certificate must carry (default: the --server host name, else localhost).
+    #[arg(long, global = true, env = "ELIG_SERVER_NAME")]
+    pub server_name: Option<String>,
+    /// CA certificate (PEM) that issued the server certificate (required: no default).
+    #[arg(long, global = true, env = "ELIG_CA")]
+    pub ca: Option<PathBuf>,
+    /// Our client certificate (PEM); its role decides what we may ask (required: no default).
+    #[arg(long, global = true, env = "ELIG_CERT")]
+    pub cert: Option<PathBuf>,
+    /// Our private key (PEM) (required: no default).
+    #[arg(long, global = true, env = "ELIG_KEY")]
+    pub key: Option<PathBuf>,
+    /// Largest UDP payload MTU discovery may reach, 1200..65527 (default 1452).
+    #[arg(long, global = true, env = "ELIG_MAX_UDP_PAYLOAD")]
+    pub max_udp_payload: Option<u64>,
+}
+
+impl ConnArgs {
+    /// The `--config` file with these flags over it, validated.
+    pub fn options(&self) -> Result<ClientOptions, CliError> {
+        let file = match &self.config {
+            Some(p) => ClientSettings::from_file(p)?,
+            None => ClientSettings::default(),
+        };
+        let settings = file.overridden_by(ClientSettings {
+            server: self.server.clone(),
+            server_name: self.server_name.clone(),
+            ca: self.ca.clone(),
+            cert: self.cert.clone(),
+            key: self.key.clone(),
+            max_udp_payload: self.max_udp_payload,
+        });
+        settings.options()
     }
 }
 
@@ -94,7 +144,22 @@ pub fn bulk_counts(items: u64, normal: u64, errors: u64) -> String {
     format!("{}, {normal} normal, {}", count(items, "item"), count(errors, "error"))
 }
 
-pub use elig_loader::cli::report;
+/// An error and its causes on one line, each cause once (a layer that
+/// repeats its source's message adds nothing).
+pub fn report(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if part.is_empty() || text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
+}
 
 /// Whether an error is a write to a closed pipe (output piped into `head`).
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
@@ -172,8 +237,8 @@ pub fn read_input(file: Option<&Path>) -> Result<Vec<u8>, CliError> {
             buf
         }
     };
-    if buf.starts_with(elig_engine::query::BOM) {
-        buf.drain(..elig_engine::query::BOM.len());
+    if buf.starts_with(elig_wire::request::BOM) {
+        buf.drain(..elig_wire::request::BOM.len());
     }
     Ok(buf)
 }
@@ -398,21 +463,20 @@ mod tests {
 
     #[test]
     fn the_udp_payload_is_checked_and_passed_on() {
-        let dir = tempfile::tempdir().unwrap();
-        crate::dev::certs::DevPki::generate("3410712362", &["localhost"]).unwrap().write(dir.path()).unwrap();
-        let at = |f: &str| Some(dir.path().join(f));
         let base = ClientSettings {
             server: Some("127.0.0.1:4433".into()),
-            ca: at("ca.pem"),
-            cert: at("central.pem"),
-            key: at("central.key"),
+            ca: Some("ca.pem".into()),
+            cert: Some("central.pem".into()),
+            key: Some("central.key".into()),
             ..Default::default()
         };
         let with = |p: u64| base.clone().overridden_by(ClientSettings { max_udp_payload: Some(p), ..Default::default() }).options();
-        assert_eq!(base.options().unwrap().max_udp_payload, 1452);
-        assert_eq!(with(9000).unwrap().max_udp_payload, 9000);
+        // Checked before any file is read.
         assert_eq!(with(1199).unwrap_err().to_string(), "setting 'max_udp_payload' = '1199': must be between 1200 and 65527");
         assert_eq!(with(70000).unwrap_err().to_string(), "setting 'max_udp_payload' = '70000': must be between 1200 and 65527");
+        assert!(matches!(with(9000), Err(CliError::Client(ClientError::Tls(_)))), "in range: on to the PEM files");
+        assert_eq!(crate::udp::checked_max_udp_payload(None), Ok(1452));
+        assert_eq!(crate::udp::checked_max_udp_payload(Some(9000)), Ok(9000));
     }
 
     #[test]

@@ -370,9 +370,9 @@ fn attach(parent: &mut Frame, name: String, value: serde_json::Value) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
-    use elig_engine::answer::*;
+    use elig_wire::answer::*;
 
-    fn s(v: &str) -> Option<elig_engine::answer::Str> {
+    fn s(v: &str) -> Option<elig_wire::answer::Str> {
         Some(v.into())
     }
 
