@@ -39,17 +39,7 @@ fuzz_target!(|data: &[u8]| {
             Err(e) => break Err(e),
             Ok(Step::Ready(kind)) => frames.push((kind, reader.payload().to_vec())),
             Ok(Step::End) => break Ok(()),
-            Ok(Step::More) => {
-                let space = reader.space();
-                let n = space.len().min(chunk).min(rest.len());
-                space[..n].copy_from_slice(&rest[..n]);
-                rest = &rest[n..];
-                if n == 0 {
-                    reader.finish();
-                } else {
-                    reader.filled(n);
-                }
-            }
+            Ok(Step::More) => reader.read_from(&mut rest, chunk),
         }
     };
     match whole {

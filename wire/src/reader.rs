@@ -11,13 +11,8 @@
 //!     match reader.decode(|_| 1024)? {
 //!         Step::Ready(kind) => break Some(kind),
 //!         Step::End => break None,
-//!         Step::More => {
-//!             let space = reader.space();
-//!             let n = space.len().min(incoming.len());
-//!             space[..n].copy_from_slice(&incoming[..n]);
-//!             incoming = &incoming[n..];
-//!             if n == 0 { reader.finish() } else { reader.filled(n) }
-//!         }
+//!         // From a socket: `recv.read(reader.space())`, then `filled(n)` or `finish()`.
+//!         Step::More => reader.read_from(&mut incoming, usize::MAX),
 //!     }
 //! };
 //! assert_eq!((kind, reader.payload()), (Some(Kind::Lookup), &b"{}"[..]));
@@ -60,8 +55,11 @@ pub enum Next {
 /// query line but a broken or hostile peer.
 pub const SKIP_MAX: usize = 16 << 20;
 
-/// Buffer of a stream's first reads, and once reads fill it, of later ones.
-const FIRST_SPACE: usize = 1 << 10;
+/// Buffer of a stream's first reads: a query or an answer (about 1.2 KB)
+/// fits in one read. Once reads fill the buffer it doubles, up to
+/// `READ_SPACE` (a bulk inquiry's items, a ticket fetch's units): a jump to
+/// 64 KiB at once cost the client a 64 KiB zeroed buffer per answer.
+const FIRST_SPACE: usize = 2 << 10;
 const READ_SPACE: usize = 64 << 10;
 
 #[derive(Debug, Default)]
@@ -190,6 +188,20 @@ impl FrameReader {
         self.finished = true;
     }
 
+    /// One read from bytes in memory: up to `most` bytes of `src` into the
+    /// space (taken off `src`), or the end of the stream once `src` is empty.
+    pub fn read_from(&mut self, src: &mut &[u8], most: usize) {
+        let space = self.space();
+        let n = space.len().min(most).min(src.len());
+        space[..n].copy_from_slice(&src[..n]);
+        *src = &src[n..];
+        if n == 0 {
+            self.finish();
+        } else {
+            self.filled(n);
+        }
+    }
+
     fn header(&self) -> [u8; HEADER_LEN] {
         let mut header = [0u8; HEADER_LEN];
         header.copy_from_slice(&self.buf[self.start..self.start + HEADER_LEN]);
@@ -222,7 +234,7 @@ impl FrameReader {
             self.buf.copy_within(self.start..self.end, 0);
             (self.start, self.end) = (0, self.end - self.start);
         }
-        let floor = if self.full_reads { READ_SPACE } else { FIRST_SPACE };
+        let floor = if self.full_reads { (self.buf.len() * 2).clamp(FIRST_SPACE, READ_SPACE) } else { FIRST_SPACE };
         let want = (self.start + need).min(self.end + READ_SPACE).max(self.end + 1).max(floor);
         if self.buf.len() < want {
             self.buf.resize(want, 0);
@@ -253,16 +265,8 @@ mod tests {
                 Step::Ready(next) => out.push((next, r.payload().to_vec())),
                 Step::End => return Ok(out),
                 Step::More => {
-                    let space = r.space();
-                    assert!(!space.is_empty(), "the reader always has room");
-                    let n = chunk.min(space.len()).min(rest.len());
-                    space[..n].copy_from_slice(&rest[..n]);
-                    rest = &rest[n..];
-                    if n == 0 {
-                        r.finish();
-                    } else {
-                        r.filled(n);
-                    }
+                    assert!(!r.space().is_empty(), "the reader always has room");
+                    r.read_from(&mut rest, chunk);
                 }
             }
         }

@@ -40,15 +40,7 @@ pub fn serve(engine: &Engine, role: &Role, limits: &Limits, clock: Clock, reques
                     if let Some(input) = machine.decode(&mut reader) {
                         break input;
                     }
-                    let space = reader.space();
-                    let n = space.len().min(rest.len());
-                    space[..n].copy_from_slice(&rest[..n]);
-                    rest = &rest[n..];
-                    if n == 0 {
-                        reader.finish();
-                    } else {
-                        reader.filled(n);
-                    }
+                    reader.read_from(&mut rest, usize::MAX);
                 };
                 machine.input(input, reader.payload(), &mut out, &mut outcomes)
             }
