@@ -32,7 +32,8 @@ mod tally;
 pub use keys::{KeyPlan, KeyPool, KeySource, Requester, Sampler};
 pub use load::run as load;
 pub use mix::{KeyKind, Mix};
-pub use report::{Latency, QuicStats, Report};
+pub use report::{Latency, Report};
+pub use tally::QuicStats;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -15,7 +15,8 @@ use rand_chacha::ChaCha8Rng;
 
 use super::exchange;
 use super::keys::Sampler;
-use super::report::{QuicStats, Report};
+use super::report::Report;
+use super::tally::QuicStats;
 use super::tally::Tally;
 use super::{BenchError, BenchOptions, Mode, Stop};
 use elig_client::ClientOptions;

@@ -22,7 +22,7 @@ use elig_wire::report::Limits;
 use elig_wire::request::{BulkBegin, ErrorBody, SwapRequest};
 
 use super::operator::{Job, Report};
-use super::outcome::{Label, Record, Refusal, Request, Verdict};
+use super::outcome::{Label, Outcome, Record, Refusal, Request, Verdict};
 use super::query::{answer_one, Accept, Bulk};
 use super::role::Role;
 
@@ -273,7 +273,7 @@ impl<'a> Machine<'a> {
         Step::Read
     }
 
-    fn answered(&mut self, o: &super::Outcome, record: &mut impl Record) {
+    fn answered(&mut self, o: &Outcome, record: &mut impl Record) {
         record.query(o);
         self.label.asked = Some(o.asked);
         self.label.verdict = o.verdict();

@@ -11,6 +11,7 @@
 pub mod admission;
 pub mod initial_filter;
 pub mod server;
+mod shared;
 mod stream;
 pub mod tls;
 pub mod udp;

@@ -12,7 +12,7 @@ use elig_wire::codes;
 use elig_wire::reader::FrameReader;
 use quinn::{RecvStream, SendStream, VarInt};
 
-use super::server::{Recorder, Shared};
+use super::shared::{Recorder, Shared};
 use crate::core::{operator, Ending, Input, Job, Machine, Refusal, Report, Request, Role, Step};
 use crate::ops::metrics;
 
