@@ -355,17 +355,6 @@ impl<'a> View<'a> {
     }
 }
 
-impl Answer {
-    /// Fill the bulk counts of a delegated-ticket fetch.
-    pub fn count_units(&mut self) {
-        let units = &self.message_body.bulk_confirm_unit_list;
-        let errors = units.iter().filter(|u| u.processing_result_status != "1").count();
-        self.message_header.number_of_processing_result = Some(units.len().to_compact_string());
-        self.message_header.number_of_normal_processing = Some((units.len() - errors).to_compact_string());
-        self.message_header.number_of_error = Some(errors.to_compact_string());
-    }
-}
-
 /// In force on `d`: started, and not yet lost (the loss date itself is not covered).
 pub fn insurance_in_force(i: &ArchivedInsurance, d: u32) -> bool {
     let lost = i.disqualification_date.to_native();

@@ -6,17 +6,8 @@ use serde::Deserialize;
 
 use crate::ids::{self, FieldError};
 
-/// Error codes of `ProcessingResultCode` for refused queries (README lists them).
-pub mod codes {
-    pub const MALFORMED: &str = "EQ01";
-    pub const UNKNOWN_FIELD: &str = "EQ02";
-    pub const MISSING_FIELD: &str = "EQ03";
-    pub const INVALID_VALUE: &str = "EQ04";
-    pub const KEY_KIND: &str = "EQ05";
-    pub const CERT_REVOKED: &str = "EC01";
-    pub const CERT_NOT_VALID: &str = "EC02";
-    pub const CERT_SEVERAL_PERSONS: &str = "EC03";
-}
+/// Error codes of `ProcessingResultCode` for refused queries: wire codes.
+pub use elig_wire::codes;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code}: {message}")]
@@ -50,6 +41,33 @@ pub struct Query {
     pub key: QueryKey,
 }
 
+/// What a query looks up by (a usage row, a metric label, an audit field).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum KeyKind {
+    CertificateSerial,
+    ProcessingNumber,
+    InsuranceCard,
+    MedicalTicket,
+    DelegatedTickets,
+}
+
+impl KeyKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            KeyKind::CertificateSerial => "certificate_serial",
+            KeyKind::ProcessingNumber => "processing_number",
+            KeyKind::InsuranceCard => "insurance_card",
+            KeyKind::MedicalTicket => "medical_ticket",
+            KeyKind::DelegatedTickets => "delegated_tickets",
+        }
+    }
+
+    /// A My Number certificate check is made for it (J-LIS bills these).
+    pub fn checks_certificate(self) -> bool {
+        matches!(self, KeyKind::CertificateSerial | KeyKind::ProcessingNumber)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum QueryKey {
     CertificateSerial(String),
@@ -79,12 +97,16 @@ pub struct TicketKey {
 impl QueryKey {
     /// Short name of the lookup kind (metrics, usage, audit).
     pub fn kind(&self) -> &'static str {
+        self.key_kind().name()
+    }
+
+    pub fn key_kind(&self) -> KeyKind {
         match self {
-            QueryKey::CertificateSerial(_) => "certificate_serial",
-            QueryKey::ProcessingNumber(_) => "processing_number",
-            QueryKey::InsuranceCard(_) => "insurance_card",
-            QueryKey::MedicalTicket(_) => "medical_ticket",
-            QueryKey::DelegatedTickets { .. } => "delegated_tickets",
+            QueryKey::CertificateSerial(_) => KeyKind::CertificateSerial,
+            QueryKey::ProcessingNumber(_) => KeyKind::ProcessingNumber,
+            QueryKey::InsuranceCard(_) => KeyKind::InsuranceCard,
+            QueryKey::MedicalTicket(_) => KeyKind::MedicalTicket,
+            QueryKey::DelegatedTickets { .. } => KeyKind::DelegatedTickets,
         }
     }
 
@@ -198,7 +220,7 @@ fn parse_tracked(json: &[u8]) -> Result<RawQuery, QueryError> {
 }
 
 /// A UTF-8 byte order mark some editors write at the start of a file.
-pub const BOM: &[u8] = b"\xEF\xBB\xBF";
+pub use elig_wire::request::BOM;
 
 /// Parse a query document. `today` is the default confirmation date.
 pub fn parse_query(json: &[u8], today: u32) -> Result<Query, QueryError> {

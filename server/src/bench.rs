@@ -1,4 +1,4 @@
-//! `elig bench`: the load generator capacity planners run against `eligd`.
+//! `eligd bench`: the load generator capacity planners run against `eligd`.
 //!
 //! Keys come from a snapshot or an export ([`keys`]); a mix of key kinds is
 //! asked by `concurrency` requests in flight on each of `connections`
@@ -18,8 +18,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::client::{ClientError, ClientOptions};
-use crate::roles::{Role, RoleError};
+use crate::core::role::{Role, RoleError};
+use elig_client::{ClientError, ClientOptions};
 
 mod draw;
 mod exchange;
@@ -32,7 +32,8 @@ mod tally;
 pub use keys::{KeyPlan, KeyPool, KeySource, Requester, Sampler};
 pub use load::run as load;
 pub use mix::{KeyKind, Mix};
-pub use report::{Latency, QuicStats, Report};
+pub use report::{Latency, Report};
+pub use tally::QuicStats;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -59,7 +60,7 @@ impl BenchError {
         BenchError::Option { option, value: value.to_string(), reason: reason.into() }
     }
 
-    /// The exit code of `elig`: 2 for arguments, settings and input, 1 for
+    /// The exit code of `eligd bench`: 2 for arguments, settings and input, 1 for
     /// connection and transport failures.
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -77,7 +78,7 @@ pub enum Mode {
     Bulk,
 }
 
-/// The `elig bench` options as given.
+/// The `eligd bench` options as given.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// Draw keys from this compiled snapshot directory, read-only (this or --export is required).

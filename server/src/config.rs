@@ -38,7 +38,6 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -55,60 +54,150 @@ pub enum ConfigError {
     Invalid { key: &'static str, value: String, reason: String },
 }
 
-/// Settings as read from the file or flags: everything optional.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawConfig {
-    pub listen: Option<String>,
-    pub snapshot_dir: Option<PathBuf>,
-    pub metrics_listen: Option<String>,
-    pub audit_log: Option<PathBuf>,
-    pub audit_key_salt: Option<String>,
-    pub delta_log: Option<PathBuf>,
-    /// `YYYYMMDDHHmmss`: answer as if it were always this time (tests, replays).
-    pub fixed_clock: Option<String>,
-    pub worker_threads: Option<u64>,
-    pub lock_memory: Option<bool>,
-    #[serde(default)]
-    pub tls: RawTls,
-    #[serde(default)]
-    pub udp: RawUdp,
-    #[serde(default)]
-    pub limits: RawLimits,
-    /// `[feed]`: follow the delta stream on NATS JetStream (file only).
-    pub feed: Option<crate::feed::FeedConfig>,
+/// Declares a table of settings once: each field is a TOML key (serde), a
+/// command-line flag (clap, its doc comment the help) and an optional value,
+/// and `overridden_by` merges a flag table over a file table field by field.
+/// Ranges and defaults are checked in one place, [`RawConfig::validate`].
+macro_rules! settings {
+    (
+        $(#[$meta:meta])*
+        pub struct $name:ident {
+            $( $(#[$fmeta:meta])* $field:ident : $ty:ty, )*
+            $( ; tables { $( $(#[$tmeta:meta])* $table:ident : $tty:ty, )* } )?
+            $( ; file_only { $( $(#[$ometa:meta])* $only:ident : $oty:ty, )* } )?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Default, Deserialize, clap::Args)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            $( $(#[$fmeta])* pub $field: Option<$ty>, )*
+            $($( $(#[$tmeta])* #[serde(default)] #[command(flatten)] pub $table: $tty, )*)?
+            $($( $(#[$ometa])* #[arg(skip)] pub $only: Option<$oty>, )*)?
+        }
+
+        impl $name {
+            /// `self` with every setting that `over` gives replaced.
+            pub fn overridden_by(self, over: $name) -> $name {
+                $name {
+                    $( $field: over.$field.or(self.$field), )*
+                    $($( $table: self.$table.overridden_by(over.$table), )*)?
+                    $($( $only: over.$only.or(self.$only), )*)?
+                }
+            }
+        }
+    };
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawUdp {
-    pub recv_buffer_bytes: Option<u64>,
-    pub send_buffer_bytes: Option<u64>,
-    pub max_payload: Option<u64>,
+settings! {
+    /// Settings as read from the file or flags: everything optional.
+    pub struct RawConfig {
+        /// UDP address to listen on (default 127.0.0.1:4433).
+        #[arg(long)]
+        listen: String,
+        /// Snapshot directory to serve (required: here or snapshot_dir in --config).
+        #[arg(long = "snapshot")]
+        snapshot_dir: PathBuf,
+        /// Address of the Prometheus endpoint, GET /metrics (default: off).
+        #[arg(long = "metrics")]
+        metrics_listen: String,
+        /// Audit log file, JSON Lines, appended (default: off).
+        #[arg(long)]
+        audit_log: PathBuf,
+        /// Mixed into the audit key hash (file only: a flag would show in `ps`).
+        #[arg(skip)]
+        audit_key_salt: String,
+        /// Append-only delta log (default: deltas.log beside the snapshot directory).
+        #[arg(long)]
+        delta_log: PathBuf,
+        /// Answer as if it were always this time, YYYYMMDDHHmmss, for tests and replays (default: off, the real clock).
+        #[arg(long)]
+        fixed_clock: String,
+        /// Tokio worker threads that serve requests (default 1).
+        #[arg(long)]
+        worker_threads: u64,
+        /// Lock each live snapshot in memory, true or false (default true).
+        #[arg(long)]
+        lock_memory: bool,
+        ; tables {
+            tls: RawTls,
+            udp: RawUdp,
+            limits: RawLimits,
+        }
+        ; file_only {
+            /// `[feed]`: follow the delta stream on NATS JetStream.
+            feed: crate::ops::feed::FeedConfig,
+        }
+    }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawTls {
-    pub ca: Option<PathBuf>,
-    pub cert: Option<PathBuf>,
-    pub key: Option<PathBuf>,
+settings! {
+    /// `[udp]`.
+    pub struct RawUdp {
+        /// UDP receive buffer to ask the kernel for, in bytes (default 4 MiB).
+        #[arg(long = "udp-recv-buffer")]
+        recv_buffer_bytes: u64,
+        /// UDP send buffer to ask the kernel for, in bytes (default 4 MiB).
+        #[arg(long = "udp-send-buffer")]
+        send_buffer_bytes: u64,
+        /// Largest UDP payload MTU discovery may reach, 1200..65527 (default 1452).
+        #[arg(long = "max-udp-payload")]
+        max_payload: u64,
+    }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawLimits {
-    pub max_bulk_items: Option<u64>,
-    pub max_frame_bytes: Option<u64>,
-    pub max_streams_per_connection: Option<u64>,
-    pub max_connections: Option<u64>,
-    pub idle_timeout_secs: Option<u64>,
-    pub frame_timeout_secs: Option<u64>,
-    pub shutdown_grace_secs: Option<u64>,
-    pub max_delta_bytes: Option<u64>,
-    pub handshake_timeout_secs: Option<u64>,
-    pub retry_after_handshakes: Option<u64>,
-    pub max_handshakes_per_address: Option<u64>,
+settings! {
+    /// `[tls]`.
+    pub struct RawTls {
+        /// CA certificate (PEM) that issues client certificates (required: here or tls.ca).
+        #[arg(long)]
+        ca: PathBuf,
+        /// Server certificate chain (PEM) (required: here or tls.cert).
+        #[arg(long)]
+        cert: PathBuf,
+        /// Server private key (PEM) (required: here or tls.key).
+        #[arg(long)]
+        key: PathBuf,
+    }
+}
+
+settings! {
+    /// `[limits]`.
+    pub struct RawLimits {
+        /// Items in one bulk inquiry, 1..1,000,000 (default 10000).
+        #[arg(long)]
+        max_bulk_items: u64,
+        /// Payload bytes of one frame from a client, 1 KiB..16 MiB (default 65536).
+        #[arg(long)]
+        max_frame_bytes: u64,
+        /// Concurrent requests (streams) on one connection, 1..10,000 (default 256).
+        #[arg(long = "max-streams")]
+        max_streams_per_connection: u64,
+        /// Connections, handshakes in progress included; more are refused (default 1024).
+        #[arg(long)]
+        max_connections: u64,
+        /// Seconds without traffic before a connection is dropped, 10..3600 (default 30; clients send keep-alives).
+        #[arg(long = "idle-timeout")]
+        idle_timeout_secs: u64,
+        /// Seconds to wait for the next frame of a request (default 30).
+        #[arg(long = "frame-timeout")]
+        frame_timeout_secs: u64,
+        /// Seconds to let requests in flight finish on SIGTERM (default 30).
+        #[arg(long = "shutdown-grace")]
+        shutdown_grace_secs: u64,
+        /// Largest delta batch accepted from an operator, in bytes, 1 KiB..1 GiB (default 16777216).
+        #[arg(long)]
+        max_delta_bytes: u64,
+        /// Seconds a QUIC handshake may take before it is dropped, 1..60 (default 5).
+        #[arg(long = "handshake-timeout")]
+        handshake_timeout_secs: u64,
+        /// Handshakes in progress from which a client whose address is not yet validated gets a stateless Retry; 0: always (default 64).
+        #[arg(long)]
+        retry_after_handshakes: u64,
+        /// Handshakes in progress per source IP address (default 8).
+        #[arg(long)]
+        max_handshakes_per_address: u64,
+    }
 }
 
 /// A validated configuration.
@@ -131,32 +220,10 @@ pub struct Config {
     pub udp: Udp,
     pub limits: Limits,
     /// Follow the delta stream (`[feed]`), or take batches by `elig delta` only.
-    pub feed: Option<crate::feed::FeedConfig>,
+    pub feed: Option<crate::ops::feed::FeedConfig>,
 }
 
-/// Settings of the server's UDP socket.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Udp {
-    /// Receive buffer asked of the kernel: a burst of requests (a bulk
-    /// inquiry's items) overflowed the default ~200 KiB and was dropped.
-    pub recv_buffer_bytes: usize,
-    pub send_buffer_bytes: usize,
-    /// Largest UDP payload MTU discovery may reach (and this endpoint accepts).
-    pub max_payload: u16,
-}
-
-/// Default UDP socket buffers asked for, each way.
-pub const DEFAULT_UDP_BUFFER_BYTES: usize = 4 << 20;
-
-impl Default for Udp {
-    fn default() -> Udp {
-        Udp {
-            recv_buffer_bytes: DEFAULT_UDP_BUFFER_BYTES,
-            send_buffer_bytes: DEFAULT_UDP_BUFFER_BYTES,
-            max_payload: crate::udp::DEFAULT_MAX_UDP_PAYLOAD,
-        }
-    }
-}
+pub use crate::quic::udp::{Udp, DEFAULT_UDP_BUFFER_BYTES};
 
 #[derive(Debug, Clone)]
 pub struct TlsPaths {
@@ -165,48 +232,7 @@ pub struct TlsPaths {
     pub key: PathBuf,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Limits {
-    pub max_bulk_items: u64,
-    pub max_frame_bytes: usize,
-    pub max_streams_per_connection: u32,
-    pub max_connections: usize,
-    pub idle_timeout_secs: u64,
-    pub frame_timeout_secs: u64,
-    pub shutdown_grace_secs: u64,
-    /// Payload of one `Delta` frame (a delta batch).
-    #[serde(default = "default_max_delta_bytes")]
-    pub max_delta_bytes: usize,
-    /// Longest a handshake may take before it is dropped (`admission`).
-    #[serde(default = "default_handshake_timeout_secs")]
-    pub handshake_timeout_secs: u64,
-    /// Handshakes in progress from which an unvalidated address is sent a
-    /// stateless Retry (0: always).
-    #[serde(default = "default_retry_after_handshakes")]
-    pub retry_after_handshakes: usize,
-    /// Handshakes in progress per source IP (unvalidated and validated apart).
-    #[serde(default = "default_max_handshakes_per_address")]
-    pub max_handshakes_per_address: usize,
-}
-
-fn default_handshake_timeout_secs() -> u64 {
-    Limits::default().handshake_timeout_secs
-}
-
-fn default_retry_after_handshakes() -> usize {
-    Limits::default().retry_after_handshakes
-}
-
-fn default_max_handshakes_per_address() -> usize {
-    Limits::default().max_handshakes_per_address
-}
-
-fn default_max_delta_bytes() -> usize {
-    DEFAULT_MAX_DELTA_BYTES
-}
-
-/// Default limit on one delta batch.
-pub const DEFAULT_MAX_DELTA_BYTES: usize = 16 << 20;
+pub use elig_wire::report::{Limits, DEFAULT_MAX_DELTA_BYTES};
 
 /// File name of the default delta log, beside the snapshot directory.
 pub const DEFAULT_DELTA_LOG: &str = "deltas.log";
@@ -215,47 +241,6 @@ pub const DEFAULT_DELTA_LOG: &str = "deltas.log";
 pub fn default_delta_log(snapshot_dir: &Path) -> PathBuf {
     let parent = snapshot_dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     parent.join(DEFAULT_DELTA_LOG)
-}
-
-impl Default for Limits {
-    fn default() -> Limits {
-        Limits {
-            max_bulk_items: 10_000,
-            max_frame_bytes: crate::protocol::DEFAULT_MAX_FRAME,
-            // 64 made a client with 64 requests in flight wait for stream credit,
-            // which returns only after the peer acknowledged a finished stream
-            // (server/BENCH.md: 650 µs mean wait, 28 ms maxima).
-            max_streams_per_connection: 256,
-            max_connections: 1024,
-            idle_timeout_secs: 30,
-            frame_timeout_secs: 30,
-            shutdown_grace_secs: 30,
-            max_delta_bytes: DEFAULT_MAX_DELTA_BYTES,
-            // A TLS 1.3 handshake is two round trips; 5 s covers slow links
-            // and retransmissions, and bounds what a flood of Initials holds.
-            handshake_timeout_secs: 5,
-            retry_after_handshakes: 64,
-            max_handshakes_per_address: 8,
-        }
-    }
-}
-
-impl Limits {
-    pub fn idle_timeout(&self) -> Duration {
-        Duration::from_secs(self.idle_timeout_secs)
-    }
-
-    pub fn frame_timeout(&self) -> Duration {
-        Duration::from_secs(self.frame_timeout_secs)
-    }
-
-    pub fn shutdown_grace(&self) -> Duration {
-        Duration::from_secs(self.shutdown_grace_secs)
-    }
-
-    pub fn handshake_timeout(&self) -> Duration {
-        Duration::from_secs(self.handshake_timeout_secs)
-    }
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4433";
@@ -285,42 +270,6 @@ impl RawConfig {
 
     pub fn from_toml(text: &str) -> Result<RawConfig, String> {
         toml::from_str(text).map_err(|e| e.to_string().trim_end().to_string())
-    }
-
-    /// `self` with every setting that `over` gives replaced.
-    pub fn overridden_by(self, over: RawConfig) -> RawConfig {
-        let l = over.limits;
-        RawConfig {
-            listen: over.listen.or(self.listen),
-            snapshot_dir: over.snapshot_dir.or(self.snapshot_dir),
-            metrics_listen: over.metrics_listen.or(self.metrics_listen),
-            audit_log: over.audit_log.or(self.audit_log),
-            audit_key_salt: over.audit_key_salt.or(self.audit_key_salt),
-            delta_log: over.delta_log.or(self.delta_log),
-            fixed_clock: over.fixed_clock.or(self.fixed_clock),
-            worker_threads: over.worker_threads.or(self.worker_threads),
-            lock_memory: over.lock_memory.or(self.lock_memory),
-            feed: over.feed.or(self.feed),
-            udp: RawUdp {
-                recv_buffer_bytes: over.udp.recv_buffer_bytes.or(self.udp.recv_buffer_bytes),
-                send_buffer_bytes: over.udp.send_buffer_bytes.or(self.udp.send_buffer_bytes),
-                max_payload: over.udp.max_payload.or(self.udp.max_payload),
-            },
-            tls: RawTls { ca: over.tls.ca.or(self.tls.ca), cert: over.tls.cert.or(self.tls.cert), key: over.tls.key.or(self.tls.key) },
-            limits: RawLimits {
-                max_bulk_items: l.max_bulk_items.or(self.limits.max_bulk_items),
-                max_frame_bytes: l.max_frame_bytes.or(self.limits.max_frame_bytes),
-                max_streams_per_connection: l.max_streams_per_connection.or(self.limits.max_streams_per_connection),
-                max_connections: l.max_connections.or(self.limits.max_connections),
-                idle_timeout_secs: l.idle_timeout_secs.or(self.limits.idle_timeout_secs),
-                frame_timeout_secs: l.frame_timeout_secs.or(self.limits.frame_timeout_secs),
-                shutdown_grace_secs: l.shutdown_grace_secs.or(self.limits.shutdown_grace_secs),
-                max_delta_bytes: l.max_delta_bytes.or(self.limits.max_delta_bytes),
-                handshake_timeout_secs: l.handshake_timeout_secs.or(self.limits.handshake_timeout_secs),
-                retry_after_handshakes: l.retry_after_handshakes.or(self.limits.retry_after_handshakes),
-                max_handshakes_per_address: l.max_handshakes_per_address.or(self.limits.max_handshakes_per_address),
-            },
-        }
     }
 
     /// Check every setting; the first problem found is the error.
@@ -418,7 +367,7 @@ impl RawConfig {
 }
 
 /// `[feed]`: at least one server, a consumer name NATS accepts.
-fn feed(given: Option<crate::feed::FeedConfig>) -> Result<Option<crate::feed::FeedConfig>, ConfigError> {
+fn feed(given: Option<crate::ops::feed::FeedConfig>) -> Result<Option<crate::ops::feed::FeedConfig>, ConfigError> {
     let Some(f) = given else { return Ok(None) };
     if f.names.servers.is_empty() {
         return Err(ConfigError::Invalid { key: "feed.servers", value: "[]".into(), reason: "name at least one NATS server".into() });
@@ -472,11 +421,13 @@ fn file(key: &'static str, path: Option<PathBuf>, flag: &'static str) -> Result<
     Ok(path)
 }
 
-/// A largest UDP payload setting (server's `udp.max_payload`, client's
-/// `max_udp_payload`): the default when absent, else within quinn's bounds.
-pub(crate) fn max_udp_payload(key: &'static str, v: Option<u64>) -> Result<u16, ConfigError> {
-    use crate::udp::{DEFAULT_MAX_UDP_PAYLOAD, MAX_UDP_PAYLOAD, MIN_UDP_PAYLOAD};
-    ranged(key, v, DEFAULT_MAX_UDP_PAYLOAD.into(), MIN_UDP_PAYLOAD.into(), MAX_UDP_PAYLOAD.into()).map(|p| p as u16)
+/// The largest UDP payload setting: the client's check (`elig_client::udp`).
+fn max_udp_payload(key: &'static str, v: Option<u64>) -> Result<u16, ConfigError> {
+    elig_client::udp::checked_max_udp_payload(v).map_err(|reason| ConfigError::Invalid {
+        key,
+        value: v.unwrap_or_default().to_string(),
+        reason,
+    })
 }
 
 fn ranged(key: &'static str, v: Option<u64>, default: u64, min: u64, max: u64) -> Result<u64, ConfigError> {

@@ -7,7 +7,12 @@ use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 
 const ELIGD: &str = env!("CARGO_BIN_EXE_eligd");
-const ELIG: &str = env!("CARGO_BIN_EXE_elig");
+/// `elig` is the client crate's binary, built beside `eligd` by `cargo test --workspace`.
+static ELIG: std::sync::LazyLock<std::path::PathBuf> = std::sync::LazyLock::new(|| {
+    let elig = std::path::Path::new(ELIGD).with_file_name("elig");
+    assert!(elig.is_file(), "{} is missing: build it with `cargo build -p elig-client` (cargo test --workspace does)", elig.display());
+    elig
+});
 
 struct Demo {
     child: Child,
@@ -52,7 +57,7 @@ fn start_demo(dir: &Path) -> Demo {
 }
 
 fn elig(demo: &Demo, args: &[&str], stdin: &str, cert: &str) -> Output {
-    let mut cmd = Command::new(ELIG);
+    let mut cmd = Command::new(&*ELIG);
     cmd.args(args).envs(demo.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
     if cert != "central" {
         let certs =
@@ -89,7 +94,7 @@ fn demo_commands_work_and_sigterm_shuts_down() {
     let out = elig(&demo, &["lookup", "--format", "xml", "--encoding", "shift_jis"], &ticket, "central");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.stdout.starts_with(b"<?xml version=\"1.0\" encoding=\"Shift_JIS\""), "{}", String::from_utf8_lossy(&out.stdout));
-    let doc = elig_server::xml::parse(&out.stdout).unwrap();
+    let doc = elig_client::xml::parse(&out.stdout).unwrap();
     assert_eq!(doc.message_header.character_code_identifier, "1");
 
     // JSON Lines in, one line out per query line, in order, errors in place.
@@ -150,7 +155,7 @@ fn demo_commands_work_and_sigterm_shuts_down() {
 
     // Output piped into a reader that goes away (`| head`): no error, no panic.
     let many = format!("{card}\n").repeat(2000);
-    let mut child = Command::new(ELIG)
+    let mut child = Command::new(&*ELIG)
         .arg("bulk")
         .envs(demo.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
         .stdin(Stdio::piped())
@@ -166,7 +171,7 @@ fn demo_commands_work_and_sigterm_shuts_down() {
     assert_eq!(out.status.code(), Some(0), "{err}");
 
     let out = elig(&demo, &["bulk", "--format", "xml"], &input, "central");
-    let doc = elig_server::xml::parse(&out.stdout).unwrap();
+    let doc = elig_client::xml::parse(&out.stdout).unwrap();
     assert_eq!(doc.message_body.bulk_confirm_unit_list.len(), 3);
     assert_eq!(doc.message_header.number_of_error.as_deref(), Some("1"));
 

@@ -16,7 +16,12 @@ use elig_engine::lookup::insurance_in_force;
 use serde_json::{json, Value};
 
 const ELIGD: &str = env!("CARGO_BIN_EXE_eligd");
-const ELIG: &str = env!("CARGO_BIN_EXE_elig");
+/// `elig` is the client crate's binary, built beside `eligd` by `cargo test --workspace`.
+static ELIG: std::sync::LazyLock<std::path::PathBuf> = std::sync::LazyLock::new(|| {
+    let elig = std::path::Path::new(ELIGD).with_file_name("elig");
+    assert!(elig.is_file(), "{} is missing: build it with `cargo build -p elig-client` (cargo test --workspace does)", elig.display());
+    elig
+});
 const TODAY: u32 = 20261122;
 
 /// A running `eligd serve`, its addresses and its start-up log (JSON lines).
@@ -81,7 +86,7 @@ impl Eligd {
 
     /// Run `elig` in the directory that holds `certs`.
     fn elig(&self, certs: &Path, role: &str, args: &[&str], stdin: &str) -> Output {
-        let mut child = Command::new(ELIG)
+        let mut child = Command::new(&*ELIG)
             .args(args)
             .current_dir(certs.parent().expect("certs in the test directory"))
             .env("ELIG_SERVER", &self.addr)
@@ -99,7 +104,8 @@ impl Eligd {
 
     fn metrics(&self) -> String {
         let mut sock = TcpStream::connect(&self.metrics).expect("connect to the metrics endpoint");
-        sock.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        // One request: the exporter keeps a connection open unless told otherwise.
+        sock.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
         let mut body = String::new();
         sock.read_to_string(&mut body).unwrap();
         body
@@ -140,17 +146,17 @@ struct Setup {
 fn setup() -> Setup {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().to_path_buf();
-    let snapshot = elig_server::demo::synthetic_snapshot(&root, 600, 5, TODAY).unwrap();
+    let snapshot = elig_server::dev::demo::synthetic_snapshot(&root, 600, 5, TODAY).unwrap();
     let (base_generation, person, institution) = {
         let engine = Engine::open(&snapshot).unwrap();
         let gen = engine.pin();
         let p = gen.snapshot.iter_persons().map(|(_, p)| p).find(|p| p.insurance.iter().any(|i| insurance_in_force(i, TODAY))).unwrap();
         let i = p.insurance.iter().find(|i| insurance_in_force(i, TODAY)).unwrap();
         let person = (p.person_id.to_string(), i.insurer_number.to_string(), p.birth_date.to_native());
-        (gen.id(), person, elig_server::demo::examples(&gen, TODAY).institution)
+        (gen.id(), person, elig_server::dev::demo::examples(&gen, TODAY).institution)
     };
     let certs = root.join("certs");
-    elig_server::certs::DevPki::generate(&institution, &["localhost"]).unwrap().write(&certs).unwrap();
+    elig_server::dev::certs::DevPki::generate(&institution, &["localhost"]).unwrap().write(&certs).unwrap();
     let config = root.join("eligd.toml");
     let c = |f: &str| certs.join(f).display().to_string();
     std::fs::write(

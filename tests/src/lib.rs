@@ -7,13 +7,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 
+use elig_client::tls::Identity;
+use elig_client::{Client, ClientError, ClientOptions};
 use elig_engine::engine::Engine;
 use elig_engine::lookup::{assistance_in_force, insurance_in_force, Clock};
-use elig_server::certs::{DevPki, Pem};
-use elig_server::client::{Client, ClientError, ClientOptions};
 use elig_server::config::{Config, Limits, TlsPaths, Udp};
-use elig_server::server::Server;
-use elig_server::tls::Identity;
+use elig_server::dev::certs::{DevPki, Pem};
+use elig_server::quic::server::Server;
 
 pub mod nats;
 
@@ -97,7 +97,7 @@ static FIXTURE: OnceLock<Fixture> = OnceLock::new();
 pub fn fixture() -> &'static Fixture {
     FIXTURE.get_or_init(|| {
         let dir = tempfile::Builder::new().prefix("elig-e2e-").tempdir().expect("temporary directory");
-        let snapshot = elig_server::demo::synthetic_snapshot(dir.path(), PERSONS, SEED, TODAY).expect("synthetic snapshot");
+        let snapshot = elig_server::dev::demo::synthetic_snapshot(dir.path(), PERSONS, SEED, TODAY).expect("synthetic snapshot");
         let engine = Arc::new(Engine::open(&snapshot).expect("open the snapshot"));
         let keys = find_keys(&engine);
         Fixture { export: dir.path().join("export"), _dir: dir, snapshot, engine, keys }
@@ -247,7 +247,7 @@ impl TestServer {
         audit: bool,
         metrics: bool,
         udp: Udp,
-        feed: Option<elig_server::feed::FeedConfig>,
+        feed: Option<elig_server::ops::feed::FeedConfig>,
     ) -> TestServer {
         let fx = fixture();
         let pki = DevPki::generate(fx.keys.institution(), &["localhost"]).expect("dev PKI");
@@ -275,7 +275,7 @@ impl TestServer {
     }
 
     /// Start a server on a writable engine that follows the delta stream.
-    pub async fn start_following(w: &Writable, feed: elig_server::feed::FeedConfig) -> TestServer {
+    pub async fn start_following(w: &Writable, feed: elig_server::ops::feed::FeedConfig) -> TestServer {
         TestServer::start_full(w.engine.clone(), Some(w.log.clone()), Limits::default(), false, false, Udp::default(), Some(feed)).await
     }
 

@@ -16,10 +16,12 @@ mod feed;
 mod flood;
 #[path = "e2e/frames.rs"]
 mod frames;
-#[path = "e2e/handler.rs"]
-mod handler;
 #[path = "e2e/lookups.rs"]
 mod lookups;
+#[path = "e2e/machine.rs"]
+mod machine;
+#[path = "e2e/machine_rules.rs"]
+mod machine_rules;
 #[path = "e2e/operations.rs"]
 mod operations;
 #[path = "e2e/roles.rs"]

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use elig_server::certs::DevPki;
-use elig_server::tls::{self, Identity};
+use elig_server::dev::certs::DevPki;
+use elig_server::quic::tls::{self, Identity};
 
 #[derive(Parser, Debug)]
 struct Args {

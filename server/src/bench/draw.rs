@@ -14,8 +14,17 @@ use elig_loader::export::{locate, CsvFields, Encoding, ExportError, ExportFile};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::keys::KeyPlan;
 use super::BenchError;
+
+/// What drawing keys needs of the bench's plan (`keys::KeyPlan`).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct DrawPlan<'a> {
+    /// The institution every query asks as, when the certificate fixes one.
+    pub(super) own: Option<&'a str>,
+    pub(super) today: u32,
+    /// Keys drawn per kind.
+    pub(super) pool: usize,
+}
 
 /// A uniform sample of at most `cap` items of a stream (Algorithm R).
 #[derive(Debug)]
@@ -101,8 +110,8 @@ impl Drawn {
 
     /// Fetches to make; with a fixed requester and none of its tickets in
     /// the data, the current month (answered with no units).
-    pub(super) fn delegated(&self, plan: &KeyPlan) -> Vec<Delegated> {
-        match plan.requester.code() {
+    pub(super) fn delegated(&self, plan: &DrawPlan<'_>) -> Vec<Delegated> {
+        match plan.own {
             Some(code) if self.delegated.is_empty() => vec![Delegated { institution: code.to_string(), month: plan.today / 100 }],
             _ => self.delegated.clone(),
         }
@@ -147,9 +156,9 @@ impl Draw {
     }
 }
 
-pub(super) fn from_snapshot(snapshot: &Snapshot, plan: &KeyPlan, rng: &mut ChaCha8Rng) -> Drawn {
+pub(super) fn from_snapshot(snapshot: &Snapshot, plan: &DrawPlan<'_>, rng: &mut ChaCha8Rng) -> Drawn {
     let month = plan.today / 100;
-    let own = plan.requester.code();
+    let own = plan.own;
     let mut d = Draw::new(plan.pool);
     for (_, p) in snapshot.iter_persons() {
         let birth = p.birth_date.to_native();
@@ -258,12 +267,12 @@ fn each_row(dir: &Path, table: &str, mut each: impl FnMut(&CsvFields<'_>)) -> Re
     Ok(())
 }
 
-pub(super) fn from_export(dir: &Path, plan: &KeyPlan, rng: &mut ChaCha8Rng) -> Result<(Drawn, Presence), BenchError> {
+pub(super) fn from_export(dir: &Path, plan: &DrawPlan<'_>, rng: &mut ChaCha8Rng) -> Result<(Drawn, Presence), BenchError> {
     if locate(dir, PERSONS).is_none() {
         return Err(BenchError::Export(ExportError::NoPersons { dir: dir.to_path_buf() }));
     }
     let month = plan.today / 100;
-    let own = plan.requester.code();
+    let own = plan.own;
     let mut d = Draw::new(plan.pool);
     let mut h = KeyHashes::default();
     // Tickets: the institution each assistance record delegates (this month's first).

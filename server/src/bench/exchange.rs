@@ -6,7 +6,6 @@
 //! found by a scan; a full JSON parse is the fallback), so the load
 //! generator spends little CPU per answer.
 
-use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use quinn::{Connection, RecvStream};
@@ -16,8 +15,10 @@ use serde::Deserialize;
 use super::keys::Sampler;
 use super::mix::KeyKind;
 use super::tally::{Code, Fail, Failure, Label, Tally};
-use crate::protocol::{self, BulkSummary, ErrorBody, Kind, CLIENT_MAX_FRAME, HEADER_LEN};
-use crate::stream::{self, FINISH_WAIT};
+use elig_client::frames::{FrameStream, ReadError, FINISH_WAIT};
+use elig_wire::frame::{self as protocol, Kind, CLIENT_MAX_FRAME};
+use elig_wire::report::BulkSummary;
+use elig_wire::request::ErrorBody;
 
 /// How a request that did not fail ended.
 enum Got {
@@ -25,58 +26,33 @@ enum Got {
     Refused(Code),
 }
 
-/// Frames of a response, decoded from the chunks as they arrive.
-struct FrameReader {
-    recv: RecvStream,
-    buf: Vec<u8>,
-    start: usize,
-    finished: bool,
-}
+/// Frames of a response through the one frame reader, decoded in place.
+struct FrameReader(FrameStream);
+
+/// No frame wait of its own: every request has the bench's `--timeout`.
+const NO_WAIT_LIMIT: Duration = Duration::from_secs(24 * 3600);
 
 impl FrameReader {
     fn new(recv: RecvStream) -> FrameReader {
-        FrameReader { recv, buf: Vec::with_capacity(4096), start: 0, finished: false }
+        FrameReader(FrameStream::new(recv))
     }
 
-    /// The next frame's kind and where its payload is (valid until the next call).
-    async fn next(&mut self) -> Result<Option<(Kind, Range<usize>)>, Fail> {
-        loop {
-            let avail = &self.buf[self.start..];
-            if let Some(h) = avail.get(..HEADER_LEN) {
-                let mut header = [0u8; HEADER_LEN];
-                header.copy_from_slice(h);
-                let (kind, len) = protocol::decode_header(&header, CLIENT_MAX_FRAME).map_err(|e| Fail::protocol(e.to_string()))?;
-                if avail.len() >= HEADER_LEN + len {
-                    let from = self.start + HEADER_LEN;
-                    self.start = from + len;
-                    return Ok(Some((kind, from..from + len)));
-                }
-            }
-            if self.finished {
-                return if avail.is_empty() { Ok(None) } else { Err(Fail::protocol("the stream ended inside a frame")) };
-            }
-            if self.start > 0 {
-                self.buf.drain(..self.start);
-                self.start = 0;
-            }
-            match self.recv.read_chunk(usize::MAX, true).await {
-                Ok(Some(chunk)) => self.buf.extend_from_slice(&chunk.bytes),
-                Ok(None) => self.finished = true,
-                Err(e) => return Err(Fail::read(e)),
-            }
+    /// The next frame's kind (its payload is `payload()` until the next call).
+    async fn next(&mut self) -> Result<Option<Kind>, Fail> {
+        match self.0.next(CLIENT_MAX_FRAME, NO_WAIT_LIMIT).await {
+            Ok(k) => Ok(k),
+            Err(ReadError::Stream(e)) => Err(Fail::read(e)),
+            Err(e) => Err(Fail::protocol(e.to_string())),
         }
     }
 
-    /// Read on to the server's end of the stream ([`stream::finish_reading`]).
+    /// Read on to the server's end of the stream ([`elig_client::frames::finish_reading`]).
     async fn finish(&mut self) {
-        if !self.finished {
-            stream::finish_reading(&mut self.recv, FINISH_WAIT).await;
-            self.finished = true;
-        }
+        self.0.finish(FINISH_WAIT).await;
     }
 
-    fn payload(&self, range: Range<usize>) -> &[u8] {
-        &self.buf[range]
+    fn payload(&self) -> &[u8] {
+        self.0.payload()
     }
 }
 
@@ -134,12 +110,12 @@ async fn single_inner(conn: &Connection, kind: KeyKind, doc: &[u8], tally: &mut 
     let mut reader = FrameReader::new(recv);
     let mut units = 0;
     loop {
-        let Some((frame, range)) = reader.next().await? else {
+        let Some(frame) = reader.next().await? else {
             return Err(Fail::protocol("the server finished the stream without an answer"));
         };
         match (request, frame) {
             (Kind::Lookup, Kind::Answer) | (Kind::Tickets, Kind::Summary) => {
-                let label = classify(reader.payload(range));
+                let label = classify(reader.payload());
                 // Counted after: a request the outer timeout ends while it
                 // waits here is counted once, as a timeout.
                 reader.finish().await;
@@ -147,7 +123,7 @@ async fn single_inner(conn: &Connection, kind: KeyKind, doc: &[u8], tally: &mut 
                 return Ok(Got::Answered { units, first: None });
             }
             (Kind::Tickets, Kind::Unit) => units += 1,
-            (_, Kind::Error) => return Ok(Got::Refused(refusal(reader.payload(range), tally))),
+            (_, Kind::Error) => return Ok(Got::Refused(refusal(reader.payload(), tally))),
             (_, other) => return Err(Fail::protocol(format!("unexpected '{}' frame", other.name()))),
         }
     }
@@ -201,22 +177,22 @@ async fn bulk_inner(conn: &Connection, kinds: &[KeyKind], frames: &[u8], started
         loop {
             match reader.next().await? {
                 None => return Err(Fail::protocol(format!("the bulk stream ended after {i} answers, before its summary"))),
-                Some((Kind::Answer, range)) => {
+                Some(Kind::Answer) => {
                     first = first.or_else(|| Some(started.elapsed()));
                     let kind = *kinds.get(i).ok_or_else(|| Fail::protocol(format!("more answers than the {} items sent", kinds.len())))?;
-                    tally.answer(kind, classify(reader.payload(range)));
+                    tally.answer(kind, classify(reader.payload()));
                     i += 1;
                 }
-                Some((Kind::Summary, range)) => {
+                Some(Kind::Summary) => {
                     let s: BulkSummary =
-                        serde_json::from_slice(reader.payload(range)).map_err(|e| Fail::protocol(format!("bad bulk summary: {e}")))?;
+                        serde_json::from_slice(reader.payload()).map_err(|e| Fail::protocol(format!("bad bulk summary: {e}")))?;
                     if s.items != i as u64 || i != kinds.len() {
                         return Err(Fail::protocol(format!("{i} answers and a summary of {} for {} items sent", s.items, kinds.len())));
                     }
                     return Ok(Got::Answered { units: 0, first });
                 }
-                Some((Kind::Error, range)) => return Ok(Got::Refused(refusal(reader.payload(range), tally))),
-                Some((other, _)) => return Err(Fail::protocol(format!("unexpected '{}' frame in a bulk response", other.name()))),
+                Some(Kind::Error) => return Ok(Got::Refused(refusal(reader.payload(), tally))),
+                Some(other) => return Err(Fail::protocol(format!("unexpected '{}' frame in a bulk response", other.name()))),
             }
         }
     };
@@ -314,7 +290,7 @@ fn parse(doc: &[u8]) -> Option<Label> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use elig_engine::answer::Answer;
+    use elig_wire::answer::Answer;
 
     #[test]
     fn the_scan_reads_what_a_full_parse_reads() {

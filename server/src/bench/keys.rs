@@ -1,4 +1,4 @@
-//! The keys `elig bench` asks for: drawn from a snapshot's records or an
+//! The keys `eligd bench` asks for: drawn from a snapshot's records or an
 //! export's CSV files, rendered once into query documents, then sampled by
 //! the mix while the bench runs (a sample is an index into a buffer).
 //!
@@ -19,7 +19,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
-use super::draw::{from_export, from_snapshot, Card, Delegated, Drawn, Presence, TicketKey};
+use super::draw::{from_export, from_snapshot, Card, Delegated, DrawPlan, Drawn, Presence, TicketKey};
 use super::mix::{KeyKind, Mix};
 use super::{BenchError, Mode};
 
@@ -91,6 +91,12 @@ pub struct KeyPlan {
     pub seed: u64,
 }
 
+impl KeyPlan {
+    fn draw(&self) -> DrawPlan<'_> {
+        DrawPlan { own: self.requester.code(), today: self.today, pool: self.pool }
+    }
+}
+
 /// Query documents in one buffer.
 #[derive(Debug, Default)]
 struct Docs {
@@ -131,10 +137,10 @@ impl KeyPool {
         let (drawn, presence) = match &plan.source {
             KeySource::Snapshot(dir) => {
                 let snapshot = Snapshot::load(dir).map_err(BenchError::Snapshot)?;
-                let drawn = from_snapshot(&snapshot, plan, &mut rng);
+                let drawn = from_snapshot(&snapshot, &plan.draw(), &mut rng);
                 (drawn, Presence::Snapshot(Box::new(snapshot)))
             }
-            KeySource::Export(dir) => from_export(dir, plan, &mut rng)?,
+            KeySource::Export(dir) => from_export(dir, &plan.draw(), &mut rng)?,
         };
         let render = Render { requester: &plan.requester, institutions: &drawn.institutions, date: plan.date };
         let mut present: [Docs; 5] = Default::default();
@@ -150,7 +156,7 @@ impl KeyPool {
         for t in drawn.tickets() {
             present[3].push(&render.ticket(t, &mut rng));
         }
-        for d in drawn.delegated(plan) {
+        for d in drawn.delegated(&plan.draw()) {
             present[4].push(&render.delegated(&d));
         }
         let absent = KeyKind::ALL.map(|k| absent_docs(k, &drawn, &presence, &render, plan, &mut rng));
@@ -366,7 +372,7 @@ mod tests {
     #[test]
     fn keys_are_present_or_absent_as_drawn_from_snapshot_and_export() {
         let dir = tempfile::tempdir().unwrap();
-        let snap = crate::demo::synthetic_snapshot(dir.path(), 1500, 5, TODAY).unwrap();
+        let snap = crate::dev::demo::synthetic_snapshot(dir.path(), 1500, 5, TODAY).unwrap();
         let snapshot = Snapshot::load(&snap).unwrap();
         let view = View::new(&snapshot);
         for source in [KeySource::Snapshot(snap.clone()), KeySource::Export(dir.path().join("export"))] {
@@ -402,7 +408,7 @@ mod tests {
     #[test]
     fn the_sampler_follows_the_mix_and_refuses_what_it_cannot_ask() {
         let dir = tempfile::tempdir().unwrap();
-        let snap = crate::demo::synthetic_snapshot(dir.path(), 800, 9, TODAY).unwrap();
+        let snap = crate::dev::demo::synthetic_snapshot(dir.path(), 800, 9, TODAY).unwrap();
         let build = || KeyPool::build(&plan(KeySource::Snapshot(snap.clone()), Requester::Central)).unwrap();
         let sampler = Sampler::new(build(), &Mix::parse("card=3,serial=1").unwrap(), 0.0, Mode::Single).unwrap();
         let mut rng = ChaCha8Rng::seed_from_u64(1);

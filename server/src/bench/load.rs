@@ -15,10 +15,11 @@ use rand_chacha::ChaCha8Rng;
 
 use super::exchange;
 use super::keys::Sampler;
-use super::report::{QuicStats, Report};
+use super::report::Report;
+use super::tally::QuicStats;
 use super::tally::Tally;
 use super::{BenchError, BenchOptions, Mode, Stop};
-use crate::client::ClientOptions;
+use elig_client::ClientOptions;
 
 /// When workers measure and when they stop.
 #[derive(Debug)]
@@ -98,7 +99,7 @@ pub async fn run(opts: &BenchOptions, client: &ClientOptions, sampler: Arc<Sampl
 /// inquiry arrive faster than a default-sized buffer is drained, and every
 /// datagram the kernel drops costs a retransmission and a smaller window.
 async fn connect(opts: &ClientOptions) -> Result<(Endpoint, Connection), BenchError> {
-    Ok(crate::client::connect_endpoint(opts, Some(crate::config::DEFAULT_UDP_BUFFER_BYTES)).await?)
+    Ok(elig_client::connection::connect_endpoint(opts, Some(crate::config::DEFAULT_UDP_BUFFER_BYTES)).await?)
 }
 
 /// One connection and its workers, on one thread.

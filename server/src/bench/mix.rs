@@ -1,4 +1,4 @@
-//! The key kinds of `elig bench` and their weights (`--mix`).
+//! The key kinds of `eligd bench` and their weights (`--mix`).
 
 use super::{BenchError, Mode};
 

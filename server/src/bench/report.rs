@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::keys::Sampler;
 use super::mix::KeyKind;
-use super::tally::Tally;
+use super::tally::{QuicStats, Tally};
 use super::{BenchOptions, Mode, Stop};
 
 /// Latency percentiles in microseconds.
@@ -41,66 +41,6 @@ impl Latency {
             p999: q(0.999),
             max: if empty { 0 } else { h.max() },
         }
-    }
-}
-
-/// QUIC counters of the bench's connections (summed; the whole life of
-/// each connection, warm-up included), from quinn's connection stats.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct QuicStats {
-    pub tx_datagrams: u64,
-    /// Send system calls (fewer than datagrams with GSO).
-    pub tx_ios: u64,
-    pub tx_bytes: u64,
-    pub rx_datagrams: u64,
-    pub rx_bytes: u64,
-    pub tx_acks: u64,
-    pub rx_acks: u64,
-    /// `MAX_STREAMS` updates from the server (stream credit).
-    pub rx_max_streams: u64,
-    pub tx_stop_sending: u64,
-    pub lost_packets: u64,
-    /// Smoothed round-trip time at the end, microseconds (mean over connections).
-    pub rtt_us: u64,
-    /// Largest UDP payload the path reached (MTU discovery), the most of any connection.
-    pub path_mtu: u16,
-    pub connections: u64,
-}
-
-impl QuicStats {
-    pub(super) fn of(s: &quinn::ConnectionStats) -> QuicStats {
-        QuicStats {
-            tx_datagrams: s.udp_tx.datagrams,
-            tx_ios: s.udp_tx.ios,
-            tx_bytes: s.udp_tx.bytes,
-            rx_datagrams: s.udp_rx.datagrams,
-            rx_bytes: s.udp_rx.bytes,
-            tx_acks: s.frame_tx.acks,
-            rx_acks: s.frame_rx.acks,
-            rx_max_streams: s.frame_rx.max_streams_bidi,
-            tx_stop_sending: s.frame_tx.stop_sending,
-            lost_packets: s.path.lost_packets,
-            rtt_us: s.path.rtt.as_micros() as u64,
-            path_mtu: s.path.current_mtu,
-            connections: 1,
-        }
-    }
-
-    pub(super) fn add(&mut self, o: &QuicStats) {
-        let rtt_sum = self.rtt_us * self.connections + o.rtt_us * o.connections;
-        self.tx_datagrams += o.tx_datagrams;
-        self.tx_ios += o.tx_ios;
-        self.tx_bytes += o.tx_bytes;
-        self.rx_datagrams += o.rx_datagrams;
-        self.rx_bytes += o.rx_bytes;
-        self.tx_acks += o.tx_acks;
-        self.rx_acks += o.rx_acks;
-        self.rx_max_streams += o.rx_max_streams;
-        self.tx_stop_sending += o.tx_stop_sending;
-        self.lost_packets += o.lost_packets;
-        self.path_mtu = self.path_mtu.max(o.path_mtu);
-        self.connections += o.connections;
-        self.rtt_us = rtt_sum.checked_div(self.connections).unwrap_or(0);
     }
 }
 
@@ -237,8 +177,11 @@ impl Report {
             None => "single requests".to_string(),
         };
         let plural = if self.connections == 1 { "" } else { "s" };
-        let _ =
-            writeln!(s, "elig bench: {what}, {} connection{plural} x {} in flight, seed {}", self.connections, self.concurrency, self.seed);
+        let _ = writeln!(
+            s,
+            "eligd bench: {what}, {} connection{plural} x {} in flight, seed {}",
+            self.connections, self.concurrency, self.seed
+        );
         let _ = writeln!(s, "server       {} ({})", self.server, self.requester);
         let _ = writeln!(
             s,

@@ -11,12 +11,15 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use elig_client::cli::{CliError, ConnArgs};
 use elig_engine::engine::{Engine, EngineOptions};
-use elig_server::certs::DevPki;
-use elig_server::config::{Config, RawConfig, RawLimits, RawTls, RawUdp, DEFAULT_WORKER_THREADS};
-use elig_server::demo;
-use elig_server::server::Server;
-use elig_server::state;
+use elig_server::bench::{self, BenchArgs, BenchError};
+use elig_server::config::{Config, RawConfig, DEFAULT_WORKER_THREADS};
+use elig_server::dev::certs::DevPki;
+use elig_server::dev::demo;
+use elig_server::ops::jetstream::{self, StreamNames};
+use elig_server::ops::state;
+use elig_server::quic::server::Server;
 use tokio_util::sync::CancellationToken;
 
 // mimalloc: answers allocate many small strings, and after a day of deltas
@@ -52,88 +55,57 @@ enum Command {
     },
     /// Generate and compile a synthetic data set, create certificates, and serve it on 127.0.0.1 (the default).
     Demo(DemoArgs),
+    /// Load generator: keys from a snapshot or export, a mix of key kinds, concurrency; prints throughput and latency percentiles.
+    Bench(Box<BenchCmd>),
+    /// Operator: publish delta batches (JSON Lines files) to the NATS JetStream delta stream that every
+    /// node follows, in order, one acknowledgement line each; stops at a refused one. Needs no eligd running.
+    Publish(PublishArgs),
 }
+
+/// `eligd bench`: where to connect (as `elig`), and the load.
+#[derive(Args)]
+struct BenchCmd {
+    #[command(flatten)]
+    conn: ConnArgs,
+    #[command(flatten)]
+    bench: BenchArgs,
+}
+
+#[derive(Debug, clap::Args)]
+struct PublishArgs {
+    /// Delta batch files (JSON Lines), published in this order.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// NATS server URLs, comma-separated (any server of the cluster).
+    #[arg(long, env = "ELIG_NATS", value_delimiter = ',', default_value = "nats://127.0.0.1:4222")]
+    nats: Vec<String>,
+    /// The JetStream stream.
+    #[arg(long, default_value = jetstream::DEFAULT_STREAM)]
+    stream: String,
+    /// The subject prefix: batch N goes to `<prefix>.N`.
+    #[arg(long, default_value = jetstream::DEFAULT_PREFIX)]
+    subject_prefix: String,
+    /// Replicas of the stream if it has to be created (a three-server cluster: 3).
+    #[arg(long, default_value_t = jetstream::DEFAULT_REPLICAS)]
+    replicas: usize,
+    /// Replace the batch of the same seq in the stream (after every node refused it), instead of appending.
+    #[arg(long)]
+    replace: bool,
+}
+
+/// A batch `eligd publish` did not put in the stream (exit code 3, as a refused request).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct PublishRefused(String);
 
 #[derive(Args)]
 struct ServeArgs {
     /// TOML configuration file (default: none; the flags below override its keys).
     #[arg(long, short)]
     config: Option<PathBuf>,
-    /// UDP address to listen on (default 127.0.0.1:4433).
-    #[arg(long)]
-    listen: Option<String>,
-    /// Snapshot directory to serve (required: here or snapshot_dir in --config).
-    #[arg(long)]
-    snapshot: Option<PathBuf>,
-    /// CA certificate (PEM) that issues client certificates (required: here or tls.ca).
-    #[arg(long)]
-    ca: Option<PathBuf>,
-    /// Server certificate chain (PEM) (required: here or tls.cert).
-    #[arg(long)]
-    cert: Option<PathBuf>,
-    /// Server private key (PEM) (required: here or tls.key).
-    #[arg(long)]
-    key: Option<PathBuf>,
-    /// Address of the Prometheus endpoint, GET /metrics (default: off).
-    #[arg(long)]
-    metrics: Option<String>,
-    /// Audit log file, JSON Lines, appended (default: off).
-    #[arg(long)]
-    audit_log: Option<PathBuf>,
-    /// Append-only delta log (default: deltas.log beside the snapshot directory).
-    #[arg(long)]
-    delta_log: Option<PathBuf>,
-    /// Items in one bulk inquiry, 1..1,000,000 (default 10000).
-    #[arg(long)]
-    max_bulk_items: Option<u64>,
-    /// Payload bytes of one frame from a client, 1 KiB..16 MiB (default 65536).
-    #[arg(long)]
-    max_frame_bytes: Option<u64>,
-    /// Concurrent requests (streams) on one connection, 1..10,000 (default 256).
-    #[arg(long)]
-    max_streams: Option<u64>,
-    /// Connections, handshakes in progress included; more are refused (default 1024).
-    #[arg(long)]
-    max_connections: Option<u64>,
-    /// Seconds without traffic before a connection is dropped, 10..3600 (default 30; clients send keep-alives).
-    #[arg(long)]
-    idle_timeout: Option<u64>,
-    /// Seconds to wait for the next frame of a request (default 30).
-    #[arg(long)]
-    frame_timeout: Option<u64>,
-    /// Seconds to let requests in flight finish on SIGTERM (default 30).
-    #[arg(long)]
-    shutdown_grace: Option<u64>,
-    /// Largest delta batch accepted from an operator, in bytes, 1 KiB..1 GiB (default 16777216).
-    #[arg(long)]
-    max_delta_bytes: Option<u64>,
-    /// Seconds a QUIC handshake may take before it is dropped, 1..60 (default 5).
-    #[arg(long)]
-    handshake_timeout: Option<u64>,
-    /// Handshakes in progress from which a client whose address is not yet validated gets a stateless Retry; 0: always (default 64).
-    #[arg(long)]
-    retry_after_handshakes: Option<u64>,
-    /// Handshakes in progress per source IP address (default 8).
-    #[arg(long)]
-    max_handshakes_per_address: Option<u64>,
-    /// Answer as if it were always this time, YYYYMMDDHHmmss, for tests and replays (default: off, the real clock).
-    #[arg(long)]
-    fixed_clock: Option<String>,
-    /// Tokio worker threads that serve requests (default 1).
-    #[arg(long)]
-    worker_threads: Option<u64>,
-    /// Lock each live snapshot in memory, true or false (default true).
-    #[arg(long)]
-    lock_memory: Option<bool>,
-    /// UDP receive buffer to ask the kernel for, in bytes (default 4 MiB).
-    #[arg(long)]
-    udp_recv_buffer: Option<u64>,
-    /// UDP send buffer to ask the kernel for, in bytes (default 4 MiB).
-    #[arg(long)]
-    udp_send_buffer: Option<u64>,
-    /// Largest UDP payload MTU discovery may reach, 1200..65527 (default 1452).
-    #[arg(long)]
-    max_udp_payload: Option<u64>,
+    /// Every setting of the file, as a flag that overrides it (`elig_server::config`).
+    #[command(flatten)]
+    settings: RawConfig,
 }
 
 #[derive(Args)]
@@ -165,6 +137,10 @@ fn main() -> ExitCode {
             serve_config(*args).and_then(|config| runtime(config.worker_threads).and_then(|rt| rt.block_on(serve(config))))
         }
         Some(Command::Demo(args)) => runtime(DEFAULT_WORKER_THREADS).and_then(|rt| rt.block_on(run_demo(args))),
+        // The load generator runs each connection on its own thread; the
+        // key drawing and the report on a multi-thread runtime.
+        Some(Command::Bench(cmd)) => runtime(2).and_then(|rt| rt.block_on(run_bench(*cmd))),
+        Some(Command::Publish(args)) => runtime(2).and_then(|rt| rt.block_on(run_publish(args))),
         None => runtime(DEFAULT_WORKER_THREADS).and_then(|rt| {
             rt.block_on(run_demo(DemoArgs {
                 persons: 100_000,
@@ -178,11 +154,68 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("eligd: {}", elig_server::cli::report(&e));
-            let config = e.downcast_ref::<elig_server::config::ConfigError>().is_some();
-            ExitCode::from(if config { 2 } else { 1 })
+            eprintln!("eligd: {}", elig_loader::cli::report(&e));
+            ExitCode::from(exit_code(&e))
         }
     }
+}
+
+/// 2 for arguments, settings and input, 3 for a refused batch, else 1.
+fn exit_code(e: &anyhow::Error) -> u8 {
+    if let Some(b) = e.downcast_ref::<BenchError>() {
+        return b.exit_code();
+    }
+    if e.downcast_ref::<PublishRefused>().is_some() {
+        return 3;
+    }
+    let settings = e.downcast_ref::<elig_server::config::ConfigError>().is_some() || e.downcast_ref::<CliError>().is_some();
+    if settings {
+        2
+    } else {
+        1
+    }
+}
+
+/// `eligd bench`: draw the keys, run the load, print the report (exit 1 if requests failed).
+async fn run_bench(cmd: BenchCmd) -> anyhow::Result<()> {
+    let json = cmd.bench.json;
+    let opts = cmd.bench.validate(elig_engine::ids::japan_now().0)?;
+    let client = cmd.conn.options()?;
+    // The certificate's role first: no key drawing for a bench that cannot run.
+    bench::requester(&bench::role_of(&client)?, opts.institution.as_deref())?;
+    eprintln!("eligd bench: drawing keys from the {}, then loading {} ...", opts.source, client.server);
+    let report = bench::run(&opts, &client).await?;
+    let mut stdout = std::io::stdout().lock();
+    if json {
+        writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
+    } else {
+        stdout.write_all(report.text().as_bytes())?;
+    }
+    stdout.flush()?;
+    if report.failed > 0 {
+        anyhow::bail!("{} of {} requests failed; first: {}", report.failed, report.requests, report.first_failure.unwrap_or_default());
+    }
+    Ok(())
+}
+
+/// `eligd publish`: each batch checked as rows, then published in seq order.
+async fn run_publish(args: PublishArgs) -> anyhow::Result<()> {
+    let batches = elig_client::cli::read_batches(&args.files)?;
+    let names = StreamNames { servers: args.nats, stream: args.stream, subject_prefix: args.subject_prefix };
+    let js = jetstream::connect(&names).await?;
+    let mut stream = jetstream::ensure_stream(&js, &names, args.replicas).await?;
+    let mut stdout = std::io::stdout().lock();
+    for (file, text) in batches {
+        let published = if args.replace {
+            jetstream::replace(&js, &mut stream, &names, &text).await
+        } else {
+            jetstream::publish(&js, &mut stream, &names, &text).await
+        }
+        .map_err(|e| anyhow::Error::new(PublishRefused(format!("{}: {e}", file.display()))))?;
+        let line = serde_json::json!({"file": file.display().to_string(), "published": published});
+        writeln!(stdout, "{line}")?;
+    }
+    Ok(())
 }
 
 fn init_logs(json: bool) {
@@ -209,7 +242,7 @@ fn runtime(worker_threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn certs(out: &std::path::Path, institution: &str, names: &[String]) -> anyhow::Result<()> {
-    let role = elig_server::roles::Role::from_uri(&format!("urn:elig:role:institution:{institution}")).map_err(|e| {
+    let role = elig_server::core::role::Role::from_uri(&format!("urn:elig:role:institution:{institution}")).map_err(|e| {
         elig_server::config::ConfigError::Invalid { key: "--institution", value: institution.into(), reason: e.to_string() }
     })?;
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -225,34 +258,7 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<Config> {
         Some(p) => RawConfig::from_file(p)?,
         None => RawConfig::default(),
     };
-    let over = RawConfig {
-        listen: args.listen,
-        snapshot_dir: args.snapshot,
-        metrics_listen: args.metrics,
-        audit_log: args.audit_log,
-        audit_key_salt: None,
-        delta_log: args.delta_log,
-        fixed_clock: args.fixed_clock,
-        worker_threads: args.worker_threads,
-        lock_memory: args.lock_memory,
-        feed: None, // `[feed]` is set in the file only
-        udp: RawUdp { recv_buffer_bytes: args.udp_recv_buffer, send_buffer_bytes: args.udp_send_buffer, max_payload: args.max_udp_payload },
-        tls: RawTls { ca: args.ca, cert: args.cert, key: args.key },
-        limits: RawLimits {
-            max_bulk_items: args.max_bulk_items,
-            max_frame_bytes: args.max_frame_bytes,
-            max_streams_per_connection: args.max_streams,
-            max_connections: args.max_connections,
-            idle_timeout_secs: args.idle_timeout,
-            frame_timeout_secs: args.frame_timeout,
-            shutdown_grace_secs: args.shutdown_grace,
-            max_delta_bytes: args.max_delta_bytes,
-            handshake_timeout_secs: args.handshake_timeout,
-            retry_after_handshakes: args.retry_after_handshakes,
-            max_handshakes_per_address: args.max_handshakes_per_address,
-        },
-    };
-    Ok(file.overridden_by(over).validate()?)
+    Ok(file.overridden_by(args.settings).validate()?)
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

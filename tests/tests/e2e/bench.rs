@@ -1,4 +1,4 @@
-//! `elig bench` against a harness server: a few hundred requests, and the
+//! `eligd bench` against a harness server: a few hundred requests, and the
 //! counts of the report add up with each other and with the server's usage
 //! accounting. Benchmarks measure; nothing here asserts a time.
 

@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
+use elig_client::frames::FrameStream;
 use elig_engine::answer::Answer;
-use elig_server::protocol::{decode_all, encode, BulkSummary, Frame, Kind, CLIENT_MAX_FRAME};
-use elig_server::stream::read_frame;
 use elig_tests::{fixture, As, TestServer};
+use elig_wire::frame::{decode_all, encode, Frame, Kind, CLIENT_MAX_FRAME};
+use elig_wire::report::BulkSummary;
 
 /// The item an answer frame is for: its echoed identifier, or for a refused
 /// item (no echo: its key cannot be read whole) its error code.
@@ -97,19 +98,23 @@ async fn answers_stream_while_the_client_is_still_sending() {
     let client = srv.client(As::Central).await;
     let queries = items(20);
     let raw = bulk_bytes(&queries);
-    let half = raw.len() - queries[10..].iter().map(|q| q.len() + elig_server::protocol::HEADER_LEN).sum::<usize>();
-    let (mut send, mut recv) = client.connection().open_bi().await.unwrap();
+    let half = raw.len() - queries[10..].iter().map(|q| q.len() + elig_wire::HEADER_LEN).sum::<usize>();
+    let (mut send, recv) = client.connection().open_bi().await.unwrap();
+    let mut recv = FrameStream::new(recv);
+    let wait = Duration::from_secs(10);
     send.write_all(&raw[..half]).await.unwrap();
     // The first ten answers come before the other ten items are sent: the
     // server does not hold a partial batch while it waits for input.
     for i in 0..10 {
-        let f = read_frame(&mut recv, CLIENT_MAX_FRAME, Duration::from_secs(10)).await.unwrap().unwrap();
+        let f = recv.next_frame(CLIENT_MAX_FRAME, wait).await.unwrap().unwrap();
         assert_eq!(id_of(&f), expected_id(i));
     }
     send.write_all(&raw[half..]).await.unwrap();
     send.finish().unwrap();
-    let bytes = recv.read_to_end(1 << 20).await.unwrap();
-    let frames = decode_all(&bytes, CLIENT_MAX_FRAME).unwrap();
+    let mut frames = Vec::new();
+    while let Some(f) = recv.next_frame(CLIENT_MAX_FRAME, wait).await.unwrap() {
+        frames.push(f);
+    }
     assert_eq!(frames.len(), 11);
     for (i, f) in frames[..10].iter().enumerate() {
         assert_eq!(id_of(f), expected_id(i + 10));
@@ -158,7 +163,7 @@ async fn an_oversized_item_gets_its_error_answer_in_place_and_the_bulk_goes_on()
     raw.extend_from_slice(&[0x00, 0x00, 0x00, 0x02, Kind::BulkItem as u8]);
     let frames = client.exchange_raw(&raw).await.unwrap();
     assert_eq!(frames.iter().map(|f| f.kind).collect::<Vec<_>>(), [Kind::Answer, Kind::Answer, Kind::Error]);
-    let e: elig_server::protocol::ErrorBody = serde_json::from_slice(&frames[2].payload).unwrap();
+    let e: elig_wire::request::ErrorBody = serde_json::from_slice(&frames[2].payload).unwrap();
     assert_eq!((e.code.as_str(), e.message.as_str()), ("EF02", "frame payload of 33554432 bytes exceeds the limit of 65536 bytes"));
 }
 
@@ -169,7 +174,7 @@ async fn mtu_after_a_bulk(server_payload: u16, client_payload: u16) -> u16 {
     let srv = TestServer::start_with_udp(udp).await;
     let mut options = srv.options(Some(srv.pem(As::Central)));
     options.max_udp_payload = client_payload;
-    let client = elig_server::client::Client::connect(&options).await.unwrap();
+    let client = elig_client::Client::connect(&options).await.unwrap();
     // Discovery probes one size at a time, each confirmed by an ACK.
     for _ in 0..30 {
         let (answers, summary) = client.bulk(items(300)).await.unwrap().collect().await.unwrap();

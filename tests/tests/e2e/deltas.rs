@@ -2,8 +2,8 @@
 //! the next request, with the answer's DeltaSequence; gaps, repeats and bad
 //! lines are answered with clear errors and change nothing.
 
+use elig_client::{Client, ClientError};
 use elig_engine::answer::Answer;
-use elig_server::client::{Client, ClientError};
 use elig_server::config::Limits;
 use elig_tests::{batch, delete, fixture, insurance_row, upsert, As, Keys, TestServer, Writable};
 use serde_json::json;
@@ -86,7 +86,7 @@ async fn gaps_repeats_and_bad_lines_change_nothing() {
     // A repeat is acknowledged again without effect.
     let again = op.delta(&b1).await.unwrap();
     assert_eq!((again.seq, again.duplicate, again.rows), (1, true, 1));
-    let status = |s: elig_server::handler::StatusReport| (s.delta_seq, s.overlay.changed_rows);
+    let status = |s: elig_wire::report::StatusReport| (s.delta_seq, s.overlay.changed_rows);
     assert_eq!(status(op.status().await.unwrap()), (1, 1));
 
     // A different batch under seq 1 is refused (ED04), naming both digests; it is not applied.

@@ -5,9 +5,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use elig_server::client::Client;
-use elig_server::feed::{FeedConfig, FeedState, FeedStatus};
-use elig_server::jetstream::{self, PublishError, StreamNames};
+use elig_client::Client;
+use elig_server::ops::feed::{FeedConfig, FeedState, FeedStatus};
+use elig_server::ops::jetstream::{self, PublishError, StreamNames};
 use elig_tests::nats::NatsCluster;
 use elig_tests::{batch, clock, fixture, insurance_row, upsert, As, Keys, TestServer, Writable};
 

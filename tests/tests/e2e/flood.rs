@@ -8,9 +8,9 @@ use std::net::UdpSocket;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use elig_server::certs::DevPki;
-use elig_server::client::Client;
-use elig_server::tls;
+use elig_client::Client;
+use elig_server::dev::certs::DevPki;
+use elig_server::quic::tls;
 use elig_tests::{fixture, As, TestServer};
 
 const INITIALS: usize = 5_000;

@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 use elig_server::config::Limits;
-use elig_server::protocol::{encode, ErrorBody, Frame, Kind};
 use elig_tests::{fixture, As, TestServer};
+use elig_wire::frame::{encode, Frame, Kind};
+use elig_wire::request::ErrorBody;
 
 fn error_of(frames: &[Frame]) -> ErrorBody {
     assert_eq!(frames.len(), 1, "one error frame expected, got {frames:?}");
@@ -153,10 +154,11 @@ async fn a_silent_stream_times_out_with_an_error_frame() {
     let limits = Limits { frame_timeout_secs: 1, ..Limits::default() };
     let srv = TestServer::start_with(limits, false, false).await;
     let client = srv.client(As::Central).await;
-    let (mut send, mut recv) = client.connection().open_bi().await.unwrap();
+    let (mut send, recv) = client.connection().open_bi().await.unwrap();
     // Half a header, then nothing (but the stream stays open).
     send.write_all(&[1, 0]).await.unwrap();
-    let frame = elig_server::stream::read_frame(&mut recv, 1 << 20, Duration::from_secs(30)).await.unwrap().unwrap();
+    let mut recv = elig_client::frames::FrameStream::new(recv);
+    let frame = recv.next_frame(1 << 20, Duration::from_secs(30)).await.unwrap().unwrap();
     assert_eq!(frame.kind, Kind::Error);
     let e: ErrorBody = serde_json::from_slice(&frame.payload).unwrap();
     assert_eq!(e.code, "EL03");

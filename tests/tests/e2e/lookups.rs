@@ -1,7 +1,7 @@
 //! Every request kind, end to end, with concrete answers.
 
-use elig_server::cli::Format;
-use elig_server::client::Client;
+use elig_client::cli::Format;
+use elig_client::Client;
 use elig_tests::{fixture, As, Keys, TestServer, NOW, TODAY};
 
 #[tokio::test]
@@ -148,7 +148,7 @@ async fn answers_render_as_xmlmsg_in_both_encodings() {
     let insurer = elig_engine::values::insurer(&keys.card_valid.0).unwrap();
     assert!(utf8.contains(&format!("<InsurerNumber>{insurer}</InsurerNumber>")), "{utf8}");
     let sjis = Format::Xml { shift_jis: true }.render(&a, false);
-    let back = elig_server::xml::parse(&sjis).unwrap();
+    let back = elig_client::xml::parse(&sjis).unwrap();
     assert_eq!(back.message_body.result_list[0].name, a.message_body.result_list[0].name);
 }
 

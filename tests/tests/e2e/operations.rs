@@ -1,8 +1,8 @@
 //! Usage accounting, the audit log, metrics and graceful shutdown.
 
 use elig_server::config::Limits;
-use elig_server::usage::CSV_HEADER;
 use elig_tests::{fixture, As, TestServer, NOW, TODAY};
+use elig_wire::report::CSV_HEADER;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[tokio::test]
@@ -30,7 +30,7 @@ async fn usage_counts_follow_a_known_sequence_of_requests() {
     ];
     institution.bulk(items).await.unwrap().collect().await.unwrap();
     let month = (TODAY / 100).to_string();
-    institution.tickets(&elig_server::client::Client::tickets_query(None, &month, None)).await.unwrap().collect().await.unwrap();
+    institution.tickets(&elig_client::Client::tickets_query(None, &month, None)).await.unwrap().collect().await.unwrap();
     institution.lookup(keys.valid_card_query(other, "h").as_bytes()).await.unwrap();
 
     let op = srv.client(As::Operator).await;
@@ -67,7 +67,7 @@ async fn usage_counts_follow_a_known_sequence_of_requests() {
     assert_eq!(bulk.iter().map(|l| l["item"].as_u64().unwrap()).collect::<Vec<_>>(), vec![0, 1, 2]);
     assert!(bulk.iter().all(|l| l["role"] == "institution" && l["institution"] == inst && l["validity"] == "1"));
     let serial = lines.iter().find(|l| l["kind"] == "certificate_serial").unwrap();
-    assert_eq!(serial["key_hash"], elig_server::audit::key_hash("e2e", &keys.serial_valid));
+    assert_eq!(serial["key_hash"], elig_server::ops::audit::key_hash("e2e", &keys.serial_valid));
     assert_eq!(serial["generation"], fixture().engine.pin().id());
     assert_eq!(serial["time"], NOW.to_string());
     assert!(!audit.contains(&keys.serial_valid), "keys are never written as they are");
@@ -82,7 +82,8 @@ async fn metrics_are_served_on_the_management_address() {
     client.bulk(vec![keys.valid_card_query(keys.institution(), "n").into_bytes()]).await.unwrap().collect().await.unwrap();
     let addr = srv.server.metrics_addr().unwrap();
     let mut sock = tokio::net::TcpStream::connect(addr).await.unwrap();
-    sock.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    // One request: the exporter keeps a connection open unless told otherwise.
+    sock.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await.unwrap();
     let mut body = String::new();
     sock.read_to_string(&mut body).await.unwrap();
     assert!(body.starts_with("HTTP/1.1 200 OK"), "{body}");

@@ -1,8 +1,8 @@
 //! The role matrix: who may ask what, and how a refused client hears it.
 
-use elig_server::certs::{issue_client, issue_client_with_usages, DevPki};
-use elig_server::client::{Client, ClientError};
-use elig_server::roles::Role;
+use elig_client::{Client, ClientError};
+use elig_server::core::role::Role;
+use elig_server::dev::certs::{issue_client, issue_client_with_usages, DevPki};
 use elig_tests::{fixture, As, TestServer};
 
 fn text(e: ClientError) -> String {
@@ -107,7 +107,7 @@ async fn only_operators_run_operator_commands() {
         assert!(err.to_string().contains("status needs an operator certificate"), "{err}");
         let err = client.usage().await.unwrap_err();
         assert_eq!(err.code(), Some("EP01"), "{err}");
-        let frames = client.exchange_raw(&elig_server::protocol::encode(elig_server::protocol::Kind::Swap, b"{}")).await.unwrap();
+        let frames = client.exchange_raw(&elig_wire::frame::encode(elig_wire::frame::Kind::Swap, b"{}")).await.unwrap();
         assert_eq!(frames.len(), 1);
         assert!(String::from_utf8_lossy(&frames[0].payload).contains("EP01"));
     }

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use elig_client::{Client, ClientError};
 use elig_engine::answer::Answer;
-use elig_server::client::{Client, ClientError};
 use elig_tests::{batch, compile_generation, fixture, insurance_row, upsert, valid_cards, As, Keys, TestServer, Writable, TODAY};
 
 fn refused(e: ClientError) -> (String, String) {

@@ -9,10 +9,10 @@
 
 use std::sync::Arc;
 
+use elig_client::cli::{bulk_document, Format};
+use elig_client::Client;
 use elig_engine::answer::Answer;
 use elig_engine::engine::Engine;
-use elig_server::cli::{bulk_document, Format};
-use elig_server::client::Client;
 use elig_tests::{clock, As, TestServer};
 use roxmltree::{Document, Node};
 

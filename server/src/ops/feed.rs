@@ -1,0 +1,262 @@
+//! A node following the delta stream (`contract.md` section 2b).
+//!
+//! With `[feed]` in `eligd.toml` the node reads the JetStream stream in
+//! order through its own durable consumer and applies each batch through
+//! the path `elig delta` takes ([`Engine::apply`]: validated, appended to the
+//! delta log and fsynced, published to the overlay atomically), and
+//! acknowledges the message only then. The node's delta log is the truth:
+//! the consumer is positioned from it on every start, a redelivered batch is
+//! acknowledged without effect, and nothing is skipped. A gap, or a batch the
+//! engine refuses, stops the feed with an alarm (status, metrics, log) while
+//! the node keeps answering at its last good seq; every node reaches the same
+//! verdict on the same bytes, so the tier stops together. The operator
+//! replaces the refused batch in the stream (`eligd publish --replace`), and
+//! every node, which looks the batch it needs up by its subject, resumes.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+use async_nats::jetstream::{self, stream};
+use elig_engine::engine::{DeltaError, Engine};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+pub use elig_wire::report::{FeedState, FeedStatus};
+
+use crate::ops::jetstream::{find_batch, last_batch, StreamNames};
+
+/// `[feed]` in `eligd.toml`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeedConfig {
+    #[serde(flatten)]
+    pub names: StreamNames,
+    /// This node's durable consumer: one name per node.
+    pub consumer: String,
+}
+
+/// A running feed; `status` is cheap (one lock, no I/O).
+#[derive(Debug)]
+pub struct Feed {
+    config: FeedConfig,
+    status: Mutex<FeedStatus>,
+}
+
+/// How long one pull waits for new batches before the feed looks around.
+const POLL: Duration = Duration::from_millis(500);
+/// Batches asked for per pull.
+const PULL_BATCH: usize = 64;
+
+impl Feed {
+    /// Start following in the background until `stop` is cancelled.
+    pub fn spawn(engine: Arc<Engine>, config: FeedConfig, stop: CancellationToken) -> Arc<Feed> {
+        let status = FeedStatus {
+            stream: config.names.stream.clone(),
+            consumer: config.consumer.clone(),
+            applied_seq: engine.pin().view().delta_seq,
+            ..FeedStatus::default()
+        };
+        let feed = Arc::new(Feed { config, status: Mutex::new(status) });
+        tokio::spawn(run(feed.clone(), engine, stop));
+        feed
+    }
+
+    pub fn status(&self) -> FeedStatus {
+        self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn update(&self, f: impl FnOnce(&mut FeedStatus)) {
+        let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut s);
+        crate::ops::metrics::feed(&s);
+    }
+}
+
+async fn run(feed: Arc<Feed>, engine: Arc<Engine>, stop: CancellationToken) {
+    loop {
+        let outcome = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = follow(&feed, &engine) => r,
+        };
+        if let Err(e) = outcome {
+            tracing::warn!(error = %e, stream = %feed.config.names.stream, "delta feed: retrying in 1 s");
+            feed.update(|s| {
+                s.state = FeedState::Connecting;
+                s.alarm = Some(e);
+            });
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// A batch this node will not apply: the feed stops there.
+struct Refused {
+    /// The stream sequence of the refused message.
+    at: u64,
+    reason: String,
+}
+
+/// Follow the stream until an error that needs a new connection.
+async fn follow(feed: &Feed, engine: &Arc<Engine>) -> Result<(), String> {
+    let names = &feed.config.names;
+    let js = crate::ops::jetstream::connect(names).await.map_err(|e| e.to_string())?;
+    let mut stream = js.get_stream(&names.stream).await.map_err(|e| format!("stream '{}': {e}", names.stream))?;
+    feed.update(|s| {
+        s.state = FeedState::Following;
+        s.alarm = None;
+    });
+    loop {
+        match consume(feed, engine, &js, &mut stream).await? {
+            None => continue, // repositioned
+            Some(refused) => {
+                tracing::error!(reason = %refused.reason, "delta feed stopped: the node answers at its last good seq until the batch is replaced in the stream");
+                feed.update(|s| {
+                    s.state = FeedState::Stopped;
+                    s.alarm = Some(refused.reason.clone());
+                });
+                wait_for_replacement(feed, engine, &stream, refused.at).await?;
+                tracing::info!("delta feed: the refused batch was replaced; resuming");
+                feed.update(|s| {
+                    s.state = FeedState::Following;
+                    s.alarm = None;
+                });
+            }
+        }
+    }
+}
+
+fn applied(engine: &Engine) -> u64 {
+    engine.pin().view().delta_seq
+}
+
+/// Position this node's durable consumer at the next batch it needs and
+/// apply what arrives. `None` when the consumer must be positioned again
+/// (the next batch sits earlier in the stream, after a replacement).
+async fn consume(
+    feed: &Feed,
+    engine: &Arc<Engine>,
+    js: &jetstream::Context,
+    stream: &mut stream::Stream,
+) -> Result<Option<Refused>, String> {
+    let names = &feed.config.names;
+    let next = applied(engine) + 1;
+    let start = match find_batch(stream, names, next).await? {
+        Some(m) => m.sequence,
+        None => last_batch(stream, names).await.map_err(|e| e.to_string())?.1 + 1,
+    };
+    // The durable is re-made on each positioning: the node's log, not the
+    // consumer's memory, says where to start.
+    let _ = stream.delete_consumer(&feed.config.consumer).await;
+    let consumer: jetstream::consumer::Consumer<pull::Config> = js
+        .create_consumer_on_stream(
+            pull::Config {
+                durable_name: Some(feed.config.consumer.clone()),
+                filter_subject: format!("{}.>", names.subject_prefix),
+                deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start },
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(30),
+                max_ack_pending: PULL_BATCH as i64,
+                ..Default::default()
+            },
+            &names.stream,
+        )
+        .await
+        .map_err(|e| format!("consumer '{}': {e}", feed.config.consumer))?;
+    let mut position = start;
+    loop {
+        let mut batch = consumer
+            .fetch()
+            .max_messages(PULL_BATCH)
+            .expires(POLL)
+            .messages()
+            .await
+            .map_err(|e| format!("consumer '{}': {e}", feed.config.consumer))?;
+        let mut got = 0;
+        while let Some(msg) = batch.next().await {
+            let msg = msg.map_err(|e| format!("consumer '{}': {e}", feed.config.consumer))?;
+            got += 1;
+            let (at, pending, published) = match msg.info() {
+                Ok(i) => (i.stream_sequence, i.pending, i.published.unix_timestamp()),
+                Err(e) => return Err(format!("message info: {e}")),
+            };
+            position = at + 1;
+            let expected = applied(engine) + 1;
+            let Some(seq) = names.seq_of(&msg.subject) else {
+                return Ok(Some(Refused { at, reason: format!("stream message {at} has subject '{}', not a batch", msg.subject) }));
+            };
+            if seq > expected {
+                // The next batch may sit later in the stream (replaced): look it up first.
+                if find_batch(stream, names, expected).await?.is_some_and(|m| m.sequence != at) {
+                    return Ok(None);
+                }
+                return Ok(Some(Refused {
+                    at,
+                    reason: format!(
+                        "sequence gap: the stream holds batch {seq} at {at} but this node needs batch {expected}; nothing was skipped"
+                    ),
+                }));
+            }
+            let engine2 = engine.clone();
+            let payload = msg.payload.clone();
+            let result = tokio::task::spawn_blocking(move || engine2.apply(&payload)).await.map_err(|e| e.to_string())?;
+            match result {
+                Ok(ack) => {
+                    // Counted before the ack: an ack lost with a NATS server is redelivered as a duplicate.
+                    let now = chrono::Utc::now().timestamp();
+                    feed.update(|s| {
+                        s.applied_seq = applied(engine);
+                        s.stream_seq = s.applied_seq + pending;
+                        s.lag_batches = pending;
+                        s.lag_secs = if pending == 0 { 0 } else { (now - published).max(0) as u64 };
+                        if !ack.duplicate {
+                            s.applied_from_stream += 1;
+                        }
+                    });
+                    msg.double_ack().await.map_err(|e| format!("ack of batch {seq}: {e}"))?;
+                }
+                Err(DeltaError::Log { seq, source }) => {
+                    // This node's disk, not the batch: never acknowledged, retried.
+                    return Err(format!("batch {seq} not applied: delta log: {source}"));
+                }
+                Err(e) => return Ok(Some(Refused { at, reason: e.to_string() })),
+            }
+        }
+        if got == 0 {
+            // Caught up, unless the next batch was put earlier in the stream (a replacement).
+            let expected = applied(engine) + 1;
+            if let Some(m) = find_batch(stream, names, expected).await? {
+                if m.sequence < position {
+                    return Ok(None);
+                }
+            }
+            let last = last_batch(stream, names).await.map_err(|e| e.to_string())?.0;
+            feed.update(|s| {
+                s.applied_seq = expected - 1;
+                s.stream_seq = last.max(expected - 1);
+                s.lag_batches = s.stream_seq - s.applied_seq;
+                if s.lag_batches == 0 {
+                    s.lag_secs = 0;
+                }
+            });
+        }
+    }
+}
+
+/// Stopped: poll until the batch this node needs is in the stream anew
+/// (another message than the refused one).
+async fn wait_for_replacement(feed: &Feed, engine: &Engine, stream: &stream::Stream, refused: u64) -> Result<(), String> {
+    loop {
+        tokio::time::sleep(POLL).await;
+        let expected = applied(engine) + 1;
+        if let Some(m) = find_batch(stream, &feed.config.names, expected).await? {
+            if m.sequence != refused {
+                return Ok(());
+            }
+        }
+    }
+}

@@ -1,0 +1,13 @@
+//! Operations: what the server records and keeps beside answering.
+//!
+//! - [`audit`]: one JSON line per answered query; [`usage`]: counts per
+//!   institution and lookup kind; [`metrics`]: Prometheus.
+//! - [`state`]: the delta log and the live snapshot record across restarts.
+//! - [`feed`], [`jetstream`]: following the NATS JetStream delta stream.
+
+pub mod audit;
+pub mod feed;
+pub mod jetstream;
+pub mod metrics;
+pub mod state;
+pub mod usage;

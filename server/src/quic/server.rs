@@ -1,0 +1,294 @@
+//! The QUIC server: endpoint, accept loop (admission), role check per
+//! connection, and one task per stream ([`super::stream`]) that drives the
+//! request machine ([`crate::core::Machine`]). Thin glue: what a request
+//! comes to is decided in the core.
+//!
+//! Connection close codes (application): 0 server shutting down, 1 the
+//! client certificate carries no usable role. A connection over the limit
+//! is refused before its handshake (QUIC `CONNECTION_REFUSED`).
+
+use std::future::IntoFuture;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use elig_engine::engine::Engine;
+use elig_engine::lookup::Clock;
+use quinn::{Connection, Endpoint, Incoming, VarInt};
+use rustls::pki_types::CertificateDer;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use elig_wire::codes::close;
+use elig_wire::report::{HandshakeCounts, UsageReport};
+
+use super::admission::{Admission, AdmissionLimits, Admitted, Decision, RETRY_WINDOW};
+use super::initial_filter::{Blocked, FilteredSocket};
+use super::shared::{Handshake, Shared};
+use super::tls::{self, Identity, TlsError};
+use super::udp::{self, UdpError};
+use crate::config::Config;
+use crate::core::{Role, RoleError};
+use crate::ops::audit::Audit;
+use crate::ops::metrics::{self, MetricsError};
+use crate::ops::usage::Usage;
+
+pub const CLOSE_SHUTDOWN: u32 = close::SHUTDOWN;
+pub const CLOSE_NO_ROLE: u32 = close::NO_ROLE;
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServerError {
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    #[error(transparent)]
+    Udp(#[from] UdpError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot serve metrics: {0}")]
+    Metrics(#[from] MetricsError),
+    #[error("audit log {path}: {source}")]
+    Audit { path: std::path::PathBuf, source: std::io::Error },
+    #[error("idle timeout {0:?} is out of range")]
+    IdleTimeout(Duration),
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    endpoint: Endpoint,
+    shared: Arc<Shared>,
+    stop: CancellationToken,
+    local_addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+}
+
+impl Server {
+    /// Load the TLS material, bind, and start serving `engine`, which should
+    /// have been opened with `config.delta_log` ([`state::open_engine`]):
+    /// without a delta log, delta batches are refused (`ED03`).
+    pub async fn start(config: &Config, engine: Arc<Engine>) -> Result<Server, ServerError> {
+        let roots = tls::roots(&tls::read(&config.tls.ca)?, &config.tls.ca.display().to_string())?;
+        let identity = Identity::load(&config.tls.cert, &config.tls.key)?;
+        let crypto = tls::quic_server(tls::server_config(roots, identity)?)?;
+        let limits = config.limits;
+        let mut transport = quinn::TransportConfig::default();
+        transport.max_concurrent_bidi_streams(VarInt::from_u32(limits.max_streams_per_connection));
+        transport.max_concurrent_uni_streams(VarInt::from_u32(0));
+        let idle = quinn::IdleTimeout::try_from(limits.idle_timeout()).map_err(|_| ServerError::IdleTimeout(limits.idle_timeout()))?;
+        transport.max_idle_timeout(Some(idle));
+        udp::discover_mtu(&mut transport, config.udp.max_payload);
+        let mut server_config = quinn::ServerConfig::with_crypto(crypto);
+        server_config.transport_config(Arc::new(transport));
+        // Attempts waiting for the accept loop (which decides each in
+        // microseconds): bounded well under quinn's 65,536, and with 0-RTT
+        // off nothing but the Initial itself is buffered for one.
+        server_config.max_incoming(16 << 10).incoming_buffer_size(64 << 10).incoming_buffer_size_total(16 << 20);
+        let (socket, _granted) = udp::bind(config.listen, &config.udp)?;
+        // Initials from sockets that ignore their Retries are dropped before quinn (`initial_filter`).
+        let blocked = Arc::new(Blocked::default());
+        let endpoint = quinn::Runtime::wrap_udp_socket(&quinn::TokioRuntime, socket)
+            .and_then(|socket| {
+                let socket = Arc::new(FilteredSocket::new(socket, blocked.clone()));
+                let config = udp::endpoint_config(config.udp.max_payload);
+                Endpoint::new_with_abstract_socket(config, Some(server_config), socket, Arc::new(quinn::TokioRuntime))
+            })
+            .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+        let local_addr = endpoint.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
+
+        let audit = match &config.audit_log {
+            Some(path) => Audit::open(path, &config.audit_key_salt).map_err(|source| ServerError::Audit { path: path.clone(), source })?,
+            None => Audit::disabled(),
+        };
+        let stop = CancellationToken::new();
+        let metrics_addr = match config.metrics_listen {
+            Some(addr) => Some(metrics::serve(addr, stop.clone())?),
+            None => None,
+        };
+        let fixed_clock = config.fixed_clock.map(Clock::at);
+        let started_at = fixed_clock.unwrap_or_else(Clock::japan_now).now;
+        let engine_for_feed = engine.clone();
+        let shared = Arc::new(Shared {
+            engine,
+            limits,
+            usage: Usage::new(started_at),
+            audit,
+            fixed_clock,
+            started: Instant::now(),
+            started_at,
+            connections_active: AtomicU64::new(0),
+            connections_total: AtomicU64::new(0),
+            requests_total: AtomicU64::new(0),
+            admission: Mutex::new(Admission::new(AdmissionLimits {
+                max_connections: limits.max_connections,
+                retry_after_handshakes: limits.retry_after_handshakes,
+                max_handshakes_per_address: limits.max_handshakes_per_address,
+            })),
+            handshakes: Default::default(),
+            blocked,
+            tracker: TaskTracker::new(),
+            stop: stop.clone(),
+            feed: config.feed.clone().map(|f| crate::ops::feed::Feed::spawn(engine_for_feed.clone(), f, stop.clone())),
+        });
+        metrics::engine(&shared.engine.pin());
+        tokio::spawn(accept_loop(endpoint.clone(), shared.clone(), stop.clone()));
+        tracing::info!(%local_addr, generation = shared.engine.pin().id(), "eligd listening");
+        Ok(Server { endpoint, shared, stop, local_addr, metrics_addr })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// Connection attempts so far, by what came of them.
+    pub fn handshakes(&self) -> HandshakeCounts {
+        self.shared.handshake_counts()
+    }
+
+    /// Usage counts so far.
+    pub fn usage(&self) -> UsageReport {
+        self.shared.usage.report(self.shared.clock().now)
+    }
+
+    /// A token that starts the shutdown when cancelled (signal handlers).
+    pub fn stop_token(&self) -> CancellationToken {
+        self.stop.clone()
+    }
+
+    /// Serve until the stop token is cancelled, then shut down gracefully.
+    pub async fn run(self) {
+        self.stop.cancelled().await;
+        self.shutdown().await;
+    }
+
+    /// Stop accepting connections and streams, let requests in flight
+    /// finish (up to `shutdown_grace_secs`), then close every connection.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down: finishing requests in flight");
+        self.stop.cancel();
+        self.endpoint.set_server_config(None);
+        self.shared.tracker.close();
+        let grace = self.shared.limits.shutdown_grace();
+        if tokio::time::timeout(grace, self.shared.tracker.wait()).await.is_err() {
+            tracing::warn!(?grace, "requests still in flight after the grace period; closing anyway");
+        }
+        self.endpoint.close(VarInt::from_u32(CLOSE_SHUTDOWN), b"server shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.endpoint.wait_idle()).await;
+        self.shared.audit.close();
+        tracing::info!("shut down");
+    }
+}
+
+async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>, stop: CancellationToken) {
+    loop {
+        let incoming = tokio::select! {
+            _ = stop.cancelled() => break,
+            i = endpoint.accept() => match i {
+                Some(i) => i,
+                None => break,
+            },
+        };
+        // The endpoint's count includes connections still in their handshake,
+        // which `connections_active` (role checked) does not yet.
+        let peer = incoming.remote_address();
+        let decided = shared.admission().decide(peer, incoming.remote_address_validated(), endpoint.open_connections(), Instant::now());
+        match decided {
+            Decision::Accept(admitted) => {
+                shared.handshake(Handshake::Accepted);
+                shared.tracker.spawn(connection(incoming, admitted, shared.clone(), stop.clone()));
+            }
+            Decision::Retry => {
+                shared.handshake(Handshake::Retried);
+                tracing::debug!(%peer, "handshakes pile up: asking an unvalidated address to retry");
+                // Only an attempt that already carried a Retry token cannot
+                // be retried again, and such an address is validated.
+                if let Err(e) = incoming.retry() {
+                    e.into_incoming().ignore();
+                }
+            }
+            Decision::Ignore => {
+                shared.handshake(Handshake::Ignored);
+                shared.blocked.block(peer, Instant::now() + RETRY_WINDOW);
+                incoming.ignore();
+            }
+            Decision::Refuse(why) => {
+                shared.handshake(Handshake::Refused);
+                metrics::connection_refused(why.name());
+                tracing::warn!(%peer, reason = why.name(), "connection refused");
+                incoming.refuse();
+            }
+        }
+    }
+}
+
+fn role_of(conn: &Connection) -> Result<Role, RoleError> {
+    let identity = conn.peer_identity().ok_or(RoleError::NoCertificate)?;
+    let certs = identity.downcast::<Vec<CertificateDer<'static>>>().map_err(|_| RoleError::NoCertificate)?;
+    let leaf = certs.first().ok_or(RoleError::NoCertificate)?;
+    Role::from_certificate(leaf)
+}
+
+async fn connection(incoming: Incoming, admitted: Admitted, shared: Arc<Shared>, stop: CancellationToken) {
+    let peer = incoming.remote_address();
+    // Dropping an unfinished handshake closes it: a peer that never
+    // finishes holds its place for handshake_timeout_secs at most.
+    let handshake = tokio::time::timeout(shared.limits.handshake_timeout(), incoming.into_future()).await;
+    shared.admission().done(admitted);
+    let conn = match handshake {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            metrics::connection_refused("handshake");
+            tracing::info!(%peer, error = %e, "handshake failed");
+            return;
+        }
+        Err(_) => {
+            shared.handshake(Handshake::TimedOut);
+            metrics::connection_refused("handshake_timeout");
+            tracing::info!(%peer, timeout = ?shared.limits.handshake_timeout(), "handshake not done in time; dropped");
+            return;
+        }
+    };
+    let role = match role_of(&conn) {
+        Ok(r) => r,
+        Err(e) => {
+            metrics::connection_refused(if matches!(e, RoleError::NoClientAuth { .. }) { "no_client_auth" } else { "no_role" });
+            tracing::warn!(%peer, error = %e, "refusing connection");
+            conn.close(VarInt::from_u32(CLOSE_NO_ROLE), e.to_string().as_bytes());
+            return;
+        }
+    };
+    tracing::info!(%peer, %role, "connection");
+    metrics::connection_opened(role.name());
+    shared.connections_active.fetch_add(1, Ordering::Relaxed);
+    shared.connections_total.fetch_add(1, Ordering::Relaxed);
+    let streams = TaskTracker::new();
+    let stopped = loop {
+        let (send, recv) = tokio::select! {
+            _ = stop.cancelled() => break true,
+            s = conn.accept_bi() => match s {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(%peer, error = %e, "connection ended");
+                    break false;
+                }
+            },
+        };
+        let shared2 = shared.clone();
+        let role = role.clone();
+        streams.spawn(async move { super::stream::request(shared2, role, peer, send, recv).await });
+    };
+    // Requests in flight finish before the connection closes (the
+    // connection task is tracked by the server's shutdown).
+    streams.close();
+    streams.wait().await;
+    if stopped {
+        conn.close(VarInt::from_u32(CLOSE_SHUTDOWN), b"server shutting down");
+    }
+    shared.connections_active.fetch_sub(1, Ordering::Relaxed);
+    metrics::connection_closed();
+}

@@ -1,0 +1,305 @@
+//! Payloads the server reports with: bulk summaries, delta
+//! acknowledgements, swap results, the operator's status and usage reports.
+//! The server fills them; clients read them.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// Payload of the `Summary` frame that ends a bulk inquiry.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BulkSummary {
+    /// Items answered (`NumberOfProcessingResult`).
+    pub items: u64,
+    /// Items with `ProcessingResultStatus` 1 (`NumberOfNormalProcessing`).
+    pub normal: u64,
+    /// Items with `ProcessingResultStatus` 2 (`NumberOfError`).
+    pub errors: u64,
+    /// The snapshot generation every item was answered from.
+    pub generation: u64,
+    pub delta_seq: u64,
+}
+
+/// Payload of a `Report` frame answering a `Delta` frame: the batch is
+/// durable (logged and fsynced) and visible to every request that starts
+/// after this acknowledgement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaAck {
+    pub seq: u64,
+    /// The sequence was already applied: acknowledged again without effect.
+    pub duplicate: bool,
+    /// Change lines in the batch.
+    pub rows: u64,
+    /// The snapshot generation the batch was applied over.
+    pub generation: u64,
+}
+
+/// Payload of a `Report` frame answering a `Swap` frame: the new snapshot
+/// is live (engine `SwapReport` plus what the server did after it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwapResult {
+    pub previous_generation: u64,
+    pub generation: u64,
+    pub snapshot_dir: String,
+    /// Deltas the new snapshot already includes (its manifest).
+    pub snapshot_delta_seq: u64,
+    /// Newer batches carried over onto the new snapshot.
+    pub replayed: u64,
+    /// The delta sequence visible once the swap was done.
+    pub delta_seq: u64,
+    pub verify_ms: u64,
+    pub prefault_ms: u64,
+    pub total_ms: u64,
+    /// Recording the live snapshot or compacting the delta log failed (the
+    /// swap stands; the log keeps older batches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compact_error: Option<String>,
+}
+
+/// What the server knows about itself, for `status`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RuntimeInfo {
+    /// `YYYYMMDDHHmmss`, Japan time.
+    pub started: u64,
+    pub uptime_secs: u64,
+    pub connections_active: u64,
+    pub connections_total: u64,
+    pub requests_total: u64,
+    pub limits: Option<Limits>,
+    /// Resident set size of the process (`VmRSS` of `/proc/self/status`), where available.
+    #[serde(default)]
+    pub rss_bytes: Option<u64>,
+    /// Connection attempts and what came of them (`admission`).
+    #[serde(default)]
+    pub handshakes: HandshakeCounts,
+    /// The delta feed, when this node follows the stream (`[feed]`).
+    #[serde(default)]
+    pub feed: Option<FeedStatus>,
+}
+
+/// Connection attempts since start, by what the server did with them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HandshakeCounts {
+    /// Admitted: a handshake was started.
+    pub accepted: u64,
+    /// Answered with a stateless Retry (address validation).
+    pub retried: u64,
+    /// Dropped unanswered: Initials from a socket that ignored its Retries
+    /// (most of them dropped on receive, before quinn).
+    #[serde(default)]
+    pub ignored: u64,
+    /// Refused (connection or per-address limit).
+    pub refused: u64,
+    /// Admitted, but not done within `handshake_timeout_secs`.
+    pub timed_out: u64,
+}
+
+/// Size of the deltas applied over the live snapshot.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverlayInfo {
+    /// Change lines applied (upserts and deletes).
+    pub changed_rows: u64,
+    /// Persons with a record version written by deltas.
+    pub persons: u64,
+    /// Bytes of those versions.
+    pub bytes: u64,
+}
+
+/// The `status` report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StatusReport {
+    pub server_version: String,
+    pub protocol: String,
+    /// The live snapshot generation.
+    pub generation: u64,
+    /// The last delta batch visible to lookups.
+    pub delta_seq: u64,
+    pub persons: u64,
+    /// When the snapshot was compiled, `YYYYMMDDHHmmss`.
+    pub snapshot_created: u64,
+    pub snapshot_dir: String,
+    /// The last delta batch the snapshot itself includes (its manifest).
+    #[serde(default)]
+    pub snapshot_delta_seq: u64,
+    /// Rows per table in the snapshot (its manifest).
+    #[serde(default)]
+    pub counts: BTreeMap<String, u64>,
+    /// Deltas applied over the snapshot.
+    #[serde(default)]
+    pub overlay: OverlayInfo,
+    #[serde(default)]
+    pub delta_log: Option<String>,
+    /// Bytes of the snapshot files mapped into memory.
+    pub mapped_bytes: u64,
+    /// Whether those pages are locked in memory (the kernel cannot page
+    /// them out); false when eligd lacks `CAP_IPC_LOCK` or `RLIMIT_MEMLOCK`.
+    #[serde(default)]
+    pub memory_locked: bool,
+    #[serde(flatten)]
+    pub runtime: RuntimeInfo,
+}
+
+/// Where the feed is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FeedState {
+    /// Reaching NATS or the stream (retried every second).
+    #[default]
+    Connecting,
+    /// Reading the stream and applying batches in order.
+    Following,
+    /// Refused a batch (a gap or an invalid batch): answering at the last
+    /// good seq until the batch is replaced in the stream.
+    Stopped,
+}
+
+/// The feed in `elig status` and the metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FeedStatus {
+    pub state: FeedState,
+    pub stream: String,
+    pub consumer: String,
+    /// The last batch applied on this node (its delta log).
+    pub applied_seq: u64,
+    /// The newest batch in the stream, as last seen.
+    pub stream_seq: u64,
+    /// Batches in the stream not yet applied here.
+    pub lag_batches: u64,
+    /// Seconds since the oldest unapplied batch entered the stream (0 when caught up).
+    pub lag_secs: u64,
+    /// Batches applied from the stream since the node started.
+    pub applied_from_stream: u64,
+    /// Why the feed stopped, or the last connection error.
+    pub alarm: Option<String>,
+}
+
+/// The limits a server enforces (`eligd.toml` `[limits]`), as `status` reports them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limits {
+    pub max_bulk_items: u64,
+    pub max_frame_bytes: usize,
+    pub max_streams_per_connection: u32,
+    pub max_connections: usize,
+    pub idle_timeout_secs: u64,
+    pub frame_timeout_secs: u64,
+    pub shutdown_grace_secs: u64,
+    /// Payload of one `Delta` frame (a delta batch).
+    #[serde(default = "default_max_delta_bytes")]
+    pub max_delta_bytes: usize,
+    /// Longest a handshake may take before it is dropped (`admission`).
+    #[serde(default = "default_handshake_timeout_secs")]
+    pub handshake_timeout_secs: u64,
+    /// Handshakes in progress from which an unvalidated address is sent a
+    /// stateless Retry (0: always).
+    #[serde(default = "default_retry_after_handshakes")]
+    pub retry_after_handshakes: usize,
+    /// Handshakes in progress per source IP (unvalidated and validated apart).
+    #[serde(default = "default_max_handshakes_per_address")]
+    pub max_handshakes_per_address: usize,
+}
+
+fn default_handshake_timeout_secs() -> u64 {
+    Limits::default().handshake_timeout_secs
+}
+
+fn default_retry_after_handshakes() -> usize {
+    Limits::default().retry_after_handshakes
+}
+
+fn default_max_handshakes_per_address() -> usize {
+    Limits::default().max_handshakes_per_address
+}
+
+fn default_max_delta_bytes() -> usize {
+    DEFAULT_MAX_DELTA_BYTES
+}
+
+/// Default limit on one delta batch.
+pub const DEFAULT_MAX_DELTA_BYTES: usize = 16 << 20;
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_bulk_items: 10_000,
+            max_frame_bytes: crate::frame::DEFAULT_MAX_FRAME,
+            // 64 made a client with 64 requests in flight wait for stream credit,
+            // which returns only after the peer acknowledged a finished stream
+            // (server/BENCH.md: 650 µs mean wait, 28 ms maxima).
+            max_streams_per_connection: 256,
+            max_connections: 1024,
+            idle_timeout_secs: 30,
+            frame_timeout_secs: 30,
+            shutdown_grace_secs: 30,
+            max_delta_bytes: DEFAULT_MAX_DELTA_BYTES,
+            // A TLS 1.3 handshake is two round trips; 5 s covers slow links
+            // and retransmissions, and bounds what a flood of Initials holds.
+            handshake_timeout_secs: 5,
+            retry_after_handshakes: 64,
+            max_handshakes_per_address: 8,
+        }
+    }
+}
+
+impl Limits {
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_secs)
+    }
+
+    pub fn frame_timeout(&self) -> Duration {
+        Duration::from_secs(self.frame_timeout_secs)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+
+    pub fn handshake_timeout(&self) -> Duration {
+        Duration::from_secs(self.handshake_timeout_secs)
+    }
+}
+
+/// Header line of the usage CSV export.
+pub const CSV_HEADER: &str = "institution_code,lookup_kind,requests,normal,errors,certificate_checks";
+
+/// One row of the usage report.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageRow {
+    pub institution_code: String,
+    pub lookup_kind: String,
+    pub requests: u64,
+    pub normal: u64,
+    pub errors: u64,
+    pub certificate_checks: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UsageReport {
+    /// Counting started (server start), `YYYYMMDDHHmmss`.
+    pub since: u64,
+    /// When the report was made, `YYYYMMDDHHmmss`.
+    pub at: u64,
+    /// Sorted by institution code, then lookup kind.
+    pub rows: Vec<UsageRow>,
+}
+
+impl UsageReport {
+    /// The CSV export: [`CSV_HEADER`] then one line per row. Institution
+    /// codes and kinds never hold commas or quotes.
+    pub fn to_csv(&self) -> String {
+        let mut out = String::from(CSV_HEADER);
+        out.push('\n');
+        for r in &self.rows {
+            out.push_str(&format!(
+                "{},{},{},{},{},{}\n",
+                r.institution_code, r.lookup_kind, r.requests, r.normal, r.errors, r.certificate_checks
+            ));
+        }
+        out
+    }
+
+    /// The row for one institution and kind.
+    pub fn row(&self, institution: &str, kind: &str) -> Option<&UsageRow> {
+        self.rows.iter().find(|r| r.institution_code == institution && r.lookup_kind == kind)
+    }
+}
