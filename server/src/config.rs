@@ -10,6 +10,8 @@
 //! delta_log = "/srv/elig/deltas.log"  # optional: default `deltas.log` beside snapshot_dir
 //! worker_threads = 1                  # tokio worker threads; 1 = current-thread runtime (see DEFAULT_WORKER_THREADS)
 //! lock_memory = true                  # mlock the live snapshot (needs CAP_IPC_LOCK or RLIMIT_MEMLOCK of its size)
+//! residency = "resident"              # or "on_demand": serve a snapshot larger than memory from the page cache
+//! memory_limit_bytes = 17179869184    # optional: what resident snapshots must fit in (default: MemAvailable less 512 MiB)
 //!
 //! [tls]                               # all three required
 //! ca = "certs/ca.pem"                 # CA that issues client certificates
@@ -119,6 +121,12 @@ settings! {
         /// Lock each live snapshot in memory, true or false (default true).
         #[arg(long)]
         lock_memory: bool,
+        /// resident (pre-faulted, refused when it does not fit) or on_demand (paged in as lookups touch it) (default resident).
+        #[arg(long)]
+        residency: String,
+        /// Bytes a resident snapshot must fit in, the live one included during a swap (default: MemAvailable less 512 MiB).
+        #[arg(long)]
+        memory_limit_bytes: u64,
         ; tables {
             tls: RawTls,
             udp: RawUdp,
@@ -217,6 +225,9 @@ pub struct Config {
     pub worker_threads: usize,
     /// Lock each live snapshot in memory (`EngineOptions::lock_memory`).
     pub lock_memory: bool,
+    /// `EngineOptions::residency` and `memory_limit`.
+    pub residency: elig_engine::residency::Residency,
+    pub memory_limit: elig_engine::residency::MemoryLimit,
     pub udp: Udp,
     pub limits: Limits,
     /// Follow the delta stream (`[feed]`), or take batches by `elig delta` only.
@@ -309,6 +320,18 @@ impl RawConfig {
             })?),
         };
         let worker_threads = ranged("worker_threads", self.worker_threads, DEFAULT_WORKER_THREADS as u64, 1, 1024)? as usize;
+        use elig_engine::residency::{MemoryLimit, Residency};
+        let residency = match self.residency.as_deref() {
+            None | Some("resident") => Residency::Resident,
+            Some("on_demand") => Residency::OnDemand,
+            Some(other) => {
+                return Err(ConfigError::Invalid { key: "residency", value: other.into(), reason: "must be resident or on_demand".into() })
+            }
+        };
+        let memory_limit = match self.memory_limit_bytes {
+            None => MemoryLimit::Available,
+            Some(n) => MemoryLimit::Bytes(ranged("memory_limit_bytes", Some(n), n, 1 << 20, u64::MAX)?),
+        };
         let buffer = |key, v| ranged(key, v, DEFAULT_UDP_BUFFER_BYTES as u64, 64 << 10, 1 << 30).map(|b| b as usize);
         let udp = Udp {
             recv_buffer_bytes: buffer("udp.recv_buffer_bytes", self.udp.recv_buffer_bytes)?,
@@ -359,6 +382,8 @@ impl RawConfig {
             fixed_clock,
             worker_threads,
             lock_memory: self.lock_memory.unwrap_or(elig_engine::engine::EngineOptions::default().lock_memory),
+            residency,
+            memory_limit,
             udp,
             limits,
             feed: feed(self.feed)?,
@@ -522,6 +547,8 @@ mod tests {
         let err = RawConfig::from_toml(&text).unwrap().validate().unwrap_err().to_string();
         assert!(err.contains("not a snapshot directory"), "{err}");
         check("worker_threads = 0", "setting 'worker_threads' = '0': must be between 1 and 1024");
+        check("residency = \"lazy\"", "setting 'residency' = 'lazy': must be resident or on_demand");
+        check("memory_limit_bytes = 10", "setting 'memory_limit_bytes' = '10': must be between 1048576 and 18446744073709551615");
         check("worker_threads = 5000", "setting 'worker_threads' = '5000': must be between 1 and 1024");
         let udp = |extra: &str| RawConfig::from_toml(&format!("{toml}[udp]\n{extra}\n")).unwrap().validate().unwrap_err().to_string();
         assert_eq!(udp("recv_buffer_bytes = 1000"), "setting 'udp.recv_buffer_bytes' = '1000': must be between 65536 and 1073741824");

@@ -293,6 +293,7 @@ fn acknowledged_batches_survive_sigkill_and_a_torn_record_is_dropped() {
     assert_eq!(st["delta_log"], path(&log));
     assert!(st["rss_bytes"].as_u64().unwrap_or(0) > 0 && st["mapped_bytes"].as_u64().unwrap() > 0, "{st}");
     assert!(st["memory_locked"].is_boolean(), "{st}");
+    assert_eq!(st["residency"], "resident", "{st}");
     // The next sequence is expected; a repeat is a duplicate.
     let acks = ok_json_lines(&d.elig(&s.certs, "operator", &["delta", path(&b[3]), path(&b[4])], ""));
     assert_eq!(

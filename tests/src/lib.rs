@@ -265,6 +265,8 @@ impl TestServer {
             fixed_clock: Some(NOW),
             worker_threads: elig_server::config::DEFAULT_WORKER_THREADS,
             lock_memory: true,
+            residency: elig_engine::residency::Residency::Resident,
+            memory_limit: elig_engine::residency::MemoryLimit::Available,
             udp,
             limits,
             feed,

@@ -136,6 +136,10 @@ pub struct StatusReport {
     /// them out); false when eligd lacks `CAP_IPC_LOCK` or `RLIMIT_MEMLOCK`.
     #[serde(default)]
     pub memory_locked: bool,
+    /// `resident` (pre-faulted; a snapshot that does not fit is refused) or
+    /// `on_demand` (paged in as lookups touch it).
+    #[serde(default)]
+    pub residency: String,
     #[serde(flatten)]
     pub runtime: RuntimeInfo,
 }

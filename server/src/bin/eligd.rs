@@ -262,7 +262,7 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<Config> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let options = EngineOptions { lock_memory: config.lock_memory, ..EngineOptions::default() };
+    let options = EngineOptions { lock_memory: config.lock_memory, residency: config.residency, memory_limit: config.memory_limit };
     let engine = open_engine(config.snapshot_dir.clone(), config.delta_log.clone(), options).await?;
     let server = Server::start(&config, engine).await?;
     if let Some(m) = server.metrics_addr() {

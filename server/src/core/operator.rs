@@ -73,6 +73,7 @@ pub fn status(engine: &Engine, runtime: RuntimeInfo) -> StatusReport {
         delta_log: s.delta_log,
         mapped_bytes: s.mapped_bytes,
         memory_locked: s.memory_locked,
+        residency: s.residency.name().to_string(),
         runtime,
     }
 }

@@ -201,6 +201,8 @@ pub fn prepare(
         worker_threads: crate::config::DEFAULT_WORKER_THREADS,
         // As `eligd demo` opens its engine (`EngineOptions::default()`).
         lock_memory: elig_engine::engine::EngineOptions::default().lock_memory,
+        residency: elig_engine::engine::EngineOptions::default().residency,
+        memory_limit: elig_engine::engine::EngineOptions::default().memory_limit,
         udp: crate::config::Udp::default(),
         limits: Limits::default(),
         feed: None,
