@@ -12,10 +12,8 @@
 //! one-to-one, so an id is compared in its packed form. Owned records keep
 //! their `String`; [`Id`] is the rkyv `with` wrapper.
 
-use rkyv::rancor::{Fallible, Source};
-use rkyv::string::{ArchivedString, StringResolver};
-use rkyv::with::{ArchiveWith, DeserializeWith, SerializeWith};
-use rkyv::{Place, Portable, SerializeUnsized};
+use rkyv::string::ArchivedString;
+use rkyv::Portable;
 
 const RAW: u8 = 0x00;
 /// `LETTER + n` (n 1..=19, so never `RAW`): one upper-case letter, then n digits.
@@ -194,31 +192,7 @@ impl std::fmt::Debug for ArchivedId {
 #[derive(Debug)]
 pub struct Id;
 
-impl ArchiveWith<String> for Id {
-    type Archived = ArchivedId;
-    type Resolver = StringResolver;
-
-    fn resolve_with(field: &String, resolver: StringResolver, out: Place<ArchivedId>) {
-        rkyv::munge::munge!(let ArchivedId(inner) = out);
-        encoded(field, |e| ArchivedString::resolve_from_str(e, resolver, inner));
-    }
-}
-
-impl<S: Fallible + ?Sized> SerializeWith<String, S> for Id
-where
-    S::Error: Source,
-    str: SerializeUnsized<S>,
-{
-    fn serialize_with(field: &String, serializer: &mut S) -> Result<StringResolver, S::Error> {
-        encoded(field, |e| ArchivedString::serialize_from_str(e, serializer))
-    }
-}
-
-impl<D: Fallible + ?Sized> DeserializeWith<ArchivedId, String, D> for Id {
-    fn deserialize_with(field: &ArchivedId, _: &mut D) -> Result<String, D::Error> {
-        Ok(field.to_string())
-    }
-}
+crate::coded::coded_string!(Id, ArchivedId, encoded, |a| a.to_string());
 
 #[cfg(test)]
 mod tests {

@@ -10,10 +10,8 @@
 //! [`Kana`] is the rkyv `with` wrapper that converts on archive and on
 //! deserialise, and [`ArchivedKana::text`] decodes for an answer.
 
-use rkyv::rancor::{Fallible, Source};
-use rkyv::string::{ArchivedString, StringResolver};
-use rkyv::with::{ArchiveWith, DeserializeWith, SerializeWith};
-use rkyv::{Place, Portable, SerializeUnsized};
+use rkyv::string::ArchivedString;
+use rkyv::Portable;
 
 use crate::answer::Str;
 
@@ -32,6 +30,11 @@ pub fn encode(s: &str) -> String {
         return raw;
     }
     s.chars().map(|c| if c == ' ' { ' ' } else { char::from(BASE + (u32::from(c) - FIRST) as u8) }).collect()
+}
+
+/// The archived form of `s`, given to `f`.
+fn encoded<R>(s: &str, f: impl FnOnce(&str) -> R) -> R {
+    f(&encode(s))
 }
 
 /// The text of an archived form (the inverse of [`encode`]); `f` gets it
@@ -85,31 +88,7 @@ impl ArchivedKana {
 #[derive(Debug)]
 pub struct Kana;
 
-impl ArchiveWith<String> for Kana {
-    type Archived = ArchivedKana;
-    type Resolver = StringResolver;
-
-    fn resolve_with(field: &String, resolver: StringResolver, out: Place<ArchivedKana>) {
-        rkyv::munge::munge!(let ArchivedKana(inner) = out);
-        ArchivedString::resolve_from_str(&encode(field), resolver, inner);
-    }
-}
-
-impl<S: Fallible + ?Sized> SerializeWith<String, S> for Kana
-where
-    S::Error: Source,
-    str: SerializeUnsized<S>,
-{
-    fn serialize_with(field: &String, serializer: &mut S) -> Result<StringResolver, S::Error> {
-        ArchivedString::serialize_from_str(&encode(field), serializer)
-    }
-}
-
-impl<D: Fallible + ?Sized> DeserializeWith<ArchivedKana, String, D> for Kana {
-    fn deserialize_with(field: &ArchivedKana, _: &mut D) -> Result<String, D::Error> {
-        Ok(field.to_text())
-    }
-}
+crate::coded::coded_string!(Kana, ArchivedKana, encoded, ArchivedKana::to_text);
 
 #[cfg(test)]
 mod tests {

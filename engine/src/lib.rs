@@ -6,6 +6,7 @@
 //! system's validity codes as [`answer`] documents.
 
 pub mod answer;
+mod coded;
 pub mod day;
 pub mod delta;
 pub mod delta_log;
