@@ -144,21 +144,10 @@ pub fn bulk_counts(items: u64, normal: u64, errors: u64) -> String {
     format!("{}, {normal} normal, {}", count(items, "item"), count(errors, "error"))
 }
 
-/// An error and its causes on one line, each cause once (a layer that
-/// repeats its source's message adds nothing).
+/// An error and its causes on one line, each cause once
+/// ([`elig_wire::message::error_report`]).
 pub fn report(e: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in e.chain() {
-        let part = cause.to_string();
-        if part.is_empty() || text.contains(&part) {
-            continue;
-        }
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&part);
-    }
-    text
+    elig_wire::message::error_report(e.as_ref())
 }
 
 /// Whether an error is a write to a closed pipe (output piped into `head`).

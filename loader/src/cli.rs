@@ -6,18 +6,7 @@
 /// once: many messages already include their cause (`{path}: {source}`), and
 /// printing the chain as well repeated it two or three times.
 pub fn report(e: &anyhow::Error) -> String {
-    let mut text = String::new();
-    for cause in e.chain() {
-        let part = cause.to_string();
-        if part.is_empty() || text.contains(&part) {
-            continue;
-        }
-        if !text.is_empty() {
-            text.push_str(": ");
-        }
-        text.push_str(&part);
-    }
-    text
+    elig_wire::message::error_report(e.as_ref())
 }
 
 /// The flags and arguments of `cmd` and its subcommands that do not say

@@ -7,12 +7,14 @@
 //! - [`request`]: payloads a client sends; [`report`]: payloads a server
 //!   reports with (bulk summary, delta ack, swap result, status, usage);
 //! - [`answer`]: the answer documents (the engine fills them);
-//! - [`codes`]: every error code.
+//! - [`codes`]: every error code;
+//! - [`message`]: the one-line error report every binary prints.
 #![forbid(unsafe_code)]
 
 pub mod answer;
 pub mod codes;
 pub mod frame;
+pub mod message;
 pub mod reader;
 pub mod report;
 pub mod request;
