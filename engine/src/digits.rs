@@ -60,6 +60,13 @@ impl ArchivedDigits {
     pub fn is_empty(&self) -> bool {
         self.0 == [0; 4]
     }
+
+    /// Whether these are the digits `s`, compared packed (a card lookup
+    /// compares an insurer and a branch number per qualification).
+    #[inline]
+    pub fn is(&self, s: &str) -> bool {
+        pack_digits(s) == Some(u32::from_le_bytes(self.0))
+    }
 }
 
 /// A post number as archived: four little-endian bytes.
@@ -87,21 +94,28 @@ impl ArchivedPost {
     }
 }
 
+impl ArchivedPost {
+    /// Whether this is the post number `s`, compared packed.
+    pub fn is(&self, s: &str) -> bool {
+        pack_post(s) == Some(u32::from_le_bytes(self.0))
+    }
+}
+
 macro_rules! text_like {
     ($t:ty) => {
         impl PartialEq<str> for $t {
             fn eq(&self, other: &str) -> bool {
-                self.with_text(|s| s == other)
+                self.is(other)
             }
         }
         impl PartialEq<&str> for $t {
             fn eq(&self, other: &&str) -> bool {
-                self.with_text(|s| s == *other)
+                self.is(other)
             }
         }
         impl PartialEq<String> for $t {
             fn eq(&self, other: &String) -> bool {
-                self.with_text(|s| s == other)
+                self.is(other)
             }
         }
         impl std::fmt::Display for $t {

@@ -74,11 +74,12 @@ impl Archiver {
     /// Hand a full shard over (waits while the previous one is archived).
     fn shard(&mut self, records: Vec<PersonRecord>) -> Result<(), CompileError> {
         let sent = self.send.as_ref().is_some_and(|s| s.send((self.sent, records)).is_ok());
+        self.sent += 1;
         if !sent {
-            // The thread stopped on a write error: `finish` reports it.
+            // The thread stopped on a write error, which `finish` reports;
+            // this shard was not written, so `finish` cannot succeed.
             return self.finish().map(|_| ());
         }
-        self.sent += 1;
         Ok(())
     }
 
