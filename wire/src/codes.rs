@@ -46,6 +46,13 @@ pub const SWAP_NOT_NEWER: &str = "ES03";
 /// A swap refused: the live deltas do not carry over onto the snapshot
 /// (it lacks folded batches, or a newer batch no longer applies).
 pub const SWAP_DELTAS: &str = "ES04";
+/// The node is not ready to answer lookups (joining: downloading its
+/// snapshot or replaying the stream); retryable, on another node.
+pub const NOT_READY: &str = "EN01";
+/// The query's `MinimumDeltaSequence` is newer than this node's seq and
+/// the feed did not reach it within the bounded wait; retryable (the
+/// message names the node's seq). Never an answer from before that seq.
+pub const BEHIND: &str = "EN02";
 /// The server failed while serving the request (a bug); the request had
 /// no effect unless the message says otherwise.
 pub const INTERNAL: &str = "EI01";
