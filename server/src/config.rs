@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! listen = "127.0.0.1:4433"          # UDP address of the QUIC endpoint
-//! snapshot_dir = "/srv/elig/snapshot" # required: a compiled snapshot directory
+//! snapshot_dir = "/srv/elig/snapshot" # required: a compiled snapshot directory (with [feed], may be absent: the node joins from the store)
 //! metrics_listen = "127.0.0.1:9464"   # optional: Prometheus endpoint (GET /metrics)
 //! audit_log = "/var/log/elig/audit.jsonl" # optional: audit JSON Lines, appended
 //! audit_key_salt = "..."              # optional: mixed into the audit key hash
@@ -32,6 +32,7 @@
 //! frame_timeout_secs = 30              # longest wait for the next frame of a request
 //! shutdown_grace_secs = 30
 //! max_delta_bytes = 16777216           # one delta batch (a Delta frame)
+//! min_seq_wait_ms = 2000               # a query's MinimumDeltaSequence: longest wait before EN02
 //! ```
 //!
 //! The delta log is append-only and outlives snapshots: by default it is
@@ -205,6 +206,9 @@ settings! {
         /// Handshakes in progress per source IP address (default 8).
         #[arg(long)]
         max_handshakes_per_address: u64,
+        /// Milliseconds a query with a MinimumDeltaSequence newer than this node waits for it before EN02, 0..60000 (default 2000).
+        #[arg(long = "min-seq-wait-ms")]
+        min_seq_wait_ms: u64,
     }
 }
 
@@ -288,11 +292,13 @@ impl RawConfig {
         let listen_text = self.listen.unwrap_or_else(|| DEFAULT_LISTEN.to_string());
         let listen = address("listen", &listen_text)?;
         let snapshot_dir = self.snapshot_dir.ok_or(ConfigError::Missing { key: "snapshot_dir", flag: "--snapshot" })?;
-        if !snapshot_dir.join(elig_engine::manifest::MANIFEST_FILE).is_file() {
+        // A node that follows the snapshot store joins from it without one.
+        let joins = self.feed.as_ref().is_some_and(|f| f.follow_store);
+        if !joins && !snapshot_dir.join(elig_engine::manifest::MANIFEST_FILE).is_file() {
             return Err(ConfigError::Invalid {
                 key: "snapshot_dir",
                 value: snapshot_dir.display().to_string(),
-                reason: "not a snapshot directory (no manifest.json); compile one with `elig-loader compile`".into(),
+                reason: "not a snapshot directory (no manifest.json); compile one with `elig-loader compile`, or follow the snapshot store ([feed])".into(),
             });
         }
         let tls = TlsPaths {
@@ -370,6 +376,7 @@ impl RawConfig {
                 1,
                 1_000_000,
             )? as usize,
+            min_seq_wait_ms: ranged("limits.min_seq_wait_ms", l.min_seq_wait_ms, d.min_seq_wait_ms, 0, 60_000)?,
         };
         Ok(Config {
             listen,

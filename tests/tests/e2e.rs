@@ -30,5 +30,7 @@ mod roles;
 mod store;
 #[path = "e2e/swaps.rs"]
 mod swaps;
+#[path = "e2e/tier.rs"]
+mod tier;
 #[path = "e2e/xml.rs"]
 mod xml;

@@ -176,6 +176,38 @@ pub struct FeedStatus {
     pub applied_from_stream: u64,
     /// Why the feed stopped, or the last connection error.
     pub alarm: Option<String>,
+    /// The node has replayed the stream up to its end once since it started:
+    /// until then it refuses lookups `EN01` (not ready).
+    #[serde(default)]
+    pub joined: bool,
+    /// What `GET /ready` answers: joined, following, and at most
+    /// `ready_max_lag` batches behind the stream.
+    #[serde(default)]
+    pub ready: bool,
+    /// Where the live snapshot came from: `local <dir>`, or `store <bucket>
+    /// generation N`.
+    #[serde(default)]
+    pub snapshot_source: String,
+    /// The snapshot store as this node follows it.
+    #[serde(default)]
+    pub store: StoreStatus,
+}
+
+/// The snapshot store bucket, as a following node last saw it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreStatus {
+    pub bucket: String,
+    /// The node swaps to a newer generation on its own (else it waits for `elig swap`).
+    pub auto_swap: bool,
+    /// The newest complete generation in the bucket, when last listed.
+    pub newest_generation: Option<u64>,
+    /// Downloaded and verified, waiting for `elig swap` (`auto_swap = false`).
+    pub pending: Option<String>,
+    /// Generations this node refused (corrupt, or their swap was refused):
+    /// not downloaded again.
+    pub refused: Vec<u64>,
+    /// The last failure reading the bucket or of a refused generation.
+    pub alarm: Option<String>,
 }
 
 /// The limits a server enforces (`eligd.toml` `[limits]`), as `status` reports them.
@@ -201,6 +233,14 @@ pub struct Limits {
     /// Handshakes in progress per source IP (unvalidated and validated apart).
     #[serde(default = "default_max_handshakes_per_address")]
     pub max_handshakes_per_address: usize,
+    /// Longest a query with a `MinimumDeltaSequence` newer than the node's
+    /// seq waits for the batch before it is refused `EN02`.
+    #[serde(default = "default_min_seq_wait_ms")]
+    pub min_seq_wait_ms: u64,
+}
+
+fn default_min_seq_wait_ms() -> u64 {
+    Limits::default().min_seq_wait_ms
 }
 
 fn default_handshake_timeout_secs() -> u64 {
@@ -241,6 +281,9 @@ impl Default for Limits {
             handshake_timeout_secs: 5,
             retry_after_handshakes: 64,
             max_handshakes_per_address: 8,
+            // A batch reaches every following node in milliseconds; a node
+            // further behind is better asked again elsewhere.
+            min_seq_wait_ms: 2000,
         }
     }
 }
@@ -260,6 +303,10 @@ impl Limits {
 
     pub fn handshake_timeout(&self) -> Duration {
         Duration::from_secs(self.handshake_timeout_secs)
+    }
+
+    pub fn min_seq_wait(&self) -> Duration {
+        Duration::from_millis(self.min_seq_wait_ms)
     }
 }
 

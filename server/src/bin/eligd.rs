@@ -18,7 +18,7 @@ use elig_server::config::{Config, RawConfig, DEFAULT_WORKER_THREADS};
 use elig_server::dev::certs::DevPki;
 use elig_server::dev::demo;
 use elig_server::ops::jetstream::{self, StreamNames};
-use elig_server::ops::state;
+use elig_server::ops::{snapshots, state};
 use elig_server::quic::server::Server;
 use tokio_util::sync::CancellationToken;
 
@@ -263,6 +263,16 @@ fn serve_config(args: ServeArgs) -> anyhow::Result<Config> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let options = EngineOptions { lock_memory: config.lock_memory, residency: config.residency, memory_limit: config.memory_limit };
+    // A new node with an empty directory: the newest snapshot from the store
+    // first (it becomes the live snapshot record that opening reads).
+    if let Some(feed) = &config.feed {
+        let stop = CancellationToken::new();
+        stop_on_signals(stop.clone());
+        snapshots::join(feed, &config.snapshot_dir, &config.delta_log, &stop).await;
+        if stop.is_cancelled() {
+            return Ok(());
+        }
+    }
     let engine = open_engine(config.snapshot_dir.clone(), config.delta_log.clone(), options).await?;
     let server = Server::start(&config, engine).await?;
     if let Some(m) = server.metrics_addr() {

@@ -23,8 +23,9 @@ use elig_wire::request::{BulkBegin, ErrorBody, SwapRequest};
 
 use super::operator::{Job, Report};
 use super::outcome::{Label, Outcome, Record, Refusal, Request, Verdict};
-use super::query::{answer_one, Accept, Bulk};
+use super::query::{answer_one, behind_message, Accept, Bulk};
 use super::role::Role;
+use elig_engine::query::minimum_delta_seq;
 
 /// What was read from the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +62,10 @@ pub enum Step {
     Read,
     /// Run this job, then hand its result to [`Machine::job_done`].
     Job(Job),
+    /// The query asks for `MinimumDeltaSequence` newer than the live seq:
+    /// wait until the engine shows this seq (at most `min_seq_wait_ms`),
+    /// then call [`Machine::waited`].
+    Wait(u64),
     /// Send what the output holds and finish the stream.
     Finish(Ending),
 }
@@ -84,6 +89,8 @@ enum State {
     BulkDone(Box<Bulk>),
     /// A job is running for this request.
     Job(Kind),
+    /// A lookup or ticket fetch waiting for the delta seq it asked for.
+    Waiting(Kind, Vec<u8>),
     /// A one-frame request answered: the end of the stream must follow.
     Answered(Kind),
     Over,
@@ -98,11 +105,22 @@ pub struct Machine<'a> {
     clock: Clock,
     state: State,
     label: Label,
+    /// Why this node does not answer lookups yet (joining), if so.
+    not_ready: Option<String>,
 }
 
 impl<'a> Machine<'a> {
     pub fn new(engine: &'a Engine, role: &'a Role, limits: &'a Limits, clock: Clock) -> Machine<'a> {
-        Machine { engine, role, limits, clock, state: State::Start, label: Label::default() }
+        Machine { engine, role, limits, clock, state: State::Start, label: Label::default(), not_ready: None }
+    }
+
+    /// A machine of a node that is not ready to answer lookups (it is
+    /// joining: downloading its snapshot, replaying the stream): lookups,
+    /// ticket fetches and bulk inquiries are refused `EN01`, retryable on
+    /// another node; operator requests are served.
+    pub fn not_ready(mut self, why: Option<String>) -> Machine<'a> {
+        self.not_ready = why;
+        self
     }
 
     /// The metric labels of the request so far.
@@ -202,7 +220,9 @@ impl<'a> Machine<'a> {
             (State::Start, Input::Oversized { len, max, .. }) => {
                 self.refuse(frame_refusal(&FrameError::TooLarge { len: len as u64, max }), out)
             }
-            (State::Job(_) | State::Over, _) => self.driver_bug("an input after the request ended or while its job runs", out),
+            (State::Job(_) | State::Waiting(..) | State::Over, _) => {
+                self.driver_bug("an input after the request ended or while its job runs", out)
+            }
         }
     }
 
@@ -227,6 +247,15 @@ impl<'a> Machine<'a> {
         }
     }
 
+    /// The wait [`Step::Wait`] asked for is over (the seq reached, or the
+    /// bound): answer now, or refuse `EN02` if the seq is still not live.
+    pub fn waited(&mut self, out: &mut Vec<u8>, record: &mut impl Record) -> Step {
+        let State::Waiting(kind, payload) = std::mem::replace(&mut self.state, State::Over) else {
+            return self.driver_bug("a wait ended with no query waiting", out);
+        };
+        self.answer(kind, &payload, out, record)
+    }
+
     /// The peer went away (a read or write failed with nothing to tell it).
     pub fn gone(&mut self) {
         self.state = State::Over;
@@ -235,39 +264,53 @@ impl<'a> Machine<'a> {
 
     fn request(&mut self, kind: Kind, payload: &[u8], out: &mut Vec<u8>, record: &mut impl Record) -> Step {
         self.label.request = Request::of(kind);
+        if let (Some(why), Kind::Lookup | Kind::Tickets | Kind::BulkBegin) = (&self.not_ready, kind) {
+            let message = format!("{why}; ask another node");
+            return self.refuse(Refusal::new(codes::NOT_READY, message), out);
+        }
         match kind {
-            Kind::Lookup => {
-                let gen = self.engine.pin();
-                let (answer, o) = answer_one(&gen.view(), gen.id(), self.role, payload, self.clock, Request::Lookup, Accept::Any);
-                self.answered(&o, record);
-                encode_json_into(out, Kind::Answer, &answer);
-            }
-            Kind::Tickets => {
-                let gen = self.engine.pin();
-                let (mut answer, o) =
-                    answer_one(&gen.view(), gen.id(), self.role, payload, self.clock, Request::Tickets, Accept::Delegated);
-                self.answered(&o, record);
-                // The units, then the summary: the answer without its units,
-                // with the counts in its header.
-                for unit in std::mem::take(&mut answer.message_body.bulk_confirm_unit_list) {
-                    encode_json_into(out, Kind::Unit, &unit);
+            Kind::Lookup | Kind::Tickets => {
+                if let Some(min) = minimum_delta_seq(payload).filter(|min| *min > self.engine.pin().view().delta_seq) {
+                    self.state = State::Waiting(kind, payload.to_vec());
+                    return Step::Wait(min);
                 }
-                encode_json_into(out, Kind::Summary, &answer);
+                self.answer(kind, payload, out, record)
             }
-            Kind::BulkBegin => return self.bulk_begin(payload, out),
-            Kind::Status | Kind::Usage | Kind::Delta | Kind::Swap => return self.job(kind, payload, out),
-            Kind::BulkItem => {
-                return self.refuse(Refusal::new(codes::UNEXPECTED_FRAME, "a bulk_item frame must follow a bulk_begin frame"), out)
+            Kind::BulkBegin => self.bulk_begin(payload, out),
+            Kind::Status | Kind::Usage | Kind::Delta | Kind::Swap => self.job(kind, payload, out),
+            Kind::BulkItem => self.refuse(Refusal::new(codes::UNEXPECTED_FRAME, "a bulk_item frame must follow a bulk_begin frame"), out),
+            Kind::Answer | Kind::Unit | Kind::Summary | Kind::Report | Kind::Error => self.refuse(
+                Refusal::new(
+                    codes::UNEXPECTED_FRAME,
+                    format!("frame kind '{}' (0x{:02x}) is sent by servers, not clients", kind.name(), kind as u8),
+                ),
+                out,
+            ),
+        }
+    }
+
+    /// Answer a lookup or a ticket fetch from the live generation; one still
+    /// behind the query's `MinimumDeltaSequence` (after the wait) is refused
+    /// `EN02`, retryable, never answered from before that seq.
+    fn answer(&mut self, kind: Kind, payload: &[u8], out: &mut Vec<u8>, record: &mut impl Record) -> Step {
+        let gen = self.engine.pin();
+        let view = gen.view();
+        if let Some(min) = minimum_delta_seq(payload).filter(|min| *min > view.delta_seq) {
+            return self.refuse(Refusal::new(codes::BEHIND, behind_message(min, view.delta_seq)), out);
+        }
+        if kind == Kind::Lookup {
+            let (answer, o) = answer_one(&view, gen.id(), self.role, payload, self.clock, Request::Lookup, Accept::Any);
+            self.answered(&o, record);
+            encode_json_into(out, Kind::Answer, &answer);
+        } else {
+            let (mut answer, o) = answer_one(&view, gen.id(), self.role, payload, self.clock, Request::Tickets, Accept::Delegated);
+            self.answered(&o, record);
+            // The units, then the summary: the answer without its units,
+            // with the counts in its header.
+            for unit in std::mem::take(&mut answer.message_body.bulk_confirm_unit_list) {
+                encode_json_into(out, Kind::Unit, &unit);
             }
-            Kind::Answer | Kind::Unit | Kind::Summary | Kind::Report | Kind::Error => {
-                return self.refuse(
-                    Refusal::new(
-                        codes::UNEXPECTED_FRAME,
-                        format!("frame kind '{}' (0x{:02x}) is sent by servers, not clients", kind.name(), kind as u8),
-                    ),
-                    out,
-                )
-            }
+            encode_json_into(out, Kind::Summary, &answer);
         }
         self.state = State::Answered(kind);
         Step::Read

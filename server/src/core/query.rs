@@ -65,6 +65,15 @@ pub(crate) fn answer_one(
             return (answer, outcome);
         }
     };
+    if let Some(min) = query.min_delta_seq.filter(|min| *min > view.delta_seq) {
+        // Never an answer from before the seq the caller asked for.
+        let error = QueryError { code: codes::BEHIND, field: "MinimumDeltaSequence".into(), message: behind_message(min, view.delta_seq) };
+        let answer = view.refuse(&error, &hints(raw), clock);
+        outcome.asked = Asked::Key(query.key.key_kind());
+        outcome.institution = query.institution;
+        outcome.code = Some(Str::from(error.code));
+        return (answer, outcome);
+    }
     let answer = view.answer(&query, clock);
     let kind = query.key.key_kind();
     outcome.asked = Asked::Key(kind);
@@ -75,6 +84,11 @@ pub(crate) fn answer_one(
     outcome.code = answer.message_body.processing_result_code.clone();
     outcome.certificate_check = kind.checks_certificate();
     (answer, outcome)
+}
+
+/// Why a node answers `EN02` (retryable): the seq asked for and its own.
+pub(crate) fn behind_message(min: u64, own: u64) -> String {
+    format!("MinimumDeltaSequence '{min}': this node has applied delta batches up to {own} only; retry (on another node, or later)")
 }
 
 pub(crate) struct Rejected {

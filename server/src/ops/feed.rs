@@ -13,6 +13,7 @@
 //! replaces the refused batch in the stream (`eligd publish --replace`), and
 //! every node, which looks the batch it needs up by its subject, resumes.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -35,6 +36,68 @@ pub struct FeedConfig {
     pub names: StreamNames,
     /// This node's durable consumer: one name per node.
     pub consumer: String,
+    /// `GET /ready` answers 200 while the node is at most this many batches
+    /// behind the stream.
+    #[serde(default = "default_ready_max_lag")]
+    pub ready_max_lag: u64,
+    /// Follow the snapshot store: join from it with no local snapshot, and
+    /// download each newer generation.
+    #[serde(default = "yes")]
+    pub follow_store: bool,
+    /// The snapshot store bucket (`elig-loader publish --bucket`).
+    #[serde(default = "default_bucket")]
+    pub bucket: String,
+    /// Where downloaded generations go, one directory each (default:
+    /// `store` beside the delta log).
+    #[serde(default)]
+    pub store_dir: Option<std::path::PathBuf>,
+    /// Swap to a newer generation as soon as it is downloaded and verified;
+    /// `false`: wait for `elig swap` (the status names the directory).
+    #[serde(default = "yes")]
+    pub auto_swap: bool,
+    /// How often the bucket is listed for a newer generation.
+    #[serde(default = "default_store_poll_ms")]
+    pub store_poll_ms: u64,
+}
+
+fn default_ready_max_lag() -> u64 {
+    2
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn default_bucket() -> String {
+    elig_loader::store::BUCKET.to_string()
+}
+
+fn default_store_poll_ms() -> u64 {
+    2000
+}
+
+impl FeedConfig {
+    /// The defaults for the stream `names` and this node's `consumer`.
+    pub fn new(names: StreamNames, consumer: &str) -> FeedConfig {
+        FeedConfig {
+            names,
+            consumer: consumer.to_string(),
+            ready_max_lag: default_ready_max_lag(),
+            follow_store: true,
+            bucket: default_bucket(),
+            store_dir: None,
+            auto_swap: true,
+            store_poll_ms: default_store_poll_ms(),
+        }
+    }
+
+    /// Where downloaded generations go, for a node with this delta log.
+    pub fn store_dir(&self, delta_log: &std::path::Path) -> std::path::PathBuf {
+        match &self.store_dir {
+            Some(d) => d.clone(),
+            None => delta_log.parent().unwrap_or(std::path::Path::new(".")).join("store"),
+        }
+    }
 }
 
 /// A running feed; `status` is cheap (one lock, no I/O).
@@ -42,6 +105,8 @@ pub struct FeedConfig {
 pub struct Feed {
     config: FeedConfig,
     status: Mutex<FeedStatus>,
+    /// `status.joined`, read on every request without the lock.
+    joined: AtomicBool,
 }
 
 /// How long one pull waits for new batches before the feed looks around.
@@ -50,15 +115,28 @@ const POLL: Duration = Duration::from_millis(500);
 const PULL_BATCH: usize = 64;
 
 impl Feed {
-    /// Start following in the background until `stop` is cancelled.
+    /// [`Feed::spawn_from`] a snapshot whose source is its directory.
     pub fn spawn(engine: Arc<Engine>, config: FeedConfig, stop: CancellationToken) -> Arc<Feed> {
+        let source = format!("local {}", engine.pin().snapshot.dir().display());
+        Feed::spawn_from(engine, config, source, stop)
+    }
+
+    /// Start following in the background until `stop` is cancelled; the
+    /// live snapshot came from `source` (`local <dir>`, `store ...`).
+    pub fn spawn_from(engine: Arc<Engine>, config: FeedConfig, source: String, stop: CancellationToken) -> Arc<Feed> {
         let status = FeedStatus {
             stream: config.names.stream.clone(),
             consumer: config.consumer.clone(),
             applied_seq: engine.pin().view().delta_seq,
+            snapshot_source: source,
+            store: elig_wire::report::StoreStatus {
+                bucket: if config.follow_store { config.bucket.clone() } else { String::new() },
+                auto_swap: config.auto_swap,
+                ..Default::default()
+            },
             ..FeedStatus::default()
         };
-        let feed = Arc::new(Feed { config, status: Mutex::new(status) });
+        let feed = Arc::new(Feed { config, status: Mutex::new(status), joined: AtomicBool::new(false) });
         tokio::spawn(run(feed.clone(), engine, stop));
         feed
     }
@@ -67,9 +145,34 @@ impl Feed {
         self.status.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn update(&self, f: impl FnOnce(&mut FeedStatus)) {
+    /// What keeps this node from answering lookups, if anything: it has not
+    /// yet caught up with the stream since it started.
+    pub fn not_ready(&self) -> Option<String> {
+        if self.joined.load(Ordering::Acquire) {
+            return None;
+        }
+        let s = self.status();
+        let of = if s.stream_seq > 0 { s.stream_seq.to_string() } else { "?".into() };
+        Some(format!("this node is joining: replaying the delta stream (applied batch {} of {of} so far)", s.applied_seq))
+    }
+
+    pub fn config(&self) -> &FeedConfig {
+        &self.config
+    }
+
+    pub(crate) fn update(&self, f: impl FnOnce(&mut FeedStatus)) {
         let mut s = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        let was = s.joined;
         f(&mut s);
+        // Joined once the stream said it has nothing newer, or stopped at a
+        // refused batch: then the node answers at its last good seq, as
+        // every other node does.
+        s.joined |= s.state == FeedState::Stopped;
+        if s.joined && !was {
+            self.joined.store(true, Ordering::Release);
+            tracing::info!(applied_seq = s.applied_seq, "delta feed: caught up with the stream; the node answers lookups");
+        }
+        s.ready = s.joined && s.state == FeedState::Following && s.lag_batches <= self.config.ready_max_lag;
         crate::ops::metrics::feed(&s);
     }
 }
@@ -105,7 +208,21 @@ struct Refused {
 async fn follow(feed: &Feed, engine: &Arc<Engine>) -> Result<(), String> {
     let names = &feed.config.names;
     let js = crate::ops::jetstream::connect(names).await.map_err(|e| e.to_string())?;
-    let mut stream = js.get_stream(&names.stream).await.map_err(|e| format!("stream '{}': {e}", names.stream))?;
+    let mut stream = match js.get_stream(&names.stream).await {
+        Ok(s) => s,
+        Err(e) => {
+            use async_nats::jetstream::context::GetStreamErrorKind;
+            use async_nats::jetstream::ErrorCode;
+            // No stream yet (a new tier, before its first publish): nothing
+            // to replay, so the node answers from its snapshot meanwhile.
+            if let GetStreamErrorKind::JetStream(j) = e.kind() {
+                if j.error_code() == ErrorCode::STREAM_NOT_FOUND {
+                    feed.update(|s| s.joined = true);
+                }
+            }
+            return Err(format!("stream '{}': {e}", names.stream));
+        }
+    };
     feed.update(|s| {
         s.state = FeedState::Following;
         s.alarm = None;
@@ -212,6 +329,7 @@ async fn consume(
                         s.applied_seq = applied(engine);
                         s.stream_seq = s.applied_seq + pending;
                         s.lag_batches = pending;
+                        s.joined |= pending == 0;
                         s.lag_secs = if pending == 0 { 0 } else { (now - published).max(0) as u64 };
                         if !ack.duplicate {
                             s.applied_from_stream += 1;
@@ -239,6 +357,7 @@ async fn consume(
                 s.applied_seq = expected - 1;
                 s.stream_seq = last.max(expected - 1);
                 s.lag_batches = s.stream_seq - s.applied_seq;
+                s.joined |= s.lag_batches == 0;
                 if s.lag_batches == 0 {
                     s.lag_secs = 0;
                 }

@@ -21,17 +21,22 @@
 //! | `elig_delta_rows_total` | counter | |
 //! | `elig_swaps_total` | counter | `outcome` (done, refused) |
 //!
+//! | `elig_feed_applied_seq`, `elig_feed_stream_seq`, `elig_feed_lag_batches`, `elig_feed_lag_seconds` | gauge | |
+//! | `elig_feed_stopped`, `elig_feed_ready` | gauge | 1 when the feed stopped at a refused batch / when `/ready` answers 200 |
+//!
 //! The engine gauges are set at start and after every swap and batch.
 //! The recorder is process-wide, installed by the first server that serves
-//! metrics, with the exporter's own HTTP listener (any path answers with
-//! the metrics, `/health` with `OK`). Without `metrics_listen` no recorder
-//! is installed and the macros cost next to nothing.
+//! metrics, on hyper (the exporter's own listener serves no `/ready`).
+//! Without `metrics_listen` no recorder is installed and the macros cost
+//! next to nothing.
 
 use std::net::{SocketAddr, TcpListener};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
+use bytes::Bytes;
+use http_body_util::Full;
 use metrics::{counter, gauge, histogram};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tokio_util::sync::CancellationToken;
 
 use crate::core::{Label, Outcome, Request};
@@ -53,33 +58,83 @@ pub enum MetricsError {
     AlreadyServed { served: SocketAddr },
 }
 
-/// Install the recorder and serve the metrics on `addr` until `stop` is
-/// cancelled. Returns the bound address (a port 0 is resolved first, as the
-/// exporter does not report the port it bound).
-pub fn serve(addr: SocketAddr, stop: CancellationToken) -> Result<SocketAddr, MetricsError> {
+/// What `GET /ready` answers: `Ok(why)` 200, `Err(why)` 503.
+pub type ReadyCheck = Arc<dyn Fn() -> Result<String, String> + Send + Sync>;
+
+/// Install the recorder and serve on `addr` until `stop` is cancelled:
+/// `GET /metrics` (Prometheus text), `GET /health` (`OK` while the process
+/// serves) and `GET /ready` (`ready`: 200 or 503 with the reason, for load
+/// balancers and rolling restarts). Returns the bound address.
+pub fn serve(addr: SocketAddr, ready: ReadyCheck, stop: CancellationToken) -> Result<SocketAddr, MetricsError> {
     if let Some(served) = SERVED.get() {
         return Err(MetricsError::AlreadyServed { served: *served });
     }
-    let addr = match addr.port() {
-        0 => TcpListener::bind(addr).and_then(|l| l.local_addr()).map_err(|source| MetricsError::Bind { addr, source })?,
-        _ => addr,
-    };
+    let listener = TcpListener::bind(addr).map_err(|source| MetricsError::Bind { addr, source })?;
+    let bound = listener.local_addr().map_err(|source| MetricsError::Bind { addr, source })?;
+    listener.set_nonblocking(true).map_err(|source| MetricsError::Bind { addr, source })?;
+    let listener = tokio::net::TcpListener::from_std(listener).map_err(|source| MetricsError::Bind { addr, source })?;
     let exporter = |e: &dyn std::fmt::Display| MetricsError::Exporter(e.to_string());
-    let (recorder, listener) = PrometheusBuilder::new()
+    let recorder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("duration_seconds".into()), LATENCY_BUCKETS)
         .map_err(|e| exporter(&e))?
-        .with_http_listener(addr)
-        .build()
-        .map_err(|e| exporter(&e))?;
+        .build_recorder();
+    let handle = recorder.handle();
     metrics::set_global_recorder(recorder).map_err(|e| exporter(&e))?;
-    let _ = SERVED.set(addr);
+    let _ = SERVED.set(bound);
+    // Histograms drain into their summaries on upkeep (the exporter's own
+    // listener did this every 5 s).
+    let upkeep = handle.clone();
+    let upkeep_stop = stop.clone();
     tokio::spawn(async move {
-        tokio::select! {
-            _ = stop.cancelled() => {}
-            r = listener => if let Err(e) = r { tracing::error!(error = ?e, "the metrics endpoint stopped") },
+        loop {
+            tokio::select! {
+                _ = upkeep_stop.cancelled() => return,
+                _ = tokio::time::sleep(std::time::Duration::from_secs(5)) => upkeep.run_upkeep(),
+            }
         }
     });
-    Ok(addr)
+    tokio::spawn(async move {
+        loop {
+            let stream = tokio::select! {
+                _ = stop.cancelled() => return,
+                accepted = listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "metrics endpoint: accept failed");
+                        continue;
+                    }
+                },
+            };
+            let (handle, ready) = (handle.clone(), ready.clone());
+            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                let response = respond(req.uri().path(), &handle, &ready);
+                async move { Ok::<_, std::convert::Infallible>(response) }
+            });
+            tokio::spawn(async move {
+                let io = hyper_util::rt::TokioIo::new(stream);
+                if let Err(e) = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await {
+                    tracing::debug!(error = %e, "metrics endpoint: connection");
+                }
+            });
+        }
+    });
+    Ok(bound)
+}
+
+fn respond(path: &str, handle: &PrometheusHandle, ready: &ReadyCheck) -> hyper::Response<Full<Bytes>> {
+    let (status, body) = match path {
+        "/metrics" => (200, handle.render()),
+        "/health" => (200, "OK\n".to_string()),
+        "/ready" => match ready() {
+            Ok(why) => (200, format!("ready: {why}\n")),
+            Err(why) => (503, format!("not ready: {why}\n")),
+        },
+        other => (404, format!("no such path '{other}': /metrics, /health or /ready\n")),
+    };
+    let mut response = hyper::Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap_or(hyper::StatusCode::INTERNAL_SERVER_ERROR);
+    response.headers_mut().insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"));
+    response
 }
 
 /// One answered query (lookup, ticket fetch or bulk item).
@@ -157,4 +212,5 @@ pub fn feed(s: &elig_wire::report::FeedStatus) {
     gauge!("elig_feed_lag_batches").set(s.lag_batches as f64);
     gauge!("elig_feed_lag_seconds").set(s.lag_secs as f64);
     gauge!("elig_feed_stopped").set(if s.state == elig_wire::report::FeedState::Stopped { 1.0 } else { 0.0 });
+    gauge!("elig_feed_ready").set(if s.ready { 1.0 } else { 0.0 });
 }

@@ -3,11 +3,13 @@
 //! - [`audit`]: one JSON line per answered query; [`usage`]: counts per
 //!   institution and lookup kind; [`metrics`]: Prometheus.
 //! - [`state`]: the delta log and the live snapshot record across restarts.
-//! - [`feed`], [`jetstream`]: following the NATS JetStream delta stream.
+//! - [`feed`], [`jetstream`]: following the NATS JetStream delta stream;
+//!   [`snapshots`]: joining from and following the snapshot store.
 
 pub mod audit;
 pub mod feed;
 pub mod jetstream;
 pub mod metrics;
+pub mod snapshots;
 pub mod state;
 pub mod usage;

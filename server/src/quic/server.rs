@@ -102,10 +102,6 @@ impl Server {
             None => Audit::disabled(),
         };
         let stop = CancellationToken::new();
-        let metrics_addr = match config.metrics_listen {
-            Some(addr) => Some(metrics::serve(addr, stop.clone())?),
-            None => None,
-        };
         let fixed_clock = config.fixed_clock.map(Clock::at);
         let started_at = fixed_clock.unwrap_or_else(Clock::japan_now).now;
         let engine_for_feed = engine.clone();
@@ -129,8 +125,22 @@ impl Server {
             blocked,
             tracker: TaskTracker::new(),
             stop: stop.clone(),
-            feed: config.feed.clone().map(|f| crate::ops::feed::Feed::spawn(engine_for_feed.clone(), f, stop.clone())),
+            feed: config.feed.clone().map(|f| {
+                let source = crate::ops::snapshots::source(&engine_for_feed, &f, &config.delta_log);
+                let feed = crate::ops::feed::Feed::spawn_from(engine_for_feed.clone(), f, source, stop.clone());
+                crate::ops::snapshots::spawn_watch(engine_for_feed.clone(), feed.clone(), config.delta_log.clone(), stop.clone());
+                feed
+            }),
         });
+        let metrics_addr = match config.metrics_listen {
+            Some(addr) => {
+                let weak = Arc::downgrade(&shared);
+                let ready: metrics::ReadyCheck =
+                    Arc::new(move || weak.upgrade().map_or_else(|| Err("shutting down".to_string()), |s| s.ready()));
+                Some(metrics::serve(addr, ready, stop.clone())?)
+            }
+            None => None,
+        };
         metrics::engine(&shared.engine.pin());
         tokio::spawn(accept_loop(endpoint.clone(), shared.clone(), stop.clone()));
         tracing::info!(%local_addr, generation = shared.engine.pin().id(), "eligd listening");

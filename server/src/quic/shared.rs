@@ -63,6 +63,41 @@ impl Shared {
         }
     }
 
+    /// Why lookups are refused `EN01` now (a joining node), if they are.
+    pub(super) fn not_ready(&self) -> Option<String> {
+        self.feed.as_ref().and_then(|f| f.not_ready())
+    }
+
+    /// What `GET /ready` answers: serving, and (following the stream)
+    /// caught up within `ready_max_lag` batches.
+    pub(super) fn ready(&self) -> Result<String, String> {
+        if self.stop.is_cancelled() {
+            return Err("shutting down".into());
+        }
+        let seq = self.engine.pin().view().delta_seq;
+        let Some(feed) = &self.feed else {
+            return Ok(format!("serving generation {} at delta seq {seq}", self.engine.pin().id()));
+        };
+        let s = feed.status();
+        if s.ready {
+            return Ok(format!("following stream {}: batch {} of {}", s.stream, s.applied_seq, s.stream_seq));
+        }
+        Err(match (feed.not_ready(), s.state) {
+            (Some(joining), _) => joining,
+            (None, crate::ops::feed::FeedState::Stopped) => {
+                format!("the delta feed stopped at batch {}: {}", s.applied_seq + 1, s.alarm.unwrap_or_default())
+            }
+            (None, crate::ops::feed::FeedState::Connecting) => format!("reconnecting to the stream: {}", s.alarm.unwrap_or_default()),
+            (None, _) => format!(
+                "{} batches behind the stream (batch {} of {}; ready_max_lag {})",
+                s.lag_batches,
+                s.applied_seq,
+                s.stream_seq,
+                feed.config().ready_max_lag
+            ),
+        })
+    }
+
     pub(super) fn handshake_counts(&self) -> HandshakeCounts {
         let [accepted, retried, ignored, refused, timed_out] = self.handshakes.each_ref().map(|c| c.load(Ordering::Relaxed));
         HandshakeCounts { accepted, retried, ignored: ignored + self.blocked.dropped(), refused, timed_out }

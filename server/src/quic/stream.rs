@@ -43,7 +43,7 @@ pub(super) async fn request(shared: Arc<Shared>, role: Role, peer: SocketAddr, m
     let started = Instant::now();
     shared.requests_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let clock = shared.clock();
-    let mut machine = Machine::new(&shared.engine, &role, &shared.limits, clock);
+    let mut machine = Machine::new(&shared.engine, &role, &shared.limits, clock).not_ready(shared.not_ready());
     let mut recorder = Recorder { shared: &shared, role: &role, peer, now: clock.now };
     let mut job_ran = false;
     let io = Io { shared: &shared, peer, send: &mut send, recv: &mut recv, job_ran: &mut job_ran };
@@ -126,6 +126,10 @@ async fn drive(machine: &mut Machine<'_>, recorder: &mut Recorder<'_>, io: Io<'_
                 let result = run_job(shared, job, peer).await;
                 machine.job_done(result, &mut out)
             }
+            Step::Wait(seq) => {
+                wait_for_seq(&shared.engine, seq, shared.limits.min_seq_wait()).await;
+                machine.waited(&mut out, recorder)
+            }
             Step::Finish(ending) => {
                 if !out.is_empty() {
                     send.write_chunk(bytes::Bytes::from(out)).await?;
@@ -133,6 +137,16 @@ async fn drive(machine: &mut Machine<'_>, recorder: &mut Recorder<'_>, io: Io<'_
                 return Ok(ending);
             }
         }
+    }
+}
+
+/// Wait until the engine shows delta batch `seq`, at most `bound`. Polled:
+/// only queries that ask for a seq ahead of the node wait, and a batch
+/// arrives in milliseconds when the node follows the stream.
+async fn wait_for_seq(engine: &elig_engine::engine::Engine, seq: u64, bound: Duration) {
+    let deadline = tokio::time::Instant::now() + bound;
+    while engine.pin().view().delta_seq < seq && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
 }
 

@@ -12,7 +12,7 @@ use elig_tests::nats::NatsCluster;
 use elig_tests::{batch, clock, fixture, insurance_row, upsert, As, Keys, TestServer, Writable};
 
 fn feed_config(names: &StreamNames, consumer: &str) -> FeedConfig {
-    FeedConfig { names: names.clone(), consumer: consumer.into() }
+    FeedConfig { follow_store: false, ..FeedConfig::new(names.clone(), consumer) }
 }
 
 /// Batch `seq`: a new qualification on the valid card's person, under a card number of its own.
@@ -45,6 +45,18 @@ async fn wait_for(nodes: &[&TestServer], state: FeedState, seq: u64) {
             }
             assert!(Instant::now() < deadline, "node did not reach {state:?} at {seq}: {s:?}");
             tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Wait until every node has looked at the stream and answers lookups
+/// (a following node refuses them `EN01` until then).
+async fn wait_joined(nodes: &[&TestServer]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for n in nodes {
+        while !feed_status(n).await.joined {
+            assert!(Instant::now() < deadline, "node did not join: {:?}", feed_status(n).await);
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }
@@ -104,6 +116,7 @@ async fn three_nodes_follow_200_batches_under_load_and_answer_alike() {
     for (i, w) in writables.iter().enumerate() {
         nodes.push(TestServer::start_following(w, feed_config(&names, &format!("node-{i}"))).await);
     }
+    wait_joined(&nodes.iter().collect::<Vec<_>>()).await;
     // Lookups and bulk inquiries against every node while the batches flow.
     let failures = Arc::new(AtomicU64::new(0));
     let answered = Arc::new(AtomicU64::new(0));

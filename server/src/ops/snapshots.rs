@@ -1,0 +1,210 @@
+//! A following node and the snapshot store (`contract.md` section 2b):
+//! joining from the store with no local snapshot, and swapping to each
+//! newer generation published to the bucket.
+//!
+//! Downloads go to `[feed] store_dir`, one directory per generation, and
+//! are verified before anything uses them ([`elig_loader::store::download`]).
+//! A swap takes the path `elig swap` takes ([`operator::swap`]): requests in
+//! flight finish on the old generation, the deltas newer than the snapshot
+//! stay applied, and the live snapshot record makes a restart open it. A
+//! generation that does not verify, or whose swap is refused, is remembered
+//! and not downloaded again; the live generation keeps serving.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use elig_engine::engine::Engine;
+use elig_engine::snapshot::read_manifest;
+use elig_loader::store::{self, Store, StoreError};
+use tokio_util::sync::CancellationToken;
+
+use crate::core::operator;
+use crate::ops::feed::{Feed, FeedConfig};
+use crate::ops::{metrics, state};
+
+/// How a node with `[feed]` and no readable local snapshot got one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Joined {
+    pub generation: u64,
+    pub dir: PathBuf,
+}
+
+/// Before opening: when neither `snapshot_dir` nor the live snapshot record
+/// names a readable snapshot, download the newest generation from the store
+/// (waiting for the bucket and for a first generation, logging every 10 s),
+/// and record it as the live snapshot. `None` when a local one is there.
+pub async fn join(feed: &FeedConfig, snapshot_dir: &Path, delta_log: &Path, stop: &CancellationToken) -> Option<Joined> {
+    let (dir, _) = state::choose_snapshot(snapshot_dir, delta_log);
+    if !feed.follow_store || read_manifest(&dir).is_ok() {
+        return None;
+    }
+    let into = feed.store_dir(delta_log);
+    let servers = feed.names.servers.join(",");
+    tracing::info!(snapshot = %dir.display(), bucket = %feed.bucket, store_dir = %into.display(), "no local snapshot: joining from the snapshot store");
+    let mut last_said = std::time::Instant::now() - Duration::from_secs(60);
+    loop {
+        let attempt = async {
+            tokio::fs::create_dir_all(&into).await.map_err(|source| StoreError::Io { path: into.clone(), source })?;
+            let s = store::open(&servers, &feed.bucket, None).await?;
+            store::download(&s, None, &into).await
+        };
+        match attempt.await {
+            Ok(dir) => {
+                let generation = read_manifest(&dir).map(|m| m.generation).unwrap_or_default();
+                if let Err(e) = state::record_live(delta_log, &dir) {
+                    tracing::warn!(error = %e, "cannot write the live snapshot record; a restart downloads again");
+                }
+                tracing::info!(generation, dir = %dir.display(), "downloaded and verified the newest snapshot from the store");
+                return Some(Joined { generation, dir });
+            }
+            Err(e) => {
+                if last_said.elapsed() >= Duration::from_secs(10) {
+                    tracing::warn!(error = %e, bucket = %feed.bucket, "joining: no snapshot from the store yet; retrying");
+                    last_said = std::time::Instant::now();
+                }
+            }
+        }
+        tokio::select! {
+            _ = stop.cancelled() => return None,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+/// Where the live snapshot came from, for the status.
+pub fn source(engine: &Engine, feed: &FeedConfig, delta_log: &Path) -> String {
+    let gen = engine.pin();
+    let dir = gen.snapshot.dir();
+    let store_dir = feed.store_dir(delta_log);
+    let in_store = std::fs::canonicalize(dir).ok().zip(std::fs::canonicalize(&store_dir).ok()).is_some_and(|(d, s)| d.starts_with(s));
+    if in_store {
+        format!("store {} generation {}", feed.bucket, gen.id())
+    } else {
+        format!("local {}", dir.display())
+    }
+}
+
+/// Follow the bucket until `stop`: list it every `store_poll_ms`, and
+/// download, verify and (with `auto_swap`) swap to a newer generation.
+pub fn spawn_watch(engine: Arc<Engine>, feed: Arc<Feed>, delta_log: PathBuf, stop: CancellationToken) {
+    if !feed.config().follow_store {
+        return;
+    }
+    tokio::spawn(async move {
+        let mut watch = Watch { engine, feed, delta_log, store: None, refused: BTreeSet::new(), refusal: None, pending: None };
+        let poll = Duration::from_millis(watch.feed.config().store_poll_ms.max(50));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(poll) => {}
+            }
+            // A failure to read the bucket is reported until a look succeeds;
+            // the last refused generation until a newer one is taken.
+            let alarm = match watch.look().await {
+                Ok(()) => watch.refusal.clone(),
+                Err(e) => {
+                    tracing::warn!(alarm = %e, "snapshot store");
+                    Some(e)
+                }
+            };
+            watch.feed.update(|s| s.store.alarm = alarm);
+        }
+    });
+}
+
+struct Watch {
+    engine: Arc<Engine>,
+    feed: Arc<Feed>,
+    delta_log: PathBuf,
+    store: Option<Store>,
+    /// Generations refused here: never downloaded again.
+    refused: BTreeSet<u64>,
+    /// Why the last of them was refused.
+    refusal: Option<String>,
+    /// Downloaded, waiting for `elig swap`.
+    pending: Option<u64>,
+}
+
+impl Watch {
+    /// One look at the bucket. `Err` is the alarm to report.
+    async fn look(&mut self) -> Result<(), String> {
+        let config = self.feed.config().clone();
+        let s = match &self.store {
+            Some(s) => s.clone(),
+            None => {
+                let s = store::open(&config.names.servers.join(","), &config.bucket, None).await.map_err(|e| e.to_string())?;
+                self.store = Some(s.clone());
+                s
+            }
+        };
+        let newest = match store::generations(&s).await {
+            Ok(g) => g.last().copied(),
+            Err(e) => {
+                self.store = None;
+                return Err(e.to_string());
+            }
+        };
+        self.feed.update(|st| st.store.newest_generation = newest);
+        let live = self.engine.pin().id();
+        let Some(newest) = newest.filter(|n| *n > live && !self.refused.contains(n)) else { return Ok(()) };
+        if self.pending == Some(newest) {
+            return Ok(());
+        }
+        let into = config.store_dir(&self.delta_log);
+        tokio::fs::create_dir_all(&into).await.map_err(|e| format!("{}: {e}", into.display()))?;
+        let dir = match store::download(&s, Some(newest), &into).await {
+            Ok(d) => d,
+            Err(e @ StoreError::Corrupt { .. }) => return Err(self.refuse(newest, format!("{e}"))),
+            Err(e) => return Err(e.to_string()),
+        };
+        if !config.auto_swap {
+            tracing::info!(generation = newest, dir = %dir.display(), "snapshot downloaded and verified; waiting for elig swap (auto_swap = false)");
+            self.pending = Some(newest);
+            let shown = dir.display().to_string();
+            self.feed.update(|st| st.store.pending = Some(shown));
+            return Ok(());
+        }
+        self.swap(newest, dir).await
+    }
+
+    async fn swap(&mut self, generation: u64, dir: PathBuf) -> Result<(), String> {
+        let engine = self.engine.clone();
+        let shown = dir.display().to_string();
+        let result = tokio::task::spawn_blocking(move || operator::swap(&engine, shown)).await.map_err(|e| e.to_string())?;
+        metrics::engine(&self.engine.pin());
+        match result {
+            Ok(r) => {
+                metrics::swap("done");
+                tracing::info!(
+                    generation = r.generation, previous = r.previous_generation, snapshot = %r.snapshot_dir,
+                    replayed = r.replayed, total_ms = r.total_ms, "swapped to the newer snapshot from the store"
+                );
+                let source = format!("store {} generation {}", self.feed.config().bucket, r.generation);
+                self.refusal = None;
+                self.feed.update(|st| {
+                    st.snapshot_source = source;
+                    st.store.pending = None;
+                });
+                Ok(())
+            }
+            Err(refusal) => {
+                metrics::swap("refused");
+                Err(self.refuse(generation, format!("swap to generation {generation} refused: {}: {}", refusal.code, refusal.message)))
+            }
+        }
+    }
+
+    /// Remember a generation this node will not take; the alarm says so.
+    fn refuse(&mut self, generation: u64, why: String) -> String {
+        self.refused.insert(generation);
+        let refused: Vec<u64> = self.refused.iter().copied().collect();
+        self.feed.update(|st| st.store.refused = refused);
+        let live = self.engine.pin().id();
+        tracing::error!(generation, live, reason = %why, "snapshot from the store refused; the live generation keeps serving");
+        let alarm = format!("{why}; generation {live} keeps serving");
+        self.refusal = Some(alarm.clone());
+        alarm
+    }
+}
