@@ -32,5 +32,7 @@ mod store;
 mod swaps;
 #[path = "e2e/tier.rs"]
 mod tier;
+#[path = "e2e/tier_process.rs"]
+mod tier_process;
 #[path = "e2e/xml.rs"]
 mod xml;

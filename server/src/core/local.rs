@@ -27,7 +27,11 @@ pub struct Served {
 /// Serve the request stream `request` (encoded frames, then the client's
 /// end of the stream) as `role` would be served on a connection.
 pub fn serve(engine: &Engine, role: &Role, limits: &Limits, clock: Clock, request: &[u8], facts: &dyn Facts) -> Served {
-    let mut machine = Machine::new(engine, role, limits, clock);
+    drive(Machine::new(engine, role, limits, clock), engine, limits, request, facts)
+}
+
+/// Drive `machine` (made on `engine` with `limits`) through `request`.
+pub fn drive(mut machine: Machine<'_>, engine: &Engine, limits: &Limits, request: &[u8], facts: &dyn Facts) -> Served {
     let mut reader = FrameReader::new();
     let mut rest = request;
     let mut out = Vec::new();

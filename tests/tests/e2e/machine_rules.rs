@@ -235,3 +235,29 @@ fn offline_and_server_answers_are_byte_identical() {
         );
     }
 }
+
+#[test]
+fn a_joining_node_refuses_queries_retryably_and_serves_its_operator() {
+    use elig_server::core::{local, Machine};
+    let fx = fixture();
+    let limits = Limits::default();
+    let joining = || Machine::new(&fx.engine, &Role::Central, &limits, clock()).not_ready(Some("this node is joining".into()));
+    let inst = fx.keys.institution();
+    let facts = crate::machine::facts();
+    for request in [
+        encode(Kind::Lookup, fx.keys.valid_card_query(inst, "j").as_bytes()),
+        encode(Kind::Tickets, fx.keys.ticket_query(inst, "j").as_bytes()),
+        bulk(&[fx.keys.valid_card_query(inst, "j").into_bytes()]),
+    ] {
+        let s = local::drive(joining(), &fx.engine, &limits, &request, &facts);
+        assert_eq!(refusal(&s), "EN01");
+        assert!(s.outcomes.is_empty(), "nothing answered from a node that has not caught up");
+    }
+    let op = Machine::new(&fx.engine, &Role::Operator, &limits, clock()).not_ready(Some("joining".into()));
+    let s = local::drive(op, &fx.engine, &limits, &encode(Kind::Status, b""), &facts);
+    assert_eq!(kinds(&s), [Kind::Report], "status is served while joining");
+    // The same lookup on a node that is ready is answered.
+    let ready = Machine::new(&fx.engine, &Role::Central, &limits, clock()).not_ready(None);
+    let s = local::drive(ready, &fx.engine, &limits, &encode(Kind::Lookup, fx.keys.valid_card_query(inst, "j").as_bytes()), &facts);
+    assert_eq!(kinds(&s), [Kind::Answer]);
+}
