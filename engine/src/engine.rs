@@ -335,6 +335,29 @@ impl Engine {
         Ok(Ack { seq: visible + 1, duplicate: false, rows, generation: gen.id() })
     }
 
+    /// A dry run of [`Engine::apply`]: the batch is validated against the
+    /// live state exactly as `apply` would validate it, and nothing is
+    /// logged or published. `Ack::seq` is the batch's.
+    pub fn check(&self, text: &[u8]) -> Result<Ack, DeltaError> {
+        let batch = parse_batch(text)?;
+        // The writer lock: the state checked is one no batch is changing.
+        let w = self.lock();
+        let gen = self.pin();
+        let visible = gen.overlay.visible();
+        let rows = batch.changes.len();
+        if batch.seq <= visible {
+            if let Some(&applied) = w.digests.get(&batch.seq).filter(|d| **d != batch.digest) {
+                return Err(DeltaError::Conflict { seq: batch.seq, applied, offered: batch.digest });
+            }
+            return Ok(Ack { seq: batch.seq, duplicate: true, rows, generation: gen.id() });
+        }
+        if batch.seq != visible + 1 {
+            return Err(DeltaError::Gap { expected: visible + 1, got: batch.seq });
+        }
+        drop(gen.overlay.prepare(&gen.snapshot, &batch).map_err(|source| DeltaError::Apply { seq: batch.seq, source })?);
+        Ok(Ack { seq: batch.seq, duplicate: false, rows, generation: gen.id() })
+    }
+
     /// Open, verify and pre-fault a new snapshot off the request path, carry
     /// newer deltas over, then publish it in one store.
     pub fn swap(&self, dir: &Path) -> Result<SwapReport, SwapError> {

@@ -55,6 +55,13 @@ pub enum Kind {
     /// Operator: one delta batch, the JSON Lines text as is (`contract.md`
     /// section 2); answered by a `Report` frame ([`DeltaAck`]).
     Delta = 0x13,
+    /// Operator: a dry run of one delta batch against the node's state: it
+    /// is validated as `Delta` would validate it, and nothing is applied or
+    /// logged; answered by a `Report` frame ([`DeltaCheck`]) or refused as
+    /// `Delta` would be. `eligd publish --node` asks it before publishing.
+    ///
+    /// [`DeltaCheck`]: crate::report::DeltaCheck
+    DeltaCheck = 0x14,
     /// An answer document (`contract.md` section 3).
     Answer = 0x81,
     /// One `BulkConfirmUnit` of a delegated-ticket fetch.
@@ -68,7 +75,7 @@ pub enum Kind {
 }
 
 impl Kind {
-    pub const ALL: [Kind; 13] = [
+    pub const ALL: [Kind; 14] = [
         Kind::Lookup,
         Kind::BulkBegin,
         Kind::BulkItem,
@@ -77,6 +84,7 @@ impl Kind {
         Kind::Usage,
         Kind::Swap,
         Kind::Delta,
+        Kind::DeltaCheck,
         Kind::Answer,
         Kind::Unit,
         Kind::Summary,
@@ -94,6 +102,7 @@ impl Kind {
             0x11 => Kind::Usage,
             0x12 => Kind::Swap,
             0x13 => Kind::Delta,
+            0x14 => Kind::DeltaCheck,
             0x81 => Kind::Answer,
             0x82 => Kind::Unit,
             0x83 => Kind::Summary,
@@ -114,6 +123,7 @@ impl Kind {
             Kind::Usage => "usage",
             Kind::Swap => "swap",
             Kind::Delta => "delta",
+            Kind::DeltaCheck => "delta_check",
             Kind::Answer => "answer",
             Kind::Unit => "unit",
             Kind::Summary => "summary",

@@ -35,6 +35,19 @@ pub struct DeltaAck {
     pub generation: u64,
 }
 
+/// Payload of a `Report` frame answering a `DeltaCheck` frame: the batch
+/// would be taken by this node as it stands; nothing was applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaCheck {
+    pub seq: u64,
+    /// The node already applied this batch (the same bytes).
+    pub duplicate: bool,
+    pub rows: u64,
+    /// The node's delta seq it was checked against.
+    pub node_seq: u64,
+    pub generation: u64,
+}
+
 /// Payload of a `Report` frame answering a `Swap` frame: the new snapshot
 /// is live (engine `SwapReport` plus what the server did after it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

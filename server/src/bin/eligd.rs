@@ -12,13 +12,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use elig_client::cli::{CliError, ConnArgs};
+use elig_client::Client;
 use elig_engine::engine::{Engine, EngineOptions};
 use elig_server::bench::{self, BenchArgs, BenchError};
 use elig_server::config::{Config, RawConfig, DEFAULT_WORKER_THREADS};
 use elig_server::dev::certs::DevPki;
 use elig_server::dev::demo;
 use elig_server::ops::jetstream::{self, StreamNames};
-use elig_server::ops::{snapshots, state};
+use elig_server::ops::{publish, snapshots, state};
 use elig_server::quic::server::Server;
 use tokio_util::sync::CancellationToken;
 
@@ -91,6 +92,18 @@ struct PublishArgs {
     /// Replace the batch of the same seq in the stream (after every node refused it), instead of appending.
     #[arg(long)]
     replace: bool,
+    /// A node (host:port) that dry-runs each batch against its state at the stream's last batch before it is
+    /// published, with the operator certificate of --ca/--cert/--key or ELIG_* (default: no dry run; the rows are checked).
+    #[arg(long)]
+    node: Option<String>,
+    /// After each publish, wait until this many nodes (the stream's durable consumers) applied it (default 0: do not wait).
+    #[arg(long, default_value_t = 0)]
+    wait: usize,
+    /// How long --wait waits for the nodes, in seconds.
+    #[arg(long, default_value_t = 30)]
+    wait_secs: u64,
+    #[command(flatten)]
+    conn: ConnArgs,
 }
 
 /// A batch `eligd publish` did not put in the stream (exit code 3, as a refused request).
@@ -204,15 +217,39 @@ async fn run_publish(args: PublishArgs) -> anyhow::Result<()> {
     let names = StreamNames { servers: args.nats, stream: args.stream, subject_prefix: args.subject_prefix };
     let js = jetstream::connect(&names).await?;
     let mut stream = jetstream::ensure_stream(&js, &names, args.replicas).await?;
+    let node = match &args.node {
+        Some(addr) => Some(Client::connect(&ConnArgs { server: Some(addr.clone()), ..args.conn.clone() }.options()?).await?),
+        None => None,
+    };
     let mut stdout = std::io::stdout().lock();
     for (file, text) in batches {
+        let refused = |e: &dyn std::fmt::Display| anyhow::Error::new(PublishRefused(format!("{}: {e}", file.display())));
+        let checked = match &node {
+            Some(n) if !args.replace => Some(publish::dry_run(n, &mut stream, &names, &text).await.map_err(|e| refused(&e))?),
+            _ => None,
+        };
         let published = if args.replace {
             jetstream::replace(&js, &mut stream, &names, &text).await
         } else {
             jetstream::publish(&js, &mut stream, &names, &text).await
         }
-        .map_err(|e| anyhow::Error::new(PublishRefused(format!("{}: {e}", file.display()))))?;
-        let line = serde_json::json!({"file": file.display().to_string(), "published": published});
+        .map_err(|e| refused(&e))?;
+        let applied = match args.wait {
+            0 => None,
+            n => Some(
+                publish::wait_applied(
+                    &mut stream,
+                    published.seq,
+                    published.stream_sequence,
+                    n,
+                    std::time::Duration::from_secs(args.wait_secs),
+                )
+                .await
+                .map_err(|e| refused(&e))?,
+            ),
+        };
+        let line =
+            serde_json::json!({"file": file.display().to_string(), "published": published, "checked": checked, "applied_on": applied});
         writeln!(stdout, "{line}")?;
     }
     Ok(())

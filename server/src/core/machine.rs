@@ -133,7 +133,9 @@ impl<'a> Machine<'a> {
     pub fn limit(&self, kind: Kind) -> usize {
         let l = self.limits;
         match self.state {
-            State::Start | State::Answered(_) if kind == Kind::Delta && self.role.is_operator() => l.max_delta_bytes.max(l.max_frame_bytes),
+            State::Start | State::Answered(_) if matches!(kind, Kind::Delta | Kind::DeltaCheck) && self.role.is_operator() => {
+                l.max_delta_bytes.max(l.max_frame_bytes)
+            }
             _ => l.max_frame_bytes,
         }
     }
@@ -238,6 +240,7 @@ impl<'a> Machine<'a> {
                     Report::Usage(u) => encode_json_into(out, Kind::Report, u),
                     Report::Delta(a) => encode_json_into(out, Kind::Report, a),
                     Report::Swap(s) => encode_json_into(out, Kind::Report, s),
+                    Report::DeltaCheck(c) => encode_json_into(out, Kind::Report, c),
                 }
                 self.label.verdict = Verdict::Normal;
                 self.state = State::Answered(kind);
@@ -277,7 +280,7 @@ impl<'a> Machine<'a> {
                 self.answer(kind, payload, out, record)
             }
             Kind::BulkBegin => self.bulk_begin(payload, out),
-            Kind::Status | Kind::Usage | Kind::Delta | Kind::Swap => self.job(kind, payload, out),
+            Kind::Status | Kind::Usage | Kind::Delta | Kind::DeltaCheck | Kind::Swap => self.job(kind, payload, out),
             Kind::BulkItem => self.refuse(Refusal::new(codes::UNEXPECTED_FRAME, "a bulk_item frame must follow a bulk_begin frame"), out),
             Kind::Answer | Kind::Unit | Kind::Summary | Kind::Report | Kind::Error => self.refuse(
                 Refusal::new(
@@ -357,6 +360,7 @@ impl<'a> Machine<'a> {
             Kind::Status => Job::Status,
             Kind::Usage => Job::Usage,
             Kind::Delta => Job::Delta(payload.to_vec()),
+            Kind::DeltaCheck => Job::CheckDelta(payload.to_vec()),
             _ => match swap_dir(payload) {
                 Ok(dir) => Job::Swap(dir),
                 Err(r) => return self.refuse(r, out),

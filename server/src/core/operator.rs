@@ -8,7 +8,7 @@ use std::path::Path;
 
 use elig_engine::engine::{Ack, DeltaError, Engine, SwapError};
 use elig_wire::codes;
-use elig_wire::report::{DeltaAck, OverlayInfo, RuntimeInfo, StatusReport, SwapResult, UsageReport};
+use elig_wire::report::{DeltaAck, DeltaCheck, OverlayInfo, RuntimeInfo, StatusReport, SwapResult, UsageReport};
 
 use super::outcome::Refusal;
 
@@ -19,6 +19,8 @@ pub enum Job {
     Usage,
     /// One delta batch, the JSON Lines text as received.
     Delta(Vec<u8>),
+    /// A dry run of one delta batch: validated, nothing applied.
+    CheckDelta(Vec<u8>),
     /// Swap in the snapshot in this directory (an absolute path, as sent).
     Swap(String),
 }
@@ -26,7 +28,7 @@ pub enum Job {
 impl Job {
     /// Whether the job blocks (run it off the async workers).
     pub fn blocks(&self) -> bool {
-        matches!(self, Job::Delta(_) | Job::Swap(_))
+        matches!(self, Job::Delta(_) | Job::CheckDelta(_) | Job::Swap(_))
     }
 }
 
@@ -36,6 +38,7 @@ pub enum Report {
     Status(Box<StatusReport>),
     Usage(UsageReport),
     Delta(DeltaAck),
+    DeltaCheck(DeltaCheck),
     Swap(SwapResult),
 }
 
@@ -51,6 +54,7 @@ pub fn run(engine: &Engine, job: Job, facts: &dyn Facts) -> Result<Report, Refus
         Job::Status => Ok(Report::Status(Box::new(status(engine, facts.runtime())))),
         Job::Usage => Ok(Report::Usage(facts.usage())),
         Job::Delta(batch) => delta(engine, &batch).map(Report::Delta),
+        Job::CheckDelta(batch) => check_delta(engine, &batch).map(Report::DeltaCheck),
         Job::Swap(dir) => swap(engine, dir).map(Report::Swap),
     }
 }
@@ -92,6 +96,14 @@ pub fn delta(engine: &Engine, batch: &[u8]) -> Result<DeltaAck, Refusal> {
 
 pub fn delta_ack(a: Ack) -> DeltaAck {
     DeltaAck { seq: a.seq, duplicate: a.duplicate, rows: a.rows as u64, generation: a.generation }
+}
+
+/// A dry run of [`delta`]: refused exactly as `delta` would refuse it
+/// (the same codes and messages), nothing applied.
+pub fn check_delta(engine: &Engine, batch: &[u8]) -> Result<DeltaCheck, Refusal> {
+    let node_seq = engine.pin().view().delta_seq;
+    let a = engine.check(batch).map_err(|e| delta_refusal(&e))?;
+    Ok(DeltaCheck { seq: a.seq, duplicate: a.duplicate, rows: a.rows as u64, node_seq, generation: a.generation })
 }
 
 /// The refusal for a batch the engine did not take.

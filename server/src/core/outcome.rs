@@ -34,6 +34,7 @@ pub enum Request {
     Usage,
     Swap,
     Delta,
+    DeltaCheck,
 }
 
 impl Request {
@@ -47,6 +48,7 @@ impl Request {
             Kind::Usage => Request::Usage,
             Kind::Swap => Request::Swap,
             Kind::Delta => Request::Delta,
+            Kind::DeltaCheck => Request::DeltaCheck,
             Kind::BulkItem | Kind::Answer | Kind::Unit | Kind::Summary | Kind::Report | Kind::Error => return None,
         })
     }
@@ -60,6 +62,7 @@ impl Request {
             Request::Usage => "usage",
             Request::Swap => "swap",
             Request::Delta => "delta",
+            Request::DeltaCheck => "delta_check",
         }
     }
 }

@@ -4,12 +4,14 @@
 //!   institution and lookup kind; [`metrics`]: Prometheus.
 //! - [`state`]: the delta log and the live snapshot record across restarts.
 //! - [`feed`], [`jetstream`]: following the NATS JetStream delta stream;
-//!   [`snapshots`]: joining from and following the snapshot store.
+//!   [`snapshots`]: joining from and following the snapshot store;
+//!   [`publish`]: the publisher's dry run on a node and its `--wait`.
 
 pub mod audit;
 pub mod feed;
 pub mod jetstream;
 pub mod metrics;
+pub mod publish;
 pub mod snapshots;
 pub mod state;
 pub mod usage;

@@ -174,6 +174,7 @@ async fn run_job(shared: &Arc<Shared>, job: Job, peer: SocketAddr) -> Result<Rep
         return operator::run(&shared.engine, job, &**shared);
     }
     let is_delta = matches!(job, Job::Delta(_));
+    let is_check = matches!(job, Job::CheckDelta(_));
     let owned = shared.clone();
     let result = match tokio::task::spawn_blocking(move || operator::run(&owned.engine, job, &*owned)).await {
         Ok(r) => r,
@@ -195,6 +196,7 @@ async fn run_job(shared: &Arc<Shared>, job: Job, peer: SocketAddr) -> Result<Rep
                 replayed = r.replayed, total_ms = r.total_ms, "swapped in a new snapshot"
             );
         }
+        (Err(r), _) if is_check => tracing::info!(%peer, code = r.code, message = %r.message, "delta batch dry run: refused"),
         (Err(r), is_delta) => refused_change(is_delta, r, peer),
         (Ok(_), _) => {}
     }

@@ -261,3 +261,19 @@ fn a_joining_node_refuses_queries_retryably_and_serves_its_operator() {
     let s = local::drive(ready, &fx.engine, &limits, &encode(Kind::Lookup, fx.keys.valid_card_query(inst, "j").as_bytes()), &facts);
     assert_eq!(kinds(&s), [Kind::Answer]);
 }
+
+#[test]
+fn a_delta_dry_run_is_an_operators_and_applies_nothing() {
+    use elig_wire::report::DeltaCheck;
+    let w = elig_tests::Writable::fixture();
+    let good = elig_tests::batch(1, &[]);
+    let s = run(&w.engine, &Role::Operator, &encode(Kind::DeltaCheck, &good));
+    assert_eq!(kinds(&s), [Kind::Report]);
+    let c: DeltaCheck = serde_json::from_slice(&s.frames[0].payload).unwrap();
+    assert_eq!((c.seq, c.node_seq, c.duplicate), (1, 0, false));
+    assert_eq!(w.engine.pin().view().delta_seq, 0, "nothing applied");
+    let gap = run(&w.engine, &Role::Operator, &encode(Kind::DeltaCheck, &elig_tests::batch(3, &[])));
+    assert_eq!(refusal(&gap), "ED02");
+    let s = run(&w.engine, &Role::Central, &encode(Kind::DeltaCheck, &good));
+    assert_eq!(refusal(&s), "EP01");
+}

@@ -316,3 +316,47 @@ async fn a_gap_in_the_stream_stops_every_node_until_the_missing_batch_is_publish
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_on_a_node_refuses_what_every_node_would_refuse_and_wait_sees_it_applied() {
+    use elig_server::ops::publish::{dry_run, wait_applied, NodeCheckError};
+    let cluster = NatsCluster::start(3);
+    let names = StreamNames::new(cluster.urls());
+    let w = Writable::fixture();
+    let node = TestServer::start_following(&w, FeedConfig { follow_store: false, ..FeedConfig::new(names.clone(), "dry-0") }).await;
+    publish(&names, &numbered_batch(1)).await;
+    wait_until(&[&node], "batch 1", |s| s.applied_seq == 1 && s.joined).await;
+    let js = jetstream::connect(&names).await.unwrap();
+    let mut stream = jetstream::ensure_stream(&js, &names, 3).await.unwrap();
+    let op = node.client(As::Operator).await;
+
+    // Rows that read well but cannot apply: the node refuses, nothing reaches the stream or the node.
+    let orphan = batch(2, &[upsert("insurance", insurance_row("QO", "NO-SUCH-PERSON", "06130488", "T", "O"))]);
+    match dry_run(&op, &mut stream, &names, &orphan).await {
+        Err(NodeCheckError::Refused { code, message }) => {
+            assert_eq!(code, codes::DELTA_INVALID);
+            assert!(message.contains("line 2") && message.contains("NO-SUCH-PERSON"), "{message}");
+        }
+        other => panic!("the dry run refuses a batch that cannot apply: {other:?}"),
+    }
+    assert_eq!(jetstream::last_batch(&mut stream, &names).await.unwrap().0, 1, "nothing published");
+    // A good batch passes, and is not applied by the dry run.
+    let checked = dry_run(&op, &mut stream, &names, &numbered_batch(2)).await.expect("batch 2 would apply");
+    assert_eq!((checked.seq, checked.node_seq, checked.duplicate, checked.rows), (2, 1, false, 1));
+    assert_eq!(op.status().await.unwrap().delta_seq, 1, "a dry run applies nothing");
+    // A gap is refused as the node would refuse it.
+    match dry_run(&op, &mut stream, &names, &numbered_batch(4)).await {
+        Err(NodeCheckError::Refused { code, .. }) => assert_eq!(code, codes::DELTA_GAP),
+        other => panic!("{other:?}"),
+    }
+
+    let published = jetstream::publish(&js, &mut stream, &names, &numbered_batch(2)).await.unwrap();
+    let applied = wait_applied(&mut stream, 2, published.stream_sequence, 1, Duration::from_secs(30)).await.expect("applied by the node");
+    assert_eq!(applied, 1);
+    assert_eq!(op.status().await.unwrap().delta_seq, 2, "acknowledged by its consumer only once applied");
+    // Two nodes were asked for, only one follows: the wait says so.
+    match wait_applied(&mut stream, 2, published.stream_sequence, 2, Duration::from_millis(300)).await {
+        Err(NodeCheckError::NotApplied { wanted: 2, applied: 1, .. }) => {}
+        other => panic!("{other:?}"),
+    }
+}
