@@ -60,7 +60,7 @@ enum Command {
     Bench(Box<BenchCmd>),
     /// Operator: publish delta batches (JSON Lines files) to the NATS JetStream delta stream that every
     /// node follows, in order, one acknowledgement line each; stops at a refused one. Needs no eligd running.
-    Publish(PublishArgs),
+    Publish(Box<PublishArgs>),
 }
 
 /// `eligd bench`: where to connect (as `elig`), and the load.
@@ -153,7 +153,7 @@ fn main() -> ExitCode {
         // The load generator runs each connection on its own thread; the
         // key drawing and the report on a multi-thread runtime.
         Some(Command::Bench(cmd)) => runtime(2).and_then(|rt| rt.block_on(run_bench(*cmd))),
-        Some(Command::Publish(args)) => runtime(2).and_then(|rt| rt.block_on(run_publish(args))),
+        Some(Command::Publish(args)) => runtime(2).and_then(|rt| rt.block_on(run_publish(*args))),
         None => runtime(DEFAULT_WORKER_THREADS).and_then(|rt| {
             rt.block_on(run_demo(DemoArgs {
                 persons: 100_000,
