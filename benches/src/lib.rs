@@ -23,6 +23,7 @@ use elig_loader::gen::{generate, GenOptions};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod baseline;
+pub mod batches;
 mod keys;
 
 pub use keys::{index_key, sample_keys, Family, FamilyKeys, Keys, CLINIC};
