@@ -3,6 +3,9 @@
 //! ids and restarted on the same port: the nodes a client fails over
 //! between.
 //!
+//! [`RefusingNode`] stands in for a node that refuses every request with
+//! one code (`EN01`, `EN02`), in process.
+//!
 //! The `eligd` binary is the server crate's, built beside the test binary
 //! (`cargo test --workspace` builds it; alone: `cargo build -p elig-server
 //! --bin eligd`), or the one `ELIGD` names.
@@ -11,10 +14,15 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Receiver};
+use std::sync::Arc;
 use std::time::Duration;
 
+use elig_client::frames::FrameStream;
 use elig_client::tls::Identity;
+use elig_client::wire::frame::{self, Kind};
+use elig_client::wire::request::ErrorBody;
 use elig_client::{ClientOptions, TierOptions};
 use elig_server::dev::certs::{DevPki, Pem};
 
@@ -178,5 +186,65 @@ impl Tier {
     /// Options for every node, presenting `who`'s certificate.
     pub fn tier_options(&self, who: As) -> TierOptions {
         TierOptions::new(&self.addrs(), &self.options(0, who))
+    }
+}
+
+/// A stand-in node that refuses every request with one error code (as a
+/// joining node answers `EN01`, which eligd does not send yet): a QUIC
+/// endpoint with the tier's server certificate, one `Error` frame per
+/// request stream.
+#[derive(Debug)]
+pub struct RefusingNode {
+    pub addr: SocketAddr,
+    refused: Arc<AtomicU64>,
+    endpoint: quinn::Endpoint,
+}
+
+impl RefusingNode {
+    pub fn start(pki: &DevPki, code: &str) -> RefusingNode {
+        let identity =
+            Identity::from_pem(pki.server.cert_pem.as_bytes(), pki.server.key_pem.as_bytes(), "server").expect("server identity");
+        let roots = elig_client::tls::roots(pki.ca.cert_pem.as_bytes(), "CA").expect("CA");
+        let tls = elig_server::quic::tls::server_config(roots, identity).expect("server TLS");
+        let config = quinn::ServerConfig::with_crypto(elig_server::quic::tls::quic_server(tls).expect("QUIC TLS"));
+        let endpoint = quinn::Endpoint::server(config, "127.0.0.1:0".parse().expect("constant address")).expect("bind");
+        let addr = endpoint.local_addr().expect("bound");
+        let refused = Arc::new(AtomicU64::new(0));
+        let body =
+            serde_json::to_vec(&ErrorBody { code: code.into(), message: format!("{code}: refused by a stand-in node") }).expect("json");
+        let (ep, count) = (endpoint.clone(), refused.clone());
+        tokio::spawn(async move {
+            while let Some(incoming) = ep.accept().await {
+                let (body, count) = (body.clone(), count.clone());
+                tokio::spawn(async move {
+                    let Ok(conn) = incoming.await else { return };
+                    while let Ok((mut send, recv)) = conn.accept_bi().await {
+                        let (body, count) = (body.clone(), count.clone());
+                        tokio::spawn(async move {
+                            // The request's first frame, then the refusal.
+                            let mut frames = FrameStream::new(recv);
+                            if let Ok(Some(_)) = frames.next_frame(1 << 20, Duration::from_secs(5)).await {
+                                count.fetch_add(1, Ordering::Relaxed);
+                                let _ = send.write_all(&frame::encode(Kind::Error, &body)).await;
+                                let _ = send.finish();
+                                let _ = send.stopped().await;
+                            }
+                        });
+                    }
+                });
+            }
+        });
+        RefusingNode { addr, refused, endpoint }
+    }
+
+    /// Requests refused so far.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for RefusingNode {
+    fn drop(&mut self) {
+        self.endpoint.close(0u32.into(), b"done");
     }
 }

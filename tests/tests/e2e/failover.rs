@@ -4,8 +4,9 @@
 //! answer equals a single node's, and the node gets traffic again; the
 //! same kill without failover fails requests (so the first test can fail).
 //! Final refusals are returned once, never retried; operator commands go
-//! to the node named only. `EN01` (not ready) is not sent by eligd yet:
-//! its retry is tested in the client's unit tests (`failover::tests`).
+//! to the node named only. eligd does not send `EN01` (not ready) yet: a
+//! stand-in node that refuses every request with `EN01` or `EN02` shows
+//! those retries ([`RefusingNode`]).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use elig_client::wire::answer::Answer;
 use elig_client::{Client, ClientError, Tier, TierOptions};
-use elig_tests::tier::Tier as Nodes;
+use elig_tests::tier::{RefusingNode, Tier as Nodes};
 use elig_tests::{batch, fixture, insurance_row, upsert, valid_cards, As, Keys};
 use serde_json::Value;
 
@@ -131,10 +132,11 @@ fn load(tier: &Tier, work: &Arc<Work>, tally: &Arc<Tally>) -> Vec<tokio::task::J
     tasks
 }
 
-async fn connected(nodes: &Nodes, opts: TierOptions) -> Tier {
+/// A tier with every node connected.
+async fn connected(opts: TierOptions) -> Tier {
     let tier = Tier::connect(&opts).await.expect("connect to the tier");
     let until = Instant::now() + Duration::from_secs(20);
-    while tier.up() != vec![true; nodes.nodes.len()] {
+    while tier.up() != vec![true; opts.nodes.len()] {
         assert!(Instant::now() < until, "not every node connected: {:?}", tier.up());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -153,7 +155,7 @@ async fn usage_requests(nodes: &Nodes, i: usize, kind: Option<&str>) -> u64 {
 async fn three_nodes_answer_every_request_while_one_is_killed_and_restarted() {
     let mut nodes = Nodes::start(3);
     let work = Arc::new(Work::answered_by(&nodes).await);
-    let tier = connected(&nodes, nodes.tier_options(As::Central)).await;
+    let tier = connected(nodes.tier_options(As::Central)).await;
     let tally = Arc::new(Tally::default());
     let tasks = load(&tier, &work, &tally);
 
@@ -199,7 +201,7 @@ async fn three_nodes_answer_every_request_while_one_is_killed_and_restarted() {
 async fn without_failover_the_same_kill_fails_requests() {
     let mut nodes = Nodes::start(3);
     let work = Arc::new(Work::answered_by(&nodes).await);
-    let tier = connected(&nodes, TierOptions { failover: Duration::ZERO, ..nodes.tier_options(As::Central) }).await;
+    let tier = connected(TierOptions { failover: Duration::ZERO, ..nodes.tier_options(As::Central) }).await;
     let tally = Arc::new(Tally::default());
     let tasks = load(&tier, &work, &tally);
     tokio::time::sleep(Duration::from_millis(1000)).await;
@@ -221,7 +223,7 @@ async fn a_final_refusal_is_returned_once_and_a_dead_tier_fails_within_the_bound
     let mut nodes = Nodes::start(3);
     let keys = &fixture().keys;
     let failover = Duration::from_secs(1);
-    let tier = connected(&nodes, TierOptions { failover, ..nodes.tier_options(As::Institution) }).await;
+    let tier = connected(TierOptions { failover, ..nodes.tier_options(As::Institution) }).await;
     // An institution certificate asking as another institution: a permission answer (EP01).
     let a = tier.lookup(keys.valid_card_query(&keys.other_institution, "p").as_bytes()).await.expect("an answer");
     assert_eq!(a.message_body.processing_result_code.as_deref(), Some("EP01"));
@@ -252,7 +254,7 @@ async fn operator_commands_go_to_the_node_named_and_are_not_failed_over() {
     let mut nodes = Nodes::start(3);
     let keys = &fixture().keys;
     let addrs = nodes.addrs();
-    let tier = connected(&nodes, nodes.tier_options(As::Operator)).await;
+    let tier = connected(nodes.tier_options(As::Operator)).await;
     let change = upsert("insurance", insurance_row("Q-FAILOVER1", &keys.card_valid_person, &keys.card_valid.0, "FO", "1"));
     let ack = tier.node(addrs[2]).await.expect("node 2").delta(&batch(1, &[change])).await.expect("applied");
     assert_eq!((ack.seq, ack.duplicate), (1, false));
@@ -277,4 +279,37 @@ async fn operator_commands_go_to_the_node_named_and_are_not_failed_over() {
     assert!(matches!(e, ClientError::Connection(_) | ClientError::Connect { .. }), "an error, not another node's status: {e}");
     let status = tier.node(addrs[0]).await.expect("node 0").status().await.expect("node 0 answers");
     assert_eq!(status.delta_seq, 0);
+}
+
+/// A node that refuses as not ready (`EN01`) or behind (`EN02`) is passed
+/// over: every request is answered, as the real node answers it; alone, it
+/// is asked again until the failover time is over, then its refusal is
+/// returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_not_ready_or_behind_is_passed_over() {
+    let nodes = Nodes::start(1);
+    let work = Work::answered_by(&nodes).await;
+    let base = nodes.options(0, As::Central);
+    for code in ["EN01", "EN02"] {
+        let refusing = RefusingNode::start(&nodes.pki, code);
+        let tier = connected(TierOptions::new(&[refusing.addr, nodes.nodes[0].addr], &base)).await;
+        for (q, want) in &work.lookups {
+            assert_eq!(comparable(&tier.lookup(q).await.expect("answered")), *want, "{code}");
+        }
+        let (answers, summary) = tier.bulk(&work.bulk).await.expect("answered");
+        assert_eq!(answers.iter().map(comparable).collect::<Vec<_>>(), work.bulk_answers, "{code}");
+        assert_eq!(serde_json::to_value(summary).unwrap(), work.bulk_summary);
+        assert_eq!(comparable(&tier.tickets(&work.tickets).await.expect("answered")), work.tickets_answer);
+        assert!(refusing.refused() > 0, "{code}: the refusing node was asked, and passed over");
+        tier.close().await;
+
+        let failover = Duration::from_millis(800);
+        let alone = connected(TierOptions { failover, ..TierOptions::new(&[refusing.addr], &base) }).await;
+        let (before, started) = (refusing.refused(), Instant::now());
+        let e = alone.lookup(&work.lookups[0].0).await.expect_err("refused");
+        assert_eq!(e.code(), Some(code), "the node's own refusal, at the end: {e}");
+        assert!(refusing.refused() - before >= 2, "{code}: asked again within the bound");
+        assert!(started.elapsed() >= failover && started.elapsed() < failover * 4, "{code}: {:?}", started.elapsed());
+        alone.close().await;
+    }
 }
