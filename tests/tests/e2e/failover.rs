@@ -313,3 +313,70 @@ async fn a_node_not_ready_or_behind_is_passed_over() {
         alone.close().await;
     }
 }
+
+/// `elig` run with the tier's certificates as `role`, arguments and input.
+fn elig(nodes: &Nodes, role: &str, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write;
+    let bin = elig_tests::tier::eligd_binary().with_file_name("elig");
+    assert!(bin.is_file(), "{} is missing: build it with `cargo build -p elig-client` (cargo test --workspace does)", bin.display());
+    let certs = nodes.dir.path().join("certs");
+    let mut child = std::process::Command::new(bin)
+        .args(args)
+        .env_remove("ELIG_SERVER")
+        .env_remove("ELIG_NODE")
+        .env("ELIG_CA", certs.join("ca.pem"))
+        .env("ELIG_CERT", certs.join(format!("{role}.pem")))
+        .env("ELIG_KEY", certs.join(format!("{role}.key")))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run elig");
+    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    child.wait_with_output().expect("elig output")
+}
+
+fn json_lines(out: &std::process::Output) -> Vec<Value> {
+    assert!(out.status.success(), "elig failed: {}", String::from_utf8_lossy(&out.stderr));
+    out.stdout.split(|b| *b == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).expect("JSON")).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn elig_takes_several_servers_and_sends_operator_commands_to_one() {
+    let nodes = Nodes::start(2);
+    let keys = &fixture().keys;
+    let [a, b] = [nodes.nodes[0].addr.to_string(), nodes.nodes[1].addr.to_string()];
+    // An address nothing listens on.
+    let dead = std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let query = keys.valid_card_query(keys.institution(), "cli");
+
+    // The dead node is passed over, whichever place it has.
+    let out = elig(&nodes, "central", &["--server", &format!("{dead},{a},{b}"), "lookup"], &query);
+    assert_eq!(json_lines(&out)[0]["MessageBody"]["QualificationValidity"], "1");
+    let lines = format!("{query}\n{query}\n");
+    let out = elig(&nodes, "central", &["--server", &a, "--server", &format!("{dead},{b}"), "bulk"], &lines);
+    assert_eq!(json_lines(&out).len(), 2);
+    // A bad entry is named; nothing is sent.
+    let out = elig(&nodes, "central", &["--server", &format!("{a},{b}x"), "lookup"], &query);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains(&format!("'{b}x' is not a server address")),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // Operator commands: the first server, or --node; never another.
+    let batch_file = nodes.dir.path().join("b1.jsonl");
+    let change = upsert("insurance", insurance_row("Q-FAILOVER-CLI", &keys.card_valid_person, &keys.card_valid.0, "FC", "1"));
+    std::fs::write(&batch_file, batch(1, &[change])).unwrap();
+    let out = elig(&nodes, "operator", &["--server", &format!("{b},{a}"), "delta", batch_file.to_str().unwrap()], "");
+    assert_eq!(json_lines(&out)[0]["seq"], 1);
+    let seq = |node: &str| {
+        let out = elig(&nodes, "operator", &["status", "--node", node], "");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<Value>(&out.stdout).expect("a status report")["delta_seq"].clone()
+    };
+    assert_eq!((seq(&a), seq(&b)), (0.into(), 1.into()), "the batch went to the first --server only");
+    let out = elig(&nodes, "operator", &["--server", &format!("{a},{b}"), "status", "--node", &format!("{a},{b}")], "");
+    assert_eq!(out.status.code(), Some(2), "--node names one node");
+}
