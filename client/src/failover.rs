@@ -231,7 +231,7 @@ impl Tier {
         if errors.len() == 1 {
             return Err(errors.remove(0).1);
         }
-        Err(ClientError::Unavailable(errors.iter().map(|(a, e)| format!("{a}: {e}")).collect::<Vec<_>>().join("; ")))
+        Err(ClientError::Unavailable(errors.iter().map(|(a, e)| named(*a, &e.to_string())).collect::<Vec<_>>().join("; ")))
     }
 
     /// The nodes' addresses, in the order given.
@@ -320,12 +320,8 @@ impl Tier {
 
     /// Why no node can take a request.
     fn unavailable(&self) -> ClientError {
-        let reasons: Vec<String> = self
-            .inner
-            .nodes
-            .iter()
-            .map(|n| format!("{}: {}", n.opts.server, n.state().down.clone().unwrap_or_else(|| "connecting".into())))
-            .collect();
+        let reasons: Vec<String> =
+            self.inner.nodes.iter().map(|n| named(n.opts.server, n.state().down.as_deref().unwrap_or("connecting"))).collect();
         ClientError::Unavailable(reasons.join("; "))
     }
 
@@ -371,6 +367,14 @@ impl Tier {
             }
             last = Some(result);
         }
+    }
+}
+
+/// A node's reason, prefixed with its address unless it names it already.
+fn named(addr: SocketAddr, reason: &str) -> String {
+    match reason.contains(&addr.to_string()) {
+        true => reason.to_string(),
+        false => format!("{addr}: {reason}"),
     }
 }
 
@@ -479,6 +483,13 @@ mod tests {
             a.message_body.processing_result_code = Some(code.into());
             assert_eq!(retry_of_answer(&a), retry, "{code}");
         }
+    }
+
+    #[test]
+    fn reasons_name_their_node_once() {
+        let addr: SocketAddr = "127.0.0.1:7".parse().unwrap();
+        assert_eq!(named(addr, "cannot connect to 127.0.0.1:7: timed out"), "cannot connect to 127.0.0.1:7: timed out");
+        assert_eq!(named(addr, "the server closed the connection"), "127.0.0.1:7: the server closed the connection");
     }
 
     #[test]
