@@ -39,7 +39,7 @@ struct OutArgs {
 /// Operator commands go to one node and are never failed over.
 #[derive(Args)]
 struct NodeArg {
-    /// The node to send this to, host:port (default: the first --server; then --server is not needed).
+    /// The node to send this to, host:port (default: the first --server; given --node, --server is not needed).
     #[arg(long, env = "ELIG_NODE")]
     node: Option<String>,
 }
