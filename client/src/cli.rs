@@ -9,6 +9,7 @@ use elig_wire::answer::{Answer, BulkConfirmUnit, MessageHeader, Str, ToCompactSt
 use serde::Deserialize;
 
 use crate::connection::{Client, ClientError, ClientOptions};
+use crate::failover::TierOptions;
 use elig_wire::report::{BulkSummary, DeltaAck};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,19 +34,28 @@ pub enum CliError {
     Invalid { key: &'static str, value: String, reason: String },
 }
 
-/// The `--config` file of `elig`: where the server is and which
+/// The `--config` file of `elig`: where the servers are and which
 /// certificate to present.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientSettings {
+    /// One address, or several nodes comma-separated.
     pub server: Option<String>,
+    /// Several nodes as a list (instead of `server`).
+    pub servers: Option<Vec<String>>,
     pub server_name: Option<String>,
     pub ca: Option<PathBuf>,
     pub cert: Option<PathBuf>,
     pub key: Option<PathBuf>,
     /// Largest UDP payload MTU discovery may reach (default 1452).
     pub max_udp_payload: Option<u64>,
+    /// How long lookups, bulk inquiries and ticket fetches are retried on
+    /// other nodes (default 10; 0 sends each once).
+    pub failover_secs: Option<u64>,
 }
+
+/// The longest `failover_secs`.
+pub const MAX_FAILOVER_SECS: u64 = 600;
 
 impl ClientSettings {
     pub fn from_file(path: &Path) -> Result<ClientSettings, CliError> {
@@ -53,34 +63,90 @@ impl ClientSettings {
         toml::from_str(&text).map_err(|e| CliError::Parse { path: path.to_path_buf(), message: e.to_string().trim_end().into() })
     }
 
-    /// `self` with the settings `over` gives replaced.
+    /// `self` with the settings `over` gives replaced (the server list as
+    /// a whole: `over`'s `server` or `servers` replaces both).
     pub fn overridden_by(self, over: ClientSettings) -> ClientSettings {
+        let (server, servers) = match over.server.is_some() || over.servers.is_some() {
+            true => (over.server, over.servers),
+            false => (self.server, self.servers),
+        };
         ClientSettings {
-            server: over.server.or(self.server),
+            server,
+            servers,
             server_name: over.server_name.or(self.server_name),
             ca: over.ca.or(self.ca),
             cert: over.cert.or(self.cert),
             key: over.key.or(self.key),
             max_udp_payload: over.max_udp_payload.or(self.max_udp_payload),
+            failover_secs: over.failover_secs.or(self.failover_secs),
         }
     }
 
-    /// Validate and load the PEM files.
-    pub fn options(&self) -> Result<ClientOptions, CliError> {
-        let server = self.server.as_deref().ok_or(CliError::Missing { key: "server", flag: "--server", env: "ELIG_SERVER" })?;
-        let addr = resolve(server)?;
+    /// The server addresses as given, in order: `servers`, or `server`
+    /// split at commas; each trimmed.
+    pub fn server_list(&self) -> Result<Vec<String>, CliError> {
+        let list: Vec<String> = match (&self.server, &self.servers) {
+            (Some(_), Some(_)) => {
+                return Err(CliError::Usage("settings 'server' and 'servers' are both set: give the nodes in one of them".into()))
+            }
+            (Some(s), None) => s.split(',').map(|a| a.trim().to_string()).collect(),
+            (None, Some(list)) => list.iter().map(|a| a.trim().to_string()).collect(),
+            (None, None) => Vec::new(),
+        };
+        if list.is_empty() {
+            return Err(CliError::Missing { key: "server", flag: "--server", env: "ELIG_SERVER" });
+        }
+        Ok(list)
+    }
+
+    /// Validate and load the PEM files: every node of the tier, in order.
+    pub fn tier(&self) -> Result<TierOptions, CliError> {
+        let servers = self.server_list()?;
+        let mut addrs: Vec<(SocketAddr, &str)> = Vec::with_capacity(servers.len());
+        for server in &servers {
+            let addr = resolve(server)?;
+            if let Some((_, first)) = addrs.iter().find(|(a, _)| *a == addr) {
+                return Err(CliError::Usage(format!("server '{server}' is given twice (as '{first}' before; both are {addr})")));
+            }
+            addrs.push((addr, server));
+        }
         let ca = self.ca.as_deref().ok_or(CliError::Missing { key: "ca", flag: "--ca", env: "ELIG_CA" })?;
         let cert = self.cert.as_deref().ok_or(CliError::Missing { key: "cert", flag: "--cert", env: "ELIG_CERT" })?;
         let key = self.key.as_deref().ok_or(CliError::Missing { key: "key", flag: "--key", env: "ELIG_KEY" })?;
-        // A server named by host name: its certificate carries that name.
-        let host = server.rsplit_once(':').map(|(h, _)| h).filter(|h| h.parse::<std::net::IpAddr>().is_err() && !h.starts_with('['));
-        let name = self.server_name.as_deref().or(host).unwrap_or("localhost");
         let max_udp_payload = crate::udp::checked_max_udp_payload(self.max_udp_payload).map_err(|reason| CliError::Invalid {
             key: "max_udp_payload",
             value: self.max_udp_payload.unwrap_or_default().to_string(),
             reason,
         })?;
-        Ok(ClientOptions { max_udp_payload, ..ClientOptions::from_files(addr, name, ca, Some((cert, key)))? })
+        let failover = match self.failover_secs {
+            Some(s) if s > MAX_FAILOVER_SECS => {
+                return Err(CliError::Invalid {
+                    key: "failover_secs",
+                    value: s.to_string(),
+                    reason: format!("must be at most {MAX_FAILOVER_SECS}"),
+                })
+            }
+            Some(s) => std::time::Duration::from_secs(s),
+            None => crate::failover::DEFAULT_FAILOVER,
+        };
+        let (first, _) = addrs[0];
+        let base = ClientOptions { max_udp_payload, ..ClientOptions::from_files(first, "localhost", ca, Some((cert, key)))? };
+        let nodes = addrs
+            .iter()
+            .map(|&(server, given)| {
+                // A server named by host name: its certificate carries that name.
+                let host = given.rsplit_once(':').map(|(h, _)| h).filter(|h| h.parse::<std::net::IpAddr>().is_err() && !h.starts_with('['));
+                let server_name = self.server_name.as_deref().or(host).unwrap_or("localhost").to_string();
+                ClientOptions { server, server_name, ..base.clone() }
+            })
+            .collect();
+        Ok(TierOptions { nodes, failover, ..TierOptions::new(&[], &base) })
+    }
+
+    /// Validate and load the PEM files: the first node.
+    pub fn options(&self) -> Result<ClientOptions, CliError> {
+        let mut tier = self.tier()?;
+        Ok(tier.nodes.swap_remove(0))
     }
 }
 
@@ -88,13 +154,13 @@ impl ClientSettings {
 /// each also an `ELIG_*` variable, over the `--config` file.
 #[derive(Debug, Clone, Default, clap::Args)]
 pub struct ConnArgs {
-    /// TOML file with server, server_name, ca, cert, key, max_udp_payload (default: none; flags and ELIG_* override it).
+    /// TOML file with server or servers, server_name, ca, cert, key, max_udp_payload, failover_secs (default: none; flags and ELIG_* override it).
     #[arg(long, global = true, env = "ELIG_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Server address, host:port, e.g. 127.0.0.1:4433 or localhost:4433 (required: here, ELIG_SERVER or --config; no default).
-    #[arg(long, global = true, env = "ELIG_SERVER")]
-    pub server: Option<String>,
-    /// Name the server certificate must carry (default: the --server host name, else localhost).
+    /// Server address, host:port, e.g. 127.0.0.1:4433 or localhost:4433; several nodes of one tier comma-separated or the flag repeated (required: here, ELIG_SERVER or --config; no default).
+    #[arg(long, global = true, env = "ELIG_SERVER", value_delimiter = ',')]
+    pub server: Vec<String>,
+    /// Name the server certificate must carry (default: each --server's host name, else localhost).
     #[arg(long, global = true, env = "ELIG_SERVER_NAME")]
     pub server_name: Option<String>,
     /// CA certificate (PEM) that issued the server certificate (required: no default).
@@ -109,24 +175,51 @@ pub struct ConnArgs {
     /// Largest UDP payload MTU discovery may reach, 1200..65527 (default 1452).
     #[arg(long, global = true, env = "ELIG_MAX_UDP_PAYLOAD")]
     pub max_udp_payload: Option<u64>,
+    /// Seconds a lookup, bulk inquiry or ticket fetch is retried on other nodes when a node is lost or not ready, 0..600 (default 10).
+    #[arg(long, global = true, env = "ELIG_FAILOVER_SECS")]
+    pub failover_secs: Option<u64>,
 }
 
 impl ConnArgs {
-    /// The `--config` file with these flags over it, validated.
-    pub fn options(&self) -> Result<ClientOptions, CliError> {
+    /// The `--config` file with these flags over it.
+    pub fn settings(&self) -> Result<ClientSettings, CliError> {
         let file = match &self.config {
             Some(p) => ClientSettings::from_file(p)?,
             None => ClientSettings::default(),
         };
-        let settings = file.overridden_by(ClientSettings {
-            server: self.server.clone(),
+        Ok(file.overridden_by(ClientSettings {
+            server: None,
+            servers: (!self.server.is_empty()).then(|| self.server.clone()),
             server_name: self.server_name.clone(),
             ca: self.ca.clone(),
             cert: self.cert.clone(),
             key: self.key.clone(),
             max_udp_payload: self.max_udp_payload,
-        });
-        settings.options()
+            failover_secs: self.failover_secs,
+        }))
+    }
+
+    /// Every node, validated.
+    pub fn tier(&self) -> Result<TierOptions, CliError> {
+        self.settings()?.tier()
+    }
+
+    /// The first node, validated.
+    pub fn options(&self) -> Result<ClientOptions, CliError> {
+        self.settings()?.options()
+    }
+
+    /// The node an operator command goes to: `node` if given (then no
+    /// `--server` is needed), else the first server.
+    pub fn node(&self, node: Option<&str>) -> Result<ClientOptions, CliError> {
+        let settings = self.settings()?;
+        match node {
+            Some(n) if n.contains(',') => {
+                Err(CliError::Usage(format!("--node '{n}': an operator command goes to one node; name one address")))
+            }
+            Some(n) => ClientSettings { server: Some(n.to_string()), servers: None, ..settings }.options(),
+            None => settings.options(),
+        }
     }
 }
 
@@ -403,6 +496,70 @@ mod tests {
         let e = resolve("no-such-host.invalid:4433").unwrap_err();
         assert_eq!(e.to_string(), "server 'no-such-host.invalid:4433': its host name does not resolve");
         assert!(std::error::Error::source(&e).is_some(), "the resolver's reason is the source, not repeated");
+    }
+
+    #[test]
+    fn several_servers_are_one_list_in_order() {
+        let list = |server: Option<&str>, servers: Option<&[&str]>| {
+            ClientSettings {
+                server: server.map(str::to_string),
+                servers: servers.map(|l| l.iter().map(|s| s.to_string()).collect()),
+                ..Default::default()
+            }
+            .server_list()
+        };
+        assert_eq!(list(Some("127.0.0.1:1"), None).unwrap(), ["127.0.0.1:1"]);
+        assert_eq!(list(Some("127.0.0.1:1, localhost:2,[::1]:3"), None).unwrap(), ["127.0.0.1:1", "localhost:2", "[::1]:3"]);
+        assert_eq!(list(None, Some(&["127.0.0.1:1", " 127.0.0.1:2"])).unwrap(), ["127.0.0.1:1", "127.0.0.1:2"]);
+        assert!(list(Some("a:1"), Some(&["b:2"])).unwrap_err().to_string().contains("'server' and 'servers' are both set"));
+        assert!(matches!(list(None, Some(&[])), Err(CliError::Missing { key: "server", .. })));
+        assert!(matches!(list(None, None), Err(CliError::Missing { key: "server", .. })));
+
+        // Each entry is checked, the bad one named, before any file is read.
+        let tier = |server: &str| ClientSettings { server: Some(server.into()), ..Default::default() }.tier();
+        let e = tier("127.0.0.1:1,127.0.0.1:44x").unwrap_err();
+        assert_eq!(e.to_string(), "'127.0.0.1:44x' is not a server address like 127.0.0.1:4433 or localhost:4433");
+        let e = tier("127.0.0.1:1,,127.0.0.1:2").unwrap_err();
+        assert_eq!(e.to_string(), "'' is not a server address like 127.0.0.1:4433 or localhost:4433");
+        let e = tier("127.0.0.1:1,localhost:1").unwrap_err();
+        assert_eq!(e.to_string(), "server 'localhost:1' is given twice (as '127.0.0.1:1' before; both are 127.0.0.1:1)");
+        assert!(matches!(tier("127.0.0.1:1,127.0.0.1:2"), Err(CliError::Missing { key: "ca", .. })));
+
+        // The flags' list replaces the file's whole.
+        let file = ClientSettings { servers: Some(vec!["127.0.0.1:1".into(), "127.0.0.1:2".into()]), ..Default::default() };
+        let flags = ClientSettings { server: Some("127.0.0.1:3".into()), ..Default::default() };
+        assert_eq!(file.clone().overridden_by(flags).server_list().unwrap(), ["127.0.0.1:3"]);
+        assert_eq!(file.overridden_by(ClientSettings::default()).server_list().unwrap(), ["127.0.0.1:1", "127.0.0.1:2"]);
+    }
+
+    #[test]
+    fn server_flags_take_commas_and_repeats_and_operators_name_one_node() {
+        #[derive(clap::Parser)]
+        struct Cmd {
+            #[command(flatten)]
+            conn: ConnArgs,
+        }
+        let args = <Cmd as clap::Parser>::try_parse_from([
+            "elig",
+            "--server",
+            "127.0.0.1:1,127.0.0.1:2",
+            "--server",
+            "127.0.0.1:3",
+            "--failover-secs",
+            "601",
+        ])
+        .unwrap();
+        assert_eq!(args.conn.server, ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]);
+        let s = args.conn.settings().unwrap();
+        assert_eq!(s.server_list().unwrap().len(), 3);
+        let with_files = ClientSettings { ca: Some("ca.pem".into()), cert: Some("c.pem".into()), key: Some("c.key".into()), ..s };
+        assert_eq!(with_files.tier().unwrap_err().to_string(), "setting 'failover_secs' = '601': must be at most 600");
+
+        let none = ConnArgs::default();
+        assert!(none.node(Some("127.0.0.1:1,127.0.0.1:2")).unwrap_err().to_string().contains("goes to one node"));
+        // A named node needs no --server: the next missing setting is the CA.
+        assert!(matches!(none.node(Some("127.0.0.1:9")), Err(CliError::Missing { key: "ca", .. })));
+        assert!(matches!(none.node(None), Err(CliError::Missing { key: "server", .. })));
     }
 
     #[test]

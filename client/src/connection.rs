@@ -48,6 +48,10 @@ pub enum ClientError {
     Protocol(String),
     #[error("reading the response: {0}")]
     Read(#[from] ReadError),
+    /// No node of a [`Tier`](crate::failover::Tier) could take the request
+    /// (each with its reason).
+    #[error("no node is reachable: {0}")]
+    Unavailable(String),
 }
 
 impl ClientError {
@@ -131,6 +135,12 @@ pub struct ClientOptions {
     /// Largest UDP payload MTU discovery may reach (and we accept); the
     /// server must allow as much for datagrams to grow past 1452 bytes.
     pub max_udp_payload: u16,
+    /// A connection on which nothing arrived for this long (keep-alives
+    /// are sent at a quarter of it) is lost, and so is a handshake that
+    /// takes longer; `None` leaves quinn's default (30 s, or the server's
+    /// shorter `idle_timeout_secs`). A [`Tier`](crate::failover::Tier)
+    /// sets it to notice a dead node.
+    pub idle_timeout: Option<Duration>,
 }
 
 impl ClientOptions {
@@ -142,6 +152,7 @@ impl ClientOptions {
             identity,
             timeout: Duration::from_secs(60),
             max_udp_payload: crate::udp::DEFAULT_MAX_UDP_PAYLOAD,
+            idle_timeout: None,
         }
     }
 
@@ -176,6 +187,12 @@ fn client_setup(opts: &ClientOptions) -> Result<(quinn::ClientConfig, SocketAddr
     let crypto = tls::quic_client(tls::client_config(roots, opts.identity.clone())?)?;
     let mut transport = quinn::TransportConfig::default();
     transport.keep_alive_interval(Some(Duration::from_secs(5)));
+    if let Some(idle) = opts.idle_timeout {
+        // An hour is far inside the QUIC varint range: the conversion holds.
+        let idle = idle.clamp(Duration::from_millis(100), Duration::from_secs(3600));
+        transport.max_idle_timeout(quinn::IdleTimeout::try_from(idle).ok());
+        transport.keep_alive_interval(Some((idle / 4).min(Duration::from_secs(5))));
+    }
     transport.max_concurrent_uni_streams(VarInt::from_u32(0));
     crate::udp::discover_mtu(&mut transport, opts.max_udp_payload);
     let mut config = quinn::ClientConfig::new(crypto);

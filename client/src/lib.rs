@@ -5,6 +5,7 @@
 //! engineers build on this crate alone.
 //!
 //! - [`connection`]: [`Client`], its options and errors, bulk and ticket streams;
+//! - [`failover`]: [`Tier`](failover::Tier), several nodes, requests spread over them and retried on another;
 //! - [`frames`]: the wire's frame reader on quinn streams;
 //! - [`tls`]: PEM certificates and keys, the client's rustls configuration;
 //! - [`udp`]: socket buffers, the largest datagram, MTU discovery;
@@ -14,6 +15,7 @@
 
 pub mod cli;
 pub mod connection;
+pub mod failover;
 pub mod frames;
 pub mod tls;
 pub mod udp;
@@ -21,3 +23,4 @@ pub mod xml;
 
 pub use connection::{BulkResults, Client, ClientError, ClientOptions, TicketResults};
 pub use elig_wire as wire;
+pub use failover::{Tier, TierOptions};

@@ -16,6 +16,7 @@ use elig_server::dev::certs::{DevPki, Pem};
 use elig_server::quic::server::Server;
 
 pub mod nats;
+pub mod tier;
 
 /// The data set: small, so the whole suite stays fast.
 pub const PERSONS: u64 = 3000;

@@ -10,6 +10,8 @@ mod bulk;
 mod bulk_io;
 #[path = "e2e/deltas.rs"]
 mod deltas;
+#[path = "e2e/failover.rs"]
+mod failover;
 #[path = "e2e/feed.rs"]
 mod feed;
 #[path = "e2e/flood.rs"]

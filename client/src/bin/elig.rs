@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use elig_client::cli::{self, CliError, ConnArgs, Format};
-use elig_client::{Client, ClientError};
+use elig_client::{Client, ClientError, Tier};
 
 // mimalloc: answers allocate many small strings, and after a day of deltas
 // glibc's fragmented heap made every allocation slower (benches/README.md).
@@ -34,6 +34,14 @@ struct OutArgs {
     /// utf-8 or shift_jis (XML only).
     #[arg(long, default_value = "utf-8")]
     encoding: String,
+}
+
+/// Operator commands go to one node and are never failed over.
+#[derive(Args)]
+struct NodeArg {
+    /// The node to send this to, host:port (default: the first --server; given --node, --server is not needed).
+    #[arg(long, env = "ELIG_NODE")]
+    node: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -76,21 +84,30 @@ enum Command {
         pretty: bool,
     },
     /// Operator: the server's status.
-    Status,
+    Status {
+        #[command(flatten)]
+        node: NodeArg,
+    },
     /// Operator: usage counts per institution and lookup kind.
     Usage {
+        #[command(flatten)]
+        node: NodeArg,
         /// Write the counts as CSV to this file (default: print them as JSON).
         #[arg(long)]
         export: Option<PathBuf>,
     },
     /// Operator: send delta batches (JSON Lines files) in order, one acknowledgement line each; stops at a refused one.
     Delta {
+        #[command(flatten)]
+        node: NodeArg,
         /// Delta batch files (JSON Lines), sent in this order.
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
     /// Operator: swap in a compiled snapshot directory (read by the server); prints the swap report.
     Swap {
+        #[command(flatten)]
+        node: NodeArg,
         /// The compiled snapshot directory (made absolute here; the server reads it).
         snapshot_dir: PathBuf,
     },
@@ -131,15 +148,21 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     }
 }
 
-async fn connect(conn: &ConnArgs) -> anyhow::Result<Client> {
-    Ok(Client::connect(&conn.options()?).await?)
-}
-
 /// A command with its input read and checked, ready to send.
 enum Ready {
+    /// Read-only: sent to any node, retried on another.
+    Read(Read),
+    /// Operator: sent to the node named, never failed over.
+    Operator(Option<String>, Operator),
+}
+
+enum Read {
     Lookup { query: Vec<u8>, format: Format, pretty: bool },
     Bulk { lines: Vec<Vec<u8>>, format: Format },
     Tickets { query: Vec<u8>, format: Format, pretty: bool },
+}
+
+enum Operator {
     Status,
     Usage { export: Option<PathBuf> },
     Delta { batches: Vec<(PathBuf, Vec<u8>)> },
@@ -149,65 +172,80 @@ enum Ready {
 async fn run(cli: Cli) -> anyhow::Result<()> {
     // Input and arguments first: a mistake there needs no connection.
     let ready = match cli.command {
-        Command::Lookup { file, out, pretty } => Ready::Lookup {
+        Command::Lookup { file, out, pretty } => Ready::Read(Read::Lookup {
             format: Format::new(&out.format, &out.encoding)?,
             query: cli::lookup_query(&cli::read_input(file.as_deref())?, file.as_deref())?,
             pretty,
-        },
-        Command::Bulk { file, out } => {
-            Ready::Bulk { format: Format::new(&out.format, &out.encoding)?, lines: cli::query_lines(&cli::read_input(file.as_deref())?) }
-        }
-        Command::Tickets { institution, month, date, out, pretty } => Ready::Tickets {
+        }),
+        Command::Bulk { file, out } => Ready::Read(Read::Bulk {
+            format: Format::new(&out.format, &out.encoding)?,
+            lines: cli::query_lines(&cli::read_input(file.as_deref())?),
+        }),
+        Command::Tickets { institution, month, date, out, pretty } => Ready::Read(Read::Tickets {
             format: Format::new(&out.format, &out.encoding)?,
             query: Client::tickets_query(institution.as_deref(), &month, date.as_deref()),
             pretty,
-        },
-        Command::Status => Ready::Status,
-        Command::Usage { export } => Ready::Usage { export },
-        Command::Delta { files } => Ready::Delta { batches: cli::read_batches(&files)? },
-        Command::Swap { snapshot_dir } => Ready::Swap { dir: cli::absolute(&snapshot_dir)? },
+        }),
+        Command::Status { node } => Ready::Operator(node.node, Operator::Status),
+        Command::Usage { node, export } => Ready::Operator(node.node, Operator::Usage { export }),
+        Command::Delta { node, files } => Ready::Operator(node.node, Operator::Delta { batches: cli::read_batches(&files)? }),
+        Command::Swap { node, snapshot_dir } => Ready::Operator(node.node, Operator::Swap { dir: cli::absolute(&snapshot_dir)? }),
     };
-    let client = connect(&cli.conn).await?;
-    let result = execute(&client, ready).await;
-    // Close politely on every path, so the server does not wait for an idle timeout.
-    client.close().await;
-    result
+    // Close politely on every path, so the servers do not wait for an idle timeout.
+    match ready {
+        Ready::Read(read) => {
+            let tier = Tier::connect(&cli.conn.tier()?).await?;
+            let result = execute_read(&tier, read).await;
+            tier.close().await;
+            result
+        }
+        Ready::Operator(node, op) => {
+            let client = Client::connect(&cli.conn.node(node.as_deref())?).await?;
+            let result = execute_operator(&client, op).await;
+            client.close().await;
+            result
+        }
+    }
 }
 
-async fn execute(client: &Client, ready: Ready) -> anyhow::Result<()> {
+async fn execute_read(tier: &Tier, read: Read) -> anyhow::Result<()> {
     let mut stdout = std::io::stdout().lock();
-    match ready {
-        Ready::Lookup { query, format, pretty } => {
-            let answer = client.lookup(&query).await?;
+    match read {
+        Read::Lookup { query, format, pretty } => {
+            let answer = tier.lookup(&query).await?;
             stdout.write_all(&format.render(&answer, pretty))?;
         }
-        Ready::Bulk { lines, format } => {
-            let mut results = client.bulk(lines).await?;
-            let mut kept = Vec::new();
-            while let Some(answer) = results.next().await? {
-                match format {
-                    Format::Json => {
-                        stdout.write_all(&format.render(&answer, false))?;
-                        stdout.flush()?;
+        Read::Bulk { lines, format } => {
+            // Answered whole by one node (a retry on another asks it all
+            // again), so the answers are written once they are all in.
+            let (answers, summary) = tier.bulk(&lines).await?;
+            match format {
+                Format::Json => {
+                    for answer in &answers {
+                        stdout.write_all(&format.render(answer, false))?;
                     }
-                    Format::Xml { .. } => kept.push(answer),
                 }
-            }
-            let summary = results.summary().cloned().context("the bulk ended without a summary")?;
-            if let Format::Xml { .. } = format {
-                stdout.write_all(&format.render(&cli::bulk_document(&kept, &summary), false))?;
+                Format::Xml { .. } => stdout.write_all(&format.render(&cli::bulk_document(&answers, &summary), false))?,
             }
             eprintln!("elig bulk: {} (generation {})", cli::bulk_counts(summary.items, summary.normal, summary.errors), summary.generation);
         }
-        Ready::Tickets { query, format, pretty } => {
-            let answer = client.tickets(&query).await?.collect().await?;
+        Read::Tickets { query, format, pretty } => {
+            let answer = tier.tickets(&query).await?;
             stdout.write_all(&format.render(&answer, pretty))?;
         }
-        Ready::Status => {
+    }
+    stdout.flush()?;
+    Ok(())
+}
+
+async fn execute_operator(client: &Client, op: Operator) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match op {
+        Operator::Status => {
             let status = client.status().await?;
             writeln!(stdout, "{}", serde_json::to_string_pretty(&status)?)?;
         }
-        Ready::Usage { export } => {
+        Operator::Usage { export } => {
             let report = client.usage().await?;
             match export {
                 Some(path) => {
@@ -217,8 +255,8 @@ async fn execute(client: &Client, ready: Ready) -> anyhow::Result<()> {
                 None => writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?,
             }
         }
-        Ready::Delta { batches } => cli::send_deltas(client, &batches, &mut stdout).await?,
-        Ready::Swap { dir } => {
+        Operator::Delta { batches } => cli::send_deltas(client, &batches, &mut stdout).await?,
+        Operator::Swap { dir } => {
             let report = client.swap(&dir).await?;
             writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
             if let Some(warning) = &report.compact_error {
