@@ -218,7 +218,7 @@ async fn run_publish(args: PublishArgs) -> anyhow::Result<()> {
     let js = jetstream::connect(&names).await?;
     let mut stream = jetstream::ensure_stream(&js, &names, args.replicas).await?;
     let node = match &args.node {
-        Some(addr) => Some(Client::connect(&ConnArgs { server: Some(addr.clone()), ..args.conn.clone() }.options()?).await?),
+        Some(addr) => Some(Client::connect(&args.conn.node(Some(addr))?).await?),
         None => None,
     };
     let mut stdout = std::io::stdout().lock();

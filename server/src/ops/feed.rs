@@ -285,85 +285,107 @@ async fn consume(
         .await
         .map_err(|e| format!("consumer '{}': {e}", feed.config.consumer))?;
     let mut position = start;
+    // One continuous pull: batches are delivered as they enter the stream
+    // (a fetch that returns at once when nothing is there would poll NATS
+    // in a loop). Every POLL without a batch, the node looks around.
+    let mut messages = consumer
+        .stream()
+        .max_messages_per_batch(PULL_BATCH)
+        .expires(POLL * 10)
+        .heartbeat(POLL * 4)
+        .messages()
+        .await
+        .map_err(|e| format!("consumer '{}': {e}", feed.config.consumer))?;
+    let mut tick = tokio::time::interval(POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut got = 0u64;
     loop {
-        let mut batch = consumer
-            .fetch()
-            .max_messages(PULL_BATCH)
-            .expires(POLL)
-            .messages()
-            .await
-            .map_err(|e| format!("consumer '{}': {e}", feed.config.consumer))?;
-        let mut got = 0;
-        while let Some(msg) = batch.next().await {
-            let msg = msg.map_err(|e| format!("consumer '{}': {e}", feed.config.consumer))?;
-            got += 1;
-            let (at, pending, published) = match msg.info() {
-                Ok(i) => (i.stream_sequence, i.pending, i.published.unix_timestamp()),
-                Err(e) => return Err(format!("message info: {e}")),
-            };
-            position = at + 1;
-            let expected = applied(engine) + 1;
-            let Some(seq) = names.seq_of(&msg.subject) else {
-                return Ok(Some(Refused { at, reason: format!("stream message {at} has subject '{}', not a batch", msg.subject) }));
-            };
-            if seq > expected {
-                // The next batch may sit later in the stream (replaced): look it up first.
-                if find_batch(stream, names, expected).await?.is_some_and(|m| m.sequence != at) {
-                    return Ok(None);
+        let msg = tokio::select! {
+            next = messages.next() => next.ok_or_else(|| format!("consumer '{}': its message stream ended", feed.config.consumer))?,
+            _ = tick.tick() => {
+                if std::mem::take(&mut got) == 0 {
+                    if let Some(reposition) = look_around(feed, engine, stream, position).await? {
+                        return Ok(reposition);
+                    }
                 }
-                return Ok(Some(Refused {
-                    at,
-                    reason: format!(
-                        "sequence gap: the stream holds batch {seq} at {at} but this node needs batch {expected}; nothing was skipped"
-                    ),
-                }));
+                continue;
             }
-            let engine2 = engine.clone();
-            let payload = msg.payload.clone();
-            let result = tokio::task::spawn_blocking(move || engine2.apply(&payload)).await.map_err(|e| e.to_string())?;
-            match result {
-                Ok(ack) => {
-                    // Counted before the ack: an ack lost with a NATS server is redelivered as a duplicate.
-                    let now = chrono::Utc::now().timestamp();
-                    feed.update(|s| {
-                        s.applied_seq = applied(engine);
-                        s.stream_seq = s.applied_seq + pending;
-                        s.lag_batches = pending;
-                        s.joined |= pending == 0;
-                        s.lag_secs = if pending == 0 { 0 } else { (now - published).max(0) as u64 };
-                        if !ack.duplicate {
-                            s.applied_from_stream += 1;
-                        }
-                    });
-                    msg.double_ack().await.map_err(|e| format!("ack of batch {seq}: {e}"))?;
-                }
-                Err(DeltaError::Log { seq, source }) => {
-                    // This node's disk, not the batch: never acknowledged, retried.
-                    return Err(format!("batch {seq} not applied: delta log: {source}"));
-                }
-                Err(e) => return Ok(Some(Refused { at, reason: e.to_string() })),
+        };
+        let msg = msg.map_err(|e| format!("consumer '{}': {e}", feed.config.consumer))?;
+        got += 1;
+        let (at, pending, published) = match msg.info() {
+            Ok(i) => (i.stream_sequence, i.pending, i.published.unix_timestamp()),
+            Err(e) => return Err(format!("message info: {e}")),
+        };
+        position = at + 1;
+        let expected = applied(engine) + 1;
+        let Some(seq) = names.seq_of(&msg.subject) else {
+            return Ok(Some(Refused { at, reason: format!("stream message {at} has subject '{}', not a batch", msg.subject) }));
+        };
+        if seq > expected {
+            // The next batch may sit later in the stream (replaced): look it up first.
+            if find_batch(stream, names, expected).await?.is_some_and(|m| m.sequence != at) {
+                return Ok(None);
             }
+            return Ok(Some(Refused {
+                at,
+                reason: format!("sequence gap: the stream holds batch {seq} at {at} but this node needs batch {expected}; nothing was skipped"),
+            }));
         }
-        if got == 0 {
-            // Caught up, unless the next batch was put earlier in the stream (a replacement).
-            let expected = applied(engine) + 1;
-            if let Some(m) = find_batch(stream, names, expected).await? {
-                if m.sequence < position {
-                    return Ok(None);
-                }
+        let engine2 = engine.clone();
+        let payload = msg.payload.clone();
+        let result = tokio::task::spawn_blocking(move || engine2.apply(&payload)).await.map_err(|e| e.to_string())?;
+        match result {
+            Ok(ack) => {
+                // Counted before the ack: an ack lost with a NATS server is redelivered as a duplicate.
+                let now = chrono::Utc::now().timestamp();
+                feed.update(|s| {
+                    s.applied_seq = applied(engine);
+                    s.stream_seq = s.applied_seq + pending;
+                    s.lag_batches = pending;
+                    s.joined |= pending == 0;
+                    s.lag_secs = if pending == 0 { 0 } else { (now - published).max(0) as u64 };
+                    if !ack.duplicate {
+                        s.applied_from_stream += 1;
+                    }
+                });
+                // Not waiting for the server to confirm the ack: the node's
+                // log is the truth, so an ack lost on the way is only a
+                // redelivery, acknowledged as a duplicate without effect.
+                // (Waiting for it cost a replicated fsync per batch.)
+                msg.ack().await.map_err(|e| format!("ack of batch {seq}: {e}"))?;
             }
-            let last = last_batch(stream, names).await.map_err(|e| e.to_string())?.0;
-            feed.update(|s| {
-                s.applied_seq = expected - 1;
-                s.stream_seq = last.max(expected - 1);
-                s.lag_batches = s.stream_seq - s.applied_seq;
-                s.joined |= s.lag_batches == 0;
-                if s.lag_batches == 0 {
-                    s.lag_secs = 0;
-                }
-            });
+            Err(DeltaError::Log { seq, source }) => {
+                // This node's disk, not the batch: never acknowledged, retried.
+                return Err(format!("batch {seq} not applied: delta log: {source}"));
+            }
+            Err(e) => return Ok(Some(Refused { at, reason: e.to_string() })),
         }
     }
+}
+
+/// No batch for a while: caught up, unless the next batch was put earlier
+/// in the stream (a replacement: `Some(None)`, position again). Refreshes
+/// the lag from the stream's last batch.
+async fn look_around(feed: &Feed, engine: &Engine, stream: &mut stream::Stream, position: u64) -> Result<Option<Option<Refused>>, String> {
+    let names = &feed.config.names;
+    let expected = applied(engine) + 1;
+    if let Some(m) = find_batch(stream, names, expected).await? {
+        if m.sequence < position {
+            return Ok(Some(None));
+        }
+    }
+    let last = last_batch(stream, names).await.map_err(|e| e.to_string())?.0;
+    feed.update(|s| {
+        s.applied_seq = expected - 1;
+        s.stream_seq = last.max(expected - 1);
+        s.lag_batches = s.stream_seq - s.applied_seq;
+        s.joined |= s.lag_batches == 0;
+        if s.lag_batches == 0 {
+            s.lag_secs = 0;
+        }
+    });
+    Ok(None)
 }
 
 /// Stopped: poll until the batch this node needs is in the stream anew
