@@ -52,11 +52,17 @@ struct Args {
     /// Lookups in flight on node A.
     #[arg(long, default_value_t = 4)]
     concurrency: usize,
+    /// Batches of 1,000 rows a second published while node A answers lookups (0: back to back).
+    #[arg(long, default_value_t = 5.0)]
+    follow_rate: f64,
 }
 
+/// A node serving on a thread of its own with a current-thread runtime,
+/// as `eligd` runs by default (`worker_threads = 1`), so the bench's
+/// publisher and clients do not share its runtime.
 struct Node {
     engine: Arc<Engine>,
-    server: Server,
+    stop: tokio_util::sync::CancellationToken,
     options: ClientOptions,
     _dir: tempfile::TempDir,
 }
@@ -79,16 +85,38 @@ fn config(dir: &Path, snapshot: &Path, urls: &[String], consumer: &str, follow_s
     Ok(RawConfig::from_file(&path)?.validate()?)
 }
 
-async fn start(pki: &DevPki, snapshot: &Path, urls: &[String], consumer: &str) -> anyhow::Result<Node> {
+fn start(pki: &DevPki, snapshot: &Path, urls: &[String], consumer: &str) -> anyhow::Result<Node> {
     let dir = tempfile::tempdir()?;
     pki.write(&dir.path().join("certs"))?;
     let config = config(dir.path(), snapshot, urls, consumer, false)?;
     let options = EngineOptions { lock_memory: false, ..EngineOptions::default() };
     let opened = state::open_engine(&config.snapshot_dir, &config.delta_log, options)?;
-    let engine = Arc::new(opened.engine);
-    let server = Server::start(&config, engine.clone()).await?;
-    let options = client_options(&server, &dir.path().join("certs"), "central")?;
-    Ok(Node { engine, server, options, _dir: dir })
+    serve(Arc::new(opened.engine), config, dir)
+}
+
+/// Serve `engine` on a thread of its own until the node's stop token.
+fn serve(engine: Arc<Engine>, config: Config, dir: tempfile::TempDir) -> anyhow::Result<Node> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let served = engine.clone();
+    let certs = dir.path().join("certs");
+    std::thread::spawn(move || {
+        let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => return drop(tx.send(Err(anyhow::Error::from(e)))),
+        };
+        rt.block_on(async move {
+            match Server::start(&config, served).await {
+                Ok(server) => {
+                    let options = client_options(&server, &certs, "central");
+                    let _ = tx.send(options.map(|o| (o, server.stop_token())));
+                    server.run().await;
+                }
+                Err(e) => drop(tx.send(Err(e.into()))),
+            }
+        });
+    });
+    let (options, stop) = rx.recv()??;
+    Ok(Node { engine, stop, options, _dir: dir })
 }
 
 fn client_options(server: &Server, certs: &Path, who: &str) -> anyhow::Result<ClientOptions> {
@@ -174,8 +202,8 @@ async fn main() -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let pki = DevPki::generate(elig_benches::CLINIC, &["localhost"])?;
-    let a = start(&pki, &snapshot_dir, &urls, "bench-a").await?;
-    let b = start(&pki, &snapshot_dir, &urls, "bench-b").await?;
+    let a = start(&pki, &snapshot_dir, &urls, "bench-a")?;
+    let b = start(&pki, &snapshot_dir, &urls, "bench-b")?;
     let engines = [&*a.engine, &*b.engine];
     let mut batches = Batches::new(&snapshot);
     let mut seq = 0u64;
@@ -235,11 +263,16 @@ async fn main() -> anyhow::Result<()> {
         let (js, names, following) = (js.clone(), names.clone(), following.clone());
         let mut stream = jetstream::ensure_stream(&js, &names, 3).await?;
         let texts: Vec<Vec<u8>> = (seq + 1..=seq + 600).map(|s| batches.next(&snapshot, s)).collect();
+        let pace = (args.follow_rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.follow_rate));
         tokio::spawn(async move {
             let mut sent = 0u64;
+            let started = Instant::now();
             for text in &texts {
                 if !following.load(Ordering::Relaxed) {
                     break;
+                }
+                if let Some(p) = pace {
+                    tokio::time::sleep_until((started + p * sent as u32).into()).await;
                 }
                 if publish(&js, &mut stream, &names, text).await.is_err() {
                     break;
@@ -257,10 +290,11 @@ async fn main() -> anyhow::Result<()> {
     println!("lookups on node A, concurrency {}, {} s each (µs):", args.concurrency, args.lookup_secs);
     println!("  idle:      {} lookups, p50 {:.0}  p99 {:.0}", idle.len(), micros(&idle, 0.5), micros(&idle, 0.99));
     println!(
-        "  following: {} lookups, p50 {:.0}  p99 {:.0}  ({sent} batches of {ROWS} rows applied meanwhile)",
+        "  following: {} lookups, p50 {:.0}  p99 {:.0}  ({sent} batches of {ROWS} rows applied meanwhile, {} a second asked)",
         busy.len(),
         micros(&busy, 0.5),
-        micros(&busy, 0.99)
+        micros(&busy, 0.99),
+        if args.follow_rate > 0.0 { format!("{}", args.follow_rate) } else { "back to back".into() }
     );
     println!("  p99 following / idle: {:.2}x", micros(&busy, 0.99) / micros(&idle, 0.99).max(1.0));
 
@@ -281,9 +315,8 @@ async fn main() -> anyhow::Result<()> {
     let options = EngineOptions { lock_memory: false, ..EngineOptions::default() };
     let opened = state::open_engine(&config.snapshot_dir, &config.delta_log, options)?;
     let opened_at = t.elapsed();
-    let engine = Arc::new(opened.engine);
-    let server = Server::start(&config, engine.clone()).await?;
-    wait_seq(&[&engine], seq, Duration::from_secs(600)).await?;
+    let joined = serve(Arc::new(opened.engine), config, dir)?;
+    wait_seq(&[&joined.engine], seq, Duration::from_secs(600)).await?;
     let ready = t.elapsed();
     println!("a new node joins from the store ({} persons, {seq} batches in the stream):", snapshot.persons());
     println!("  (publishing the snapshot to the bucket: {:.1} s)", upload.as_secs_f64());
@@ -294,8 +327,8 @@ async fn main() -> anyhow::Result<()> {
         (ready - opened_at).as_secs_f64(),
         ready.as_secs_f64()
     );
-    server.stop_token().cancel();
-    a.server.stop_token().cancel();
-    b.server.stop_token().cancel();
+    for n in [&joined, &a, &b] {
+        n.stop.cancel();
+    }
     Ok(())
 }
