@@ -4,49 +4,117 @@
 use crate::ids::{self, FieldError};
 use crate::model::*;
 
-/// One table of the export.
+/// One table of the export: a delta batch's `table` field, an export
+/// file's name. Parsed once ([`Table::parse`]), matched exhaustively.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Table {
+    Persons,
+    Certificates,
+    RevokedCertificates,
+    Insurance,
+    ElderlyCertificates,
+    LimitCertificates,
+    SpecificDiseaseCertificates,
+    Assistance,
+    Tickets,
+    ReferenceNumbers,
+    Consents,
+}
+
+/// The columns of a table.
 #[derive(Debug)]
-pub struct Table {
-    /// Name in delta batches (`persons`), file name without `.csv`.
-    pub name: &'static str,
-    pub required: &'static [&'static str],
-    pub optional: &'static [&'static str],
+struct Spec {
+    required: &'static [&'static str],
+    optional: &'static [&'static str],
     /// The columns that identify a row (delta deletes, uniqueness).
-    pub key: &'static [&'static str],
+    key: &'static [&'static str],
 }
 
 impl Table {
-    pub fn file_name(&self) -> String {
-        format!("{}.csv", self.name)
+    /// Every table in dependency order: parents before the rows that
+    /// refer to them (the order a compile reads them in).
+    pub const ALL: [Table; 11] = [
+        Table::Persons,
+        Table::RevokedCertificates,
+        Table::Certificates,
+        Table::Insurance,
+        Table::ElderlyCertificates,
+        Table::LimitCertificates,
+        Table::SpecificDiseaseCertificates,
+        Table::Assistance,
+        Table::Tickets,
+        Table::ReferenceNumbers,
+        Table::Consents,
+    ];
+
+    /// Name in delta batches (`persons`), file name without `.csv`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Table::Persons => "persons",
+            Table::Certificates => "certificates",
+            Table::RevokedCertificates => "revoked_certificates",
+            Table::Insurance => "insurance",
+            Table::ElderlyCertificates => "elderly_certificates",
+            Table::LimitCertificates => "limit_certificates",
+            Table::SpecificDiseaseCertificates => "specific_disease_certificates",
+            Table::Assistance => "assistance",
+            Table::Tickets => "tickets",
+            Table::ReferenceNumbers => "reference_numbers",
+            Table::Consents => "consents",
+        }
     }
 
-    pub fn knows(&self, column: &str) -> bool {
-        self.required.contains(&column) || self.optional.contains(&column)
+    /// The table named `name`, if there is one.
+    pub fn parse(name: &str) -> Option<Table> {
+        Table::ALL.into_iter().find(|t| t.name() == name)
     }
 
-    pub fn by_name(name: &str) -> Option<&'static Table> {
-        TABLES.iter().find(|t| t.name == name)
+    fn spec(self) -> &'static Spec {
+        &SPECS[self as usize]
+    }
+
+    pub fn required(self) -> &'static [&'static str] {
+        self.spec().required
+    }
+
+    pub fn optional(self) -> &'static [&'static str] {
+        self.spec().optional
+    }
+
+    /// The columns that identify a row (delta deletes, uniqueness).
+    pub fn key(self) -> &'static [&'static str] {
+        self.spec().key
+    }
+
+    pub fn file_name(self) -> String {
+        format!("{}.csv", self.name())
+    }
+
+    pub fn knows(self, column: &str) -> bool {
+        self.required().contains(&column) || self.optional().contains(&column)
     }
 }
 
-pub const PERSONS: &Table = &TABLES[0];
+impl std::fmt::Display for Table {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
 
-pub static TABLES: [Table; 11] = [
-    Table {
-        name: "persons",
+/// By `Table as usize`: the enum's declaration order.
+static SPECS: [Spec; 11] = [
+    Spec {
         required: &["person_id", "name", "sex", "birth_date"],
         optional: &["name_kana", "other_name", "other_name_kana", "address", "post_number"],
         key: &["person_id"],
     },
-    Table {
-        name: "certificates",
+    Spec {
         required: &["serial_number", "processing_number", "person_id", "valid_from", "valid_to"],
         optional: &[],
         key: &["serial_number", "person_id"],
     },
-    Table { name: "revoked_certificates", required: &["serial_number", "revoked_at"], optional: &[], key: &["serial_number"] },
-    Table {
-        name: "insurance",
+    Spec { required: &["serial_number", "revoked_at"], optional: &[], key: &["serial_number"] },
+    Spec {
         required: &[
             "qualification_id",
             "person_id",
@@ -71,32 +139,27 @@ pub static TABLES: [Table; 11] = [
         ],
         key: &["qualification_id"],
     },
-    Table {
-        name: "elderly_certificates",
+    Spec {
         required: &["qualification_id", "valid_from", "valid_to", "contribution_ratio"],
         optional: &["issue_date"],
         key: &["qualification_id"],
     },
-    Table {
-        name: "limit_certificates",
+    Spec {
         required: &["qualification_id", "classification", "category", "valid_from", "valid_to"],
         optional: &["issue_date", "long_term_date"],
         key: &["qualification_id"],
     },
-    Table {
-        name: "specific_disease_certificates",
+    Spec {
         required: &["qualification_id", "category", "valid_from"],
         optional: &["issue_date", "valid_to", "self_pay"],
         key: &["qualification_id", "category"],
     },
-    Table {
-        name: "assistance",
+    Spec {
         required: &["assistance_id", "person_id", "payer_number", "recipient_number", "welfare_office", "start_date"],
         optional: &["end_date"],
         key: &["assistance_id"],
     },
-    Table {
-        name: "tickets",
+    Spec {
         required: &["ticket_id", "assistance_id", "ticket_type", "treatment_month", "valid_from", "valid_to", "institution_code"],
         optional: &[
             "issue_number",
@@ -122,14 +185,8 @@ pub static TABLES: [Table; 11] = [
         ],
         key: &["ticket_id"],
     },
-    Table {
-        name: "reference_numbers",
-        required: &["institution_code", "person_id", "reference_number"],
-        optional: &[],
-        key: &["institution_code", "person_id"],
-    },
-    Table {
-        name: "consents",
+    Spec { required: &["institution_code", "person_id", "reference_number"], optional: &[], key: &["institution_code", "person_id"] },
+    Spec {
         required: &["institution_code", "person_id", "kind", "consented_at"],
         optional: &["expires_at"],
         key: &["institution_code", "person_id", "kind"],
@@ -281,13 +338,13 @@ fn post_number(c: &str, v: &str) -> Result<String, RowError> {
 }
 
 /// Validate one row of `table`.
-pub fn parse_row(table: &Table, f: &impl Fields) -> Result<Row, RowError> {
+pub fn parse_row(table: Table, f: &impl Fields) -> Result<Row, RowError> {
     if let Some(e) = f.unreadable() {
         return Err(e);
     }
     let r = R(f);
-    Ok(match table.name {
-        "persons" => {
+    Ok(match table {
+        Table::Persons => {
             let post = match r.opt("post_number") {
                 None => String::new(),
                 Some(v) => post_number("post_number", v)?,
@@ -307,7 +364,7 @@ pub fn parse_row(table: &Table, f: &impl Fields) -> Result<Row, RowError> {
                 ..Default::default()
             })
         }
-        "certificates" => {
+        Table::Certificates => {
             let cert = Certificate {
                 serial_number: r.field("serial_number", |v| ids::certificate_key("serial_number", v))?,
                 processing_number: r.field("processing_number", |v| ids::certificate_key("processing_number", v))?,
@@ -318,11 +375,11 @@ pub fn parse_row(table: &Table, f: &impl Fields) -> Result<Row, RowError> {
             ordered("valid_from", cert.valid_from, "valid_to", cert.valid_to)?;
             Row::Certificate { person_id: r.id("person_id")?, cert }
         }
-        "revoked_certificates" => Row::Revoked {
+        Table::RevokedCertificates => Row::Revoked {
             serial: r.field("serial_number", |v| ids::certificate_key("serial_number", v))?,
             revoked_at: r.timestamp("revoked_at")?,
         },
-        "insurance" => {
+        Table::Insurance => {
             let disq = r.opt_date("disqualification_date")?;
             let ins = Insurance {
                 qualification_id: r.id("qualification_id")?,
@@ -361,7 +418,7 @@ pub fn parse_row(table: &Table, f: &impl Fields) -> Result<Row, RowError> {
             ordered("card_valid_from", ins.card_valid_from, "card_valid_to", ins.card_valid_to)?;
             Row::Insurance { person_id: r.id("person_id")?, ins }
         }
-        "elderly_certificates" => {
+        Table::ElderlyCertificates => {
             let elderly = Elderly {
                 issue_date: r.opt_date("issue_date")?,
                 valid_from: r.date("valid_from")?,
@@ -371,7 +428,7 @@ pub fn parse_row(table: &Table, f: &impl Fields) -> Result<Row, RowError> {
             ordered("valid_from", elderly.valid_from, "valid_to", elderly.valid_to)?;
             Row::Elderly { qualification_id: r.id("qualification_id")?, elderly }
         }
-        "limit_certificates" => {
+        Table::LimitCertificates => {
             let limit = Limit {
                 classification: r.code("classification", &["01", "02", "03"])?,
                 category: r.code("category", LIMIT_CATEGORIES)?,
@@ -383,7 +440,7 @@ pub fn parse_row(table: &Table, f: &impl Fields) -> Result<Row, RowError> {
             ordered("valid_from", limit.valid_from, "valid_to", limit.valid_to)?;
             Row::Limit { qualification_id: r.id("qualification_id")?, limit }
         }
-        "specific_disease_certificates" => {
+        Table::SpecificDiseaseCertificates => {
             let disease = SpecificDisease {
                 category: r.code("category", &["1", "2", "3"])?,
                 issue_date: r.opt_date("issue_date")?,
@@ -394,7 +451,7 @@ pub fn parse_row(table: &Table, f: &impl Fields) -> Result<Row, RowError> {
             ordered("valid_from", disease.valid_from, "valid_to", disease.valid_to)?;
             Row::SpecificDisease { qualification_id: r.id("qualification_id")?, disease }
         }
-        "assistance" => {
+        Table::Assistance => {
             let payer = r.field("payer_number", ids::payer_number)?;
             if !payer.starts_with("12") {
                 return Err(RowError::new("payer_number", &payer, "medical assistance payers have law code 12"));
@@ -411,7 +468,7 @@ pub fn parse_row(table: &Table, f: &impl Fields) -> Result<Row, RowError> {
             ordered("start_date", asst.start_date, "end_date", asst.end_date)?;
             Row::Assistance { person_id: r.id("person_id")?, asst }
         }
-        "tickets" => {
+        Table::Tickets => {
             let ticket = Ticket {
                 ticket_id: r.id("ticket_id")?,
                 ticket_type: r.code("ticket_type", &["01", "02"])?,
@@ -445,14 +502,14 @@ pub fn parse_row(table: &Table, f: &impl Fields) -> Result<Row, RowError> {
             ordered("valid_from", ticket.valid_from, "valid_to", ticket.valid_to)?;
             Row::Ticket { assistance_id: r.id("assistance_id")?, ticket }
         }
-        "reference_numbers" => Row::Reference {
+        Table::ReferenceNumbers => Row::Reference {
             person_id: r.id("person_id")?,
             reference: ReferenceNumber {
                 institution_code: r.field("institution_code", ids::institution_code)?,
                 reference_number: r.req_text("reference_number", 50)?,
             },
         },
-        "consents" => {
+        Table::Consents => {
             let kind_text = r.req("kind")?;
             let kind = ConsentKind::parse(kind_text).ok_or_else(|| {
                 RowError::new("kind", kind_text, "must be one of pharmacy, checkup, diagnosis, operation, limit, specific_disease")
@@ -470,26 +527,27 @@ pub fn parse_row(table: &Table, f: &impl Fields) -> Result<Row, RowError> {
                 consent: Consent { institution_code: r.field("institution_code", ids::institution_code)?, kind, consented_at, expires_at },
             }
         }
-        other => return Err(RowError::new("table", other, "unknown table")),
     })
 }
 
 /// The key of a row (`Table::key` columns joined), for uniqueness checks.
-pub fn row_key(row: &Row) -> (&'static str, String) {
+pub fn row_key(row: &Row) -> (Table, String) {
     match row {
-        Row::Person(p) => ("persons", p.person_id.clone()),
-        Row::Certificate { person_id, cert } => ("certificates", format!("{}|{person_id}", cert.serial_number)),
-        Row::Revoked { serial, .. } => ("revoked_certificates", serial.clone()),
-        Row::Insurance { ins, .. } => ("insurance", ins.qualification_id.clone()),
-        Row::Elderly { qualification_id, .. } => ("elderly_certificates", qualification_id.clone()),
-        Row::Limit { qualification_id, .. } => ("limit_certificates", qualification_id.clone()),
+        Row::Person(p) => (Table::Persons, p.person_id.clone()),
+        Row::Certificate { person_id, cert } => (Table::Certificates, format!("{}|{person_id}", cert.serial_number)),
+        Row::Revoked { serial, .. } => (Table::RevokedCertificates, serial.clone()),
+        Row::Insurance { ins, .. } => (Table::Insurance, ins.qualification_id.clone()),
+        Row::Elderly { qualification_id, .. } => (Table::ElderlyCertificates, qualification_id.clone()),
+        Row::Limit { qualification_id, .. } => (Table::LimitCertificates, qualification_id.clone()),
         Row::SpecificDisease { qualification_id, disease } => {
-            ("specific_disease_certificates", format!("{qualification_id}|{}", disease.category))
+            (Table::SpecificDiseaseCertificates, format!("{qualification_id}|{}", disease.category))
         }
-        Row::Assistance { asst, .. } => ("assistance", asst.assistance_id.clone()),
-        Row::Ticket { ticket, .. } => ("tickets", ticket.ticket_id.clone()),
-        Row::Reference { person_id, reference } => ("reference_numbers", format!("{}|{person_id}", reference.institution_code)),
-        Row::Consent { person_id, consent } => ("consents", format!("{}|{person_id}|{}", consent.institution_code, consent.kind.name())),
+        Row::Assistance { asst, .. } => (Table::Assistance, asst.assistance_id.clone()),
+        Row::Ticket { ticket, .. } => (Table::Tickets, ticket.ticket_id.clone()),
+        Row::Reference { person_id, reference } => (Table::ReferenceNumbers, format!("{}|{person_id}", reference.institution_code)),
+        Row::Consent { person_id, consent } => {
+            (Table::Consents, format!("{}|{person_id}|{}", consent.institution_code, consent.kind.name()))
+        }
     }
 }
 
@@ -506,7 +564,7 @@ mod tests {
     }
 
     fn row(table: &str, cols: &[(&'static str, &'static str)]) -> Result<Row, RowError> {
-        parse_row(Table::by_name(table).unwrap(), &M(cols.iter().copied().collect()))
+        parse_row(Table::parse(table).unwrap(), &M(cols.iter().copied().collect()))
     }
 
     #[test]
@@ -564,5 +622,16 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.column, "kind");
+    }
+
+    #[test]
+    fn every_table_parses_from_its_name_and_keys_on_its_columns() {
+        for t in Table::ALL {
+            assert_eq!(Table::parse(t.name()), Some(t));
+            assert_eq!(t.to_string(), t.name());
+            assert!(t.key().iter().all(|c| t.required().contains(c)), "{t}: key columns are required columns");
+        }
+        assert_eq!(Table::parse("person"), None);
+        assert_eq!((Table::Persons.key(), Table::Consents.key()), (&["person_id"][..], &["institution_code", "person_id", "kind"][..]));
     }
 }

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use elig_engine::envelope::FORMAT_VERSION;
 use elig_engine::manifest::{FileEntry, IndexName, Manifest, SourceFile, ANOMALIES_FILE};
 use elig_engine::model::*;
-use elig_engine::rows::{self, parse_row, Row, RowError, Table, TABLES};
+use elig_engine::rows::{self, parse_row, Row, RowError, Table};
 use xxhash_rust::xxh3::xxh3_128;
 
 use crate::export::{locate, Encoding, ExportError, ExportFile};
@@ -235,28 +235,13 @@ impl Pass1 {
     }
 }
 
-/// Tables in dependency order: parents before the rows that refer to them.
-const ORDER: [&str; 11] = [
-    "persons",
-    "revoked_certificates",
-    "certificates",
-    "insurance",
-    "elderly_certificates",
-    "limit_certificates",
-    "specific_disease_certificates",
-    "assistance",
-    "tickets",
-    "reference_numbers",
-    "consents",
-];
-
 /// Compile an export directory into a published snapshot.
 pub fn compile(opts: &CompileOptions) -> Result<CompileSummary, CompileError> {
     let started = Instant::now();
     let (today, now) = elig_engine::ids::japan_now();
     let today = opts.today.unwrap_or(today);
     let generation = opts.generation.unwrap_or(now);
-    if locate(&opts.input, rows::PERSONS).is_none() {
+    if locate(&opts.input, Table::Persons).is_none() {
         return Err(ExportError::NoPersons { dir: opts.input.clone() }.into());
     }
     let staging = Staging::begin(&opts.out, generation)?;
@@ -314,8 +299,8 @@ fn run(
     };
     let progress = crate::progress::Progress::new(opts.progress);
     let mut sources = Vec::new();
-    for name in ORDER {
-        let table: &'static Table = TABLES.iter().find(|t| t.name == name).expect("ORDER names only known tables");
+    // Parents before the rows that refer to them.
+    for table in Table::ALL {
         let Some(path) = locate(&opts.input, table) else { continue };
         sources.push(read_file(&path, table, opts.encoding, &mut p1, &progress)?);
     }
@@ -390,7 +375,7 @@ fn run(
 
 fn read_file(
     path: &Path,
-    table: &'static Table,
+    table: Table,
     encoding: Encoding,
     p1: &mut Pass1,
     progress: &crate::progress::Progress,
