@@ -18,8 +18,9 @@ use elig_engine::model::*;
 use elig_engine::rows::{self, parse_row, Row, RowError, Table};
 use xxhash_rust::xxh3::xxh3_128;
 
+pub use crate::error::CompileError;
 use crate::export::{locate, Encoding, ExportError, ExportFile};
-use crate::publish::{PublishError, Staging};
+use crate::publish::Staging;
 use crate::stage::{self, Buckets, Staged, StagedRow};
 use crate::writer::SnapshotWriter;
 pub use crate::writer::{retain, retention_cutoff};
@@ -58,29 +59,6 @@ impl CompileOptions {
             rejects: None,
             progress: false,
         }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CompileError {
-    #[error(transparent)]
-    Fold(#[from] crate::fold::FoldDeltaError),
-    #[error(transparent)]
-    Snapshot(#[from] elig_engine::snapshot::SnapshotError),
-    #[error(transparent)]
-    Export(#[from] ExportError),
-    #[error(transparent)]
-    Publish(#[from] PublishError),
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{rejected} of {rows} rows rejected ({ratio:.5}), over --max-reject-ratio {max}; nothing was published; see {rejects}")]
-    TooManyRejects { rejected: u64, rows: u64, ratio: f64, max: f64, rejects: PathBuf },
-}
-
-impl From<(PathBuf, std::io::Error)> for CompileError {
-    fn from((path, source): (PathBuf, std::io::Error)) -> Self {
-        CompileError::Io { path, source }
     }
 }
 
