@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use elig_benches::{bench_snapshot, clock, parse_all, sample_keys, successors, Family, KEYS, SEED};
+use elig_benches::{bench_snapshot, clock, parse_all, sample_keys, successors, KeyKind, KEYS, SEED};
 use elig_engine::engine::Engine;
 use elig_engine::query::Query;
 use elig_engine::snapshot::Snapshot;
@@ -114,9 +114,9 @@ fn main() {
     let snapshot = Snapshot::load(&base).unwrap_or_else(|e| panic!("{}: {e}", base.display()));
     let keys = sample_keys(&snapshot, KEYS, SEED);
     // Card and serial queries, interleaved.
-    let queries: Vec<Query> = parse_all(&keys.get(Family::Card).present)
+    let queries: Vec<Query> = parse_all(&keys.get(KeyKind::Card).present)
         .into_iter()
-        .zip(parse_all(&keys.get(Family::Serial).present))
+        .zip(parse_all(&keys.get(KeyKind::Serial).present))
         .flat_map(|(a, b)| [a, b])
         .collect();
     assert!(!queries.is_empty(), "the snapshot holds no card or serial keys");

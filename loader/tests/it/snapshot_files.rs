@@ -102,4 +102,3 @@ fn an_edited_delta_seq_is_refused() {
     let logs = tempfile::tempdir().unwrap();
     assert!(Engine::open_with_log(d.path(), &logs.path().join("deltas.log")).is_err());
 }
-

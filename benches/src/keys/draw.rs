@@ -14,7 +14,15 @@ use elig_loader::export::{locate, CsvFields, Encoding, ExportError, ExportFile};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::BenchError;
+/// Why keys could not be drawn.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    #[error("reading keys from the snapshot")]
+    Snapshot(#[source] elig_engine::snapshot::SnapshotError),
+    #[error("reading keys from the export")]
+    Export(#[source] elig_loader::export::ExportError),
+}
 
 /// What drawing keys needs of the bench's plan (`keys::KeyPlan`).
 #[derive(Debug, Clone, Copy)]
@@ -226,15 +234,15 @@ fn hash(key: &str) -> u64 {
     h.finish()
 }
 
-/// Whether the data holds a key (as the index stores it). One per bench run,
+/// Whether the data holds a key (as the index stores it). One per draw,
 /// so the variants' size difference costs nothing.
 #[allow(clippy::large_enum_variant)]
-pub(super) enum Presence {
-    Snapshot(Box<Snapshot>),
+pub(super) enum Presence<'a> {
+    Snapshot(&'a Snapshot),
     Export(KeyHashes),
 }
 
-impl Presence {
+impl Presence<'_> {
     pub(super) fn holds(&self, index: IndexName, key: &str) -> bool {
         match self {
             // Any slot whose fingerprint matches counts: a drawn key is then surely absent.
@@ -256,19 +264,19 @@ impl Presence {
 
 /// Call `each` with every row of `<table>.csv` (or `.csv.gz`) in `dir`; a
 /// missing file has no rows.
-fn each_row(dir: &Path, table: Table, mut each: impl FnMut(&CsvFields<'_>)) -> Result<(), BenchError> {
+fn each_row(dir: &Path, table: Table, mut each: impl FnMut(&CsvFields<'_>)) -> Result<(), KeyError> {
     let Some(path) = locate(dir, table) else { return Ok(()) };
-    let mut file = ExportFile::open(&path, table, Encoding::Utf8).map_err(BenchError::Export)?;
+    let mut file = ExportFile::open(&path, table, Encoding::Utf8).map_err(KeyError::Export)?;
     let mut record = Default::default();
-    while file.next_record(&mut record).map_err(BenchError::Export)?.is_some() {
+    while file.next_record(&mut record).map_err(KeyError::Export)?.is_some() {
         each(&file.fields(&record));
     }
     Ok(())
 }
 
-pub(super) fn from_export(dir: &Path, plan: &DrawPlan<'_>, rng: &mut ChaCha8Rng) -> Result<(Drawn, Presence), BenchError> {
+pub(super) fn from_export(dir: &Path, plan: &DrawPlan<'_>, rng: &mut ChaCha8Rng) -> Result<(Drawn, Presence<'static>), KeyError> {
     if locate(dir, Table::Persons).is_none() {
-        return Err(BenchError::Export(ExportError::NoPersons { dir: dir.to_path_buf() }));
+        return Err(KeyError::Export(ExportError::NoPersons { dir: dir.to_path_buf() }));
     }
     let month = plan.today / 100;
     let own = plan.own;
