@@ -31,4 +31,5 @@ pub mod residency;
 pub mod rows;
 pub mod snapshot;
 pub mod source;
+pub mod table;
 pub mod values;
