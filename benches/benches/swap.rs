@@ -13,7 +13,7 @@
 //! shortly before its swap would be cached (`ELIG_BENCH_COLD=1` leaves them
 //! as they are: on this VM, pages idle for a minute are paged out).
 //!
-//! Reported per swap: the `SwapReport` timings (verify, pre-fault, total),
+//! Reported per swap: the `SwapResult` timings (verify, pre-fault, total),
 //! the wall time of `Engine::swap`, and when the reader first answered from
 //! the new generation; then lookup p50/p99/p99.9/max steady vs during swaps.
 //! Target (issue): p99 during swaps within 2x of steady.
