@@ -32,7 +32,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use elig_benches::batches::{Batches, ROWS};
-use elig_benches::{bench_snapshot, clock, data_dir, parse_all, sample_keys, Family, KEYS, SEED, TODAY};
+use elig_benches::{bench_snapshot, clock, data_dir, parse_all, sample_keys, KeyKind, KEYS, SEED, TODAY};
 use elig_engine::delta_log::DeltaLog;
 use elig_engine::engine::Engine;
 use elig_engine::query::Query;
@@ -55,7 +55,7 @@ fn apply_batches(engine: &Engine, snapshot: &Snapshot, count: usize) -> Vec<Appl
             let ack = engine.apply(&text).unwrap_or_else(|e| panic!("batch {seq}: {e}"));
             let took = t.elapsed();
             assert_eq!((ack.seq, ack.duplicate), (seq, false));
-            (ack.rows, took)
+            (ack.rows as usize, took)
         })
         .collect()
 }
@@ -181,7 +181,7 @@ fn main() {
     }
     let rounds = env_usize("ELIG_BENCH_ROUNDS", 30);
     let keys = sample_keys(&snapshot, KEYS, SEED);
-    let sets: Vec<(String, Vec<Query>)> = [Family::Serial, Family::Card]
+    let sets: Vec<(String, Vec<Query>)> = [KeyKind::Serial, KeyKind::Card]
         .into_iter()
         .flat_map(|f| {
             let k = keys.get(f);

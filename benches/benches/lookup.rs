@@ -44,7 +44,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Bencher, Criterion, Throughput};
 use elig_benches::baseline::Baseline;
-use elig_benches::{bench_snapshot, clock, index_key, keys_per_family, parse_all, sample_keys, Family, Keys, KEYS, SEED};
+use elig_benches::{bench_snapshot, clock, index_key, keys_per_family, parse_all, sample_keys, KeyKind, Keys, KEYS, SEED};
 use elig_engine::answer::Answer;
 use elig_engine::engine::Engine;
 use elig_engine::lookup::View;
@@ -71,7 +71,7 @@ fn setup() -> &'static Setup {
 
 /// `ELIG_BENCH_BASELINE`: unset for every family, `0` for none, or a list
 /// such as `ticket,delegated`.
-fn baseline_enabled(family: Family) -> bool {
+fn baseline_enabled(family: KeyKind) -> bool {
     std::env::var("ELIG_BENCH_BASELINE").map_or(true, |v| v.split(',').any(|f| f.trim() == family.name()))
 }
 
@@ -121,7 +121,7 @@ fn outcomes(answers: &[Answer]) -> String {
 }
 
 /// The baseline must give the engine's answers, or the comparison means nothing.
-fn agree<'q>(base: &Baseline, view: &View<'_>, family: Family, queries: impl Iterator<Item = &'q Query>) {
+fn agree<'q>(base: &Baseline, view: &View<'_>, family: KeyKind, queries: impl Iterator<Item = &'q Query>) {
     let clock = clock();
     let (mut same, mut all) = (0, 0);
     for q in queries {
@@ -136,7 +136,7 @@ fn agree<'q>(base: &Baseline, view: &View<'_>, family: Family, queries: impl Ite
     eprintln!("lookup bench: {} baseline ({} keys) gives the engine's answer for {same} of {all} queries", family.name(), base.len());
 }
 
-fn family(c: &mut Criterion, family: Family) {
+fn family(c: &mut Criterion, family: KeyKind) {
     let s = setup();
     let generation = s.engine.pin();
     let view = generation.view();
@@ -210,23 +210,23 @@ fn family(c: &mut Criterion, family: Family) {
 }
 
 fn serial(c: &mut Criterion) {
-    family(c, Family::Serial)
+    family(c, KeyKind::Serial)
 }
 
 fn processing(c: &mut Criterion) {
-    family(c, Family::Processing)
+    family(c, KeyKind::Processing)
 }
 
 fn card(c: &mut Criterion) {
-    family(c, Family::Card)
+    family(c, KeyKind::Card)
 }
 
 fn ticket(c: &mut Criterion) {
-    family(c, Family::Ticket)
+    family(c, KeyKind::Ticket)
 }
 
 fn delegated(c: &mut Criterion) {
-    family(c, Family::Delegated)
+    family(c, KeyKind::Delegated)
 }
 
 fn config() -> Criterion {

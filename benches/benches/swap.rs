@@ -13,7 +13,7 @@
 //! shortly before its swap would be cached (`ELIG_BENCH_COLD=1` leaves them
 //! as they are: on this VM, pages idle for a minute are paged out).
 //!
-//! Reported per swap: the `SwapReport` timings (verify, pre-fault, total),
+//! Reported per swap: the `SwapResult` timings (verify, pre-fault, total),
 //! the wall time of `Engine::swap`, and when the reader first answered from
 //! the new generation; then lookup p50/p99/p99.9/max steady vs during swaps.
 //! Target (issue): p99 during swaps within 2x of steady.
@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use elig_benches::{bench_snapshot, clock, parse_all, sample_keys, successors, Family, KEYS, SEED};
+use elig_benches::{bench_snapshot, clock, parse_all, sample_keys, successors, KeyKind, KEYS, SEED};
 use elig_engine::engine::Engine;
 use elig_engine::query::Query;
 use elig_engine::snapshot::Snapshot;
@@ -114,9 +114,9 @@ fn main() {
     let snapshot = Snapshot::load(&base).unwrap_or_else(|e| panic!("{}: {e}", base.display()));
     let keys = sample_keys(&snapshot, KEYS, SEED);
     // Card and serial queries, interleaved.
-    let queries: Vec<Query> = parse_all(&keys.get(Family::Card).present)
+    let queries: Vec<Query> = parse_all(&keys.get(KeyKind::Card).present)
         .into_iter()
-        .zip(parse_all(&keys.get(Family::Serial).present))
+        .zip(parse_all(&keys.get(KeyKind::Serial).present))
         .flat_map(|(a, b)| [a, b])
         .collect();
     assert!(!queries.is_empty(), "the snapshot holds no card or serial keys");

@@ -24,11 +24,11 @@ use elig_engine::query::{Query, QueryKey};
 use elig_engine::snapshot::Snapshot;
 use elig_engine::values::{code, date, digit, insurer, number, text};
 
-use crate::Family;
+use crate::KeyKind;
 
 #[derive(Debug)]
 pub struct Baseline {
-    family: Family,
+    family: KeyKind,
     /// Key → the one person holding it (serial, processing, card, ticket).
     one: HashMap<String, PersonRecord>,
     /// Institution + month → every person a ticket of the month delegates there.
@@ -37,10 +37,10 @@ pub struct Baseline {
 }
 
 /// The keys of `family` a record holds, as the engine's indexes key them.
-fn keys_of(family: Family, p: &PersonRecord) -> Vec<String> {
+fn keys_of(family: KeyKind, p: &PersonRecord) -> Vec<String> {
     let mut keys = Vec::new();
     elig_engine::keys::record_keys(p, |name, key| {
-        if name == family.index() {
+        if name == family.index_name() {
             keys.push(key.to_string());
         }
     });
@@ -49,7 +49,7 @@ fn keys_of(family: Family, p: &PersonRecord) -> Vec<String> {
 
 impl Baseline {
     /// Deserialise every record of `snapshot` that holds a key of `family`.
-    pub fn build(snapshot: &Snapshot, family: Family) -> Baseline {
+    pub fn build(snapshot: &Snapshot, family: KeyKind) -> Baseline {
         let mut b = Baseline { family, one: HashMap::new(), many: HashMap::new(), generation: snapshot.generation().to_compact_string() };
         for (_, archived) in snapshot.iter_persons() {
             let p: PersonRecord = rkyv::deserialize::<PersonRecord, rkyv::rancor::Error>(archived).expect("a verified record deserialises");
@@ -57,7 +57,7 @@ impl Baseline {
             keys.sort();
             keys.dedup();
             for k in keys {
-                if family == Family::Delegated {
+                if family == KeyKind::Delegated {
                     b.many.entry(k).or_default().push(p.clone());
                 } else {
                     b.one.insert(k, p.clone());
@@ -83,11 +83,11 @@ impl Baseline {
     /// Answer one query of this baseline's family.
     pub fn answer(&self, q: &Query, clock: Clock) -> Answer {
         let mut answer = match (&q.key, self.family) {
-            (QueryKey::CertificateSerial(s), Family::Serial) => self.my_number(q, clock, s, true),
-            (QueryKey::ProcessingNumber(s), Family::Processing) => self.my_number(q, clock, s, false),
-            (QueryKey::InsuranceCard(c), Family::Card) => self.card(q, c),
-            (QueryKey::MedicalTicket(t), Family::Ticket) => self.ticket(q, t),
-            (QueryKey::DelegatedTickets { month }, Family::Delegated) => self.delegated(q, *month),
+            (QueryKey::CertificateSerial(s), KeyKind::Serial) => self.my_number(q, clock, s, true),
+            (QueryKey::ProcessingNumber(s), KeyKind::Processing) => self.my_number(q, clock, s, false),
+            (QueryKey::InsuranceCard(c), KeyKind::Card) => self.card(q, c),
+            (QueryKey::MedicalTicket(t), KeyKind::Ticket) => self.ticket(q, t),
+            (QueryKey::DelegatedTickets { month }, KeyKind::Delegated) => self.delegated(q, *month),
             _ => panic!("a {} baseline cannot answer a {} query", self.family.name(), q.key.kind()),
         };
         // Filled in place, as the engine does (the header is boxed).
@@ -95,7 +95,7 @@ impl Baseline {
         h.process_execution_time = number(clock.now);
         h.qualification_confirmation_date = number(q.date.into());
         h.medical_institution_code = Str::from(q.institution.as_str());
-        h.reference_classification = if matches!(self.family, Family::Serial | Family::Processing) { "1" } else { "2" }.into();
+        h.reference_classification = if matches!(self.family, KeyKind::Serial | KeyKind::Processing) { "1" } else { "2" }.into();
         h.segment_of_result = "1".into();
         h.character_code_identifier = "0".into();
         h.snapshot_generation = self.generation.clone();

@@ -1,11 +1,13 @@
-//! Shared data of the benches (`benches/README.md` says what each compares).
+//! Shared data of the benches (`benches/README.md` says what each compares),
+//! the key drawer and the load generator.
 //!
 //! [`snapshot`] generates a seeded synthetic export and compiles it once into
 //! `target/bench-data/p{persons}-s{seed}/snap`; later runs reuse it (a
-//! published snapshot is never modified, so reuse is safe). [`sample_keys`]
-//! draws real keys of every family from the snapshot's records, plus keys
-//! that are certainly absent. Everything is seeded: two runs ask the same
-//! questions of the same data.
+//! published snapshot is never modified, so reuse is safe). [`keys`] draws
+//! real keys of every kind from a snapshot's records or an export, plus keys
+//! that are certainly absent, for the criterion benches ([`sample_keys`]) and
+//! the load generator ([`loadgen`], binary `elig-bench`) alike. Everything is
+//! seeded: two runs ask the same questions of the same data.
 #![forbid(unsafe_code)]
 
 use std::path::{Path, PathBuf};
@@ -24,9 +26,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod baseline;
 pub mod batches;
-mod keys;
+pub mod keys;
+pub mod loadgen;
 
-pub use keys::{index_key, sample_keys, Family, FamilyKeys, Keys, CLINIC};
+pub use keys::{index_key, sample_keys, FamilyKeys, KeyKind, Keys, CLINIC};
 
 /// Seed of the synthetic export (the 10 million snapshot of the README uses it too).
 pub const SEED: u64 = 7;

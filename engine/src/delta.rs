@@ -7,7 +7,7 @@ use xxhash_rust::xxh3::xxh3_128;
 
 use crate::ids;
 use crate::model::ConsentKind;
-use crate::rows::{parse_row, Fields, Row, Table};
+use crate::rows::{parse_row, Fields, Row, RowError, Table};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {
@@ -87,16 +87,62 @@ pub enum Delete {
     Consent { institution: String, person_id: String, kind: ConsentKind },
 }
 
-/// Why a batch was refused: the 1-based line and the reason.
+/// Why a batch was refused: the 1-based line (0: the whole text) and the
+/// reason.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("line {line}: {message}")]
+#[error("line {line}: {reason}")]
 pub struct BatchError {
     pub line: usize,
-    pub message: String,
+    pub reason: LineError,
 }
 
-fn err(line: usize, message: impl Into<String>) -> BatchError {
-    BatchError { line, message: message.into() }
+/// What is wrong with one line of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LineError {
+    #[error("batch is not UTF-8: {0}")]
+    NotUtf8(std::str::Utf8Error),
+    #[error("empty batch: the first line must be {{\"seq\": N, \"created\": \"YYYYMMDDHHmmss\"}}")]
+    Empty,
+    /// serde_json's message (its error is not `Clone`).
+    #[error("header is not a JSON object: {0}")]
+    HeaderNotJson(String),
+    #[error("header 'seq' must be a positive integer")]
+    Seq,
+    #[error("header 'created' must be a timestamp string")]
+    CreatedMissing,
+    #[error("{0}")]
+    Created(ids::FieldError),
+    #[error("header: unknown field '{field}'")]
+    HeaderField { field: String },
+    #[error("not a JSON object: {0}")]
+    NotJson(String),
+    #[error("'op' must be \"upsert\" or \"delete\"")]
+    OpMissing,
+    #[error("unknown op '{value}': must be upsert or delete")]
+    Op { value: String },
+    #[error("'table' is required")]
+    TableMissing,
+    #[error("field 'table' value '{value}': unknown table")]
+    Table { value: String },
+    #[error("unknown field '{field}'")]
+    Field { field: String },
+    #[error("'{field}' must be an object")]
+    NotObject { field: &'static str },
+    #[error("table '{table}': unknown column '{column}'")]
+    Column { table: Table, column: String },
+    #[error("table '{table}': column '{column}' value {value}: must be a string")]
+    NotString { table: Table, column: String, value: String },
+    #[error("table '{table}': {source}")]
+    Row { table: Table, source: RowError },
+    #[error("table '{table}': key column '{column}' is required")]
+    KeyMissing { table: Table, column: &'static str },
+    #[error("table '{table}': column '{column}' value '{value}': {reason}")]
+    Key { table: Table, column: &'static str, value: String, reason: String },
+}
+
+fn err(line: usize, reason: LineError) -> BatchError {
+    BatchError { line, reason }
 }
 
 struct JsonFields<'a>(&'a Map<String, Value>);
@@ -108,13 +154,13 @@ impl Fields for JsonFields<'_> {
 }
 
 /// Every value must be a string (or null for absent), every column known.
-fn check_columns(line: usize, table: &Table, map: &Map<String, Value>, allowed: impl Fn(&str) -> bool) -> Result<(), BatchError> {
+fn check_columns(table: Table, map: &Map<String, Value>, allowed: impl Fn(&str) -> bool) -> Result<(), LineError> {
     for (k, v) in map {
         if !allowed(k) {
-            return Err(err(line, format!("table '{}': unknown column '{k}'", table.name)));
+            return Err(LineError::Column { table, column: k.clone() });
         }
         if !(v.is_string() || v.is_null()) {
-            return Err(err(line, format!("table '{}': column '{k}' value {v}: must be a string", table.name)));
+            return Err(LineError::NotString { table, column: k.clone(), value: v.to_string() });
         }
     }
     Ok(())
@@ -122,86 +168,90 @@ fn check_columns(line: usize, table: &Table, map: &Map<String, Value>, allowed: 
 
 /// Parse and validate a whole batch.
 pub fn parse_batch(text: &[u8]) -> Result<Batch, BatchError> {
-    let text = std::str::from_utf8(text).map_err(|e| err(0, format!("batch is not UTF-8: {e}")))?;
+    let text = std::str::from_utf8(text).map_err(|e| err(0, LineError::NotUtf8(e)))?;
     let mut lines = text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty());
-    let (_, head) =
-        lines.next().ok_or_else(|| err(1, "empty batch: the first line must be {\"seq\": N, \"created\": \"YYYYMMDDHHmmss\"}"))?;
-    let head: Map<String, Value> = serde_json::from_str(head).map_err(|e| err(1, format!("header is not a JSON object: {e}")))?;
-    let seq =
-        head.get("seq").and_then(Value::as_u64).filter(|s| *s > 0).ok_or_else(|| err(1, "header 'seq' must be a positive integer"))?;
-    let created_text = head.get("created").and_then(Value::as_str).ok_or_else(|| err(1, "header 'created' must be a timestamp string"))?;
-    let created = ids::timestamp("created", created_text).map_err(|e| err(1, e.to_string()))?;
-    if let Some(k) = head.keys().find(|k| *k != "seq" && *k != "created") {
-        return Err(err(1, format!("header: unknown field '{k}'")));
-    }
+    let (_, head) = lines.next().ok_or(err(1, LineError::Empty))?;
+    let (seq, created) = parse_header(head).map_err(|reason| err(1, reason))?;
     let rest: Vec<(usize, &str)> = lines.collect();
     let mut changes = Vec::with_capacity(rest.len());
     for &(i, line) in &rest {
-        changes.push((i + 1, parse_change(i + 1, line)?));
+        changes.push((i + 1, parse_change(line).map_err(|reason| err(i + 1, reason))?));
     }
     let digest = Digest::of_lines(rest.iter().map(|&(_, l)| l));
     Ok(Batch { seq, created, changes, digest })
 }
 
-fn parse_change(line: usize, text: &str) -> Result<Change, BatchError> {
-    let obj: Map<String, Value> = serde_json::from_str(text).map_err(|e| err(line, format!("not a JSON object: {e}")))?;
-    let op = obj.get("op").and_then(Value::as_str).ok_or_else(|| err(line, "'op' must be \"upsert\" or \"delete\""))?;
-    let table_name = obj.get("table").and_then(Value::as_str).ok_or_else(|| err(line, "'table' is required"))?;
-    let table = Table::by_name(table_name).ok_or_else(|| err(line, format!("unknown table '{table_name}'")))?;
+/// The header line: `(seq, created)`.
+fn parse_header(head: &str) -> Result<(u64, u64), LineError> {
+    let head: Map<String, Value> = serde_json::from_str(head).map_err(|e| LineError::HeaderNotJson(e.to_string()))?;
+    let seq = head.get("seq").and_then(Value::as_u64).filter(|s| *s > 0).ok_or(LineError::Seq)?;
+    let created_text = head.get("created").and_then(Value::as_str).ok_or(LineError::CreatedMissing)?;
+    let created = ids::timestamp("created", created_text).map_err(LineError::Created)?;
+    if let Some(k) = head.keys().find(|k| *k != "seq" && *k != "created") {
+        return Err(LineError::HeaderField { field: k.clone() });
+    }
+    Ok((seq, created))
+}
+
+fn parse_change(text: &str) -> Result<Change, LineError> {
+    let obj: Map<String, Value> = serde_json::from_str(text).map_err(|e| LineError::NotJson(e.to_string()))?;
+    let op = obj.get("op").and_then(Value::as_str).ok_or(LineError::OpMissing)?;
+    let table_name = obj.get("table").and_then(Value::as_str).ok_or(LineError::TableMissing)?;
+    let table = Table::parse(table_name).ok_or_else(|| LineError::Table { value: table_name.to_string() })?;
     let body_name = match op {
         "upsert" => "row",
         "delete" => "key",
-        other => return Err(err(line, format!("unknown op '{other}': must be upsert or delete"))),
+        other => return Err(LineError::Op { value: other.to_string() }),
     };
     if let Some(k) = obj.keys().find(|k| !["op", "table", body_name].contains(&k.as_str())) {
-        return Err(err(line, format!("unknown field '{k}'")));
+        return Err(LineError::Field { field: k.clone() });
     }
-    let body = obj.get(body_name).and_then(Value::as_object).ok_or_else(|| err(line, format!("'{body_name}' must be an object")))?;
+    let body = obj.get(body_name).and_then(Value::as_object).ok_or(LineError::NotObject { field: body_name })?;
     let fields = JsonFields(body);
     if op == "upsert" {
-        check_columns(line, table, body, |c| table.knows(c))?;
-        let row = parse_row(table, &fields).map_err(|e| err(line, format!("table '{}': {e}", table.name)))?;
+        check_columns(table, body, |c| table.knows(c))?;
+        let row = parse_row(table, &fields).map_err(|source| LineError::Row { table, source })?;
         return Ok(Change::Upsert(row));
     }
-    check_columns(line, table, body, |c| table.key.contains(&c))?;
-    let get =
-        |c: &str| fields.get(c).map(str::trim).ok_or_else(|| err(line, format!("table '{}': key column '{c}' is required", table.name)));
-    let field = |r: Result<String, ids::FieldError>, c: &str| {
-        r.map_err(|e| err(line, format!("table '{}': column '{c}' value '{}': {}", table.name, e.value, e.reason)))
+    check_columns(table, body, |c| table.key().contains(&c))?;
+    parse_delete(table, &fields).map(Change::Delete)
+}
+
+/// A delete's key columns.
+fn parse_delete(table: Table, fields: &JsonFields<'_>) -> Result<Delete, LineError> {
+    let get = |column: &'static str| fields.get(column).map(str::trim).ok_or(LineError::KeyMissing { table, column });
+    let field = |column: &'static str, r: Result<String, ids::FieldError>| {
+        r.map_err(|e| LineError::Key { table, column, value: e.value, reason: e.reason })
     };
-    let delete = match table.name {
-        "persons" => Delete::Person { person_id: get("person_id")?.into() },
-        "certificates" => Delete::Certificate {
-            serial: field(ids::certificate_key("serial_number", get("serial_number")?), "serial_number")?,
-            person_id: get("person_id")?.into(),
-        },
-        "revoked_certificates" => {
-            Delete::Revoked { serial: field(ids::certificate_key("serial_number", get("serial_number")?), "serial_number")? }
-        }
-        "insurance" => Delete::Insurance { qualification_id: get("qualification_id")?.into() },
-        "elderly_certificates" => Delete::Elderly { qualification_id: get("qualification_id")?.into() },
-        "limit_certificates" => Delete::Limit { qualification_id: get("qualification_id")?.into() },
-        "specific_disease_certificates" => {
+    let serial = || field("serial_number", ids::certificate_key("serial_number", get("serial_number")?));
+    let institution = || field("institution_code", ids::institution_code(get("institution_code")?));
+    Ok(match table {
+        Table::Persons => Delete::Person { person_id: get("person_id")?.into() },
+        Table::Certificates => Delete::Certificate { serial: serial()?, person_id: get("person_id")?.into() },
+        Table::RevokedCertificates => Delete::Revoked { serial: serial()? },
+        Table::Insurance => Delete::Insurance { qualification_id: get("qualification_id")?.into() },
+        Table::ElderlyCertificates => Delete::Elderly { qualification_id: get("qualification_id")?.into() },
+        Table::LimitCertificates => Delete::Limit { qualification_id: get("qualification_id")?.into() },
+        Table::SpecificDiseaseCertificates => {
             Delete::SpecificDisease { qualification_id: get("qualification_id")?.into(), category: get("category")?.into() }
         }
-        "assistance" => Delete::Assistance { assistance_id: get("assistance_id")?.into() },
-        "tickets" => Delete::Ticket { ticket_id: get("ticket_id")?.into() },
-        "reference_numbers" => Delete::Reference {
-            institution: field(ids::institution_code(get("institution_code")?), "institution_code")?,
-            person_id: get("person_id")?.into(),
-        },
-        "consents" => {
+        Table::Assistance => Delete::Assistance { assistance_id: get("assistance_id")?.into() },
+        Table::Tickets => Delete::Ticket { ticket_id: get("ticket_id")?.into() },
+        Table::ReferenceNumbers => Delete::Reference { institution: institution()?, person_id: get("person_id")?.into() },
+        Table::Consents => {
             let k = get("kind")?;
             Delete::Consent {
-                institution: field(ids::institution_code(get("institution_code")?), "institution_code")?,
+                institution: institution()?,
                 person_id: get("person_id")?.into(),
-                kind: ConsentKind::parse(k)
-                    .ok_or_else(|| err(line, format!("table 'consents': column 'kind' value '{k}': unknown kind")))?,
+                kind: ConsentKind::parse(k).ok_or_else(|| LineError::Key {
+                    table,
+                    column: "kind",
+                    value: k.to_string(),
+                    reason: "unknown kind".into(),
+                })?,
             }
         }
-        other => return Err(err(line, format!("unknown table '{other}'"))),
-    };
-    Ok(Change::Delete(delete))
+    })
 }
 
 #[cfg(test)]
@@ -250,7 +300,8 @@ mod tests {
 {\"op\": \"upsert\", \"table\": \"assistance\", \"row\": {\"assistance_id\": \"A\", \"person_id\": \"P9\", \"payer_number\": \"12130018\", \"recipient_number\": \"1234566\", \"welfare_office\": \"x\", \"start_date\": \"20260101\"}}\n";
         let e = parse_batch(text.as_bytes()).unwrap_err();
         assert_eq!(e.line, 3);
-        assert!(e.message.contains("payer_number") && e.message.contains("12130018") && e.message.contains("check digit"), "{e}");
+        let message = e.reason.to_string();
+        assert!(message.contains("payer_number") && message.contains("12130018") && message.contains("check digit"), "{e}");
         for (bad, want) in [
             ("{\"seq\": 0, \"created\": \"20261122101500\"}", "positive"),
             ("{\"seq\": 1}", "created"),
@@ -268,5 +319,9 @@ mod tests {
             let e = parse_batch(bad.as_bytes()).unwrap_err();
             assert!(e.to_string().contains(want), "{bad}: {e}");
         }
+        let e = parse_batch(b"{\"seq\": 1, \"created\": \"20261122101500\"}\n{\"op\": \"delete\", \"table\": \"nope\", \"key\": {}}")
+            .unwrap_err();
+        assert_eq!(e, BatchError { line: 2, reason: LineError::Table { value: "nope".into() } });
+        assert_eq!(e.to_string(), "line 2: field 'table' value 'nope': unknown table");
     }
 }

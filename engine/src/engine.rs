@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use crossbeam::channel::{unbounded, Sender};
+use elig_wire::report::{DeltaAck, DeltaCheck, EngineStatus, SwapResult};
 use serde::Serialize;
 
 use crate::delta::{parse_batch, Batch, BatchError, Digest};
 use crate::delta_log::{DeltaLog, LogError};
 use crate::lookup::View;
-use crate::overlay::{ApplyError, Overlay, OverlayStats};
+use crate::overlay::{ApplyError, Overlay};
 use crate::residency::{self, DoesNotFit, MemoryLimit, Residency};
 use crate::snapshot::{Snapshot, SnapshotError, SnapshotFiles};
 
@@ -82,57 +83,22 @@ pub enum OpenError {
     Snapshot(#[from] SnapshotError),
     #[error(transparent)]
     Log(#[from] LogError),
-    #[error("delta log: batch {seq} is invalid: {message}")]
-    Replay { seq: u64, message: String },
+    #[error("delta log: batch {seq} is invalid: {source}")]
+    Replay { seq: u64, source: ReplayError },
     #[error("delta log: expected batch {expected} after the snapshot, found {found}")]
     Gap { expected: u64, found: u64 },
     #[error("{dir}: {source}")]
     DoesNotFit { dir: std::path::PathBuf, source: DoesNotFit },
 }
 
-/// The answer to a delta batch.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Ack {
-    pub seq: u64,
-    /// Already applied before: acknowledged again without effect.
-    pub duplicate: bool,
-    pub rows: usize,
-    pub generation: u64,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct SwapReport {
-    pub previous_generation: u64,
-    pub generation: u64,
-    /// Deltas the new snapshot already includes.
-    pub snapshot_delta_seq: u64,
-    /// Newer batches carried over onto the new snapshot.
-    pub replayed: usize,
-    pub verify_ms: u64,
-    pub prefault_ms: u64,
-    pub total_ms: u64,
-    /// A failed log compaction does not undo the swap; it is reported here.
-    pub compact_error: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
-pub struct Status {
-    pub generation: u64,
-    pub snapshot_dir: String,
-    pub created: u64,
-    pub persons: u64,
-    pub snapshot_delta_seq: u64,
-    pub delta_seq: u64,
-    pub overlay: OverlayStats,
-    pub mapped_bytes: u64,
-    /// The snapshot's pages are locked in memory (see `Snapshot::prefault`).
-    #[serde(default)]
-    pub memory_locked: bool,
-    /// How the snapshot is held (`residency`).
-    #[serde(default)]
-    pub residency: Residency,
-    pub counts: Vec<(String, u64)>,
-    pub delta_log: Option<String>,
+/// Why a logged batch does not replay onto the snapshot.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReplayError {
+    #[error(transparent)]
+    Batch(#[from] BatchError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
 }
 
 /// What replaying the log on start did.
@@ -283,11 +249,9 @@ impl Engine {
                 if rec.seq != visible + 1 {
                     return Err(OpenError::Gap { expected: visible + 1, found: rec.seq });
                 }
-                let batch = parse_batch(&rec.payload).map_err(|e| OpenError::Replay { seq: rec.seq, message: e.to_string() })?;
-                gen.overlay
-                    .prepare(&gen.snapshot, &batch)
-                    .map_err(|e| OpenError::Replay { seq: rec.seq, message: e.to_string() })?
-                    .publish();
+                let replay_error = |e: ReplayError| OpenError::Replay { seq: rec.seq, source: e };
+                let batch = parse_batch(&rec.payload).map_err(|e| replay_error(e.into()))?;
+                gen.overlay.prepare(&gen.snapshot, &batch).map_err(|e| replay_error(e.into()))?.publish();
                 w.batches.push(Arc::new(batch));
                 replay.replayed += 1;
             }
@@ -308,19 +272,19 @@ impl Engine {
     }
 
     /// Validate, log durably, then publish one batch.
-    pub fn apply(&self, text: &[u8]) -> Result<Ack, DeltaError> {
+    pub fn apply(&self, text: &[u8]) -> Result<DeltaAck, DeltaError> {
         let batch = parse_batch(text)?;
         let mut w = self.lock();
         let gen = self.pin();
         let visible = gen.overlay.visible();
-        let rows = batch.changes.len();
+        let rows = batch.changes.len() as u64;
         if batch.seq <= visible {
             // A seq the snapshot folded in without this node's log knows no
             // digest: it can only be taken for the repeat it claims to be.
             if let Some(&applied) = w.digests.get(&batch.seq).filter(|d| **d != batch.digest) {
                 return Err(DeltaError::Conflict { seq: batch.seq, applied, offered: batch.digest });
             }
-            return Ok(Ack { seq: batch.seq, duplicate: true, rows, generation: gen.id() });
+            return Ok(DeltaAck { seq: batch.seq, duplicate: true, rows, generation: gen.id() });
         }
         if batch.seq != visible + 1 {
             return Err(DeltaError::Gap { expected: visible + 1, got: batch.seq });
@@ -332,35 +296,36 @@ impl Engine {
         prepared.publish();
         w.digests.insert(batch.seq, batch.digest);
         w.batches.push(Arc::new(batch));
-        Ok(Ack { seq: visible + 1, duplicate: false, rows, generation: gen.id() })
+        Ok(DeltaAck { seq: visible + 1, duplicate: false, rows, generation: gen.id() })
     }
 
     /// A dry run of [`Engine::apply`]: the batch is validated against the
     /// live state exactly as `apply` would validate it, and nothing is
-    /// logged or published. `Ack::seq` is the batch's.
-    pub fn check(&self, text: &[u8]) -> Result<Ack, DeltaError> {
+    /// logged or published.
+    pub fn check(&self, text: &[u8]) -> Result<DeltaCheck, DeltaError> {
         let batch = parse_batch(text)?;
         // The writer lock: the state checked is one no batch is changing.
         let w = self.lock();
         let gen = self.pin();
         let visible = gen.overlay.visible();
-        let rows = batch.changes.len();
+        let rows = batch.changes.len() as u64;
+        let checked = |duplicate| DeltaCheck { seq: batch.seq, duplicate, rows, node_seq: visible, generation: gen.id() };
         if batch.seq <= visible {
             if let Some(&applied) = w.digests.get(&batch.seq).filter(|d| **d != batch.digest) {
                 return Err(DeltaError::Conflict { seq: batch.seq, applied, offered: batch.digest });
             }
-            return Ok(Ack { seq: batch.seq, duplicate: true, rows, generation: gen.id() });
+            return Ok(checked(true));
         }
         if batch.seq != visible + 1 {
             return Err(DeltaError::Gap { expected: visible + 1, got: batch.seq });
         }
         drop(gen.overlay.prepare(&gen.snapshot, &batch).map_err(|source| DeltaError::Apply { seq: batch.seq, source })?);
-        Ok(Ack { seq: batch.seq, duplicate: false, rows, generation: gen.id() })
+        Ok(checked(false))
     }
 
     /// Open, verify and pre-fault a new snapshot off the request path, carry
     /// newer deltas over, then publish it in one store.
-    pub fn swap(&self, dir: &Path) -> Result<SwapReport, SwapError> {
+    pub fn swap(&self, dir: &Path) -> Result<SwapResult, SwapError> {
         let started = Instant::now();
         let mut w = self.lock();
         let live = self.pin();
@@ -385,6 +350,7 @@ impl Engine {
             replayed += 1;
         }
         let generation = snapshot.generation();
+        let delta_seq = overlay.visible();
         if self.options.lock_memory && self.options.residency == Residency::Resident {
             // The outgoing snapshot may be paged out while its last requests
             // finish; the lock limit then needs to cover one snapshot only.
@@ -407,11 +373,13 @@ impl Engine {
         if let Some(e) = &compact_error {
             tracing::warn!(error = %e, "delta log compaction failed after swap");
         }
-        Ok(SwapReport {
+        Ok(SwapResult {
             previous_generation: live.id(),
             generation,
+            snapshot_dir: dir.display().to_string(),
             snapshot_delta_seq: base,
             replayed,
+            delta_seq,
             verify_ms,
             prefault_ms,
             total_ms: started.elapsed().as_millis() as u64,
@@ -424,23 +392,24 @@ impl Engine {
         self.log_path.is_some()
     }
 
-    pub fn status(&self) -> Status {
+    /// The live generation as `status` reports it. Only pins the
+    /// generation (no lock): never waits for a swap or a batch.
+    pub fn status(&self) -> EngineStatus {
         let gen = self.pin();
         let m = gen.snapshot.manifest();
-        let log = self.log_path.as_ref().map(|p| p.display().to_string());
-        Status {
+        EngineStatus {
             generation: gen.id(),
-            snapshot_dir: gen.snapshot.dir().display().to_string(),
-            created: m.created,
-            persons: m.persons,
-            snapshot_delta_seq: m.delta_seq,
             delta_seq: gen.overlay.visible(),
+            persons: m.persons,
+            snapshot_created: m.created,
+            snapshot_dir: gen.snapshot.dir().display().to_string(),
+            snapshot_delta_seq: m.delta_seq,
+            counts: m.counts.iter().cloned().collect(),
             overlay: gen.overlay.stats(),
+            delta_log: self.log_path.as_ref().map(|p| p.display().to_string()),
             mapped_bytes: gen.snapshot.mapped_bytes(),
             memory_locked: gen.snapshot.memory_locked(),
             residency: self.options.residency,
-            counts: m.counts.clone(),
-            delta_log: log,
         }
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! A snapshot is a directory of rkyv archives ([`envelope`], [`model`],
 //! [`index`], [`manifest`]) mapped with memmap2 ([`mapped`], the one module
-//! with `unsafe`); [`lookup`] answers [`query`] documents with the real
+//! with `unsafe`) or held in memory ([`source`]); [`lookup`] answers [`query`] documents with the real
 //! system's validity codes as [`answer`] documents.
 
 pub mod answer;
@@ -30,4 +30,6 @@ pub mod rare;
 pub mod residency;
 pub mod rows;
 pub mod snapshot;
+pub mod source;
+pub mod table;
 pub mod values;

@@ -5,6 +5,8 @@
 //! 1. A published snapshot file is never modified, truncated or rewritten:
 //!    the loader writes a temporary directory, fsyncs it and renames it into
 //!    place once (`loader::publish`), and nothing writes into it afterwards.
+//!    A snapshot held in memory (`source::Bytes::Owned`) is owned by it and
+//!    never written after it was opened.
 //! 2. A payload is read with [`archived_unchecked`] only after
 //!    [`crate::envelope`] verified its checksum and rkyv validated it
 //!    (`Snapshot::verify`), or when this process serialised the bytes itself.

@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use dashmap::DashMap;
+use elig_wire::report::OverlayInfo;
 use rkyv::util::AlignedVec;
 use smallvec::SmallVec;
 
@@ -128,12 +129,27 @@ impl KeyFilter {
     }
 }
 
-/// A refused change: the batch line and why.
+/// A refused change, by its 1-based line in the batch.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("line {line}: {message}")]
-pub struct ApplyError {
-    pub line: usize,
-    pub message: String,
+#[non_exhaustive]
+pub enum ApplyError {
+    /// The change needs a row that does not exist (as of the batch so
+    /// far): `what` names its key column, `key` is the value sent.
+    #[error("line {line}: {what} '{key}' does not exist")]
+    Missing { line: usize, what: &'static str, key: String },
+}
+
+/// A row a change needs that does not exist; the line is added by
+/// [`Overlay::prepare`].
+struct Missing {
+    what: &'static str,
+    key: String,
+}
+
+impl Missing {
+    fn new(what: &'static str, key: &str) -> Missing {
+        Missing { what, key: key.to_string() }
+    }
 }
 
 #[derive(Debug)]
@@ -167,14 +183,6 @@ pub struct Overlay {
     bytes: AtomicU64,
 }
 
-/// Overlay size, for status and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub struct OverlayStats {
-    pub changed_rows: u64,
-    pub persons: u64,
-    pub bytes: u64,
-}
-
 impl Overlay {
     /// An empty overlay over `snapshot`, which includes deltas up to its
     /// manifest's `delta_seq`.
@@ -201,8 +209,9 @@ impl Overlay {
         self.visible.load(Ordering::Acquire)
     }
 
-    pub fn stats(&self) -> OverlayStats {
-        OverlayStats {
+    /// Overlay size, for status and metrics.
+    pub fn stats(&self) -> OverlayInfo {
+        OverlayInfo {
             changed_rows: self.changed_rows.load(Ordering::Relaxed),
             persons: self.persons.load(Ordering::Relaxed),
             bytes: self.bytes.load(Ordering::Relaxed),
@@ -318,7 +327,7 @@ impl Overlay {
     pub fn prepare<'a>(&'a self, snapshot: &'a Snapshot, batch: &Batch) -> Result<Prepared<'a>, ApplyError> {
         let mut w = Working { overlay: self, snapshot, records: HashMap::new(), revoked: Vec::new(), local: HashMap::new(), rows: 0 };
         for (line, change) in &batch.changes {
-            w.change(change).map_err(|message| ApplyError { line: *line, message })?;
+            w.change(change).map_err(|m| ApplyError::Missing { line: *line, what: m.what, key: m.key })?;
             w.rows += 1;
         }
         Ok(Prepared { w, seq: batch.seq })
@@ -428,12 +437,12 @@ impl Working<'_> {
         version.and_then(|v| v.map(deserialize))
     }
 
-    fn load(&mut self, pid: &str) -> Result<&mut PersonRecord, String> {
+    fn load(&mut self, pid: &str) -> Result<&mut PersonRecord, Missing> {
         if !self.records.contains_key(pid) {
             let cur = self.current(pid);
             self.records.insert(pid.into(), cur);
         }
-        self.records.get_mut(pid).and_then(Option::as_mut).ok_or_else(|| format!("person_id '{pid}' does not exist"))
+        self.records.get_mut(pid).and_then(Option::as_mut).ok_or_else(|| Missing::new("person_id", pid))
     }
 
     /// The person who holds id `key` of index `name` now. Candidates come
@@ -465,18 +474,18 @@ impl Working<'_> {
         candidates.into_iter().find(|pid| holds_now(pid)).map(|p| p.to_string())
     }
 
-    fn owner_of(&self, name: IndexName, key: &str, what: &str) -> Result<String, String> {
-        self.owner(name, key).ok_or_else(|| format!("{what} '{key}' does not exist"))
+    fn owner_of(&self, name: IndexName, key: &str, what: &'static str) -> Result<String, Missing> {
+        self.owner(name, key).ok_or_else(|| Missing::new(what, key))
     }
 
-    fn change(&mut self, change: &Change) -> Result<(), String> {
+    fn change(&mut self, change: &Change) -> Result<(), Missing> {
         match change {
             Change::Upsert(row) => self.upsert(row.clone()),
             Change::Delete(d) => self.delete(d),
         }
     }
 
-    fn upsert(&mut self, row: Row) -> Result<(), String> {
+    fn upsert(&mut self, row: Row) -> Result<(), Missing> {
         match row {
             Row::Person(p) => {
                 let pid = p.person_id.clone();
@@ -564,14 +573,14 @@ impl Working<'_> {
         Ok(())
     }
 
-    fn qualification(&mut self, qid: &str) -> Result<&mut Insurance, String> {
+    fn qualification(&mut self, qid: &str) -> Result<&mut Insurance, Missing> {
         let pid = self.owner_of(IndexName::QualificationId, qid, "qualification_id")?;
         let r = self.load(&pid)?;
-        r.insurance.iter_mut().find(|i| i.qualification_id == qid).ok_or_else(|| format!("qualification_id '{qid}' does not exist"))
+        r.insurance.iter_mut().find(|i| i.qualification_id == qid).ok_or_else(|| Missing::new("qualification_id", qid))
     }
 
-    fn delete(&mut self, d: &Delete) -> Result<(), String> {
-        let missing = |what: &str, key: &str| format!("{what} '{key}' does not exist");
+    fn delete(&mut self, d: &Delete) -> Result<(), Missing> {
+        let missing = Missing::new;
         match d {
             Delete::Person { person_id } => {
                 self.load(person_id)?;

@@ -8,27 +8,8 @@
 //! in as lookups touch them and the kernel evicts cold ones, so a snapshot
 //! larger than memory serves, a cold record at the cost of a disk read.
 
-use serde::{Deserialize, Serialize};
-
-/// How a snapshot is held.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Residency {
-    /// Pre-faulted (and locked with `lock_memory`); refused when it does not fit.
-    #[default]
-    Resident,
-    /// Paged in as lookups touch it: serves a snapshot larger than memory.
-    OnDemand,
-}
-
-impl Residency {
-    pub fn name(self) -> &'static str {
-        match self {
-            Residency::Resident => "resident",
-            Residency::OnDemand => "on_demand",
-        }
-    }
-}
+/// How a snapshot is held; a wire type, since `status` reports it.
+pub use elig_wire::report::Residency;
 
 /// What a resident snapshot must fit in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -1,140 +1,9 @@
-//! The tables of the export (`contract.md` section 1) and the validation of
-//! one row, shared by the loader (CSV) and the delta feed (JSON).
+//! The validation of one row of an export table (`contract.md` section 1,
+//! [`Table`]), shared by the loader (CSV) and the delta feed (JSON).
 
 use crate::ids::{self, FieldError};
 use crate::model::*;
-
-/// One table of the export.
-#[derive(Debug)]
-pub struct Table {
-    /// Name in delta batches (`persons`), file name without `.csv`.
-    pub name: &'static str,
-    pub required: &'static [&'static str],
-    pub optional: &'static [&'static str],
-    /// The columns that identify a row (delta deletes, uniqueness).
-    pub key: &'static [&'static str],
-}
-
-impl Table {
-    pub fn file_name(&self) -> String {
-        format!("{}.csv", self.name)
-    }
-
-    pub fn knows(&self, column: &str) -> bool {
-        self.required.contains(&column) || self.optional.contains(&column)
-    }
-
-    pub fn by_name(name: &str) -> Option<&'static Table> {
-        TABLES.iter().find(|t| t.name == name)
-    }
-}
-
-pub const PERSONS: &Table = &TABLES[0];
-
-pub static TABLES: [Table; 11] = [
-    Table {
-        name: "persons",
-        required: &["person_id", "name", "sex", "birth_date"],
-        optional: &["name_kana", "other_name", "other_name_kana", "address", "post_number"],
-        key: &["person_id"],
-    },
-    Table {
-        name: "certificates",
-        required: &["serial_number", "processing_number", "person_id", "valid_from", "valid_to"],
-        optional: &[],
-        key: &["serial_number", "person_id"],
-    },
-    Table { name: "revoked_certificates", required: &["serial_number", "revoked_at"], optional: &[], key: &["serial_number"] },
-    Table {
-        name: "insurance",
-        required: &[
-            "qualification_id",
-            "person_id",
-            "insurer_number",
-            "card_number",
-            "card_classification",
-            "personal_family",
-            "insurer_name",
-            "qualification_date",
-        ],
-        optional: &[
-            "card_symbol",
-            "branch_number",
-            "insured_name",
-            "disqualification_date",
-            "reason_of_loss",
-            "card_issue_date",
-            "card_valid_from",
-            "card_valid_to",
-            "contribution_ratio",
-            "preschool",
-        ],
-        key: &["qualification_id"],
-    },
-    Table {
-        name: "elderly_certificates",
-        required: &["qualification_id", "valid_from", "valid_to", "contribution_ratio"],
-        optional: &["issue_date"],
-        key: &["qualification_id"],
-    },
-    Table {
-        name: "limit_certificates",
-        required: &["qualification_id", "classification", "category", "valid_from", "valid_to"],
-        optional: &["issue_date", "long_term_date"],
-        key: &["qualification_id"],
-    },
-    Table {
-        name: "specific_disease_certificates",
-        required: &["qualification_id", "category", "valid_from"],
-        optional: &["issue_date", "valid_to", "self_pay"],
-        key: &["qualification_id", "category"],
-    },
-    Table {
-        name: "assistance",
-        required: &["assistance_id", "person_id", "payer_number", "recipient_number", "welfare_office", "start_date"],
-        optional: &["end_date"],
-        key: &["assistance_id"],
-    },
-    Table {
-        name: "tickets",
-        required: &["ticket_id", "assistance_id", "ticket_type", "treatment_month", "valid_from", "valid_to", "institution_code"],
-        optional: &[
-            "issue_number",
-            "institution_name",
-            "treatment_type",
-            "self_pay",
-            "injury_name_1",
-            "injury_name_2",
-            "injury_name_3",
-            "single_or_combined",
-            "social_insurance",
-            "consistency_flag",
-            "infectious_disease",
-            "elderly_medical_care",
-            "prefectural_expenses",
-            "prescriber_code",
-            "prescriber_name",
-            "district_contact",
-            "handling_contact",
-            "remarks_1",
-            "remarks_2",
-            "remarks_3",
-        ],
-        key: &["ticket_id"],
-    },
-    Table {
-        name: "reference_numbers",
-        required: &["institution_code", "person_id", "reference_number"],
-        optional: &[],
-        key: &["institution_code", "person_id"],
-    },
-    Table {
-        name: "consents",
-        required: &["institution_code", "person_id", "kind", "consented_at"],
-        optional: &["expires_at"],
-        key: &["institution_code", "person_id", "kind"],
-    },
-];
+pub use crate::table::Table;
 
 /// A rejected row: the column, its value and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -281,13 +150,13 @@ fn post_number(c: &str, v: &str) -> Result<String, RowError> {
 }
 
 /// Validate one row of `table`.
-pub fn parse_row(table: &Table, f: &impl Fields) -> Result<Row, RowError> {
+pub fn parse_row(table: Table, f: &impl Fields) -> Result<Row, RowError> {
     if let Some(e) = f.unreadable() {
         return Err(e);
     }
     let r = R(f);
-    Ok(match table.name {
-        "persons" => {
+    Ok(match table {
+        Table::Persons => {
             let post = match r.opt("post_number") {
                 None => String::new(),
                 Some(v) => post_number("post_number", v)?,
@@ -307,7 +176,7 @@ pub fn parse_row(table: &Table, f: &impl Fields) -> Result<Row, RowError> {
                 ..Default::default()
             })
         }
-        "certificates" => {
+        Table::Certificates => {
             let cert = Certificate {
                 serial_number: r.field("serial_number", |v| ids::certificate_key("serial_number", v))?,
                 processing_number: r.field("processing_number", |v| ids::certificate_key("processing_number", v))?,
@@ -318,11 +187,11 @@ pub fn parse_row(table: &Table, f: &impl Fields) -> Result<Row, RowError> {
             ordered("valid_from", cert.valid_from, "valid_to", cert.valid_to)?;
             Row::Certificate { person_id: r.id("person_id")?, cert }
         }
-        "revoked_certificates" => Row::Revoked {
+        Table::RevokedCertificates => Row::Revoked {
             serial: r.field("serial_number", |v| ids::certificate_key("serial_number", v))?,
             revoked_at: r.timestamp("revoked_at")?,
         },
-        "insurance" => {
+        Table::Insurance => {
             let disq = r.opt_date("disqualification_date")?;
             let ins = Insurance {
                 qualification_id: r.id("qualification_id")?,
@@ -361,7 +230,7 @@ pub fn parse_row(table: &Table, f: &impl Fields) -> Result<Row, RowError> {
             ordered("card_valid_from", ins.card_valid_from, "card_valid_to", ins.card_valid_to)?;
             Row::Insurance { person_id: r.id("person_id")?, ins }
         }
-        "elderly_certificates" => {
+        Table::ElderlyCertificates => {
             let elderly = Elderly {
                 issue_date: r.opt_date("issue_date")?,
                 valid_from: r.date("valid_from")?,
@@ -371,7 +240,7 @@ pub fn parse_row(table: &Table, f: &impl Fields) -> Result<Row, RowError> {
             ordered("valid_from", elderly.valid_from, "valid_to", elderly.valid_to)?;
             Row::Elderly { qualification_id: r.id("qualification_id")?, elderly }
         }
-        "limit_certificates" => {
+        Table::LimitCertificates => {
             let limit = Limit {
                 classification: r.code("classification", &["01", "02", "03"])?,
                 category: r.code("category", LIMIT_CATEGORIES)?,
@@ -383,7 +252,7 @@ pub fn parse_row(table: &Table, f: &impl Fields) -> Result<Row, RowError> {
             ordered("valid_from", limit.valid_from, "valid_to", limit.valid_to)?;
             Row::Limit { qualification_id: r.id("qualification_id")?, limit }
         }
-        "specific_disease_certificates" => {
+        Table::SpecificDiseaseCertificates => {
             let disease = SpecificDisease {
                 category: r.code("category", &["1", "2", "3"])?,
                 issue_date: r.opt_date("issue_date")?,
@@ -394,7 +263,7 @@ pub fn parse_row(table: &Table, f: &impl Fields) -> Result<Row, RowError> {
             ordered("valid_from", disease.valid_from, "valid_to", disease.valid_to)?;
             Row::SpecificDisease { qualification_id: r.id("qualification_id")?, disease }
         }
-        "assistance" => {
+        Table::Assistance => {
             let payer = r.field("payer_number", ids::payer_number)?;
             if !payer.starts_with("12") {
                 return Err(RowError::new("payer_number", &payer, "medical assistance payers have law code 12"));
@@ -411,7 +280,7 @@ pub fn parse_row(table: &Table, f: &impl Fields) -> Result<Row, RowError> {
             ordered("start_date", asst.start_date, "end_date", asst.end_date)?;
             Row::Assistance { person_id: r.id("person_id")?, asst }
         }
-        "tickets" => {
+        Table::Tickets => {
             let ticket = Ticket {
                 ticket_id: r.id("ticket_id")?,
                 ticket_type: r.code("ticket_type", &["01", "02"])?,
@@ -445,14 +314,14 @@ pub fn parse_row(table: &Table, f: &impl Fields) -> Result<Row, RowError> {
             ordered("valid_from", ticket.valid_from, "valid_to", ticket.valid_to)?;
             Row::Ticket { assistance_id: r.id("assistance_id")?, ticket }
         }
-        "reference_numbers" => Row::Reference {
+        Table::ReferenceNumbers => Row::Reference {
             person_id: r.id("person_id")?,
             reference: ReferenceNumber {
                 institution_code: r.field("institution_code", ids::institution_code)?,
                 reference_number: r.req_text("reference_number", 50)?,
             },
         },
-        "consents" => {
+        Table::Consents => {
             let kind_text = r.req("kind")?;
             let kind = ConsentKind::parse(kind_text).ok_or_else(|| {
                 RowError::new("kind", kind_text, "must be one of pharmacy, checkup, diagnosis, operation, limit, specific_disease")
@@ -470,26 +339,27 @@ pub fn parse_row(table: &Table, f: &impl Fields) -> Result<Row, RowError> {
                 consent: Consent { institution_code: r.field("institution_code", ids::institution_code)?, kind, consented_at, expires_at },
             }
         }
-        other => return Err(RowError::new("table", other, "unknown table")),
     })
 }
 
 /// The key of a row (`Table::key` columns joined), for uniqueness checks.
-pub fn row_key(row: &Row) -> (&'static str, String) {
+pub fn row_key(row: &Row) -> (Table, String) {
     match row {
-        Row::Person(p) => ("persons", p.person_id.clone()),
-        Row::Certificate { person_id, cert } => ("certificates", format!("{}|{person_id}", cert.serial_number)),
-        Row::Revoked { serial, .. } => ("revoked_certificates", serial.clone()),
-        Row::Insurance { ins, .. } => ("insurance", ins.qualification_id.clone()),
-        Row::Elderly { qualification_id, .. } => ("elderly_certificates", qualification_id.clone()),
-        Row::Limit { qualification_id, .. } => ("limit_certificates", qualification_id.clone()),
+        Row::Person(p) => (Table::Persons, p.person_id.clone()),
+        Row::Certificate { person_id, cert } => (Table::Certificates, format!("{}|{person_id}", cert.serial_number)),
+        Row::Revoked { serial, .. } => (Table::RevokedCertificates, serial.clone()),
+        Row::Insurance { ins, .. } => (Table::Insurance, ins.qualification_id.clone()),
+        Row::Elderly { qualification_id, .. } => (Table::ElderlyCertificates, qualification_id.clone()),
+        Row::Limit { qualification_id, .. } => (Table::LimitCertificates, qualification_id.clone()),
         Row::SpecificDisease { qualification_id, disease } => {
-            ("specific_disease_certificates", format!("{qualification_id}|{}", disease.category))
+            (Table::SpecificDiseaseCertificates, format!("{qualification_id}|{}", disease.category))
         }
-        Row::Assistance { asst, .. } => ("assistance", asst.assistance_id.clone()),
-        Row::Ticket { ticket, .. } => ("tickets", ticket.ticket_id.clone()),
-        Row::Reference { person_id, reference } => ("reference_numbers", format!("{}|{person_id}", reference.institution_code)),
-        Row::Consent { person_id, consent } => ("consents", format!("{}|{person_id}|{}", consent.institution_code, consent.kind.name())),
+        Row::Assistance { asst, .. } => (Table::Assistance, asst.assistance_id.clone()),
+        Row::Ticket { ticket, .. } => (Table::Tickets, ticket.ticket_id.clone()),
+        Row::Reference { person_id, reference } => (Table::ReferenceNumbers, format!("{}|{person_id}", reference.institution_code)),
+        Row::Consent { person_id, consent } => {
+            (Table::Consents, format!("{}|{person_id}|{}", consent.institution_code, consent.kind.name()))
+        }
     }
 }
 
@@ -506,7 +376,7 @@ mod tests {
     }
 
     fn row(table: &str, cols: &[(&'static str, &'static str)]) -> Result<Row, RowError> {
-        parse_row(Table::by_name(table).unwrap(), &M(cols.iter().copied().collect()))
+        parse_row(Table::parse(table).unwrap(), &M(cols.iter().copied().collect()))
     }
 
     #[test]

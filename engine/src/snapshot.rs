@@ -6,7 +6,6 @@
 
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
 use rkyv::util::AlignedVec;
 
 use crate::envelope::{self, EnvelopeError, FileKind, Footer};
@@ -14,6 +13,7 @@ use crate::index::{ArchivedHashIndex, HashIndex, Hit};
 use crate::manifest::{FileEntry, IndexName, Manifest, ManifestError, ANOMALIES_FILE, MANIFEST_FILE};
 use crate::mapped;
 use crate::model::{ArchivedPersonRecord, ArchivedPersonShard, PersonShard, SHARD_PERSONS};
+use crate::source::{Bytes, MemoryFiles, Source};
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -34,22 +34,20 @@ pub enum SnapshotError {
     MissingIndex { index: &'static str },
 }
 
-/// One opened file: its map, footer (where the payload ends), and the
+/// One opened file: its bytes, footer (where the payload ends), and the
 /// checksum its manifest entry promises.
 #[derive(Debug)]
 struct Part {
     path: PathBuf,
-    bytes: Mmap,
+    bytes: Bytes,
     footer: Footer,
     expected_checksum: String,
 }
 
 impl Part {
-    fn open(dir: &Path, entry: &FileEntry, kind: FileKind, generation: u64) -> Result<Part, SnapshotError> {
-        let path = dir.join(&entry.file);
-        // SAFETY: snapshot files are published once by rename and never
-        // modified afterwards (see `mapped`, invariant 1).
-        let map = unsafe { mapped::map_file(&path) }.map_err(|source| SnapshotError::Io { path: path.clone(), source })?;
+    fn open(from: Source<'_>, entry: &FileEntry, kind: FileKind, generation: u64) -> Result<Part, SnapshotError> {
+        let path = from.path(&entry.file);
+        let map = from.bytes(&entry.file).map_err(|source| SnapshotError::Io { path: path.clone(), source })?;
         let (footer, _) = envelope::open(&map, kind).map_err(|source| SnapshotError::Envelope { path: path.clone(), source })?;
         if footer.generation != generation {
             return Err(SnapshotError::Envelope {
@@ -78,8 +76,12 @@ pub struct SnapshotFiles {
 /// checksum and canonical form (`Manifest::decode`), so a manifest that was
 /// edited in any byte (its `delta_seq`, say) is refused.
 pub fn read_manifest(dir: &Path) -> Result<Manifest, SnapshotError> {
-    let path = dir.join(MANIFEST_FILE);
-    let text = std::fs::read(&path).map_err(|source| SnapshotError::Io { path: path.clone(), source })?;
+    manifest_of(Source::Dir(dir))
+}
+
+fn manifest_of(from: Source<'_>) -> Result<Manifest, SnapshotError> {
+    let path = from.path(MANIFEST_FILE);
+    let text = from.read(MANIFEST_FILE).map_err(|source| SnapshotError::Io { path: path.clone(), source })?;
     Manifest::decode(&text, envelope::FORMAT_VERSION).map_err(|source| match source {
         ManifestError::Version { found, expected } => SnapshotError::Version { found, expected },
         source => SnapshotError::Manifest { path, source },
@@ -88,8 +90,8 @@ pub fn read_manifest(dir: &Path) -> Result<Manifest, SnapshotError> {
 
 /// `anomalies.csv` must be the bytes the manifest lists (it is small: read
 /// whole at every open).
-fn check_anomalies(dir: &Path, entry: &FileEntry) -> Result<(), SnapshotError> {
-    let path = dir.join(ANOMALIES_FILE);
+fn check_anomalies(from: Source<'_>, entry: &FileEntry) -> Result<(), SnapshotError> {
+    let path = from.path(ANOMALIES_FILE);
     if entry.file != ANOMALIES_FILE {
         return Err(SnapshotError::Mismatch {
             path,
@@ -98,7 +100,7 @@ fn check_anomalies(dir: &Path, entry: &FileEntry) -> Result<(), SnapshotError> {
             expected: ANOMALIES_FILE.into(),
         });
     }
-    let bytes = std::fs::read(&path).map_err(|source| SnapshotError::Io { path: path.clone(), source })?;
+    let bytes = from.read(ANOMALIES_FILE).map_err(|source| SnapshotError::Io { path: path.clone(), source })?;
     if bytes.len() as u64 != entry.bytes {
         return Err(SnapshotError::Mismatch { path, what: "length", found: bytes.len().to_string(), expected: entry.bytes.to_string() });
     }
@@ -113,23 +115,34 @@ impl SnapshotFiles {
     /// Cheap open: manifest (with its checksum), the anomaly report's
     /// checksum, maps, magic, version and lengths.
     pub fn open(dir: &Path) -> Result<SnapshotFiles, SnapshotError> {
-        let manifest = read_manifest(dir)?;
-        check_anomalies(dir, &manifest.anomalies)?;
+        SnapshotFiles::open_from(Source::Dir(dir))
+    }
+
+    /// [`SnapshotFiles::open`] on a snapshot's files in memory (copied into
+    /// aligned buffers); `label` stands for the directory in errors and
+    /// [`Snapshot::dir`].
+    pub fn from_memory(label: &Path, files: &MemoryFiles) -> Result<SnapshotFiles, SnapshotError> {
+        SnapshotFiles::open_from(Source::Memory { label, files })
+    }
+
+    fn open_from(from: Source<'_>) -> Result<SnapshotFiles, SnapshotError> {
+        let manifest = manifest_of(from)?;
+        check_anomalies(from, &manifest.anomalies)?;
         let g = manifest.generation;
-        let shards = manifest.shards.iter().map(|e| Part::open(dir, e, FileKind::PersonShard, g)).collect::<Result<Vec<_>, _>>()?;
+        let shards = manifest.shards.iter().map(|e| Part::open(from, e, FileKind::PersonShard, g)).collect::<Result<Vec<_>, _>>()?;
         let mut indexes = Vec::with_capacity(IndexName::ALL.len());
         for name in IndexName::ALL {
             let entry = manifest.index(name).ok_or(SnapshotError::MissingIndex { index: name.name() })?;
-            indexes.push(Part::open(dir, entry, FileKind::HashIndex, g)?);
+            indexes.push(Part::open(from, entry, FileKind::HashIndex, g)?);
         }
-        Ok(SnapshotFiles { dir: dir.to_path_buf(), manifest, shards, indexes })
+        Ok(SnapshotFiles { dir: from.dir().to_path_buf(), manifest, shards, indexes })
     }
 
     pub fn manifest(&self) -> &Manifest {
         &self.manifest
     }
 
-    /// Bytes the files map.
+    /// Bytes the files map (or hold, in memory).
     pub fn mapped_bytes(&self) -> u64 {
         self.parts().map(|p| p.bytes.len() as u64).sum()
     }
@@ -246,6 +259,11 @@ impl Snapshot {
         SnapshotFiles::open(dir)?.verify()
     }
 
+    /// Open and verify a snapshot's files in memory ([`SnapshotFiles::from_memory`]).
+    pub fn from_memory(label: &Path, files: &MemoryFiles) -> Result<Snapshot, SnapshotError> {
+        SnapshotFiles::from_memory(label, files)?.verify()
+    }
+
     pub fn manifest(&self) -> &Manifest {
         &self.files.manifest
     }
@@ -277,11 +295,10 @@ impl Snapshot {
     pub fn prefault(&self) -> u64 {
         let mut sum = 0u64;
         for part in self.files.parts() {
-            let _ = part.bytes.advise(memmap2::Advice::WillNeed);
+            part.bytes.will_need();
             for b in part.bytes.iter().step_by(4096) {
                 sum = sum.wrapping_add(u64::from(*b));
             }
-            mapped::collapse_huge(&part.bytes);
         }
         std::hint::black_box(sum)
     }
@@ -300,9 +317,7 @@ impl Snapshot {
             Err(e) => {
                 // All or nothing: parts left locked would count against the
                 // limit while the status says "not locked".
-                maps().for_each(|m| {
-                    let _ = m.unlock();
-                });
+                maps().for_each(Bytes::unlock);
                 tracing::warn!(
                     dir = %self.files.dir.display(),
                     error = %e,
@@ -318,7 +333,7 @@ impl Snapshot {
     pub fn unlock_memory(&self) {
         if self.locked.swap(false, std::sync::atomic::Ordering::Relaxed) {
             for part in self.files.parts() {
-                let _ = part.bytes.unlock();
+                part.bytes.unlock();
             }
         }
     }

@@ -6,13 +6,13 @@
 
 use std::path::Path;
 
-use elig_engine::rows::{parse_row, TABLES};
+use elig_engine::rows::{parse_row, Table};
 use elig_loader::export::{Encoding, ExportFile};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, csv)) = data.split_first() else { return };
-    let table = &TABLES[pick as usize % TABLES.len()];
+    let table = Table::ALL[pick as usize % Table::ALL.len()];
     let encoding = if pick & 0x80 == 0 { Encoding::Utf8 } else { Encoding::ShiftJis };
     let name = if pick & 0x40 == 0 { "fuzz.csv" } else { "fuzz.csv.gz" };
     let reader = Box::new(std::io::Cursor::new(csv.to_vec()));

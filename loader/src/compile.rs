@@ -15,11 +15,12 @@ use std::time::{Duration, Instant};
 use elig_engine::envelope::FORMAT_VERSION;
 use elig_engine::manifest::{FileEntry, IndexName, Manifest, SourceFile, ANOMALIES_FILE};
 use elig_engine::model::*;
-use elig_engine::rows::{self, parse_row, Row, RowError, Table, TABLES};
+use elig_engine::rows::{self, parse_row, Row, RowError, Table};
 use xxhash_rust::xxh3::xxh3_128;
 
+pub use crate::error::CompileError;
 use crate::export::{locate, Encoding, ExportError, ExportFile};
-use crate::publish::{PublishError, Staging};
+use crate::publish::Staging;
 use crate::stage::{self, Buckets, Staged, StagedRow};
 use crate::writer::SnapshotWriter;
 pub use crate::writer::{retain, retention_cutoff};
@@ -58,29 +59,6 @@ impl CompileOptions {
             rejects: None,
             progress: false,
         }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum CompileError {
-    #[error(transparent)]
-    Fold(#[from] crate::fold::FoldDeltaError),
-    #[error(transparent)]
-    Snapshot(#[from] elig_engine::snapshot::SnapshotError),
-    #[error(transparent)]
-    Export(#[from] ExportError),
-    #[error(transparent)]
-    Publish(#[from] PublishError),
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
-    #[error("{rejected} of {rows} rows rejected ({ratio:.5}), over --max-reject-ratio {max}; nothing was published; see {rejects}")]
-    TooManyRejects { rejected: u64, rows: u64, ratio: f64, max: f64, rejects: PathBuf },
-}
-
-impl From<(PathBuf, std::io::Error)> for CompileError {
-    fn from((path, source): (PathBuf, std::io::Error)) -> Self {
-        CompileError::Io { path, source }
     }
 }
 
@@ -235,28 +213,13 @@ impl Pass1 {
     }
 }
 
-/// Tables in dependency order: parents before the rows that refer to them.
-const ORDER: [&str; 11] = [
-    "persons",
-    "revoked_certificates",
-    "certificates",
-    "insurance",
-    "elderly_certificates",
-    "limit_certificates",
-    "specific_disease_certificates",
-    "assistance",
-    "tickets",
-    "reference_numbers",
-    "consents",
-];
-
 /// Compile an export directory into a published snapshot.
 pub fn compile(opts: &CompileOptions) -> Result<CompileSummary, CompileError> {
     let started = Instant::now();
     let (today, now) = elig_engine::ids::japan_now();
     let today = opts.today.unwrap_or(today);
     let generation = opts.generation.unwrap_or(now);
-    if locate(&opts.input, rows::PERSONS).is_none() {
+    if locate(&opts.input, Table::Persons).is_none() {
         return Err(ExportError::NoPersons { dir: opts.input.clone() }.into());
     }
     let staging = Staging::begin(&opts.out, generation)?;
@@ -314,8 +277,8 @@ fn run(
     };
     let progress = crate::progress::Progress::new(opts.progress);
     let mut sources = Vec::new();
-    for name in ORDER {
-        let table: &'static Table = TABLES.iter().find(|t| t.name == name).expect("ORDER names only known tables");
+    // Parents before the rows that refer to them.
+    for table in Table::ALL {
         let Some(path) = locate(&opts.input, table) else { continue };
         sources.push(read_file(&path, table, opts.encoding, &mut p1, &progress)?);
     }
@@ -390,7 +353,7 @@ fn run(
 
 fn read_file(
     path: &Path,
-    table: &'static Table,
+    table: Table,
     encoding: Encoding,
     p1: &mut Pass1,
     progress: &crate::progress::Progress,

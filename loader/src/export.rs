@@ -138,7 +138,7 @@ impl<R: Read> Read for Hashing<R> {
 /// An open export file.
 pub struct ExportFile {
     pub path: PathBuf,
-    pub table: &'static Table,
+    pub table: Table,
     reader: csv::Reader<Box<dyn Read>>,
     encoding: Encoding,
     /// The raw fields of the last record (Shift_JIS is decoded from them).
@@ -152,7 +152,7 @@ pub struct ExportFile {
 }
 
 /// Find `<table>.csv` or `<table>.csv.gz` in `dir`.
-pub fn locate(dir: &Path, table: &Table) -> Option<PathBuf> {
+pub fn locate(dir: &Path, table: Table) -> Option<PathBuf> {
     let plain = dir.join(table.file_name());
     if plain.exists() {
         return Some(plain);
@@ -162,7 +162,7 @@ pub fn locate(dir: &Path, table: &Table) -> Option<PathBuf> {
 }
 
 impl ExportFile {
-    pub fn open(path: &Path, table: &'static Table, encoding: Encoding) -> Result<ExportFile, ExportError> {
+    pub fn open(path: &Path, table: Table, encoding: Encoding) -> Result<ExportFile, ExportError> {
         let io_err = |source| ExportError::Io { path: path.to_path_buf(), source };
         let file = File::open(path).map_err(io_err)?;
         let size = file.metadata().map_err(io_err)?.len();
@@ -171,13 +171,7 @@ impl ExportFile {
 
     /// [`ExportFile::open`] on the bytes of `reader` (named `path`, which
     /// also says whether it is gzip): for tests and the fuzz target.
-    pub fn from_reader(
-        path: &Path,
-        table: &'static Table,
-        encoding: Encoding,
-        size: u64,
-        reader: Box<dyn Read>,
-    ) -> Result<ExportFile, ExportError> {
+    pub fn from_reader(path: &Path, table: Table, encoding: Encoding, size: u64, reader: Box<dyn Read>) -> Result<ExportFile, ExportError> {
         let io_err = |source| ExportError::Io { path: path.to_path_buf(), source };
         let hash = std::rc::Rc::new(std::cell::RefCell::new((Xxh3::new(), 0u64)));
         let raw = Hashing { inner: reader, hash: hash.clone() };
@@ -202,14 +196,14 @@ impl ExportFile {
             let h = encoding.decode(h).map_err(|_| ExportError::HeaderEncoding { path: path.to_path_buf(), given: encoding.name() })?;
             let name = h.trim().trim_start_matches('\u{feff}').to_string();
             if !table.knows(&name) {
-                let known = table.required.iter().chain(table.optional).copied().collect::<Vec<_>>().join(", ");
+                let known = table.required().iter().chain(table.optional()).copied().collect::<Vec<_>>().join(", ");
                 return Err(ExportError::UnknownColumn { path: path.to_path_buf(), column: name, known });
             }
             if columns.insert(name.clone(), i).is_some() {
                 return Err(ExportError::DuplicateColumn { path: path.to_path_buf(), column: name });
             }
         }
-        if let Some(missing) = table.required.iter().find(|c| !columns.contains_key(**c)) {
+        if let Some(missing) = table.required().iter().find(|c| !columns.contains_key(**c)) {
             return Err(ExportError::MissingColumn { path: path.to_path_buf(), column: missing.to_string() });
         }
         Ok(ExportFile {

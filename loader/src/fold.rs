@@ -13,7 +13,8 @@ use elig_engine::manifest::{IndexName, Manifest, SourceFile};
 use elig_engine::model::PersonRecord;
 use elig_engine::snapshot::Snapshot;
 
-use crate::compile::{resolve_anomalies, write_anomalies, CompileError, CompileSummary};
+use crate::compile::{resolve_anomalies, write_anomalies, CompileSummary};
+pub use crate::error::{CompileError, FoldDeltaError};
 use crate::publish::Staging;
 use crate::writer::{retention_cutoff, SnapshotWriter};
 
@@ -26,14 +27,6 @@ pub struct FoldOptions {
     pub today: Option<u32>,
     /// Defaults to the base snapshot's retention.
     pub retain_lost_days: Option<u32>,
-}
-
-#[derive(Debug, thiserror::Error)]
-#[error("{path}: batch {seq} does not apply: {message}")]
-pub struct FoldDeltaError {
-    pub path: PathBuf,
-    pub seq: u64,
-    pub message: String,
 }
 
 pub fn fold(opts: &FoldOptions) -> Result<CompileSummary, CompileError> {
@@ -51,7 +44,7 @@ pub fn fold(opts: &FoldOptions) -> Result<CompileSummary, CompileError> {
     for r in &records {
         let ack = engine
             .apply(&r.payload)
-            .map_err(|e| CompileError::Fold(FoldDeltaError { path: opts.deltas.clone(), seq: r.seq, message: e.to_string() }))?;
+            .map_err(|e| CompileError::Fold(FoldDeltaError { path: opts.deltas.clone(), seq: r.seq, source: Box::new(e) }))?;
         applied += u64::from(!ack.duplicate);
     }
     let gen = engine.pin();

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod compile;
+pub mod error;
 pub mod export;
 pub mod fold;
 pub mod gen;

@@ -13,7 +13,7 @@ use elig_engine::manifest::{shard_file_name, FileEntry, IndexName};
 use elig_engine::model::{PersonRecord, PersonShard, SHARD_PERSONS};
 use elig_engine::snapshot::{archive_index, archive_shard};
 
-use crate::compile::CompileError;
+use crate::error::CompileError;
 use crate::index_builder::IndexBuilder;
 use crate::publish::{PublishError, Staging};
 

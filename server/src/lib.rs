@@ -7,10 +7,8 @@
 //! - [`ops`]: audit, usage, metrics, state across restarts, the delta feed.
 //! - [`config`]: the TOML configuration with command-line overrides.
 //! - [`dev`]: the development PKI and `eligd demo`.
-//! - [`bench`]: the load generator (`eligd bench`).
 #![forbid(unsafe_code)]
 
-pub mod bench;
 pub mod config;
 pub mod core;
 pub mod dev;

@@ -49,7 +49,7 @@ pub struct DeltaCheck {
 }
 
 /// Payload of a `Report` frame answering a `Swap` frame: the new snapshot
-/// is live (engine `SwapReport` plus what the server did after it).
+/// is live (`Engine::swap` fills it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SwapResult {
     pub previous_generation: u64,
@@ -119,11 +119,22 @@ pub struct OverlayInfo {
     pub bytes: u64,
 }
 
-/// The `status` report.
+/// The `status` report: the server's own facts around the engine's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatusReport {
     pub server_version: String,
     pub protocol: String,
+    /// The live snapshot and its deltas, as the engine reports them.
+    #[serde(flatten)]
+    pub engine: EngineStatus,
+    #[serde(flatten)]
+    pub runtime: RuntimeInfo,
+}
+
+/// What the engine reports about the live generation (`Engine::status`
+/// fills it; the fields sit at the top level of [`StatusReport`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EngineStatus {
     /// The live snapshot generation.
     pub generation: u64,
     /// The last delta batch visible to lookups.
@@ -149,12 +160,29 @@ pub struct StatusReport {
     /// them out); false when eligd lacks `CAP_IPC_LOCK` or `RLIMIT_MEMLOCK`.
     #[serde(default)]
     pub memory_locked: bool,
-    /// `resident` (pre-faulted; a snapshot that does not fit is refused) or
-    /// `on_demand` (paged in as lookups touch it).
     #[serde(default)]
-    pub residency: String,
-    #[serde(flatten)]
-    pub runtime: RuntimeInfo,
+    pub residency: Residency,
+}
+
+/// How a snapshot is held (`residency` in `eligd.toml` and in `status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Residency {
+    /// Pre-faulted (and locked with `lock_memory`); a snapshot that does
+    /// not fit is refused.
+    #[default]
+    Resident,
+    /// Paged in as lookups touch it: serves a snapshot larger than memory.
+    OnDemand,
+}
+
+impl Residency {
+    pub fn name(self) -> &'static str {
+        match self {
+            Residency::Resident => "resident",
+            Residency::OnDemand => "on_demand",
+        }
+    }
 }
 
 /// Where the feed is.
@@ -365,5 +393,48 @@ impl UsageReport {
     /// The row for one institution and kind.
     pub fn row(&self, institution: &str, kind: &str) -> Option<&UsageRow> {
         self.rows.iter().find(|r| r.institution_code == institution && r.lookup_kind == kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The engine's part sits at the top level, in the order the report
+    /// always had: clients that read the JSON see the same bytes.
+    #[test]
+    fn a_status_report_keeps_its_json_layout() {
+        let report = StatusReport {
+            server_version: "0.1.0".into(),
+            protocol: "elig/1".into(),
+            engine: EngineStatus {
+                generation: 7,
+                delta_seq: 3,
+                persons: 60,
+                snapshot_created: 20261122000000,
+                snapshot_dir: "/s".into(),
+                snapshot_delta_seq: 1,
+                counts: [("persons".to_string(), 60)].into(),
+                overlay: OverlayInfo { changed_rows: 2, persons: 1, bytes: 300 },
+                delta_log: Some("/d.log".into()),
+                mapped_bytes: 4096,
+                memory_locked: true,
+                residency: Residency::OnDemand,
+            },
+            runtime: RuntimeInfo { started: 20261122090000, uptime_secs: 5, ..Default::default() },
+        };
+        let text = serde_json::to_string(&report).unwrap();
+        assert_eq!(
+            text,
+            concat!(
+                r#"{"server_version":"0.1.0","protocol":"elig/1","generation":7,"delta_seq":3,"persons":60,"#,
+                r#""snapshot_created":20261122000000,"snapshot_dir":"/s","snapshot_delta_seq":1,"counts":{"persons":60},"#,
+                r#""overlay":{"changed_rows":2,"persons":1,"bytes":300},"delta_log":"/d.log","mapped_bytes":4096,"#,
+                r#""memory_locked":true,"residency":"on_demand","started":20261122090000,"uptime_secs":5,"#,
+                r#""connections_active":0,"connections_total":0,"requests_total":0,"limits":null,"rss_bytes":null,"#,
+                r#""handshakes":{"accepted":0,"retried":0,"ignored":0,"refused":0,"timed_out":0},"feed":null}"#
+            )
+        );
+        assert_eq!(serde_json::from_str::<StatusReport>(&text).unwrap(), report);
     }
 }

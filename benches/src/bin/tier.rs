@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Parser;
 use elig_benches::batches::{Batches, ROWS};
-use elig_benches::{bench_snapshot, sample_keys, Family, SEED};
+use elig_benches::{bench_snapshot, sample_keys, KeyKind, SEED};
 use elig_client::{Client, ClientOptions};
 use elig_engine::engine::{Engine, EngineOptions};
 use elig_engine::snapshot::Snapshot;
@@ -256,7 +256,7 @@ async fn main() -> anyhow::Result<()> {
 
     // 3. Lookups on node A, idle and then while it follows.
     let keys = sample_keys(&snapshot, 2048, SEED);
-    let queries = Arc::new(keys.get(Family::Card).present.clone());
+    let queries = Arc::new(keys.get(KeyKind::Card).present.clone());
     let idle = lookups(&a.options, &queries, args.concurrency, args.lookup_secs).await?;
     let following = Arc::new(AtomicBool::new(true));
     let feeder = {

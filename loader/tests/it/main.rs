@@ -2,7 +2,6 @@
 
 mod deltas;
 mod fixture;
-mod golden;
 mod lookups;
 mod oracle;
 mod residency;

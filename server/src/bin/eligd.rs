@@ -14,7 +14,6 @@ use clap::{Args, Parser, Subcommand};
 use elig_client::cli::{CliError, ConnArgs};
 use elig_client::Client;
 use elig_engine::engine::{Engine, EngineOptions};
-use elig_server::bench::{self, BenchArgs, BenchError};
 use elig_server::config::{Config, RawConfig, DEFAULT_WORKER_THREADS};
 use elig_server::dev::certs::DevPki;
 use elig_server::dev::demo;
@@ -56,20 +55,9 @@ enum Command {
     },
     /// Generate and compile a synthetic data set, create certificates, and serve it on 127.0.0.1 (the default).
     Demo(DemoArgs),
-    /// Load generator: keys from a snapshot or export, a mix of key kinds, concurrency; prints throughput and latency percentiles.
-    Bench(Box<BenchCmd>),
     /// Operator: publish delta batches (JSON Lines files) to the NATS JetStream delta stream that every
     /// node follows, in order, one acknowledgement line each; stops at a refused one. Needs no eligd running.
     Publish(Box<PublishArgs>),
-}
-
-/// `eligd bench`: where to connect (as `elig`), and the load.
-#[derive(Args)]
-struct BenchCmd {
-    #[command(flatten)]
-    conn: ConnArgs,
-    #[command(flatten)]
-    bench: BenchArgs,
 }
 
 #[derive(Debug, clap::Args)]
@@ -150,9 +138,6 @@ fn main() -> ExitCode {
             serve_config(*args).and_then(|config| runtime(config.worker_threads).and_then(|rt| rt.block_on(serve(config))))
         }
         Some(Command::Demo(args)) => runtime(DEFAULT_WORKER_THREADS).and_then(|rt| rt.block_on(run_demo(args))),
-        // The load generator runs each connection on its own thread; the
-        // key drawing and the report on a multi-thread runtime.
-        Some(Command::Bench(cmd)) => runtime(2).and_then(|rt| rt.block_on(run_bench(*cmd))),
         Some(Command::Publish(args)) => runtime(2).and_then(|rt| rt.block_on(run_publish(*args))),
         None => runtime(DEFAULT_WORKER_THREADS).and_then(|rt| {
             rt.block_on(run_demo(DemoArgs {
@@ -175,9 +160,6 @@ fn main() -> ExitCode {
 
 /// 2 for arguments, settings and input, 3 for a refused batch, else 1.
 fn exit_code(e: &anyhow::Error) -> u8 {
-    if let Some(b) = e.downcast_ref::<BenchError>() {
-        return b.exit_code();
-    }
     if e.downcast_ref::<PublishRefused>().is_some() {
         return 3;
     }
@@ -187,28 +169,6 @@ fn exit_code(e: &anyhow::Error) -> u8 {
     } else {
         1
     }
-}
-
-/// `eligd bench`: draw the keys, run the load, print the report (exit 1 if requests failed).
-async fn run_bench(cmd: BenchCmd) -> anyhow::Result<()> {
-    let json = cmd.bench.json;
-    let opts = cmd.bench.validate(elig_engine::ids::japan_now().0)?;
-    let client = cmd.conn.options()?;
-    // The certificate's role first: no key drawing for a bench that cannot run.
-    bench::requester(&bench::role_of(&client)?, opts.institution.as_deref())?;
-    eprintln!("eligd bench: drawing keys from the {}, then loading {} ...", opts.source, client.server);
-    let report = bench::run(&opts, &client).await?;
-    let mut stdout = std::io::stdout().lock();
-    if json {
-        writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
-    } else {
-        stdout.write_all(report.text().as_bytes())?;
-    }
-    stdout.flush()?;
-    if report.failed > 0 {
-        anyhow::bail!("{} of {} requests failed; first: {}", report.failed, report.requests, report.first_failure.unwrap_or_default());
-    }
-    Ok(())
 }
 
 /// `eligd publish`: each batch checked as rows, then published in seq order.

@@ -6,9 +6,9 @@
 
 use std::path::Path;
 
-use elig_engine::engine::{Ack, DeltaError, Engine, SwapError};
+use elig_engine::engine::{DeltaError, Engine, SwapError};
 use elig_wire::codes;
-use elig_wire::report::{DeltaAck, DeltaCheck, OverlayInfo, RuntimeInfo, StatusReport, SwapResult, UsageReport};
+use elig_wire::report::{DeltaAck, DeltaCheck, RuntimeInfo, StatusReport, SwapResult, UsageReport};
 
 use super::outcome::Refusal;
 
@@ -62,22 +62,10 @@ pub fn run(engine: &Engine, job: Job, facts: &dyn Facts) -> Result<Report, Refus
 /// The server's status. [`Engine::status`] only pins the live generation
 /// (no lock): it never waits for a swap or a batch in progress.
 pub fn status(engine: &Engine, runtime: RuntimeInfo) -> StatusReport {
-    let s = engine.status();
     StatusReport {
         server_version: env!("CARGO_PKG_VERSION").to_string(),
         protocol: String::from_utf8_lossy(elig_wire::ALPN).into_owned(),
-        generation: s.generation,
-        delta_seq: s.delta_seq,
-        persons: s.persons,
-        snapshot_created: s.created,
-        snapshot_dir: s.snapshot_dir,
-        snapshot_delta_seq: s.snapshot_delta_seq,
-        counts: s.counts.into_iter().collect(),
-        overlay: OverlayInfo { changed_rows: s.overlay.changed_rows, persons: s.overlay.persons, bytes: s.overlay.bytes },
-        delta_log: s.delta_log,
-        mapped_bytes: s.mapped_bytes,
-        memory_locked: s.memory_locked,
-        residency: s.residency.name().to_string(),
+        engine: engine.status(),
         runtime,
     }
 }
@@ -91,19 +79,13 @@ pub fn delta(engine: &Engine, batch: &[u8]) -> Result<DeltaAck, Refusal> {
             "this server runs without a delta log, so a batch could not survive a restart; nothing was applied",
         ));
     }
-    engine.apply(batch).map(delta_ack).map_err(|e| delta_refusal(&e))
-}
-
-pub fn delta_ack(a: Ack) -> DeltaAck {
-    DeltaAck { seq: a.seq, duplicate: a.duplicate, rows: a.rows as u64, generation: a.generation }
+    engine.apply(batch).map_err(|e| delta_refusal(&e))
 }
 
 /// A dry run of [`delta`]: refused exactly as `delta` would refuse it
 /// (the same codes and messages), nothing applied.
 pub fn check_delta(engine: &Engine, batch: &[u8]) -> Result<DeltaCheck, Refusal> {
-    let node_seq = engine.pin().view().delta_seq;
-    let a = engine.check(batch).map_err(|e| delta_refusal(&e))?;
-    Ok(DeltaCheck { seq: a.seq, duplicate: a.duplicate, rows: a.rows as u64, node_seq, generation: a.generation })
+    engine.check(batch).map_err(|e| delta_refusal(&e))
 }
 
 /// The refusal for a batch the engine did not take.
@@ -125,20 +107,7 @@ pub fn delta_refusal(e: &DeltaError) -> Refusal {
 /// it goes live: blocks for as long as that takes. A refused swap leaves
 /// the live snapshot serving.
 pub fn swap(engine: &Engine, dir: String) -> Result<SwapResult, Refusal> {
-    let r = engine.swap(Path::new(&dir)).map_err(|e| swap_refusal(&e))?;
-    Ok(SwapResult {
-        previous_generation: r.previous_generation,
-        generation: r.generation,
-        snapshot_dir: dir,
-        snapshot_delta_seq: r.snapshot_delta_seq,
-        replayed: r.replayed as u64,
-        // The carried-over batches follow the snapshot's own without a gap.
-        delta_seq: r.snapshot_delta_seq + r.replayed as u64,
-        verify_ms: r.verify_ms,
-        prefault_ms: r.prefault_ms,
-        total_ms: r.total_ms,
-        compact_error: r.compact_error,
-    })
+    engine.swap(Path::new(&dir)).map_err(|e| swap_refusal(&e))
 }
 
 /// The refusal for a swap the engine did not make.

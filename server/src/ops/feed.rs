@@ -329,7 +329,9 @@ async fn consume(
             }
             return Ok(Some(Refused {
                 at,
-                reason: format!("sequence gap: the stream holds batch {seq} at {at} but this node needs batch {expected}; nothing was skipped"),
+                reason: format!(
+                    "sequence gap: the stream holds batch {seq} at {at} but this node needs batch {expected}; nothing was skipped"
+                ),
             }));
         }
         let engine2 = engine.clone();

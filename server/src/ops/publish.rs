@@ -45,7 +45,7 @@ pub async fn dry_run(
     let (stream_seq, _) = last_batch(stream, names).await.map_err(|e| NodeCheckError::Stream(e.to_string()))?;
     let started = Instant::now();
     loop {
-        let node_seq = node.status().await?.delta_seq;
+        let node_seq = node.status().await?.engine.delta_seq;
         if node_seq >= stream_seq {
             break;
         }

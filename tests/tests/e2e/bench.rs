@@ -1,11 +1,11 @@
-//! `eligd bench` against a harness server: a few hundred requests, and the
+//! The load generator (`elig-bench`) against a harness server: a few hundred requests, and the
 //! counts of the report add up with each other and with the server's usage
 //! accounting. Benchmarks measure; nothing here asserts a time.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use elig_server::bench::{self, BenchOptions, KeySource, Mix, Mode, Report, Stop};
+use elig_benches::loadgen::{self as bench, BenchOptions, KeySource, Mix, Mode, Report, Stop};
 use elig_tests::{fixture, As, TestServer, TODAY};
 
 fn options(mode: Mode, mix: &str, stop: Stop) -> BenchOptions {

@@ -66,7 +66,7 @@ async fn an_acknowledged_batch_is_seen_by_the_next_lookup() {
     assert_eq!(a.message_body.result_list[0].name.as_deref(), Some("差分　太郎"));
     assert_eq!(a.message_header.delta_sequence, "2");
 
-    let s = op.status().await.unwrap();
+    let s = op.status().await.unwrap().engine;
     assert_eq!((s.delta_seq, s.snapshot_delta_seq, s.overlay.changed_rows, s.overlay.persons), (2, 0, 3, 1));
     assert!(s.overlay.bytes > 0);
     assert_eq!(s.delta_log.as_deref(), Some(w.log.to_str().unwrap()));
@@ -86,7 +86,7 @@ async fn gaps_repeats_and_bad_lines_change_nothing() {
     // A repeat is acknowledged again without effect.
     let again = op.delta(&b1).await.unwrap();
     assert_eq!((again.seq, again.duplicate, again.rows), (1, true, 1));
-    let status = |s: elig_wire::report::StatusReport| (s.delta_seq, s.overlay.changed_rows);
+    let status = |s: elig_wire::report::StatusReport| (s.engine.delta_seq, s.engine.overlay.changed_rows);
     assert_eq!(status(op.status().await.unwrap()), (1, 1));
 
     // A different batch under seq 1 is refused (ED04), naming both digests; it is not applied.

@@ -261,14 +261,14 @@ async fn operator_commands_go_to_the_node_named_and_are_not_failed_over() {
     for (i, &addr) in addrs.iter().enumerate() {
         let status = Client::connect(&nodes.options(i, As::Operator)).await.expect("connect").status().await.expect("status");
         assert_eq!(
-            status.delta_seq,
+            status.engine.delta_seq,
             u64::from(i == 2),
             "only the node named ({}) took the batch; {addr} has {}",
             addrs[2],
-            status.delta_seq
+            status.engine.delta_seq
         );
     }
-    assert_eq!(tier.first().await.expect("node 0").status().await.expect("status").delta_seq, 0, "first() is node 0");
+    assert_eq!(tier.first().await.expect("node 0").status().await.expect("status").engine.delta_seq, 0, "first() is node 0");
     assert_eq!(tier.sent(), [0, 0, 0], "operator commands do not go through failover");
 
     nodes.nodes[2].kill();
@@ -278,7 +278,7 @@ async fn operator_commands_go_to_the_node_named_and_are_not_failed_over() {
     };
     assert!(matches!(e, ClientError::Connection(_) | ClientError::Connect { .. }), "an error, not another node's status: {e}");
     let status = tier.node(addrs[0]).await.expect("node 0").status().await.expect("node 0 answers");
-    assert_eq!(status.delta_seq, 0);
+    assert_eq!(status.engine.delta_seq, 0);
 }
 
 /// A node that refuses as not ready (`EN01`) or behind (`EN02`) is passed

@@ -153,7 +153,7 @@ fn status_and_usage_are_reports_for_operators() {
     let s = run(&fx.engine, &Role::Operator, &encode(Kind::Status, b""));
     assert_eq!(kinds(&s), [Kind::Report]);
     let r: StatusReport = json(&s.frames[0]);
-    assert_eq!((r.generation, r.persons, r.protocol.as_str()), (fx.engine.pin().id(), elig_tests::PERSONS, "elig/1"));
+    assert_eq!((r.engine.generation, r.engine.persons, r.protocol.as_str()), (fx.engine.pin().id(), elig_tests::PERSONS, "elig/1"));
     assert_eq!(r.runtime.connections_active, 3, "the driver's facts are reported");
     assert_eq!((s.label.request_name(), s.label.kind_name(), s.label.verdict), ("status", "-", Verdict::Normal));
 
@@ -182,7 +182,7 @@ fn deltas_are_acknowledged_and_answered_from() {
     assert!(again.duplicate);
     let s = run(&w.engine, &Role::Operator, &encode(Kind::Status, b""));
     let st: StatusReport = json(&s.frames[0]);
-    assert_eq!((st.delta_seq, st.overlay.changed_rows), (1, 1));
+    assert_eq!((st.engine.delta_seq, st.engine.overlay.changed_rows), (1, 1));
     let q = Keys::card_query(&(keys.card_valid.0.clone(), "M".into(), "1".into(), "01".into(), keys.card_valid.4), keys.institution(), "m");
     let a: Answer = json(&run(&w.engine, &Role::Central, &encode(Kind::Lookup, q.as_bytes())).frames[0]);
     assert_eq!((a.validity(), a.message_header.delta_sequence.as_str()), (Some("1"), "1"));

@@ -113,8 +113,8 @@ async fn only_operators_run_operator_commands() {
     }
     let op = srv.client(As::Operator).await;
     let status = op.status().await.unwrap();
-    assert_eq!(status.generation, fixture().engine.pin().id());
-    assert_eq!(status.persons, elig_tests::PERSONS);
+    assert_eq!(status.engine.generation, fixture().engine.pin().id());
+    assert_eq!(status.engine.persons, elig_tests::PERSONS);
     assert_eq!(status.protocol, "elig/1");
     op.usage().await.unwrap();
     // This server's engine has no delta log: a batch is refused, not applied without durability.

@@ -82,7 +82,7 @@ async fn bad_snapshots_are_refused_and_the_live_one_keeps_answering() {
         // The live snapshot keeps answering, deltas included.
         let a = central.lookup(card("after-refusal").as_bytes()).await.unwrap();
         assert_eq!((a.validity(), generation_of(&a), a.message_header.delta_sequence.as_str()), (Some("1"), live_gen, "1"));
-        assert_eq!(op.status().await.unwrap().generation, live_gen);
+        assert_eq!(op.status().await.unwrap().engine.generation, live_gen);
     }
     assert!(!w.dir.path().join("deltas.log.snapshot").exists(), "no refused swap is recorded");
 
@@ -93,7 +93,7 @@ async fn bad_snapshots_are_refused_and_the_live_one_keeps_answering() {
         Keys::card_query(&(keys.card_valid.0.clone(), "S".into(), "1".into(), "01".into(), keys.card_valid.4), keys.institution(), "s");
     let a = central.lookup(new_card.as_bytes()).await.unwrap();
     assert_eq!((a.validity(), generation_of(&a), a.message_header.delta_sequence.as_str()), (Some("1"), live_gen + 1, "1"));
-    let s = op.status().await.unwrap();
+    let s = op.status().await.unwrap().engine;
     assert_eq!((s.generation, s.snapshot_dir.as_str(), s.delta_seq), (live_gen + 1, path(&newer).as_str(), 1));
     // A restart would open the snapshot swapped in.
     let record = std::fs::read_to_string(w.dir.path().join("deltas.log.snapshot")).unwrap();
@@ -222,7 +222,7 @@ async fn a_hundred_swaps_under_lookups_and_bulks_fail_nothing_and_mix_nothing() 
     assert!(total.generations.len() > 1, "the load saw the swaps");
 
     // Every batch survived every swap.
-    let s = op.status().await.unwrap();
+    let s = op.status().await.unwrap().engine;
     assert_eq!((s.generation, s.delta_seq, s.snapshot_delta_seq), (SWAPS + 1, seq, 0));
     for (i, card) in delta_cards.iter().enumerate() {
         let a = central.lookup(Keys::card_query(card, &inst, &format!("d{i}")).as_bytes()).await.unwrap();

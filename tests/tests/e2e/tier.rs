@@ -343,7 +343,7 @@ async fn a_dry_run_on_a_node_refuses_what_every_node_would_refuse_and_wait_sees_
     // A good batch passes, and is not applied by the dry run.
     let checked = dry_run(&op, &mut stream, &names, &numbered_batch(2)).await.expect("batch 2 would apply");
     assert_eq!((checked.seq, checked.node_seq, checked.duplicate, checked.rows), (2, 1, false, 1));
-    assert_eq!(op.status().await.unwrap().delta_seq, 1, "a dry run applies nothing");
+    assert_eq!(op.status().await.unwrap().engine.delta_seq, 1, "a dry run applies nothing");
     // A gap is refused as the node would refuse it.
     match dry_run(&op, &mut stream, &names, &numbered_batch(4)).await {
         Err(NodeCheckError::Refused { code, .. }) => assert_eq!(code, codes::DELTA_GAP),
@@ -353,7 +353,7 @@ async fn a_dry_run_on_a_node_refuses_what_every_node_would_refuse_and_wait_sees_
     let published = jetstream::publish(&js, &mut stream, &names, &numbered_batch(2)).await.unwrap();
     let applied = wait_applied(&mut stream, 2, published.stream_sequence, 1, Duration::from_secs(30)).await.expect("applied by the node");
     assert_eq!(applied, 1);
-    assert_eq!(op.status().await.unwrap().delta_seq, 2, "acknowledged by its consumer only once applied");
+    assert_eq!(op.status().await.unwrap().engine.delta_seq, 2, "acknowledged by its consumer only once applied");
     // Two nodes were asked for, only one follows: the wait says so.
     match wait_applied(&mut stream, 2, published.stream_sequence, 2, Duration::from_millis(300)).await {
         Err(NodeCheckError::NotApplied { wanted: 2, applied: 1, .. }) => {}

@@ -9,10 +9,10 @@ use std::time::Instant;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::keys::Sampler;
-use super::mix::KeyKind;
+use super::mix::Sampler;
 use super::tally::{QuicStats, Tally};
 use super::{BenchOptions, Mode, Stop};
+use crate::keys::KeyKind;
 
 /// Latency percentiles in microseconds.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
@@ -177,11 +177,8 @@ impl Report {
             None => "single requests".to_string(),
         };
         let plural = if self.connections == 1 { "" } else { "s" };
-        let _ = writeln!(
-            s,
-            "eligd bench: {what}, {} connection{plural} x {} in flight, seed {}",
-            self.connections, self.concurrency, self.seed
-        );
+        let _ =
+            writeln!(s, "elig-bench: {what}, {} connection{plural} x {} in flight, seed {}", self.connections, self.concurrency, self.seed);
         let _ = writeln!(s, "server       {} ({})", self.server, self.requester);
         let _ = writeln!(
             s,

@@ -14,7 +14,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::exchange;
-use super::keys::Sampler;
+use super::mix::Sampler;
 use super::report::Report;
 use super::tally::QuicStats;
 use super::tally::Tally;
@@ -99,7 +99,7 @@ pub async fn run(opts: &BenchOptions, client: &ClientOptions, sampler: Arc<Sampl
 /// inquiry arrive faster than a default-sized buffer is drained, and every
 /// datagram the kernel drops costs a retransmission and a smaller window.
 async fn connect(opts: &ClientOptions) -> Result<(Endpoint, Connection), BenchError> {
-    Ok(elig_client::connection::connect_endpoint(opts, Some(crate::config::DEFAULT_UDP_BUFFER_BYTES)).await?)
+    Ok(elig_client::connection::connect_endpoint(opts, Some(elig_server::config::DEFAULT_UDP_BUFFER_BYTES)).await?)
 }
 
 /// One connection and its workers, on one thread.

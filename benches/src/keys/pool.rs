@@ -1,14 +1,5 @@
-//! The keys `eligd bench` asks for: drawn from a snapshot's records or an
-//! export's CSV files, rendered once into query documents, then sampled by
-//! the mix while the bench runs (a sample is an index into a buffer).
-//!
-//! Present keys are a uniform sample (reservoir sampling, seeded) of the
-//! records, whatever their state: lost qualifications, revoked and expired
-//! certificates are asked as often as the data holds them, so the answers
-//! carry every validity code the data gives. Absent keys have the shape of
-//! real ones (a real insurer and symbol with another number, a real payer
-//! with another recipient number, ...) and are checked against the data
-//! (the snapshot's indexes, or hashes of every key of the export).
+//! Keys rendered into query documents for a requester: the pool both the
+//! criterion benches and the load generator sample from.
 
 use std::path::PathBuf;
 
@@ -19,9 +10,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::{json, Value};
 
-use super::draw::{from_export, from_snapshot, Card, Delegated, DrawPlan, Drawn, Presence, TicketKey};
-use super::mix::{KeyKind, Mix};
-use super::{BenchError, Mode};
+use super::draw::{from_export, from_snapshot, Card, Delegated, DrawPlan, Drawn, KeyError, Presence, TicketKey};
+use super::kind::KeyKind;
 
 /// The requester when the data names none (the dev PKI's institution).
 pub const FALLBACK_INSTITUTION: &str = "3410712362";
@@ -132,99 +122,56 @@ pub struct KeyPool {
 
 impl KeyPool {
     /// Draw and render the keys of `plan` (reads the whole source once).
-    pub fn build(plan: &KeyPlan) -> Result<KeyPool, BenchError> {
-        let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
-        let (drawn, presence) = match &plan.source {
-            KeySource::Snapshot(dir) => {
-                let snapshot = Snapshot::load(dir).map_err(BenchError::Snapshot)?;
-                let drawn = from_snapshot(&snapshot, &plan.draw(), &mut rng);
-                (drawn, Presence::Snapshot(Box::new(snapshot)))
+    pub fn build(plan: &KeyPlan) -> Result<KeyPool, KeyError> {
+        match &plan.source {
+            KeySource::Snapshot(dir) => Ok(KeyPool::from_snapshot(&Snapshot::load(dir).map_err(KeyError::Snapshot)?, plan)),
+            KeySource::Export(dir) => {
+                let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
+                let (drawn, presence) = from_export(dir, &plan.draw(), &mut rng)?;
+                Ok(KeyPool::render(plan, &drawn, &presence, &mut rng))
             }
-            KeySource::Export(dir) => from_export(dir, &plan.draw(), &mut rng)?,
-        };
+        }
+    }
+
+    /// [`KeyPool::build`] from a snapshot already open (`plan.source` is
+    /// not read).
+    pub fn from_snapshot(snapshot: &Snapshot, plan: &KeyPlan) -> KeyPool {
+        let mut rng = ChaCha8Rng::seed_from_u64(plan.seed);
+        let drawn = from_snapshot(snapshot, &plan.draw(), &mut rng);
+        KeyPool::render(plan, &drawn, &Presence::Snapshot(snapshot), &mut rng)
+    }
+
+    fn render(plan: &KeyPlan, drawn: &Drawn, presence: &Presence<'_>, rng: &mut ChaCha8Rng) -> KeyPool {
         let render = Render { requester: &plan.requester, institutions: &drawn.institutions, date: plan.date };
         let mut present: [Docs; 5] = Default::default();
         for c in &drawn.serial {
-            present[0].push(&render.my_number("CertificateSerialNumber", &c.key, c.home.as_deref(), &mut rng));
+            present[0].push(&render.my_number("CertificateSerialNumber", &c.key, c.home.as_deref(), rng));
         }
         for c in &drawn.processing {
-            present[1].push(&render.my_number("ProcessingNumber", &c.key, c.home.as_deref(), &mut rng));
+            present[1].push(&render.my_number("ProcessingNumber", &c.key, c.home.as_deref(), rng));
         }
         for c in &drawn.card {
-            present[2].push(&render.card(c, &mut rng));
+            present[2].push(&render.card(c, rng));
         }
         for t in drawn.tickets() {
-            present[3].push(&render.ticket(t, &mut rng));
+            present[3].push(&render.ticket(t, rng));
         }
         for d in drawn.delegated(&plan.draw()) {
             present[4].push(&render.delegated(&d));
         }
-        let absent = KeyKind::ALL.map(|k| absent_docs(k, &drawn, &presence, &render, plan, &mut rng));
-        Ok(KeyPool { present, absent, persons: drawn.persons })
+        let absent = KeyKind::ALL.map(|k| absent_docs(k, drawn, presence, &render, plan, rng));
+        KeyPool { present, absent, persons: drawn.persons }
     }
 
     /// (present, absent) documents of `kind`.
     pub fn counts(&self, kind: KeyKind) -> (usize, usize) {
-        (self.present[kind.index()].len(), self.absent[kind.index()].len())
+        (self.present[kind.slot()].len(), self.absent[kind.slot()].len())
     }
 
     /// Document `i` of `kind`, of the absent keys if `absent`.
     pub fn doc(&self, kind: KeyKind, absent: bool, i: usize) -> &[u8] {
-        let docs = if absent { &self.absent[kind.index()] } else { &self.present[kind.index()] };
+        let docs = if absent { &self.absent[kind.slot()] } else { &self.present[kind.slot()] };
         docs.get(i)
-    }
-}
-
-/// Picks a key kind by weight, then an absent key with the absent share,
-/// then a document uniformly.
-#[derive(Debug)]
-pub struct Sampler {
-    pool: KeyPool,
-    /// Kinds and cumulative weights.
-    kinds: Vec<(KeyKind, u32)>,
-    total: u32,
-    absent: f64,
-}
-
-impl Sampler {
-    /// Check that every kind of the mix can be asked in `mode` and has keys.
-    pub fn new(pool: KeyPool, mix: &Mix, absent: f64, mode: Mode) -> Result<Sampler, BenchError> {
-        let mut kinds = Vec::new();
-        let mut total = 0;
-        for kind in mix.kinds() {
-            if mode == Mode::Bulk && !kind.in_bulk() {
-                return Err(BenchError::option(
-                    "--mix",
-                    &mix.to_string(),
-                    format!("a bulk inquiry takes card and ticket keys only, not '{}'", kind.name()),
-                ));
-            }
-            let (present, missing) = pool.counts(kind);
-            if present == 0 && (missing == 0 || absent == 0.0) {
-                return Err(BenchError::option(
-                    "--mix",
-                    &mix.to_string(),
-                    format!("the data holds no '{}' keys for this requester; give it weight 0", kind.name()),
-                ));
-            }
-            total += mix.weight(kind);
-            kinds.push((kind, total));
-        }
-        Ok(Sampler { pool, kinds, total, absent })
-    }
-
-    pub fn pool(&self) -> &KeyPool {
-        &self.pool
-    }
-
-    /// The next key: its kind and query document.
-    pub fn pick(&self, rng: &mut impl Rng) -> (KeyKind, &[u8]) {
-        let w = rng.gen_range(0..self.total.max(1));
-        let kind = self.kinds.iter().find(|(_, upto)| w < *upto).map_or(KeyKind::Card, |(k, _)| *k);
-        let (present, absent) = self.pool.counts(kind);
-        let want_absent = absent > 0 && (present == 0 || rng.gen_bool(self.absent.clamp(0.0, 1.0)));
-        let n = if want_absent { absent } else { present };
-        (kind, self.pool.doc(kind, want_absent, rng.gen_range(0..n.max(1))))
     }
 }
 
@@ -301,7 +248,7 @@ fn pick<'a, T>(items: &'a [T], rng: &mut ChaCha8Rng) -> Option<&'a T> {
 
 /// As many absent keys of `kind` as present ones were asked for (fewer if
 /// the data leaves no room: every draw is checked against it).
-fn absent_docs(kind: KeyKind, drawn: &Drawn, presence: &Presence, render: &Render<'_>, plan: &KeyPlan, rng: &mut ChaCha8Rng) -> Docs {
+fn absent_docs(kind: KeyKind, drawn: &Drawn, presence: &Presence<'_>, render: &Render<'_>, plan: &KeyPlan, rng: &mut ChaCha8Rng) -> Docs {
     let mut docs = Docs::default();
     let want = plan.pool;
     for _ in 0..want.saturating_mul(20) {
@@ -372,7 +319,7 @@ mod tests {
     #[test]
     fn keys_are_present_or_absent_as_drawn_from_snapshot_and_export() {
         let dir = tempfile::tempdir().unwrap();
-        let snap = crate::dev::demo::synthetic_snapshot(dir.path(), 1500, 5, TODAY).unwrap();
+        let snap = elig_server::dev::demo::synthetic_snapshot(dir.path(), 1500, 5, TODAY).unwrap();
         let snapshot = Snapshot::load(&snap).unwrap();
         let view = View::new(&snapshot);
         for source in [KeySource::Snapshot(snap.clone()), KeySource::Export(dir.path().join("export"))] {
@@ -403,25 +350,5 @@ mod tests {
                 }
             }
         }
-    }
-
-    #[test]
-    fn the_sampler_follows_the_mix_and_refuses_what_it_cannot_ask() {
-        let dir = tempfile::tempdir().unwrap();
-        let snap = crate::dev::demo::synthetic_snapshot(dir.path(), 800, 9, TODAY).unwrap();
-        let build = || KeyPool::build(&plan(KeySource::Snapshot(snap.clone()), Requester::Central)).unwrap();
-        let sampler = Sampler::new(build(), &Mix::parse("card=3,serial=1").unwrap(), 0.0, Mode::Single).unwrap();
-        let mut rng = ChaCha8Rng::seed_from_u64(1);
-        let mut cards = 0;
-        for _ in 0..4000 {
-            let (kind, doc) = sampler.pick(&mut rng);
-            assert!(matches!(kind, KeyKind::Card | KeyKind::Serial));
-            let v: Value = serde_json::from_slice(doc).unwrap();
-            assert_eq!(v.get("InsuranceCard").is_some(), kind == KeyKind::Card);
-            cards += usize::from(kind == KeyKind::Card);
-        }
-        assert!((2700..3300).contains(&cards), "{cards} of 4000 should be about 3000");
-        let e = Sampler::new(build(), &Mix::parse("card=9,serial=1").unwrap(), 0.1, Mode::Bulk).unwrap_err();
-        assert_eq!(e.to_string(), "--mix 'serial=1,card=9': a bulk inquiry takes card and ticket keys only, not 'serial'");
     }
 }

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::mix::KeyKind;
 use super::BenchError;
+use crate::keys::KeyKind;
 
 /// Why a request failed (no answer, no refusal).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -8,13 +8,21 @@ use std::path::Path;
 
 use elig_engine::ids;
 use elig_engine::manifest::IndexName;
-use elig_engine::rows::{Fields, Table, PERSONS};
+use elig_engine::rows::{Fields, Table};
 use elig_engine::snapshot::Snapshot;
 use elig_loader::export::{locate, CsvFields, Encoding, ExportError, ExportFile};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
-use super::BenchError;
+/// Why keys could not be drawn.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeyError {
+    #[error("reading keys from the snapshot")]
+    Snapshot(#[source] elig_engine::snapshot::SnapshotError),
+    #[error("reading keys from the export")]
+    Export(#[source] elig_loader::export::ExportError),
+}
 
 /// What drawing keys needs of the bench's plan (`keys::KeyPlan`).
 #[derive(Debug, Clone, Copy)]
@@ -226,15 +234,15 @@ fn hash(key: &str) -> u64 {
     h.finish()
 }
 
-/// Whether the data holds a key (as the index stores it). One per bench run,
+/// Whether the data holds a key (as the index stores it). One per draw,
 /// so the variants' size difference costs nothing.
 #[allow(clippy::large_enum_variant)]
-pub(super) enum Presence {
-    Snapshot(Box<Snapshot>),
+pub(super) enum Presence<'a> {
+    Snapshot(&'a Snapshot),
     Export(KeyHashes),
 }
 
-impl Presence {
+impl Presence<'_> {
     pub(super) fn holds(&self, index: IndexName, key: &str) -> bool {
         match self {
             // Any slot whose fingerprint matches counts: a drawn key is then surely absent.
@@ -256,20 +264,19 @@ impl Presence {
 
 /// Call `each` with every row of `<table>.csv` (or `.csv.gz`) in `dir`; a
 /// missing file has no rows.
-fn each_row(dir: &Path, table: &str, mut each: impl FnMut(&CsvFields<'_>)) -> Result<(), BenchError> {
-    let Some(table) = Table::by_name(table) else { return Ok(()) };
+fn each_row(dir: &Path, table: Table, mut each: impl FnMut(&CsvFields<'_>)) -> Result<(), KeyError> {
     let Some(path) = locate(dir, table) else { return Ok(()) };
-    let mut file = ExportFile::open(&path, table, Encoding::Utf8).map_err(BenchError::Export)?;
+    let mut file = ExportFile::open(&path, table, Encoding::Utf8).map_err(KeyError::Export)?;
     let mut record = Default::default();
-    while file.next_record(&mut record).map_err(BenchError::Export)?.is_some() {
+    while file.next_record(&mut record).map_err(KeyError::Export)?.is_some() {
         each(&file.fields(&record));
     }
     Ok(())
 }
 
-pub(super) fn from_export(dir: &Path, plan: &DrawPlan<'_>, rng: &mut ChaCha8Rng) -> Result<(Drawn, Presence), BenchError> {
-    if locate(dir, PERSONS).is_none() {
-        return Err(BenchError::Export(ExportError::NoPersons { dir: dir.to_path_buf() }));
+pub(super) fn from_export(dir: &Path, plan: &DrawPlan<'_>, rng: &mut ChaCha8Rng) -> Result<(Drawn, Presence<'static>), KeyError> {
+    if locate(dir, Table::Persons).is_none() {
+        return Err(KeyError::Export(ExportError::NoPersons { dir: dir.to_path_buf() }));
     }
     let month = plan.today / 100;
     let own = plan.own;
@@ -278,7 +285,7 @@ pub(super) fn from_export(dir: &Path, plan: &DrawPlan<'_>, rng: &mut ChaCha8Rng)
     // Tickets: the institution each assistance record delegates (this month's first).
     let mut delegates: HashMap<String, (String, bool)> = HashMap::new();
     let mut delegates_own: HashSet<String> = HashSet::new();
-    each_row(dir, "tickets", |f| {
+    each_row(dir, Table::Tickets, |f| {
         let (Some(aid), Some(inst), Some(m)) = (f.get("assistance_id"), f.get("institution_code"), f.get("treatment_month")) else {
             return;
         };
@@ -305,7 +312,7 @@ pub(super) fn from_export(dir: &Path, plan: &DrawPlan<'_>, rng: &mut ChaCha8Rng)
     // Keys that need a birth date remember their person.
     let mut ticket_own: Reservoir<(TicketKey, String)> = Reservoir::new(plan.pool);
     let mut ticket: Reservoir<(TicketKey, String)> = Reservoir::new(plan.pool);
-    each_row(dir, "assistance", |f| {
+    each_row(dir, Table::Assistance, |f| {
         let (Some(aid), Some(pid)) = (f.get("assistance_id"), f.get("person_id")) else { return };
         let (Ok(payer), Ok(recipient)) =
             (ids::payer_number(f.get("payer_number").unwrap_or("")), ids::recipient_number(f.get("recipient_number").unwrap_or("")))
@@ -323,7 +330,7 @@ pub(super) fn from_export(dir: &Path, plan: &DrawPlan<'_>, rng: &mut ChaCha8Rng)
         ticket.offer(rng, key);
     })?;
     let mut card: Reservoir<(Card, String)> = Reservoir::new(plan.pool);
-    each_row(dir, "insurance", |f| {
+    each_row(dir, Table::Insurance, |f| {
         let Some(pid) = f.get("person_id") else { return };
         let (Ok(insurer), Ok(symbol), Ok(number), Ok(branch)) = (
             ids::insurer_number(f.get("insurer_number").unwrap_or("")),
@@ -338,7 +345,7 @@ pub(super) fn from_export(dir: &Path, plan: &DrawPlan<'_>, rng: &mut ChaCha8Rng)
     })?;
     let mut serial: Reservoir<(MyNumber, String)> = Reservoir::new(plan.pool);
     let mut processing: Reservoir<(MyNumber, String)> = Reservoir::new(plan.pool);
-    each_row(dir, "certificates", |f| {
+    each_row(dir, Table::Certificates, |f| {
         let Some(pid) = f.get("person_id") else { return };
         let (Ok(s), Ok(p)) = (
             ids::certificate_key("serial_number", f.get("serial_number").unwrap_or("")),
@@ -354,10 +361,10 @@ pub(super) fn from_export(dir: &Path, plan: &DrawPlan<'_>, rng: &mut ChaCha8Rng)
     // Home institutions of the drawn certificate holders, birth dates of the drawn card and ticket holders.
     let mut homes: HashMap<String, Option<String>> =
         serial.items.iter().chain(processing.items.iter()).map(|(_, pid)| (pid.clone(), None)).collect();
-    for table in ["reference_numbers", "consents"] {
+    for table in [Table::ReferenceNumbers, Table::Consents] {
         each_row(dir, table, |f| {
             let (Some(inst), Some(pid)) = (f.get("institution_code"), f.get("person_id")) else { return };
-            if table == "reference_numbers" {
+            if table == Table::ReferenceNumbers {
                 d.institutions.offer(rng, || inst.to_string());
             }
             if let Some(home @ None) = homes.get_mut(pid) {
@@ -373,7 +380,7 @@ pub(super) fn from_export(dir: &Path, plan: &DrawPlan<'_>, rng: &mut ChaCha8Rng)
         .map(|p| (p.clone(), 0))
         .collect();
     let mut persons = 0u64;
-    each_row(dir, "persons", |f| {
+    each_row(dir, Table::Persons, |f| {
         persons += 1;
         if let (Some(pid), Some(b)) = (f.get("person_id"), f.get("birth_date")) {
             if let (Some(slot), Ok(b)) = (births.get_mut(pid), ids::date("birth_date", b)) {

@@ -1,6 +1,8 @@
-//! `eligd bench`: the load generator capacity planners run against `eligd`.
+//! The load generator capacity planners run against `eligd` (binary
+//! `elig-bench`).
 //!
-//! Keys come from a snapshot or an export ([`keys`]); a mix of key kinds is
+//! Keys come from a snapshot or an export ([`crate::keys`], the drawer the
+//! criterion benches use too); a mix of key kinds is
 //! asked by `concurrency` requests in flight on each of `connections`
 //! connections, for a duration or a request count, as single lookups (and
 //! delegated-ticket fetches) or as bulk inquiries. Every request's latency
@@ -18,20 +20,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::core::role::{Role, RoleError};
 use elig_client::{ClientError, ClientOptions};
+use elig_server::core::role::{Role, RoleError};
 
-mod draw;
+use crate::keys::{KeyError, KeyPlan, KeyPool};
+
 mod exchange;
-mod keys;
 mod load;
 mod mix;
 mod report;
 mod tally;
 
-pub use keys::{KeyPlan, KeyPool, KeySource, Requester, Sampler};
+pub use crate::keys::{KeyKind, KeySource, Requester};
 pub use load::run as load;
-pub use mix::{KeyKind, Mix};
+pub use mix::{Mix, Sampler};
 pub use report::{Latency, Report};
 pub use tally::QuicStats;
 
@@ -43,10 +45,8 @@ pub enum BenchError {
     Option { option: &'static str, value: String, reason: String },
     #[error("{0}")]
     Usage(String),
-    #[error("reading keys from the snapshot")]
-    Snapshot(#[source] elig_engine::snapshot::SnapshotError),
-    #[error("reading keys from the export")]
-    Export(#[source] elig_loader::export::ExportError),
+    #[error(transparent)]
+    Keys(#[from] KeyError),
     #[error("the client certificate")]
     Role(#[source] RoleError),
     #[error(transparent)]
@@ -60,7 +60,7 @@ impl BenchError {
         BenchError::Option { option, value: value.to_string(), reason: reason.into() }
     }
 
-    /// The exit code of `eligd bench`: 2 for arguments, settings and input, 1 for
+    /// The exit code of `elig-bench`: 2 for arguments, settings and input, 1 for
     /// connection and transport failures.
     pub fn exit_code(&self) -> u8 {
         match self {
@@ -78,7 +78,7 @@ pub enum Mode {
     Bulk,
 }
 
-/// The `eligd bench` options as given.
+/// The `elig-bench` options as given.
 #[derive(Debug, Clone, clap::Args)]
 pub struct BenchArgs {
     /// Draw keys from this compiled snapshot directory, read-only (this or --export is required).

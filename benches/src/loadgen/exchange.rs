@@ -12,9 +12,9 @@ use quinn::{Connection, RecvStream};
 use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 
-use super::keys::Sampler;
-use super::mix::KeyKind;
+use super::mix::Sampler;
 use super::tally::{Code, Fail, Failure, Label, Tally};
+use crate::keys::KeyKind;
 use elig_client::frames::{FrameStream, ReadError, FINISH_WAIT};
 use elig_wire::frame::{self as protocol, Kind, CLIENT_MAX_FRAME};
 use elig_wire::report::BulkSummary;
