@@ -128,11 +128,18 @@ fn seq_of(e: &Engine) -> u64 {
     e.pin().view().delta_seq
 }
 
-/// Publish batch `text`, retrying while JetStream elects a leader.
-async fn publish(js: &jetstream::Context, stream: &mut jetstream::Stream, names: &StreamNames, text: &[u8]) -> anyhow::Result<()> {
+/// Publish batch `text` as `eligd publish` does, retrying while JetStream
+/// elects a leader.
+async fn publish(
+    p: &mut jetstream::Publisher,
+    js: &jetstream::Context,
+    stream: &mut jetstream::Stream,
+    names: &StreamNames,
+    text: &[u8],
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        match jetstream::publish(js, stream, names, text).await {
+        match p.publish(js, stream, names, text).await {
             Ok(_) => return Ok(()),
             Err(e) if Instant::now() < deadline => {
                 eprintln!("tier bench: publish retried: {e}");
@@ -205,6 +212,7 @@ async fn main() -> anyhow::Result<()> {
     let a = start(&pki, &snapshot_dir, &urls, "bench-a")?;
     let b = start(&pki, &snapshot_dir, &urls, "bench-b")?;
     let engines = [&*a.engine, &*b.engine];
+    let mut publisher = jetstream::Publisher::new(&mut stream, &names).await?;
     let mut batches = Batches::new(&snapshot);
     let mut seq = 0u64;
 
@@ -212,7 +220,7 @@ async fn main() -> anyhow::Result<()> {
     let texts: Vec<Vec<u8>> = (1..=args.batches).map(|s| batches.next(&snapshot, s)).collect();
     let t = Instant::now();
     for text in &texts {
-        publish(&js, &mut stream, &names, text).await?;
+        publish(&mut publisher, &js, &mut stream, &names, text).await?;
     }
     let published = t.elapsed();
     seq += args.batches;
@@ -229,7 +237,7 @@ async fn main() -> anyhow::Result<()> {
         seq += 1;
         let text = batches.next(&snapshot, seq);
         let t = Instant::now();
-        publish(&js, &mut stream, &names, &text).await?;
+        publish(&mut publisher, &js, &mut stream, &names, &text).await?;
         let mut seen = [None, None];
         while seen.iter().any(Option::is_none) {
             for (i, e) in engines.iter().enumerate() {
@@ -262,6 +270,7 @@ async fn main() -> anyhow::Result<()> {
     let feeder = {
         let (js, names, following) = (js.clone(), names.clone(), following.clone());
         let mut stream = jetstream::ensure_stream(&js, &names, 3).await?;
+        let mut publisher = publisher;
         let texts: Vec<Vec<u8>> = (seq + 1..=seq + 600).map(|s| batches.next(&snapshot, s)).collect();
         let pace = (args.follow_rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.follow_rate));
         tokio::spawn(async move {
@@ -274,7 +283,7 @@ async fn main() -> anyhow::Result<()> {
                 if let Some(p) = pace {
                     tokio::time::sleep_until((started + p * sent as u32).into()).await;
                 }
-                if publish(&js, &mut stream, &names, text).await.is_err() {
+                if publish(&mut publisher, &js, &mut stream, &names, text).await.is_err() {
                     break;
                 }
                 sent += 1;

@@ -181,6 +181,7 @@ async fn run_publish(args: PublishArgs) -> anyhow::Result<()> {
         Some(addr) => Some(Client::connect(&args.conn.node(Some(addr))?).await?),
         None => None,
     };
+    let mut publisher = jetstream::Publisher::new(&mut stream, &names).await?;
     let mut stdout = std::io::stdout().lock();
     for (file, text) in batches {
         let refused = |e: &dyn std::fmt::Display| anyhow::Error::new(PublishRefused(format!("{}: {e}", file.display())));
@@ -191,7 +192,7 @@ async fn run_publish(args: PublishArgs) -> anyhow::Result<()> {
         let published = if args.replace {
             jetstream::replace(&js, &mut stream, &names, &text).await
         } else {
-            jetstream::publish(&js, &mut stream, &names, &text).await
+            publisher.publish(&js, &mut stream, &names, &text).await
         }
         .map_err(|e| refused(&e))?;
         let applied = match args.wait {

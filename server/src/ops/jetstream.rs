@@ -181,6 +181,57 @@ pub async fn publish(
     send(js, names, seq, &seq.to_string(), last_stream_seq, text, digest).await
 }
 
+/// Publishes batches in seq order, reading the stream's last batch once and
+/// then keeping it from each acknowledgement: one round trip per batch
+/// instead of three. Each batch is still checked as rows, sent with the
+/// stream's last sequence as the expected one (another publisher in between
+/// makes JetStream refuse it), and anything but the next seq takes
+/// [`publish`]'s path (a duplicate, a different batch, a gap).
+#[derive(Debug, Clone, Copy)]
+pub struct Publisher {
+    /// The stream's last batch and the stream sequence that holds it.
+    last: (u64, u64),
+}
+
+impl Publisher {
+    pub async fn new(stream: &mut stream::Stream, names: &StreamNames) -> Result<Publisher, PublishError> {
+        Ok(Publisher { last: last_batch(stream, names).await? })
+    }
+
+    pub async fn publish(
+        &mut self,
+        js: &jetstream::Context,
+        stream: &mut stream::Stream,
+        names: &StreamNames,
+        text: &[u8],
+    ) -> Result<Published, PublishError> {
+        let batch = parse_batch(text)?;
+        if batch.seq != self.last.0 + 1 {
+            let published = publish(js, stream, names, text).await;
+            self.last = last_batch(stream, names).await?;
+            return published;
+        }
+        let digest = batch.digest.to_string();
+        match send(js, names, batch.seq, &batch.seq.to_string(), self.last.1, text, digest).await {
+            Ok(p) if p.duplicate => {
+                // JetStream dropped it by its id: another publisher put batch
+                // `seq` in since. The same bytes, or refused as different.
+                self.last = last_batch(stream, names).await?;
+                publish(js, stream, names, text).await
+            }
+            Ok(p) => {
+                self.last = (p.seq, p.stream_sequence);
+                Ok(p)
+            }
+            Err(e) => {
+                // Another publisher, or a lost acknowledgement: read the stream again.
+                self.last = last_batch(stream, names).await?;
+                Err(e)
+            }
+        }
+    }
+}
+
 /// The operator's way past a batch every node refused: delete the stream
 /// message(s) holding batch `seq` and publish `text` (batch `seq` again,
 /// corrected) in their place. Nodes stopped at `seq` find it by its subject

@@ -360,3 +360,31 @@ async fn a_dry_run_on_a_node_refuses_what_every_node_would_refuse_and_wait_sees_
         other => panic!("{other:?}"),
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_publisher_keeps_the_order_checks_with_one_round_trip_a_batch() {
+    use elig_server::ops::jetstream::{PublishError, Publisher};
+    let cluster = NatsCluster::start(3);
+    let names = StreamNames::new(cluster.urls());
+    publish(&names, &numbered_batch(1)).await; // creates the stream once the cluster is up
+    let js = jetstream::connect(&names).await.unwrap();
+    let mut stream = jetstream::ensure_stream(&js, &names, 3).await.unwrap();
+    let mut p = Publisher::new(&mut stream, &names).await.unwrap();
+    for seq in 2..=3 {
+        let got = p.publish(&js, &mut stream, &names, &numbered_batch(seq)).await.unwrap();
+        assert_eq!((got.seq, got.duplicate), (seq, false));
+    }
+    assert!(p.publish(&js, &mut stream, &names, &numbered_batch(3)).await.unwrap().duplicate, "the same batch again is a duplicate");
+    assert!(matches!(p.publish(&js, &mut stream, &names, &numbered_batch(5)).await, Err(PublishError::Gap { seq: 5, last: 3 })));
+    // Another publisher puts batch 4 in: this one's view of the stream is stale, yet its own batch 4
+    // is refused as different (never taken for a duplicate), and the order does not fork.
+    let mut other = Publisher::new(&mut stream, &names).await.unwrap();
+    other.publish(&js, &mut stream, &names, &numbered_batch(4)).await.unwrap();
+    let mine = batch(4, &[upsert("insurance", insurance_row("QX4", &fixture().keys.card_valid_person, "06130488", "T", "X4"))]);
+    assert!(matches!(p.publish(&js, &mut stream, &names, &mine).await, Err(PublishError::Different { seq: 4, .. })));
+    // The other goes on to 5; this one, behind, reads the stream again and follows on with 6.
+    other.publish(&js, &mut stream, &names, &numbered_batch(5)).await.unwrap();
+    let six = p.publish(&js, &mut stream, &names, &batch(6, &[])).await.expect("6 follows 5");
+    assert_eq!((six.seq, six.duplicate), (6, false));
+    assert_eq!(jetstream::last_batch(&mut stream, &names).await.unwrap().0, 6);
+}
