@@ -137,3 +137,24 @@ impl Drop for NatsCluster {
         }
     }
 }
+
+/// Publish a batch with the retries an operator's script makes while the
+/// cluster elects a new leader: the message id makes a repeat safe.
+pub async fn publish_retrying(names: &elig_server::ops::jetstream::StreamNames, text: &[u8]) {
+    use elig_server::ops::jetstream;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let attempt = async {
+            let js = jetstream::connect(names).await?;
+            let mut stream = jetstream::ensure_stream(&js, names, 3).await?;
+            jetstream::publish(&js, &mut stream, names, text).await
+        };
+        match attempt.await {
+            Ok(_) => return,
+            Err(e) => {
+                assert!(Instant::now() < deadline, "publish kept failing: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}

@@ -55,6 +55,25 @@ pub struct Node {
 }
 
 impl Node {
+    /// Start `eligd serve --config config` (any configuration: a node that
+    /// follows the stream, serves metrics, ...) and wait for it to listen.
+    pub fn start(config: &Path) -> Node {
+        let (child, addr, log) = Node::spawn(config);
+        Node { child: Some(child), addr, config: config.to_path_buf(), _log: Some(log) }
+    }
+
+    /// The metrics address it logs once listening (with `metrics_listen`).
+    pub fn metrics_addr(&self) -> String {
+        let log = self._log.as_ref().expect("a running node");
+        loop {
+            let line = log.recv_timeout(Duration::from_secs(60)).expect("eligd logs its metrics address");
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if v["fields"]["message"].as_str().is_some_and(|m| m.starts_with("metrics on")) {
+                return v["fields"]["m"].as_str().unwrap_or_default().to_string();
+            }
+        }
+    }
+
     /// Start `eligd serve --config config` and wait for it to listen.
     fn spawn(config: &Path) -> (Child, SocketAddr, Receiver<String>) {
         let mut child = Command::new(eligd_binary())

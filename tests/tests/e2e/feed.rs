@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use elig_client::Client;
 use elig_server::ops::feed::{FeedConfig, FeedState, FeedStatus};
 use elig_server::ops::jetstream::{self, PublishError, StreamNames};
-use elig_tests::nats::NatsCluster;
+use elig_tests::nats::{publish_retrying, NatsCluster};
 use elig_tests::{batch, clock, fixture, insurance_row, upsert, As, Keys, TestServer, Writable};
 
 fn feed_config(names: &StreamNames, consumer: &str) -> FeedConfig {
@@ -57,26 +57,6 @@ async fn wait_joined(nodes: &[&TestServer]) {
         while !feed_status(n).await.joined {
             assert!(Instant::now() < deadline, "node did not join: {:?}", feed_status(n).await);
             tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-/// Publish with the retries an operator's script makes while the cluster
-/// elects a new leader: the message id makes a repeat safe.
-async fn publish_retrying(names: &StreamNames, text: &[u8]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let attempt = async {
-            let js = jetstream::connect(names).await?;
-            let mut stream = jetstream::ensure_stream(&js, names, 3).await?;
-            jetstream::publish(&js, &mut stream, names, text).await
-        };
-        match attempt.await {
-            Ok(_) => return,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "publish kept failing: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
         }
     }
 }

@@ -14,7 +14,7 @@ use elig_loader::store;
 use elig_server::ops::feed::{FeedConfig, FeedState, FeedStatus};
 use elig_server::ops::jetstream::{self, StreamNames};
 use elig_server::ops::{snapshots, state};
-use elig_tests::nats::NatsCluster;
+use elig_tests::nats::{publish_retrying as publish, NatsCluster};
 use elig_tests::{batch, compile_generation, fixture, insurance_row, upsert, As, Keys, TestServer, Writable};
 use elig_wire::codes;
 use elig_wire::report::Limits;
@@ -70,25 +70,6 @@ async fn answer_of(c: &Client, q: &str) -> String {
 
 fn following(names: &StreamNames, consumer: &str, bucket: &str) -> FeedConfig {
     FeedConfig { bucket: bucket.into(), store_poll_ms: 200, ..FeedConfig::new(names.clone(), consumer) }
-}
-
-/// Publish through the publisher's checks, retrying while JetStream elects.
-async fn publish(names: &StreamNames, text: &[u8]) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let attempt = async {
-            let js = jetstream::connect(names).await?;
-            let mut stream = jetstream::ensure_stream(&js, names, 3).await?;
-            jetstream::publish(&js, &mut stream, names, text).await
-        };
-        match attempt.await {
-            Ok(_) => return,
-            Err(e) => {
-                assert!(Instant::now() < deadline, "publish kept failing: {e}");
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-        }
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
