@@ -107,6 +107,7 @@ pub struct Feed {
     status: Mutex<FeedStatus>,
     /// `status.joined`, read on every request without the lock.
     joined: AtomicBool,
+    applier: crate::ops::applier::Applier,
 }
 
 /// How long one pull waits for new batches before the feed looks around.
@@ -136,7 +137,8 @@ impl Feed {
             },
             ..FeedStatus::default()
         };
-        let feed = Arc::new(Feed { config, status: Mutex::new(status), joined: AtomicBool::new(false) });
+        let applier = crate::ops::applier::Applier::start(engine.clone());
+        let feed = Arc::new(Feed { config, status: Mutex::new(status), joined: AtomicBool::new(false), applier });
         tokio::spawn(run(feed.clone(), engine, stop));
         feed
     }
@@ -334,9 +336,7 @@ async fn consume(
                 ),
             }));
         }
-        let engine2 = engine.clone();
-        let payload = msg.payload.clone();
-        let result = tokio::task::spawn_blocking(move || engine2.apply(&payload)).await.map_err(|e| e.to_string())?;
+        let result = feed.applier.apply(msg.payload.clone()).await?;
         match result {
             Ok(ack) => {
                 // Counted before the ack: an ack lost with a NATS server is redelivered as a duplicate.

@@ -3,10 +3,12 @@
 //! - [`audit`]: one JSON line per answered query; [`usage`]: counts per
 //!   institution and lookup kind; [`metrics`]: Prometheus.
 //! - [`state`]: the delta log and the live snapshot record across restarts.
-//! - [`feed`], [`jetstream`]: following the NATS JetStream delta stream;
+//! - [`feed`], [`jetstream`]: following the NATS JetStream delta stream
+//!   ([`applier`]: its batches applied at the lowest CPU priority);
 //!   [`snapshots`]: joining from and following the snapshot store;
 //!   [`publish`]: the publisher's dry run on a node and its `--wait`.
 
+pub mod applier;
 pub mod audit;
 pub mod feed;
 pub mod jetstream;
