@@ -150,6 +150,12 @@ pub struct Tier {
 
 impl Tier {
     pub fn start(n: usize) -> Tier {
+        Tier::start_configured(n, |_| String::new())
+    }
+
+    /// `n` nodes, node `i`'s `eligd.toml` ending with `extra(i)` (a `[feed]`
+    /// table, say).
+    pub fn start_configured(n: usize, extra: impl Fn(usize) -> String) -> Tier {
         let fx = fixture();
         let dir = tempfile::Builder::new().prefix("elig-tier-").tempdir().expect("temporary directory");
         let pki = DevPki::generate(fx.keys.institution(), &["localhost"]).expect("dev PKI");
@@ -164,12 +170,13 @@ impl Tier {
                     let c = |f: &str| certs.join(f).display().to_string();
                     let text = format!(
                         "listen = \"{listen}\"\nsnapshot_dir = \"{}\"\ndelta_log = \"{}\"\nfixed_clock = \"{NOW}\"\n\
-                         [tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n",
+                         [tls]\nca = \"{}\"\ncert = \"{}\"\nkey = \"{}\"\n{}",
                         fx.snapshot.display(),
                         home.join("deltas.log").display(),
                         c("ca.pem"),
                         c("server.pem"),
                         c("server.key"),
+                        extra(i),
                     );
                     std::fs::write(&config, text).expect("write eligd.toml");
                 };
@@ -209,7 +216,8 @@ impl Tier {
 }
 
 /// A stand-in node that refuses every request with one error code (as a
-/// joining node answers `EN01`, which eligd does not send yet): a QUIC
+/// joining node answers `EN01`, or one behind `EN02`, for as long as a test
+/// wants): a QUIC
 /// endpoint with the tier's server certificate, one `Error` frame per
 /// request stream.
 #[derive(Debug)]

@@ -4,9 +4,10 @@
 //! answer equals a single node's, and the node gets traffic again; the
 //! same kill without failover fails requests (so the first test can fail).
 //! Final refusals are returned once, never retried; operator commands go
-//! to the node named only. eligd does not send `EN01` (not ready) yet: a
-//! stand-in node that refuses every request with `EN01` or `EN02` shows
-//! those retries ([`RefusingNode`]).
+//! to the node named only. A real joining node (following a stream it
+//! cannot reach) refuses `EN01` and is passed over; a stand-in node that
+//! refuses every request with `EN01` or `EN02` ([`RefusingNode`]) shows the
+//! retries up to the bound.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -40,6 +41,11 @@ struct Work {
 impl Work {
     /// The queries, answered by node 0 alone.
     async fn answered_by(nodes: &Nodes) -> Work {
+        Work::answered_by_node(nodes, 0).await
+    }
+
+    /// The queries, answered by node `node` alone.
+    async fn answered_by_node(nodes: &Nodes, node: usize) -> Work {
         let fx = fixture();
         let keys = &fx.keys;
         let inst = keys.institution();
@@ -49,7 +55,7 @@ impl Work {
         queries.extend(keys.card_lost.as_ref().map(|c| Keys::card_query(c, inst, "lost")));
         // A refused query is an answer too (EQ04), the same from every node.
         queries.push(format!(r#"{{"MedicalInstitutionCode":"{inst}","InsuranceCard":{{"InsurerNumber":"06130489"}}}}"#));
-        let one = Client::connect(&nodes.options(0, As::Central)).await.expect("connect to node 0");
+        let one = Client::connect(&nodes.options(node, As::Central)).await.expect("connect to the node");
         let mut lookups = Vec::new();
         for q in queries {
             let a = one.lookup(q.as_bytes()).await.expect("node 0 answers");
@@ -379,4 +385,29 @@ async fn elig_takes_several_servers_and_sends_operator_commands_to_one() {
     assert_eq!((seq(&a), seq(&b)), (0.into(), 1.into()), "the batch went to the first --server only");
     let out = elig(&nodes, "operator", &["--server", &format!("{a},{b}"), "status", "--node", &format!("{a},{b}")], "");
     assert_eq!(out.status.code(), Some(2), "--node names one node");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_node_that_is_joining_refuses_en01_and_is_passed_over() {
+    // Node 0 follows a stream it cannot reach: it never catches up, so it
+    // stays joining and refuses lookups EN01, as a node replaying would.
+    let nodes = Nodes::start_configured(2, |i| match i {
+        0 => "[feed]\nservers = [\"nats://127.0.0.1:1\"]\nconsumer = \"joining\"\nfollow_store = false\n".to_string(),
+        _ => String::new(),
+    });
+    let work = Work::answered_by_node(&nodes, 1).await;
+    let direct = Client::connect(&nodes.options(0, As::Central)).await.unwrap();
+    match direct.lookup(work.lookups[0].0.as_slice()).await {
+        Err(e) => assert_eq!(e.code(), Some("EN01"), "{e}"),
+        Ok(a) => panic!("a joining node must not answer: {a:?}"),
+    }
+    direct.close().await;
+    let tier = connected(nodes.tier_options(As::Central)).await;
+    for (q, want) in &work.lookups {
+        assert_eq!(comparable(&tier.lookup(q).await.expect("answered by the ready node")), *want);
+    }
+    let (answers, _) = tier.bulk(&work.bulk).await.expect("answered");
+    assert_eq!(answers.iter().map(comparable).collect::<Vec<_>>(), work.bulk_answers);
+    assert!(tier.sent()[0] > 0, "the joining node was asked, and passed over: {:?}", tier.sent());
+    tier.close().await;
 }
