@@ -216,10 +216,16 @@ async fn follow(feed: &Feed, engine: &Arc<Engine>) -> Result<(), String> {
             use async_nats::jetstream::context::GetStreamErrorKind;
             use async_nats::jetstream::ErrorCode;
             // No stream yet (a new tier, before its first publish): nothing
-            // to replay, so the node answers from its snapshot meanwhile.
+            // to replay, so the node follows an empty stream, caught up and
+            // ready, and looks again in a second.
             if let GetStreamErrorKind::JetStream(j) = e.kind() {
                 if j.error_code() == ErrorCode::STREAM_NOT_FOUND {
-                    feed.update(|s| s.joined = true);
+                    let applied = applied(engine);
+                    feed.update(|s| {
+                        (s.state, s.alarm, s.joined) = (FeedState::Following, None, true);
+                        (s.applied_seq, s.stream_seq, s.lag_batches, s.lag_secs) = (applied, applied, 0, 0);
+                    });
+                    return Ok(());
                 }
             }
             return Err(format!("stream '{}': {e}", names.stream));

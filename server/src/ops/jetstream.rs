@@ -122,21 +122,29 @@ pub async fn ensure_stream(js: &jetstream::Context, names: &StreamNames, replica
     js.get_or_create_stream(names.config(replicas)).await.map_err(|e| names.error(e))
 }
 
-/// The newest batch seq in the stream and its stream sequence; `(0, 0)` when empty.
+/// The highest batch seq in the stream, and the stream's last sequence (what
+/// the next publish expects); `(0, 0)` when empty.
+///
+/// A replacement (`replace`) appends a batch at or under the highest, so
+/// the newest message may be one: walking back over deleted messages and
+/// replacements (their message id is `<seq>-<digest>`) to the newest plain
+/// publish finds the highest batch, which a plain publish always is.
 pub async fn last_batch(stream: &mut stream::Stream, names: &StreamNames) -> Result<(u64, u64), PublishError> {
     let last = stream.info().await.map_err(|e| names.error(e))?.state.last_sequence;
-    if last == 0 {
-        return Ok((0, 0));
-    }
-    // The last sequence may be a deleted (replaced) message: walk back to a live one.
+    let mut highest = 0;
     let mut at = last;
     while at > 0 {
-        match stream.get_raw_message(at).await {
-            Ok(m) => return Ok((names.seq_of(&m.subject).unwrap_or(0), last)),
-            Err(_) => at -= 1,
+        if let Ok(m) = stream.get_raw_message(at).await {
+            let seq = names.seq_of(&m.subject).unwrap_or(0);
+            highest = highest.max(seq);
+            let replacement = m.headers.get("Nats-Msg-Id").is_some_and(|id| id.as_str().contains('-'));
+            if !replacement {
+                break;
+            }
         }
+        at -= 1;
     }
-    Ok((0, last))
+    Ok((highest, last))
 }
 
 /// The stream message holding batch `seq` (the newest, if it was replaced).

@@ -50,7 +50,11 @@ pub async fn join(feed: &FeedConfig, snapshot_dir: &Path, delta_log: &Path, stop
             let s = store::open(&servers, &feed.bucket, None).await?;
             store::download(&s, None, &into).await
         };
-        match attempt.await {
+        let attempt = tokio::select! {
+            _ = stop.cancelled() => return None,
+            a = attempt => a,
+        };
+        match attempt {
             Ok(dir) => {
                 let generation = read_manifest(&dir).map(|m| m.generation).unwrap_or_default();
                 if let Err(e) = state::record_live(delta_log, &dir) {
@@ -95,17 +99,30 @@ pub fn spawn_watch(engine: Arc<Engine>, feed: Arc<Feed>, delta_log: PathBuf, sto
     tokio::spawn(async move {
         let mut watch = Watch { engine, feed, delta_log, store: None, refused: BTreeSet::new(), refusal: None, pending: None };
         let poll = Duration::from_millis(watch.feed.config().store_poll_ms.max(50));
+        let mut failures = 0u32;
         loop {
+            // After a failure (the bucket unreachable, an object missing), the
+            // next look waits longer, up to 5 minutes: a generation that keeps
+            // failing is not downloaded again and again.
+            let wait = (poll * 2u32.saturating_pow(failures.min(12))).min(Duration::from_secs(300));
             tokio::select! {
                 _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(poll) => {}
+                _ = tokio::time::sleep(wait) => {}
             }
             // A failure to read the bucket is reported until a look succeeds;
             // the last refused generation until a newer one is taken.
-            let alarm = match watch.look().await {
-                Ok(()) => watch.refusal.clone(),
+            let looked = tokio::select! {
+                _ = stop.cancelled() => return,
+                l = watch.look() => l,
+            };
+            let alarm = match looked {
+                Ok(()) => {
+                    failures = 0;
+                    watch.refusal.clone()
+                }
                 Err(e) => {
-                    tracing::warn!(alarm = %e, "snapshot store");
+                    failures += 1;
+                    tracing::warn!(alarm = %e, failures, "snapshot store");
                     Some(e)
                 }
             };
@@ -148,6 +165,11 @@ impl Watch {
         };
         self.feed.update(|st| st.store.newest_generation = newest);
         let live = self.engine.pin().id();
+        if self.pending.is_some_and(|p| p <= live) {
+            // Swapped in by the operator (`elig swap`).
+            self.pending = None;
+            self.feed.update(|st| st.store.pending = None);
+        }
         let Some(newest) = newest.filter(|n| *n > live && !self.refused.contains(n)) else { return Ok(()) };
         if self.pending == Some(newest) {
             return Ok(());

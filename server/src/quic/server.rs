@@ -137,7 +137,8 @@ impl Server {
                 let weak = Arc::downgrade(&shared);
                 let ready: metrics::ReadyCheck =
                     Arc::new(move || weak.upgrade().map_or_else(|| Err("shutting down".to_string()), |s| s.ready()));
-                Some(metrics::serve(addr, ready, stop.clone())?)
+                // The feed and the store watcher run already: stopped with the start.
+                Some(metrics::serve(addr, ready, stop.clone()).inspect_err(|_| stop.cancel())?)
             }
             None => None,
         };

@@ -367,5 +367,26 @@ async fn the_publisher_keeps_the_order_checks_with_one_round_trip_a_batch() {
     other.publish(&js, &mut stream, &names, &numbered_batch(5)).await.unwrap();
     let six = p.publish(&js, &mut stream, &names, &batch(6, &[])).await.expect("6 follows 5");
     assert_eq!((six.seq, six.duplicate), (6, false));
-    assert_eq!(jetstream::last_batch(&mut stream, &names).await.unwrap().0, 6);
+    // A replacement appends batch 2 again at the end of the stream; the highest batch is still 6.
+    jetstream::replace(&js, &mut stream, &names, &numbered_batch(2)).await.expect("batch 2 replaced");
+    assert_eq!(jetstream::last_batch(&mut stream, &names).await.unwrap().0, 6, "not the replacement's seq");
+    let mut fresh = Publisher::new(&mut stream, &names).await.unwrap();
+    assert_eq!(fresh.publish(&js, &mut stream, &names, &batch(7, &[])).await.expect("7 follows 6").seq, 7);
+    assert_eq!(jetstream::last_batch(&mut stream, &names).await.unwrap().0, 7);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_of_a_new_tier_with_no_stream_yet_is_ready_and_answers() {
+    let cluster = NatsCluster::start(3);
+    let names = StreamNames::new(cluster.urls());
+    let w = Writable::fixture();
+    let node = TestServer::start_following(&w, FeedConfig { follow_store: false, ..FeedConfig::new(names.clone(), "new-0") }).await;
+    wait_until(&[&node], "following an empty stream", |s| s.joined && s.ready && s.state == FeedState::Following && s.alarm.is_none())
+        .await;
+    let c = node.client(As::Central).await;
+    let a = c.lookup(fixture().keys.valid_card_query(fixture().keys.institution(), "new").as_bytes()).await.unwrap();
+    assert_eq!(a.validity(), Some("1"));
+    // The first publish creates the stream; the node follows it.
+    publish(&names, &numbered_batch(1)).await;
+    wait_until(&[&node], "batch 1", |s| s.applied_seq == 1 && s.applied_from_stream == 1).await;
 }
