@@ -323,30 +323,13 @@ const MIN_SEQ_FIELD: &str = "MinimumDeltaSequence";
 fn delta_seq(text: &str) -> Result<u64, QueryError> {
     let t = text.trim();
     match t.parse::<u64>() {
-        Ok(n) if !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
+        Ok(n) if t.bytes().all(|b| b.is_ascii_digit()) => Ok(n),
         _ => Err(QueryError::new(
             codes::INVALID_VALUE,
             MIN_SEQ_FIELD,
             format!("{MIN_SEQ_FIELD} '{text}': must be a delta batch sequence number (digits)"),
         )),
     }
-}
-
-/// The `MinimumDeltaSequence` of a query document, read without parsing the
-/// rest (a server decides from it whether to wait before answering). `None`
-/// when absent or not a number: the full parse then refuses a bad value.
-pub fn minimum_delta_seq(json: &[u8]) -> Option<u64> {
-    if !json.windows(MIN_SEQ_FIELD.len()).any(|w| w == MIN_SEQ_FIELD.as_bytes()) {
-        return None;
-    }
-    #[derive(Deserialize)]
-    struct OnlyMinSeq {
-        #[serde(rename = "MinimumDeltaSequence")]
-        min_delta_seq: Option<String>,
-    }
-    let json = json.strip_prefix(BOM).unwrap_or(json);
-    let only: OnlyMinSeq = serde_json::from_slice(json).ok()?;
-    delta_seq(only.min_delta_seq.as_deref()?).ok()
 }
 
 #[cfg(test)]
@@ -362,10 +345,8 @@ mod tests {
         let q =
             r#"{"MedicalInstitutionCode":"3410712362","MinimumDeltaSequence":"42","DelegatedTickets":{"MedicalTreatmentMonth":"202611"}}"#;
         assert_eq!(parse_query(q.as_bytes(), 20261122).unwrap().min_delta_seq, Some(42));
-        assert_eq!(minimum_delta_seq(q.as_bytes()), Some(42));
         let without = r#"{"MedicalInstitutionCode":"3410712362","DelegatedTickets":{"MedicalTreatmentMonth":"202611"}}"#;
         assert_eq!(parse_query(without.as_bytes(), 20261122).unwrap().min_delta_seq, None);
-        assert_eq!(minimum_delta_seq(without.as_bytes()), None);
         for bad in ["", "4x", "-1", "1.5", "99999999999999999999"] {
             let q = format!(
                 r#"{{"MedicalInstitutionCode":"3410712362","MinimumDeltaSequence":"{bad}","DelegatedTickets":{{"MedicalTreatmentMonth":"202611"}}}}"#
@@ -373,7 +354,6 @@ mod tests {
             let e = err(&q);
             assert_eq!((e.code, e.field.as_str()), (codes::INVALID_VALUE, "MinimumDeltaSequence"), "{bad}: {e:?}");
             assert!(e.message.contains(&format!("'{bad}'")), "{}", e.message);
-            assert_eq!(minimum_delta_seq(q.as_bytes()), None);
         }
     }
 

@@ -23,9 +23,9 @@ use elig_wire::request::{BulkBegin, ErrorBody, SwapRequest};
 
 use super::operator::{Job, Report};
 use super::outcome::{Label, Outcome, Record, Refusal, Request, Verdict};
-use super::query::{answer_one, behind_message, Accept, Bulk};
+use super::query::{answer_parsed, behind_message, checked_query, Accept, Bulk, Rejected};
 use super::role::Role;
-use elig_engine::query::minimum_delta_seq;
+use elig_engine::query::Query;
 
 /// What was read from the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,8 +89,12 @@ enum State {
     BulkDone(Box<Bulk>),
     /// A job is running for this request.
     Job(Kind),
-    /// A lookup or ticket fetch waiting for the delta seq it asked for.
-    Waiting(Kind, Vec<u8>),
+    /// A lookup or ticket fetch waiting for the delta seq its query asked for.
+    Waiting {
+        kind: Kind,
+        payload: Vec<u8>,
+        query: Box<Query>,
+    },
     /// A one-frame request answered: the end of the stream must follow.
     Answered(Kind),
     Over,
@@ -222,7 +226,7 @@ impl<'a> Machine<'a> {
             (State::Start, Input::Oversized { len, max, .. }) => {
                 self.refuse(frame_refusal(&FrameError::TooLarge { len: len as u64, max }), out)
             }
-            (State::Job(_) | State::Waiting(..) | State::Over, _) => {
+            (State::Job(_) | State::Waiting { .. } | State::Over, _) => {
                 self.driver_bug("an input after the request ended or while its job runs", out)
             }
         }
@@ -253,10 +257,15 @@ impl<'a> Machine<'a> {
     /// The wait [`Step::Wait`] asked for is over (the seq reached, or the
     /// bound): answer now, or refuse `EN02` if the seq is still not live.
     pub fn waited(&mut self, out: &mut Vec<u8>, record: &mut impl Record) -> Step {
-        let State::Waiting(kind, payload) = std::mem::replace(&mut self.state, State::Over) else {
+        let State::Waiting { kind, payload, query } = std::mem::replace(&mut self.state, State::Over) else {
             return self.driver_bug("a wait ended with no query waiting", out);
         };
-        self.answer(kind, &payload, out, record)
+        let seq = self.engine.pin().view().delta_seq;
+        if let Some(min) = query.min_delta_seq.filter(|min| *min > seq) {
+            // Never an answer from before the seq the caller asked for.
+            return self.refuse(Refusal::new(codes::BEHIND, behind_message(min, seq)), out);
+        }
+        self.answer(kind, &payload, Ok(*query), out, record)
     }
 
     /// The peer went away (a read or write failed with nothing to tell it).
@@ -273,11 +282,16 @@ impl<'a> Machine<'a> {
         }
         match kind {
             Kind::Lookup | Kind::Tickets => {
-                if let Some(min) = minimum_delta_seq(payload).filter(|min| *min > self.engine.pin().view().delta_seq) {
-                    self.state = State::Waiting(kind, payload.to_vec());
-                    return Step::Wait(min);
+                let accept = if kind == Kind::Lookup { Accept::Any } else { Accept::Delegated };
+                let parsed = checked_query(self.role, payload, self.clock, accept);
+                let ahead = parsed.as_ref().ok().and_then(|q| q.min_delta_seq).filter(|min| *min > self.engine.pin().view().delta_seq);
+                match (ahead, parsed) {
+                    (Some(min), Ok(query)) => {
+                        self.state = State::Waiting { kind, payload: payload.to_vec(), query: Box::new(query) };
+                        Step::Wait(min)
+                    }
+                    (_, parsed) => self.answer(kind, payload, parsed, out, record),
                 }
-                self.answer(kind, payload, out, record)
             }
             Kind::BulkBegin => self.bulk_begin(payload, out),
             Kind::Status | Kind::Usage | Kind::Delta | Kind::DeltaCheck | Kind::Swap => self.job(kind, payload, out),
@@ -292,21 +306,24 @@ impl<'a> Machine<'a> {
         }
     }
 
-    /// Answer a lookup or a ticket fetch from the live generation; one still
-    /// behind the query's `MinimumDeltaSequence` (after the wait) is refused
-    /// `EN02`, retryable, never answered from before that seq.
-    fn answer(&mut self, kind: Kind, payload: &[u8], out: &mut Vec<u8>, record: &mut impl Record) -> Step {
+    /// Answer a lookup or a ticket fetch, `parsed` from `payload`, from the
+    /// live generation (the seq only grows: at or past the one it waited for).
+    fn answer(
+        &mut self,
+        kind: Kind,
+        payload: &[u8],
+        parsed: Result<Query, Box<Rejected>>,
+        out: &mut Vec<u8>,
+        record: &mut impl Record,
+    ) -> Step {
         let gen = self.engine.pin();
         let view = gen.view();
-        if let Some(min) = minimum_delta_seq(payload).filter(|min| *min > view.delta_seq) {
-            return self.refuse(Refusal::new(codes::BEHIND, behind_message(min, view.delta_seq)), out);
-        }
         if kind == Kind::Lookup {
-            let (answer, o) = answer_one(&view, gen.id(), self.role, payload, self.clock, Request::Lookup, Accept::Any);
+            let (answer, o) = answer_parsed(&view, gen.id(), payload, self.clock, Request::Lookup, parsed);
             self.answered(&o, record);
             encode_json_into(out, Kind::Answer, &answer);
         } else {
-            let (mut answer, o) = answer_one(&view, gen.id(), self.role, payload, self.clock, Request::Tickets, Accept::Delegated);
+            let (mut answer, o) = answer_parsed(&view, gen.id(), payload, self.clock, Request::Tickets, parsed);
             self.answered(&o, record);
             // The units, then the summary: the answer without its units,
             // with the counts in its header.

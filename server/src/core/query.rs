@@ -41,6 +41,18 @@ pub(crate) fn answer_one(
     request: Request,
     accept: Accept,
 ) -> (Answer, Outcome) {
+    answer_parsed(view, generation, raw, clock, request, checked_query(role, raw, clock, accept))
+}
+
+/// Answer a query document `raw` as [`checked_query`] read it.
+pub(crate) fn answer_parsed(
+    view: &View<'_>,
+    generation: u64,
+    raw: &[u8],
+    clock: Clock,
+    request: Request,
+    parsed: Result<Query, Box<Rejected>>,
+) -> (Answer, Outcome) {
     let mut outcome = Outcome {
         request,
         asked: Asked::Malformed,
@@ -54,7 +66,7 @@ pub(crate) fn answer_one(
         item: None,
         certificate_check: false,
     };
-    let query = match checked_query(role, raw, clock, accept) {
+    let query = match parsed {
         Ok(q) => q,
         Err(rejected) => {
             let Rejected { error, hints, asked } = *rejected;

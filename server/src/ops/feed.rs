@@ -116,15 +116,9 @@ const POLL: Duration = Duration::from_millis(500);
 const PULL_BATCH: usize = 64;
 
 impl Feed {
-    /// [`Feed::spawn_from`] a snapshot whose source is its directory.
-    pub fn spawn(engine: Arc<Engine>, config: FeedConfig, stop: CancellationToken) -> Arc<Feed> {
-        let source = format!("local {}", engine.pin().snapshot.dir().display());
-        Feed::spawn_from(engine, config, source, stop)
-    }
-
     /// Start following in the background until `stop` is cancelled; the
     /// live snapshot came from `source` (`local <dir>`, `store ...`).
-    pub fn spawn_from(engine: Arc<Engine>, config: FeedConfig, source: String, stop: CancellationToken) -> Arc<Feed> {
+    pub fn spawn(engine: Arc<Engine>, config: FeedConfig, source: String, stop: CancellationToken) -> Arc<Feed> {
         let status = FeedStatus {
             stream: config.names.stream.clone(),
             consumer: config.consumer.clone(),

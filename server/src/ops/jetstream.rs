@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, stream};
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use elig_engine::delta::{parse_batch, Digest};
+use elig_engine::delta::{parse_batch, Batch, Digest};
 
 /// A JetStream connection and the delta stream, for callers without async-nats of their own.
 pub type Context = jetstream::Context;
@@ -170,34 +170,18 @@ pub async fn publish(
     names: &StreamNames,
     text: &[u8],
 ) -> Result<Published, PublishError> {
-    let batch = parse_batch(text)?;
-    let seq = batch.seq;
-    let digest = batch.digest.to_string();
-    let (last, last_stream_seq) = last_batch(stream, names).await?;
-    if seq <= last {
-        let held = find_batch(stream, names, seq).await.map_err(|m| names.error(m))?;
-        let Some(held) = held else { return Err(PublishError::Gap { seq, last }) };
-        let stream_digest = Digest::of_batch(&held.payload).map(|d| d.to_string()).unwrap_or_else(|| "not UTF-8".into());
-        if stream_digest != digest {
-            return Err(PublishError::Different { seq, digest, stream_digest });
-        }
-        return Ok(Published { seq, stream_sequence: held.sequence, duplicate: true, digest });
-    }
-    if seq != last + 1 {
-        return Err(PublishError::Gap { seq, last });
-    }
-    send(js, names, seq, &seq.to_string(), last_stream_seq, text, digest).await
+    Publisher::new(stream, names).await?.publish(js, stream, names, text).await
 }
 
 /// Publishes batches in seq order, reading the stream's last batch once and
 /// then keeping it from each acknowledgement: one round trip per batch
-/// instead of three. Each batch is still checked as rows, sent with the
-/// stream's last sequence as the expected one (another publisher in between
-/// makes JetStream refuse it), and anything but the next seq takes
-/// [`publish`]'s path (a duplicate, a different batch, a gap).
+/// instead of three. Each batch is checked as rows, sent with the stream's
+/// last sequence as the expected one (another publisher in between makes
+/// JetStream refuse it), and the stream is read again whenever what this
+/// publisher knows may be stale (a gap, a batch dropped by its id, an error).
 #[derive(Debug, Clone, Copy)]
 pub struct Publisher {
-    /// The stream's last batch and the stream sequence that holds it.
+    /// The stream's highest batch and its last sequence ([`last_batch`]).
     last: (u64, u64),
 }
 
@@ -214,18 +198,23 @@ impl Publisher {
         text: &[u8],
     ) -> Result<Published, PublishError> {
         let batch = parse_batch(text)?;
-        if batch.seq != self.last.0 + 1 {
-            let published = publish(js, stream, names, text).await;
+        if batch.seq > self.last.0 + 1 {
+            // Another publisher may have gone on: read the stream before calling it a gap.
             self.last = last_batch(stream, names).await?;
-            return published;
         }
-        let digest = batch.digest.to_string();
-        match send(js, names, batch.seq, &batch.seq.to_string(), self.last.1, text, digest).await {
+        let (last, after) = self.last;
+        if batch.seq <= last {
+            return held(stream, names, &batch, last).await;
+        }
+        if batch.seq != last + 1 {
+            return Err(PublishError::Gap { seq: batch.seq, last });
+        }
+        match send(js, names, batch.seq, &batch.seq.to_string(), after, text, batch.digest.to_string()).await {
             Ok(p) if p.duplicate => {
                 // JetStream dropped it by its id: another publisher put batch
                 // `seq` in since. The same bytes, or refused as different.
                 self.last = last_batch(stream, names).await?;
-                publish(js, stream, names, text).await
+                held(stream, names, &batch, self.last.0).await
             }
             Ok(p) => {
                 self.last = (p.seq, p.stream_sequence);
@@ -238,6 +227,20 @@ impl Publisher {
             }
         }
     }
+}
+
+/// `batch`, whose seq the stream already holds (its highest is `last`): a
+/// duplicate when the stream holds the same bytes, else refused.
+async fn held(stream: &stream::Stream, names: &StreamNames, batch: &Batch, last: u64) -> Result<Published, PublishError> {
+    let (seq, digest) = (batch.seq, batch.digest.to_string());
+    let Some(held) = find_batch(stream, names, seq).await.map_err(|m| names.error(m))? else {
+        return Err(PublishError::Gap { seq, last });
+    };
+    let stream_digest = Digest::of_batch(&held.payload).map(|d| d.to_string()).unwrap_or_else(|| "not UTF-8".into());
+    if stream_digest != digest {
+        return Err(PublishError::Different { seq, digest, stream_digest });
+    }
+    Ok(Published { seq, stream_sequence: held.sequence, duplicate: true, digest })
 }
 
 /// The operator's way past a batch every node refused: delete the stream

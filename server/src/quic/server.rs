@@ -127,7 +127,7 @@ impl Server {
             stop: stop.clone(),
             feed: config.feed.clone().map(|f| {
                 let source = crate::ops::snapshots::source(&engine_for_feed, &f, &config.delta_log);
-                let feed = crate::ops::feed::Feed::spawn_from(engine_for_feed.clone(), f, source, stop.clone());
+                let feed = crate::ops::feed::Feed::spawn(engine_for_feed.clone(), f, source, stop.clone());
                 crate::ops::snapshots::spawn_watch(engine_for_feed.clone(), feed.clone(), config.delta_log.clone(), stop.clone());
                 feed
             }),

@@ -74,9 +74,9 @@ impl Shared {
         if self.stop.is_cancelled() {
             return Err("shutting down".into());
         }
-        let seq = self.engine.pin().view().delta_seq;
         let Some(feed) = &self.feed else {
-            return Ok(format!("serving generation {} at delta seq {seq}", self.engine.pin().id()));
+            let gen = self.engine.pin();
+            return Ok(format!("serving generation {} at delta seq {}", gen.id(), gen.view().delta_seq));
         };
         let s = feed.status();
         if s.ready {
