@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use elig_wire::report::{FeedState, FeedStatus};
 
+use crate::ops::applier::Lane;
 use crate::ops::jetstream::{find_batch, last_batch, StreamNames};
 
 /// `[feed]` in `eligd.toml`.
@@ -315,8 +316,8 @@ async fn consume(
         };
         let msg = msg.map_err(|e| format!("consumer '{}': {e}", feed.config.consumer))?;
         got += 1;
-        let (at, pending, published) = match msg.info() {
-            Ok(i) => (i.stream_sequence, i.pending, i.published.unix_timestamp()),
+        let (at, pending, published_ms) = match msg.info() {
+            Ok(i) => (i.stream_sequence, i.pending, (i.published.unix_timestamp_nanos() / 1_000_000) as i64),
             Err(e) => return Err(format!("message info: {e}")),
         };
         position = at + 1;
@@ -336,17 +337,20 @@ async fn consume(
                 ),
             }));
         }
-        let result = feed.applier.apply(msg.payload.clone()).await?;
+        // Late (more behind it, or long in the stream): at the answers' priority.
+        let age = chrono::Utc::now().timestamp_millis() - published_ms;
+        let lane = Lane::of(pending, Duration::from_millis(age.max(0) as u64));
+        let result = feed.applier.apply(msg.payload.clone(), lane).await?;
         match result {
             Ok(ack) => {
                 // Counted before the ack: an ack lost with a NATS server is redelivered as a duplicate.
-                let now = chrono::Utc::now().timestamp();
+                let now = chrono::Utc::now().timestamp_millis();
                 feed.update(|s| {
                     s.applied_seq = applied(engine);
                     s.stream_seq = s.applied_seq + pending;
                     s.lag_batches = pending;
                     s.joined |= pending == 0;
-                    s.lag_secs = if pending == 0 { 0 } else { (now - published).max(0) as u64 };
+                    s.lag_secs = if pending == 0 { 0 } else { ((now - published_ms) / 1000).max(0) as u64 };
                     if !ack.duplicate {
                         s.applied_from_stream += 1;
                     }

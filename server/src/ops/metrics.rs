@@ -23,6 +23,7 @@
 //!
 //! | `elig_feed_applied_seq`, `elig_feed_stream_seq`, `elig_feed_lag_batches`, `elig_feed_lag_seconds` | gauge | |
 //! | `elig_feed_stopped`, `elig_feed_ready` | gauge | 1 when the feed stopped at a refused batch / when `/ready` answers 200 |
+//! | `elig_feed_batches_applied_total` | counter | `lane` (background: caught up, below the answers' priority; catch_up: late, at theirs) |
 //!
 //! The engine gauges are set at start and after every swap and batch.
 //! The recorder is process-wide, installed by the first server that serves

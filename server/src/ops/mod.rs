@@ -4,7 +4,8 @@
 //!   institution and lookup kind; [`metrics`]: Prometheus.
 //! - [`state`]: the delta log and the live snapshot record across restarts.
 //! - [`feed`], [`jetstream`]: following the NATS JetStream delta stream
-//!   ([`applier`]: its batches applied at the lowest CPU priority);
+//!   ([`applier`]: its batches applied below the answers' CPU priority
+//!   while the node is caught up, at theirs when it is late);
 //!   [`snapshots`]: joining from and following the snapshot store;
 //!   [`publish`]: the publisher's dry run on a node and its `--wait`.
 
