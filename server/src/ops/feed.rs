@@ -59,6 +59,11 @@ pub struct FeedConfig {
     /// How often the bucket is listed for a newer generation.
     #[serde(default = "default_store_poll_ms")]
     pub store_poll_ms: u64,
+    /// Downloaded generations older than the live one that `store_dir`
+    /// keeps; older ones are deleted once a newer one is live (a national
+    /// generation is tens of GB: unpruned, nightly downloads fill the disk).
+    #[serde(default = "default_store_keep_older")]
+    pub store_keep_older: usize,
 }
 
 fn default_ready_max_lag() -> u64 {
@@ -77,6 +82,10 @@ fn default_store_poll_ms() -> u64 {
     2000
 }
 
+fn default_store_keep_older() -> usize {
+    1
+}
+
 impl FeedConfig {
     /// The defaults for the stream `names` and this node's `consumer`.
     pub fn new(names: StreamNames, consumer: &str) -> FeedConfig {
@@ -89,6 +98,7 @@ impl FeedConfig {
             store_dir: None,
             auto_swap: true,
             store_poll_ms: default_store_poll_ms(),
+            store_keep_older: default_store_keep_older(),
         }
     }
 

@@ -8,7 +8,9 @@
 //! flight finish on the old generation, the deltas newer than the snapshot
 //! stay applied, and the live snapshot record makes a restart open it. A
 //! generation that does not verify, or whose swap is refused, is remembered
-//! and not downloaded again; the live generation keeps serving.
+//! and not downloaded again; the live generation keeps serving. Once a newer
+//! generation is live, older downloads beyond `store_keep_older` are deleted
+//! ([`prune`]), with downloads a crash left half done.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -170,6 +172,7 @@ impl Watch {
             self.pending = None;
             self.feed.update(|st| st.store.pending = None);
         }
+        self.prune(&config);
         let Some(newest) = newest.filter(|n| *n > live && !self.refused.contains(n)) else { return Ok(()) };
         if self.pending == Some(newest) {
             return Ok(());
@@ -209,12 +212,27 @@ impl Watch {
                     st.snapshot_source = source;
                     st.store.pending = None;
                 });
+                self.prune(&self.feed.config().clone());
                 Ok(())
             }
             Err(refusal) => {
                 metrics::swap("refused");
                 Err(self.refuse(generation, format!("swap to generation {generation} refused: {}: {}", refusal.code, refusal.message)))
             }
+        }
+    }
+
+    /// Delete what `store_dir` no longer needs; a failure is only logged
+    /// (the next look tries again).
+    fn prune(&self, config: &FeedConfig) {
+        let gen = self.engine.pin();
+        match prune(&config.store_dir(&self.delta_log), gen.snapshot.dir(), gen.id(), config.store_keep_older) {
+            Ok(removed) => {
+                for (name, bytes) in removed {
+                    tracing::info!(removed = %name, bytes, live = gen.id(), "snapshot store: deleted a download this node no longer needs");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "snapshot store: cannot prune the downloaded generations"),
         }
     }
 
@@ -228,5 +246,116 @@ impl Watch {
         let alarm = format!("{why}; generation {live} keeps serving");
         self.refusal = Some(alarm.clone());
         alarm
+    }
+}
+
+/// Delete from `store_dir` the generation directories older than the live
+/// generation `live` beyond the newest `keep_older` of them, and the
+/// half-done downloads (`.<generation>.download-<pid>`) of a generation not
+/// newer than `live` or of a process that is gone. Never the live snapshot
+/// `live_dir`, a newer (pending) generation, or anything else. Returns what
+/// was deleted, with its size in bytes. (A generation still pinned by
+/// requests in flight keeps its mapped pages after its files are deleted.)
+pub fn prune(store_dir: &Path, live_dir: &Path, live: u64, keep_older: usize) -> std::io::Result<Vec<(String, u64)>> {
+    let live_dir = std::fs::canonicalize(live_dir).unwrap_or_else(|_| live_dir.to_path_buf());
+    let entries = match std::fs::read_dir(store_dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut older = Vec::new();
+    let mut doomed = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let path = entry.path();
+        if !entry.file_type()?.is_dir() || std::fs::canonicalize(&path).is_ok_and(|p| p == live_dir) {
+            continue;
+        }
+        if let Ok(generation) = name.parse::<u64>() {
+            if generation < live {
+                older.push((generation, name, path));
+            }
+        } else if let Some((generation, pid)) = half_done(&name) {
+            if generation <= live || (pid != std::process::id() && process_gone(pid)) {
+                doomed.push((name, path));
+            }
+        }
+    }
+    older.sort_by(|a, b| b.0.cmp(&a.0));
+    doomed.extend(older.into_iter().skip(keep_older).map(|(_, name, path)| (name, path)));
+    let mut removed = Vec::new();
+    for (name, path) in doomed {
+        let bytes = dir_bytes(&path);
+        std::fs::remove_dir_all(&path)?;
+        removed.push((name, bytes));
+    }
+    Ok(removed)
+}
+
+/// `(generation, pid)` of a download's temporary directory name.
+fn half_done(name: &str) -> Option<(u64, u32)> {
+    let (generation, pid) = name.strip_prefix('.')?.split_once(".download-")?;
+    Some((generation.parse().ok()?, pid.parse().ok()?))
+}
+
+/// Whether process `pid` has exited (only where `/proc` says so).
+fn process_gone(pid: u32) -> bool {
+    Path::new("/proc/self").exists() && !Path::new(&format!("/proc/{pid}")).exists()
+}
+
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir).map_or(0, |entries| entries.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut n: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        n.sort();
+        n
+    }
+
+    #[test]
+    fn only_what_no_one_needs_is_pruned() {
+        let store = tempfile::tempdir().unwrap();
+        for d in [
+            "7",
+            "8",
+            "9",
+            "10",
+            "11",
+            ".9.download-1",
+            ".12.download-4294967295",
+            &format!(".12.download-{}", std::process::id()),
+            "notes",
+        ] {
+            std::fs::create_dir(store.path().join(d)).unwrap();
+            std::fs::write(store.path().join(d).join("f"), b"12345").unwrap();
+        }
+        std::fs::write(store.path().join("8.txt"), b"a file, not a generation").unwrap();
+        // Live: generation 10 in the store; 11 is pending.
+        let removed = prune(store.path(), &store.path().join("10"), 10, 1).unwrap();
+        let mut gone: Vec<(String, u64)> = removed;
+        gone.sort();
+        assert_eq!(
+            gone,
+            vec![(".12.download-4294967295".into(), 5), (".9.download-1".into(), 5), ("7".into(), 5), ("8".into(), 5)],
+            "older than the one kept, and downloads no one finishes"
+        );
+        assert_eq!(
+            names(store.path()),
+            [format!(".12.download-{}", std::process::id()), "10".into(), "11".into(), "8.txt".into(), "9".into(), "notes".into()]
+        );
+        // Nothing kept older: 9 goes; the live one never, even named older.
+        let elsewhere = tempfile::tempdir().unwrap();
+        assert_eq!(prune(store.path(), elsewhere.path(), 10, 0).unwrap(), vec![("9".to_string(), 5)]);
+        let mut gone: Vec<String> = prune(store.path(), &store.path().join("10"), 12, 0).unwrap().into_iter().map(|(n, _)| n).collect();
+        gone.sort();
+        assert_eq!(gone, [format!(".12.download-{}", std::process::id()), "11".into()], "not the live 10, even when older");
+        assert_eq!(names(store.path()), ["10", "8.txt", "notes"]);
+        assert!(prune(&store.path().join("absent"), elsewhere.path(), 10, 0).unwrap().is_empty());
     }
 }

@@ -189,7 +189,10 @@ async fn every_node_swaps_to_a_newer_store_generation_under_load_and_refuses_a_c
     let writables: Vec<Writable> = (0..2).map(|_| Writable::fixture()).collect();
     let mut nodes = Vec::new();
     for (i, w) in writables.iter().enumerate() {
-        nodes.push(TestServer::start_following(w, following(&names, &format!("swap-{i}"), "SWAP")).await);
+        // Node 0 keeps no older download, node 1 the default one.
+        let keep = if i == 0 { 0 } else { FeedConfig::new(names.clone(), "").store_keep_older };
+        let f = FeedConfig { store_keep_older: keep, ..following(&names, &format!("swap-{i}"), "SWAP") };
+        nodes.push(TestServer::start_following(w, f).await);
     }
     for seq in 1..=3 {
         publish(&names, &numbered_batch(seq)).await;
@@ -251,6 +254,28 @@ async fn every_node_swaps_to_a_newer_store_generation_under_load_and_refuses_a_c
             .collect();
         assert!(!entries.contains(&(live + 2).to_string()), "nothing of the corrupt generation kept: {entries:?}");
     }
+
+    // A third good generation: each node deletes the downloads it no
+    // longer needs (and one a crashed process left half done).
+    let store_dirs: Vec<std::path::PathBuf> =
+        nodes.iter().map(|n| n.config.feed.as_ref().unwrap().store_dir(&n.config.delta_log)).collect();
+    std::fs::create_dir(store_dirs[0].join(format!(".{}.download-4294967295", live + 3))).unwrap();
+    let third = compile_generation(&work.path().join("third"), live + 3);
+    store::publish(&bucket, &third).await.expect("publish the third generation");
+    wait_until(&refs, "generation live+3 from the store", |s| s.snapshot_source == format!("store SWAP generation {}", live + 3)).await;
+    let listing = |dir: &std::path::Path| {
+        let mut n: Vec<String> = std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        n.sort();
+        n
+    };
+    let want = [vec![(live + 3).to_string()], vec![(live + 1).to_string(), (live + 3).to_string()]];
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while store_dirs.iter().map(|d| listing(d)).collect::<Vec<_>>() != want {
+        assert!(Instant::now() < deadline, "store dirs {:?} and {:?}, want {want:?}", listing(&store_dirs[0]), listing(&store_dirs[1]));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let a = c0.lookup(card_query("T3", "").as_bytes()).await.unwrap();
+    assert_eq!(a.message_header.snapshot_generation.to_string(), (live + 3).to_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
