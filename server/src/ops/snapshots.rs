@@ -282,7 +282,7 @@ pub fn prune(store_dir: &Path, live_dir: &Path, live: u64, keep_older: usize) ->
             }
         }
     }
-    older.sort_by(|a, b| b.0.cmp(&a.0));
+    older.sort_by_key(|o| std::cmp::Reverse(o.0));
     doomed.extend(older.into_iter().skip(keep_older).map(|(_, name, path)| (name, path)));
     let mut removed = Vec::new();
     for (name, path) in doomed {
