@@ -235,6 +235,12 @@ impl Client {
         &self.conn
     }
 
+    /// Move the connection to another local UDP socket, as a NAT rebinding
+    /// or a change of network does; the server keeps the connection.
+    pub fn rebind(&self, socket: std::net::UdpSocket) -> std::io::Result<()> {
+        self.endpoint.rebind(socket)
+    }
+
     async fn open(&self) -> Result<(SendStream, FrameStream), ClientError> {
         let (send, recv) = self.conn.open_bi().await.map_err(|e| ClientError::Connection(explain(&e)))?;
         Ok((send, FrameStream::new(recv)))

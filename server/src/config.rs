@@ -8,7 +8,8 @@
 //! audit_log = "/var/log/elig/audit.jsonl" # optional: audit JSON Lines, appended
 //! audit_key_salt = "..."              # optional: mixed into the audit key hash
 //! delta_log = "/srv/elig/deltas.log"  # optional: default `deltas.log` beside snapshot_dir
-//! worker_threads = 1                  # tokio worker threads; 1 = current-thread runtime (see DEFAULT_WORKER_THREADS)
+//! workers = 2                         # QUIC workers, one endpoint each (default: the cores available; quic::workers)
+//! worker_threads = 1                  # tokio threads beside them (feed, store, metrics); 1 = current-thread runtime
 //! lock_memory = true                  # mlock the live snapshot (needs CAP_IPC_LOCK or RLIMIT_MEMLOCK of its size)
 //! residency = "resident"              # or "on_demand": serve a snapshot larger than memory from the page cache
 //! memory_limit_bytes = 17179869184    # optional: what resident snapshots must fit in (default: MemAvailable less 512 MiB)
@@ -22,6 +23,7 @@
 //! recv_buffer_bytes = 4194304         # SO_RCVBUF asked for (the kernel caps it at net.core.rmem_max)
 //! send_buffer_bytes = 4194304         # SO_SNDBUF asked for (net.core.wmem_max)
 //! max_payload = 1452                  # largest datagram MTU discovery may reach (1200..65527)
+//! steering = "connection_id"          # or "hash": how packets find their worker (quic::workers)
 //!
 //! [limits]                            # all optional, defaults shown
 //! max_bulk_items = 10000
@@ -116,9 +118,12 @@ settings! {
         /// Answer as if it were always this time, YYYYMMDDHHmmss, for tests and replays (default: off, the real clock).
         #[arg(long)]
         fixed_clock: String,
-        /// Tokio worker threads that serve requests (default 1).
+        /// Tokio worker threads of the runtime beside the QUIC workers: the feed, the store, metrics (default 1).
         #[arg(long)]
         worker_threads: u64,
+        /// QUIC workers, each a thread with its own endpoint on the listen address, 1..64 (default: the cores available).
+        #[arg(long)]
+        workers: u64,
         /// Lock each live snapshot in memory, true or false (default true).
         #[arg(long)]
         lock_memory: bool,
@@ -152,6 +157,9 @@ settings! {
         /// Largest UDP payload MTU discovery may reach, 1200..65527 (default 1452).
         #[arg(long = "max-udp-payload")]
         max_payload: u64,
+        /// How packets find their worker: connection_id (default; connections survive a new client address) or hash.
+        #[arg(long = "udp-steering")]
+        steering: String,
     }
 }
 
@@ -224,9 +232,13 @@ pub struct Config {
     /// The append-only delta log (see the module docs for the default).
     pub delta_log: PathBuf,
     pub fixed_clock: Option<u64>,
-    /// Threads of the tokio runtime that serves requests (swaps, deltas and
-    /// status run on its separate blocking pool).
+    /// Threads of the tokio runtime beside the QUIC workers (the feed, the
+    /// snapshot store, metrics, signals).
     pub worker_threads: usize,
+    /// QUIC workers ([`crate::quic::workers`]): each a thread with its own
+    /// current-thread runtime and endpoint; requests are served there (swaps,
+    /// deltas and status on each worker's blocking pool).
+    pub workers: usize,
     /// Lock each live snapshot in memory (`EngineOptions::lock_memory`).
     pub lock_memory: bool,
     /// `EngineOptions::residency` and `memory_limit`.
@@ -239,6 +251,7 @@ pub struct Config {
 }
 
 pub use crate::quic::udp::{Udp, DEFAULT_UDP_BUFFER_BYTES};
+use crate::quic::workers::{default_workers, Steering, MAX_WORKERS};
 
 #[derive(Debug, Clone)]
 pub struct TlsPaths {
@@ -343,7 +356,16 @@ impl RawConfig {
             recv_buffer_bytes: buffer("udp.recv_buffer_bytes", self.udp.recv_buffer_bytes)?,
             send_buffer_bytes: buffer("udp.send_buffer_bytes", self.udp.send_buffer_bytes)?,
             max_payload: max_udp_payload("udp.max_payload", self.udp.max_payload)?,
+            steering: match self.udp.steering.as_deref() {
+                None => Steering::default(),
+                Some(s) => Steering::parse(s).ok_or_else(|| ConfigError::Invalid {
+                    key: "udp.steering",
+                    value: s.into(),
+                    reason: "must be connection_id or hash".into(),
+                })?,
+            },
         };
+        let workers = ranged("workers", self.workers, default_workers() as u64, 1, MAX_WORKERS as u64)? as usize;
         let d = Limits::default();
         let l = self.limits;
         let limits = Limits {
@@ -388,6 +410,7 @@ impl RawConfig {
             delta_log,
             fixed_clock,
             worker_threads,
+            workers,
             lock_memory: self.lock_memory.unwrap_or(elig_engine::engine::EngineOptions::default().lock_memory),
             residency,
             memory_limit,
@@ -516,14 +539,20 @@ mod tests {
         assert!(c.lock_memory, "the flag overrides the file");
         let bad = RawConfig::from_toml(&format!("lock_memory = \"yes\"\n{toml}")).unwrap_err().to_string();
         assert!(bad.contains("lock_memory"), "{bad}");
-        assert_eq!(c.udp, Udp { recv_buffer_bytes: 4 << 20, send_buffer_bytes: 4 << 20, max_payload: 1452 });
+        assert_eq!(
+            c.udp,
+            Udp { recv_buffer_bytes: 4 << 20, send_buffer_bytes: 4 << 20, max_payload: 1452, steering: Steering::ConnectionId }
+        );
         let over = RawConfig { udp: RawUdp { send_buffer_bytes: Some(1 << 20), ..Default::default() }, ..Default::default() };
         let c = RawConfig::from_toml(&format!("{toml}[udp]\nrecv_buffer_bytes = 8388608\nmax_payload = 9000\n"))
             .unwrap()
             .overridden_by(over)
             .validate()
             .unwrap();
-        assert_eq!(c.udp, Udp { recv_buffer_bytes: 8 << 20, send_buffer_bytes: 1 << 20, max_payload: 9000 });
+        assert_eq!(
+            c.udp,
+            Udp { recv_buffer_bytes: 8 << 20, send_buffer_bytes: 1 << 20, max_payload: 9000, steering: Steering::ConnectionId }
+        );
         assert_eq!(c.metrics_listen, None);
     }
 
@@ -557,11 +586,18 @@ mod tests {
         check("residency = \"lazy\"", "setting 'residency' = 'lazy': must be resident or on_demand");
         check("memory_limit_bytes = 10", "setting 'memory_limit_bytes' = '10': must be between 1048576 and 18446744073709551615");
         check("worker_threads = 5000", "setting 'worker_threads' = '5000': must be between 1 and 1024");
+        check("workers = 0", "setting 'workers' = '0': must be between 1 and 64");
+        check("workers = 65", "setting 'workers' = '65': must be between 1 and 64");
         let udp = |extra: &str| RawConfig::from_toml(&format!("{toml}[udp]\n{extra}\n")).unwrap().validate().unwrap_err().to_string();
         assert_eq!(udp("recv_buffer_bytes = 1000"), "setting 'udp.recv_buffer_bytes' = '1000': must be between 65536 and 1073741824");
         assert_eq!(udp("max_payload = 1199"), "setting 'udp.max_payload' = '1199': must be between 1200 and 65527");
         assert_eq!(udp("max_payload = 65528"), "setting 'udp.max_payload' = '65528': must be between 1200 and 65527");
         assert_eq!(udp("send_buffer_bytes = 0"), "setting 'udp.send_buffer_bytes' = '0': must be between 65536 and 1073741824");
+        assert_eq!(udp("steering = \"random\""), "setting 'udp.steering' = 'random': must be connection_id or hash");
+        let c = RawConfig::from_toml(&format!("workers = 3\n{toml}[udp]\nsteering = \"hash\"\n")).unwrap().validate().unwrap();
+        assert_eq!((c.workers, c.udp.steering), (3, Steering::Hash));
+        let c = RawConfig::from_toml(&toml).unwrap().validate().unwrap();
+        assert_eq!(c.workers, std::thread::available_parallelism().map_or(1, |n| n.get()).min(64), "one worker per core by default");
         assert!(RawConfig::from_toml(&format!("{toml}[udp]\nbuffer = 1\n")).unwrap_err().contains("unknown field `buffer`"));
         let text = toml.replace("max_bulk_items = 500", "max_delta_bytes = 10");
         let err = RawConfig::from_toml(&text).unwrap().validate().unwrap_err();

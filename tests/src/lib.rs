@@ -265,6 +265,8 @@ impl TestServer {
             delta_log: delta_log.unwrap_or_else(|| dir.path().join("deltas.log")),
             fixed_clock: Some(NOW),
             worker_threads: elig_server::config::DEFAULT_WORKER_THREADS,
+            // Two workers as on the 2-core CI machine: every e2e test crosses them.
+            workers: 2,
             lock_memory: true,
             residency: elig_engine::residency::Residency::Resident,
             memory_limit: elig_engine::residency::MemoryLimit::Available,

@@ -36,5 +36,7 @@ mod swaps;
 mod tier;
 #[path = "e2e/tier_process.rs"]
 mod tier_process;
+#[path = "e2e/workers.rs"]
+mod workers;
 #[path = "e2e/xml.rs"]
 mod xml;

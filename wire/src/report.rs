@@ -89,6 +89,15 @@ pub struct RuntimeInfo {
     /// The delta feed, when this node follows the stream (`[feed]`).
     #[serde(default)]
     pub feed: Option<FeedStatus>,
+    /// The QUIC workers, one endpoint each (`workers`).
+    #[serde(default)]
+    pub workers: u32,
+    /// The worker that answered this status (its index).
+    #[serde(default)]
+    pub worker: Option<u32>,
+    /// Connections open on each worker, by index.
+    #[serde(default)]
+    pub worker_connections: Vec<u64>,
 }
 
 /// Connection attempts since start, by what the server did with them.

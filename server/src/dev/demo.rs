@@ -199,6 +199,7 @@ pub fn prepare(
         delta_log: dir.join(crate::config::DEFAULT_DELTA_LOG),
         fixed_clock: None,
         worker_threads: crate::config::DEFAULT_WORKER_THREADS,
+        workers: crate::quic::workers::default_workers(),
         // As `eligd demo` opens its engine (`EngineOptions::default()`).
         lock_memory: elig_engine::engine::EngineOptions::default().lock_memory,
         residency: elig_engine::engine::EngineOptions::default().residency,

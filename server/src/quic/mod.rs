@@ -7,6 +7,7 @@
 //! - [`admission`]: which connection attempts get a handshake (Initial
 //!   floods); [`initial_filter`]: the socket that drops the Initials it ignores.
 //! - [`tls`]: rustls configurations; [`udp`]: socket buffers, MTU.
+//! - [`workers`]: one endpoint per core, packets steered by connection ID.
 
 pub mod admission;
 pub mod initial_filter;
@@ -15,5 +16,6 @@ mod shared;
 mod stream;
 pub mod tls;
 pub mod udp;
+pub mod workers;
 
 pub use server::{Server, ServerError};

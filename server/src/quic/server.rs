@@ -28,6 +28,7 @@ use super::initial_filter::{Blocked, FilteredSocket};
 use super::shared::{Handshake, Shared};
 use super::tls::{self, Identity, TlsError};
 use super::udp::{self, UdpError};
+use super::workers::{self, WorkerCids};
 use crate::config::Config;
 use crate::core::{Role, RoleError};
 use crate::ops::audit::Audit;
@@ -54,14 +55,85 @@ pub enum ServerError {
     IdleTimeout(Duration),
 }
 
-/// A running server.
+/// A running server. Dropping it ends its workers at once (connections
+/// cut, as if the process died); [`Server::shutdown`] ends them gracefully.
 #[derive(Debug)]
 pub struct Server {
-    endpoint: Endpoint,
+    /// One per worker, in worker order.
+    endpoints: Vec<Endpoint>,
     shared: Arc<Shared>,
     stop: CancellationToken,
+    /// Ends the worker threads (their runtimes, and what still runs there).
+    finished: CancellationToken,
     local_addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.finished.cancel();
+    }
+}
+
+/// One QUIC worker: a thread with its own current-thread runtime and
+/// endpoint ([`super::workers`]).
+struct Worker {
+    index: usize,
+    workers: usize,
+    server_config: quinn::ServerConfig,
+    max_payload: u16,
+}
+
+impl Worker {
+    /// Start the thread and its endpoint on `socket`; its accept loop starts
+    /// when the returned sender fires. Runs until `finished`.
+    fn spawn(
+        self,
+        addr: SocketAddr,
+        socket: std::net::UdpSocket,
+        blocked: Arc<Blocked>,
+        shared: Arc<Shared>,
+        stop: CancellationToken,
+        finished: CancellationToken,
+    ) -> Result<(Endpoint, tokio::sync::oneshot::Sender<()>), ServerError> {
+        let bind = |source| ServerError::Bind { addr, source };
+        let (made, endpoint) = std::sync::mpsc::sync_channel(1);
+        let (go, start) = tokio::sync::oneshot::channel::<()>();
+        let Worker { index, workers, server_config, max_payload } = self;
+        std::thread::Builder::new()
+            .name(format!("eligd-worker-{index}"))
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                    Ok(rt) => rt,
+                    Err(e) => return drop(made.send(Err(e))),
+                };
+                rt.block_on(async move {
+                    let endpoint = quinn::Runtime::wrap_udp_socket(&quinn::TokioRuntime, socket).and_then(|socket| {
+                        let socket = Arc::new(FilteredSocket::new(socket, blocked));
+                        let mut config = udp::endpoint_config(max_payload);
+                        if workers > 1 {
+                            config.cid_generator(move || Box::new(WorkerCids::new(index, workers)));
+                        }
+                        Endpoint::new_with_abstract_socket(config, Some(server_config), socket, Arc::new(quinn::TokioRuntime))
+                    });
+                    let endpoint = match endpoint {
+                        Ok(e) => e,
+                        Err(e) => return drop(made.send(Err(e))),
+                    };
+                    let _ = made.send(Ok(endpoint.clone()));
+                    tokio::select! {
+                        _ = finished.cancelled() => return,
+                        started = start => if started.is_err() { return },
+                    }
+                    tokio::spawn(accept_loop(endpoint, index, shared, stop));
+                    finished.cancelled().await;
+                });
+            })
+            .map_err(bind)?;
+        let endpoint = endpoint.recv().map_err(|_| bind(std::io::Error::other("the worker thread ended while starting")))?.map_err(bind)?;
+        Ok((endpoint, go))
+    }
 }
 
 impl Server {
@@ -85,17 +157,11 @@ impl Server {
         // microseconds): bounded well under quinn's 65,536, and with 0-RTT
         // off nothing but the Initial itself is buffered for one.
         server_config.max_incoming(16 << 10).incoming_buffer_size(64 << 10).incoming_buffer_size_total(16 << 20);
-        let (socket, _granted) = udp::bind(config.listen, &config.udp)?;
+        let workers = config.workers.clamp(1, workers::MAX_WORKERS);
+        let sockets = workers::bind(config.listen, &config.udp, workers, config.udp.steering)?;
+        let local_addr = sockets[0].local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         // Initials from sockets that ignore their Retries are dropped before quinn (`initial_filter`).
         let blocked = Arc::new(Blocked::default());
-        let endpoint = quinn::Runtime::wrap_udp_socket(&quinn::TokioRuntime, socket)
-            .and_then(|socket| {
-                let socket = Arc::new(FilteredSocket::new(socket, blocked.clone()));
-                let config = udp::endpoint_config(config.udp.max_payload);
-                Endpoint::new_with_abstract_socket(config, Some(server_config), socket, Arc::new(quinn::TokioRuntime))
-            })
-            .map_err(|source| ServerError::Bind { addr: config.listen, source })?;
-        let local_addr = endpoint.local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
 
         let audit = match &config.audit_log {
             Some(path) => Audit::open(path, &config.audit_key_salt).map_err(|source| ServerError::Audit { path: path.clone(), source })?,
@@ -122,7 +188,9 @@ impl Server {
                 max_handshakes_per_address: limits.max_handshakes_per_address,
             })),
             handshakes: Default::default(),
-            blocked,
+            blocked: blocked.clone(),
+            endpoints: std::sync::OnceLock::new(),
+            worker_connections: (0..workers).map(|_| AtomicU64::new(0)).collect(),
             tracker: TaskTracker::new(),
             stop: stop.clone(),
             feed: config.feed.clone().map(|f| {
@@ -143,9 +211,27 @@ impl Server {
             None => None,
         };
         metrics::engine(&shared.engine.pin());
-        tokio::spawn(accept_loop(endpoint.clone(), shared.clone(), stop.clone()));
-        tracing::info!(%local_addr, generation = shared.engine.pin().id(), "eligd listening");
-        Ok(Server { endpoint, shared, stop, local_addr, metrics_addr })
+        // Stops the workers already started if a later one fails.
+        let finished = CancellationToken::new();
+        let guard = finished.clone().drop_guard();
+        let mut endpoints = Vec::with_capacity(workers);
+        let mut go = Vec::with_capacity(workers);
+        for (index, socket) in sockets.into_iter().enumerate() {
+            let worker = Worker { index, workers, server_config: server_config.clone(), max_payload: config.udp.max_payload };
+            let (endpoint, start) = worker
+                .spawn(local_addr, socket, blocked.clone(), shared.clone(), stop.clone(), finished.clone())
+                .inspect_err(|_| stop.cancel())?;
+            endpoints.push(endpoint);
+            go.push(start);
+        }
+        // Every worker's accept loop counts the connections of all of them.
+        let _ = shared.endpoints.set(endpoints.clone());
+        for start in go {
+            let _ = start.send(());
+        }
+        guard.disarm();
+        tracing::info!(%local_addr, workers, steering = config.udp.steering.name(), generation = shared.engine.pin().id(), "eligd listening");
+        Ok(Server { endpoints, shared, stop, finished, local_addr, metrics_addr })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -182,20 +268,25 @@ impl Server {
     pub async fn shutdown(self) {
         tracing::info!("shutting down: finishing requests in flight");
         self.stop.cancel();
-        self.endpoint.set_server_config(None);
+        for e in &self.endpoints {
+            e.set_server_config(None);
+        }
         self.shared.tracker.close();
         let grace = self.shared.limits.shutdown_grace();
         if tokio::time::timeout(grace, self.shared.tracker.wait()).await.is_err() {
             tracing::warn!(?grace, "requests still in flight after the grace period; closing anyway");
         }
-        self.endpoint.close(VarInt::from_u32(CLOSE_SHUTDOWN), b"server shutting down");
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.endpoint.wait_idle()).await;
+        for e in &self.endpoints {
+            e.close(VarInt::from_u32(CLOSE_SHUTDOWN), b"server shutting down");
+        }
+        let idle = futures::future::join_all(self.endpoints.iter().map(|e| e.wait_idle()));
+        let _ = tokio::time::timeout(Duration::from_secs(5), idle).await;
         self.shared.audit.close();
         tracing::info!("shut down");
     }
 }
 
-async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>, stop: CancellationToken) {
+async fn accept_loop(endpoint: Endpoint, worker: usize, shared: Arc<Shared>, stop: CancellationToken) {
     loop {
         let incoming = tokio::select! {
             _ = stop.cancelled() => break,
@@ -207,11 +298,11 @@ async fn accept_loop(endpoint: Endpoint, shared: Arc<Shared>, stop: Cancellation
         // The endpoint's count includes connections still in their handshake,
         // which `connections_active` (role checked) does not yet.
         let peer = incoming.remote_address();
-        let decided = shared.admission().decide(peer, incoming.remote_address_validated(), endpoint.open_connections(), Instant::now());
+        let decided = shared.admission().decide(peer, incoming.remote_address_validated(), shared.open_connections(), Instant::now());
         match decided {
             Decision::Accept(admitted) => {
                 shared.handshake(Handshake::Accepted);
-                shared.tracker.spawn(connection(incoming, admitted, shared.clone(), stop.clone()));
+                shared.tracker.spawn(connection(incoming, admitted, worker, shared.clone(), stop.clone()));
             }
             Decision::Retry => {
                 shared.handshake(Handshake::Retried);
@@ -244,7 +335,7 @@ fn role_of(conn: &Connection) -> Result<Role, RoleError> {
     Role::from_certificate(leaf)
 }
 
-async fn connection(incoming: Incoming, admitted: Admitted, shared: Arc<Shared>, stop: CancellationToken) {
+async fn connection(incoming: Incoming, admitted: Admitted, worker: usize, shared: Arc<Shared>, stop: CancellationToken) {
     let peer = incoming.remote_address();
     // Dropping an unfinished handshake closes it: a peer that never
     // finishes holds its place for handshake_timeout_secs at most.
@@ -277,6 +368,7 @@ async fn connection(incoming: Incoming, admitted: Admitted, shared: Arc<Shared>,
     metrics::connection_opened(role.name());
     shared.connections_active.fetch_add(1, Ordering::Relaxed);
     shared.connections_total.fetch_add(1, Ordering::Relaxed);
+    shared.worker_connections[worker].fetch_add(1, Ordering::Relaxed);
     let streams = TaskTracker::new();
     let stopped = loop {
         let (send, recv) = tokio::select! {
@@ -291,7 +383,7 @@ async fn connection(incoming: Incoming, admitted: Admitted, shared: Arc<Shared>,
         };
         let shared2 = shared.clone();
         let role = role.clone();
-        streams.spawn(async move { super::stream::request(shared2, role, peer, send, recv).await });
+        streams.spawn(async move { super::stream::request(shared2, role, peer, worker, send, recv).await });
     };
     // Requests in flight finish before the connection closes (the
     // connection task is tracked by the server's shutdown).
@@ -301,5 +393,6 @@ async fn connection(incoming: Incoming, admitted: Admitted, shared: Arc<Shared>,
         conn.close(VarInt::from_u32(CLOSE_SHUTDOWN), b"server shutting down");
     }
     shared.connections_active.fetch_sub(1, Ordering::Relaxed);
+    shared.worker_connections[worker].fetch_sub(1, Ordering::Relaxed);
     metrics::connection_closed();
 }

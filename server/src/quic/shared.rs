@@ -42,6 +42,10 @@ pub(super) struct Shared {
     pub(super) stop: CancellationToken,
     /// The delta feed, when this node follows the stream.
     pub(super) feed: Option<Arc<crate::ops::feed::Feed>>,
+    /// The workers' endpoints, in worker order, once all have started.
+    pub(super) endpoints: std::sync::OnceLock<Vec<quinn::Endpoint>>,
+    /// Connections open (role checked) on each worker.
+    pub(super) worker_connections: Vec<AtomicU64>,
 }
 
 impl Shared {
@@ -60,7 +64,16 @@ impl Shared {
             rss_bytes: rss_bytes(),
             handshakes: self.handshake_counts(),
             feed: self.feed.as_ref().map(|f| f.status()),
+            workers: self.worker_connections.len() as u32,
+            worker: None,
+            worker_connections: self.worker_connections.iter().map(|c| c.load(Ordering::Relaxed)).collect(),
         }
+    }
+
+    /// Connections of every worker, those in their handshake included (what
+    /// admission limits).
+    pub(super) fn open_connections(&self) -> usize {
+        self.endpoints.get().map_or(0, |all| all.iter().map(|e| e.open_connections()).sum())
     }
 
     /// Why lookups are refused `EN01` now (a joining node), if they are.
@@ -114,13 +127,19 @@ impl Shared {
     }
 }
 
-impl Facts for Shared {
+/// What a job reports, as the worker that runs it sees it.
+pub(super) struct OnWorker<'a> {
+    pub(super) shared: &'a Shared,
+    pub(super) worker: usize,
+}
+
+impl Facts for OnWorker<'_> {
     fn runtime(&self) -> RuntimeInfo {
-        Shared::runtime(self)
+        RuntimeInfo { worker: Some(self.worker as u32), ..self.shared.runtime() }
     }
 
     fn usage(&self) -> UsageReport {
-        self.usage.report(self.clock().now)
+        self.shared.usage.report(self.shared.clock().now)
     }
 }
 

@@ -12,7 +12,7 @@ use elig_wire::codes;
 use elig_wire::reader::FrameReader;
 use quinn::{RecvStream, SendStream, VarInt};
 
-use super::shared::{Recorder, Shared};
+use super::shared::{OnWorker, Recorder, Shared};
 use crate::core::{operator, Ending, Input, Job, Machine, Refusal, Report, Request, Role, Step};
 use crate::ops::metrics;
 
@@ -39,14 +39,14 @@ impl From<quinn::WriteError> for Gone {
 }
 
 /// Serve one request stream.
-pub(super) async fn request(shared: Arc<Shared>, role: Role, peer: SocketAddr, mut send: SendStream, mut recv: RecvStream) {
+pub(super) async fn request(shared: Arc<Shared>, role: Role, peer: SocketAddr, worker: usize, mut send: SendStream, mut recv: RecvStream) {
     let started = Instant::now();
     shared.requests_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let clock = shared.clock();
     let mut machine = Machine::new(&shared.engine, &role, &shared.limits, clock).not_ready(shared.not_ready());
     let mut recorder = Recorder { shared: &shared, role: &role, peer, now: clock.now };
     let mut job_ran = false;
-    let io = Io { shared: &shared, peer, send: &mut send, recv: &mut recv, job_ran: &mut job_ran };
+    let io = Io { shared: &shared, peer, worker, send: &mut send, recv: &mut recv, job_ran: &mut job_ran };
     match drive(&mut machine, &mut recorder, io).await {
         Ok(Ending::Answered) => {}
         Ok(Ending::Refused(r)) => {
@@ -82,6 +82,8 @@ pub(super) async fn request(shared: Arc<Shared>, role: Role, peer: SocketAddr, m
 struct Io<'a> {
     shared: &'a Arc<Shared>,
     peer: SocketAddr,
+    /// The worker serving the stream.
+    worker: usize,
     send: &'a mut SendStream,
     recv: &'a mut RecvStream,
     job_ran: &'a mut bool,
@@ -89,7 +91,7 @@ struct Io<'a> {
 
 /// Run the machine to the end of the request.
 async fn drive(machine: &mut Machine<'_>, recorder: &mut Recorder<'_>, io: Io<'_>) -> Result<Ending, Gone> {
-    let Io { shared, peer, send, recv, job_ran } = io;
+    let Io { shared, peer, worker, send, recv, job_ran } = io;
     let mut reader = FrameReader::new();
     // An answer is about 1.1-1.2 KB: start above it, so it is not regrown.
     let mut out = Vec::with_capacity(2048);
@@ -123,7 +125,7 @@ async fn drive(machine: &mut Machine<'_>, recorder: &mut Recorder<'_>, io: Io<'_
             }
             Step::Job(job) => {
                 *job_ran = true;
-                let result = run_job(shared, job, peer).await;
+                let result = run_job(shared, job, peer, worker).await;
                 machine.job_done(result, &mut out)
             }
             Step::Wait(seq) => {
@@ -169,14 +171,14 @@ async fn next_input(machine: &Machine<'_>, reader: &mut FrameReader, recv: &mut 
 /// Run an operator job; a delta batch or a swap off the async workers (they
 /// fsync, verify and pre-fault), then the engine gauges are updated whatever
 /// came of it.
-async fn run_job(shared: &Arc<Shared>, job: Job, peer: SocketAddr) -> Result<Report, Refusal> {
+async fn run_job(shared: &Arc<Shared>, job: Job, peer: SocketAddr, worker: usize) -> Result<Report, Refusal> {
     if !job.blocks() {
-        return operator::run(&shared.engine, job, &**shared);
+        return operator::run(&shared.engine, job, &OnWorker { shared, worker });
     }
     let is_delta = matches!(job, Job::Delta(_));
     let is_check = matches!(job, Job::CheckDelta(_));
     let owned = shared.clone();
-    let result = match tokio::task::spawn_blocking(move || operator::run(&owned.engine, job, &*owned)).await {
+    let result = match tokio::task::spawn_blocking(move || operator::run(&owned.engine, job, &OnWorker { shared: &owned, worker })).await {
         Ok(r) => r,
         Err(e) => {
             tracing::error!(error = %e, "an operator request failed inside the server");

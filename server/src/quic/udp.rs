@@ -27,6 +27,8 @@ pub struct Udp {
     pub send_buffer_bytes: usize,
     /// Largest UDP payload MTU discovery may reach (and this endpoint accepts).
     pub max_payload: u16,
+    /// How packets find their worker ([`super::workers`]).
+    pub steering: super::workers::Steering,
 }
 
 /// Default UDP socket buffers asked for, each way.
@@ -38,6 +40,7 @@ impl Default for Udp {
             recv_buffer_bytes: DEFAULT_UDP_BUFFER_BYTES,
             send_buffer_bytes: DEFAULT_UDP_BUFFER_BYTES,
             max_payload: DEFAULT_MAX_UDP_PAYLOAD,
+            steering: super::workers::Steering::default(),
         }
     }
 }
@@ -46,8 +49,24 @@ impl Default for Udp {
 /// refuses outright is logged, not fatal: the socket works, only slower.
 pub fn bind(addr: SocketAddr, udp: &Udp) -> Result<(UdpSocket, Granted), UdpError> {
     let socket = UdpSocket::bind(addr).map_err(|source| UdpError::Bind { addr, source })?;
-    let granted =
-        size_buffers(&socket, udp.recv_buffer_bytes, udp.send_buffer_bytes).map_err(|source| UdpError::Socket { addr, source })?;
+    let granted = sized(&socket, addr, udp)?;
+    Ok((socket, granted))
+}
+
+/// [`bind`] with `SO_REUSEPORT`: one socket of a worker group ([`super::workers`]).
+pub fn bind_reusing_port(addr: SocketAddr, udp: &Udp) -> Result<UdpSocket, UdpError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let bind = |source| UdpError::Bind { addr, source };
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP)).map_err(bind)?;
+    socket.set_reuse_port(true).map_err(bind)?;
+    socket.bind(&addr.into()).map_err(bind)?;
+    let socket: UdpSocket = socket.into();
+    sized(&socket, addr, udp)?;
+    Ok(socket)
+}
+
+fn sized(socket: &UdpSocket, addr: SocketAddr, udp: &Udp) -> Result<Granted, UdpError> {
+    let granted = size_buffers(socket, udp.recv_buffer_bytes, udp.send_buffer_bytes).map_err(|source| UdpError::Socket { addr, source })?;
     // Linux doubles the size asked for; less than asked means a cap.
     if granted.recv_buffer_bytes < udp.recv_buffer_bytes || granted.send_buffer_bytes < udp.send_buffer_bytes {
         tracing::warn!(
@@ -58,7 +77,7 @@ pub fn bind(addr: SocketAddr, udp: &Udp) -> Result<(UdpSocket, Granted), UdpErro
     } else {
         tracing::info!(%addr, recv = granted.recv_buffer_bytes, send = granted.send_buffer_bytes, "UDP socket buffers");
     }
-    Ok((socket, granted))
+    Ok(granted)
 }
 
 #[cfg(test)]
