@@ -441,7 +441,8 @@ mod tests {
                 r#""overlay":{"changed_rows":2,"persons":1,"bytes":300},"delta_log":"/d.log","mapped_bytes":4096,"#,
                 r#""memory_locked":true,"residency":"on_demand","started":20261122090000,"uptime_secs":5,"#,
                 r#""connections_active":0,"connections_total":0,"requests_total":0,"limits":null,"rss_bytes":null,"#,
-                r#""handshakes":{"accepted":0,"retried":0,"ignored":0,"refused":0,"timed_out":0},"feed":null}"#
+                r#""handshakes":{"accepted":0,"retried":0,"ignored":0,"refused":0,"timed_out":0},"feed":null,"#,
+                r#""workers":0,"worker":null,"worker_connections":[]}"#
             )
         );
         assert_eq!(serde_json::from_str::<StatusReport>(&text).unwrap(), report);
