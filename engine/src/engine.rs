@@ -166,6 +166,9 @@ pub struct Engine {
     /// Outside the writer lock, so status never waits for a swap.
     log_path: Option<std::path::PathBuf>,
     options: EngineOptions,
+    /// Notified whenever a batch or a swap is published: a request that
+    /// waits for a delta seq (`MinimumDeltaSequence`) listens here.
+    advanced: event_listener::Event,
 }
 
 /// Old generations are dropped (unmapped) here once their last request is
@@ -215,6 +218,7 @@ impl Engine {
             retired: spawn_reaper(),
             log_path: None,
             options,
+            advanced: event_listener::Event::new(),
         }
     }
 
@@ -294,9 +298,31 @@ impl Engine {
             log.append(batch.seq, text).map_err(|source| DeltaError::Log { seq: batch.seq, source })?;
         }
         prepared.publish();
+        self.advanced.notify(usize::MAX);
         w.digests.insert(batch.seq, batch.digest);
         w.batches.push(Arc::new(batch));
         Ok(DeltaAck { seq: visible + 1, duplicate: false, rows, generation: gen.id() })
+    }
+
+    /// A listener woken at the next batch or swap published. Listen first,
+    /// then look at the seq, then wait: nothing published in between is missed.
+    pub fn listen_advanced(&self) -> event_listener::EventListener {
+        self.advanced.listen()
+    }
+
+    /// Block until the live state shows delta batch `seq`, or `deadline`
+    /// passes; whether it does.
+    pub fn wait_for_seq(&self, seq: u64, deadline: Instant) -> bool {
+        use event_listener::Listener;
+        loop {
+            let advanced = self.listen_advanced();
+            if self.pin().view().delta_seq >= seq {
+                return true;
+            }
+            if advanced.wait_deadline(deadline).is_none() {
+                return self.pin().view().delta_seq >= seq;
+            }
+        }
     }
 
     /// A dry run of [`Engine::apply`]: the batch is validated against the
@@ -358,6 +384,7 @@ impl Engine {
             snapshot.lock_in_memory();
         }
         let old = self.current.swap(Arc::new(Generation { snapshot, overlay }));
+        self.advanced.notify(usize::MAX);
         let _ = self.retired.send(old);
         w.batches.retain(|b| b.seq > base);
         // Record the live snapshot before compacting: a restart must never

@@ -77,3 +77,23 @@ fn refusals_are_typed_with_their_line_seq_field_and_value() {
     let other = r#"{"op": "upsert", "table": "persons", "row": {"person_id": "POTHER", "name": "山田　花子", "sex": "2", "birth_date": "19900101"}}"#;
     assert!(matches!(e.apply(&batch(1, &[other])), Err(DeltaError::Conflict { seq: 1, .. })));
 }
+
+#[test]
+fn a_wait_for_a_seq_is_woken_by_the_batch_and_gives_up_at_its_deadline() {
+    use std::time::{Duration, Instant};
+    let e = std::sync::Arc::new(engine());
+    assert!(e.wait_for_seq(0, Instant::now()), "seq 0 is there already");
+    assert!(!e.wait_for_seq(1, Instant::now() + Duration::from_millis(50)), "no batch: the deadline ends the wait");
+    let applier = {
+        let e = e.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(100));
+            e.apply(&batch(1, &[NEW_PERSON])).unwrap();
+        })
+    };
+    let started = Instant::now();
+    assert!(e.wait_for_seq(1, started + Duration::from_secs(60)), "the batch arrived");
+    // Woken by the batch, long before the deadline.
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    applier.join().unwrap();
+}

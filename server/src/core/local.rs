@@ -51,10 +51,7 @@ pub fn drive(mut machine: Machine<'_>, engine: &Engine, limits: &Limits, request
             Step::Job(job) => machine.job_done(operator::run(engine, job, facts), &mut out),
             Step::Wait(seq) => {
                 // Another thread may apply the batch meanwhile (a test's feed).
-                let deadline = std::time::Instant::now() + limits.min_seq_wait();
-                while engine.pin().view().delta_seq < seq && std::time::Instant::now() < deadline {
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
+                engine.wait_for_seq(seq, std::time::Instant::now() + limits.min_seq_wait());
                 machine.waited(&mut out, &mut outcomes)
             }
             Step::Finish(ending) => break ending,

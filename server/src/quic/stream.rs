@@ -142,13 +142,15 @@ async fn drive(machine: &mut Machine<'_>, recorder: &mut Recorder<'_>, io: Io<'_
     }
 }
 
-/// Wait until the engine shows delta batch `seq`, at most `bound`. Polled:
-/// only queries that ask for a seq ahead of the node wait, and a batch
-/// arrives in milliseconds when the node follows the stream.
+/// Wait until the engine shows delta batch `seq`, at most `bound`: woken
+/// by each batch or swap the engine publishes, not polled.
 async fn wait_for_seq(engine: &elig_engine::engine::Engine, seq: u64, bound: Duration) {
     let deadline = tokio::time::Instant::now() + bound;
-    while engine.pin().view().delta_seq < seq && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(1)).await;
+    loop {
+        let advanced = engine.listen_advanced();
+        if engine.pin().view().delta_seq >= seq || tokio::time::timeout_at(deadline, advanced).await.is_err() {
+            return;
+        }
     }
 }
 
