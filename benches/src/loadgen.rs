@@ -25,6 +25,7 @@ use elig_server::core::role::{Role, RoleError};
 
 use crate::keys::{KeyError, KeyPlan, KeyPool};
 
+pub mod cpu;
 mod exchange;
 mod load;
 mod mix;
@@ -130,6 +131,9 @@ pub struct BenchArgs {
     /// Seed of the key draw and of the sampling.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
+    /// The server's process id, on this machine: its CPU over the measured phase is reported beside the bench's.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -162,6 +166,8 @@ pub struct BenchOptions {
     pub today: u32,
     pub timeout: Duration,
     pub seed: u64,
+    /// `--server-pid`, checked.
+    pub server: Option<cpu::Process>,
 }
 
 impl BenchArgs {
@@ -216,6 +222,7 @@ impl BenchArgs {
             today: date.unwrap_or(today),
             timeout: duration("--timeout", &self.timeout, Duration::from_millis(1))?,
             seed: self.seed,
+            server: self.server_pid.map(|pid| cpu::Process::of(pid).map_err(BenchError::Usage)).transpose()?,
         })
     }
 }
@@ -320,6 +327,9 @@ mod tests {
         assert_eq!(err(&["--snapshot", "s", "--warmup", "2d"]), "--warmup '2d': expected a duration like 30s, 500ms, 2m or 1h");
         assert_eq!(err(&["--snapshot", "s", "--absent", "120"]), "--absent '120': must be a percentage between 0 and 100");
         assert_eq!(err(&["--snapshot", "s", "--concurrency", "0"]), "--concurrency '0': must be between 1 and 100000");
+        assert!(err(&["--snapshot", "s", "--server-pid", "4294967295"]).contains("--server-pid 4294967295: /proc/4294967295/stat: "));
+        let own = std::process::id().to_string();
+        assert!(validate(&["--snapshot", "s", "--server-pid", &own]).unwrap().server.is_some());
         assert_eq!(err(&["--snapshot", "s", "--mix", "card=1,tickets=2"]).split(':').next(), Some("--mix 'card=1,tickets=2'"));
         assert!(err(&["--snapshot", "s", "--institution", "3410712363"]).starts_with("--institution '3410712363': "));
         assert!(err(&["--snapshot", "s", "--date", "20261131"]).starts_with("--date '20261131': "));

@@ -82,6 +82,17 @@ pub async fn run(opts: &BenchOptions, client: &ClientOptions, sampler: Arc<Sampl
         // A thread that cannot start leaves the others waiting at the barrier; the process is out of resources then anyway.
         threads.push(thread.map_err(|e| BenchError::Internal(format!("starting a bench thread: {e}")))?);
     }
+    // CPU from the end of the warm-up: read once the first connection set it.
+    let meter = {
+        let (phase, server) = (phase.clone(), opts.server.clone());
+        tokio::spawn(async move {
+            while phase.measure_from.get().is_none() && !phase.abort.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            tokio::time::sleep_until(phase.measure_from().into()).await;
+            super::cpu::Meter::start(server.as_ref())
+        })
+    };
     let results = tokio::task::spawn_blocking(move || threads.into_iter().map(|t| t.join()).collect::<Vec<_>>())
         .await
         .map_err(|e| BenchError::Internal(format!("waiting for the bench threads: {e}")))?;
@@ -90,7 +101,10 @@ pub async fn run(opts: &BenchOptions, client: &ClientOptions, sampler: Arc<Sampl
         let tally = result.map_err(|_| BenchError::Internal("a bench thread panicked".into()))??;
         total.merge(tally)?;
     }
-    Ok(Report::new(opts, &sampler, &total, phase.measure_from(), client.server))
+    let mut report = Report::new(opts, &sampler, &total, phase.measure_from(), client.server);
+    let meter = meter.await.map_err(|e| BenchError::Internal(format!("reading the CPU time: {e}")))?;
+    report.cpu = meter.stop(report.requests, report.items);
+    Ok(report)
 }
 
 /// A connection as `Client::connect` makes it (same TLS and transport

@@ -102,6 +102,8 @@ pub struct Report {
     /// server's `max_streams_per_connection` credit), microseconds; part of the latency.
     pub stream_wait_us: f64,
     pub quic: QuicStats,
+    /// CPU over the measured phase, the bench's and (`--server-pid`) the server's.
+    pub cpu: super::cpu::CpuReport,
 }
 
 impl Report {
@@ -166,6 +168,7 @@ impl Report {
             warmup_failures: t.warmup_failures,
             stream_wait_us: if completed > 0 { t.stream_wait.as_secs_f64() * 1e6 / t.requests.total() as f64 } else { 0.0 },
             quic: t.quic,
+            cpu: Default::default(),
         }
     }
 
@@ -195,6 +198,7 @@ impl Report {
         let _ = writeln!(s, "measured     {:.2} s after {:.1} s of warm-up", self.elapsed_secs, self.warmup_secs);
         let _ = writeln!(s, "requests     {} = {}/s", num(self.completed), rate(self.requests_per_sec));
         let _ = writeln!(s, "outcomes     {}", joined(&self.outcomes));
+        let _ = writeln!(s, "cpu          {}", self.cpu.text());
         let latency_name = if self.bulk_items.is_some() { "last item" } else { "latency" };
         let _ = writeln!(s, "{:<12} {}", latency_name, latency(&self.latency_us));
         if let Some(first) = &self.first_item_us {

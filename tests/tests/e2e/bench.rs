@@ -25,6 +25,8 @@ fn options(mode: Mode, mix: &str, stop: Stop) -> BenchOptions {
         today: TODAY,
         timeout: Duration::from_secs(60),
         seed: 11,
+        // The server runs in this process: its CPU is this process's.
+        server: Some(elig_benches::loadgen::cpu::Process::of(std::process::id()).unwrap()),
     }
 }
 
@@ -74,6 +76,11 @@ async fn bulk_inquiries_add_up() {
     let report = bench::run(&opts, &srv.options(Some(srv.pem(As::Central)))).await.unwrap();
     assert_eq!((report.requests, report.completed, report.failed), (8, 8, 0), "{}", report.text());
     assert_eq!(report.items, 8 * 50);
+    // CPU over the measured phase, per bulk and per item.
+    let (per_request, per_item) = (report.cpu.server_us_per_request.unwrap(), report.cpu.server_us_per_item.unwrap());
+    assert!(per_request > 0.0 && (per_item * 50.0 - per_request).abs() < 1e-6 * per_request, "{:?}", report.cpu);
+    assert!(report.cpu.bench_cores.is_some_and(|c| c > 0.0), "{:?}", report.cpu);
+    assert!(report.text().contains("cpu          bench "), "{}", report.text());
     assert_eq!(report.answers.values().map(total).sum::<u64>(), 400);
     assert_eq!(report.answers.keys().copied().collect::<Vec<_>>(), ["card", "ticket"]);
     assert_eq!(report.first_item_us.map(|l| l.count), Some(8));
