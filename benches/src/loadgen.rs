@@ -131,7 +131,7 @@ pub struct BenchArgs {
     /// Seed of the key draw and of the sampling.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// The server's process id, on this machine: its CPU over the measured phase is reported beside the bench's.
+    /// The server's process id, on this machine: its CPU over the measured phase is reported beside the bench's (default: none, the bench's CPU only).
     #[arg(long)]
     pub server_pid: Option<u32>,
     /// Print the result as JSON.

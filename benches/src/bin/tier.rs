@@ -57,9 +57,10 @@ struct Args {
     follow_rate: f64,
 }
 
-/// A node serving on a thread of its own with a current-thread runtime,
-/// as `eligd` runs by default (`worker_threads = 1`), so the bench's
-/// publisher and clients do not share its runtime.
+/// A node started on a thread of its own with a current-thread runtime (its
+/// feed and store watcher run there, its QUIC workers on threads of their own
+/// as in `eligd`, `workers` defaulting to the cores), so the bench's
+/// publisher and clients do not share its runtimes.
 struct Node {
     engine: Arc<Engine>,
     stop: tokio_util::sync::CancellationToken,
