@@ -222,7 +222,10 @@ impl BenchArgs {
             today: date.unwrap_or(today),
             timeout: duration("--timeout", &self.timeout, Duration::from_millis(1))?,
             seed: self.seed,
-            server: self.server_pid.map(|pid| cpu::Process::of(pid).map_err(BenchError::Usage)).transpose()?,
+            server: self
+                .server_pid
+                .map(|pid| cpu::Process::of(pid).map_err(|e| BenchError::Usage(format!("--server-pid {pid}: {e}"))))
+                .transpose()?,
         })
     }
 }

@@ -89,13 +89,10 @@ pub struct RuntimeInfo {
     /// The delta feed, when this node follows the stream (`[feed]`).
     #[serde(default)]
     pub feed: Option<FeedStatus>,
-    /// The QUIC workers, one endpoint each (`workers`).
-    #[serde(default)]
-    pub workers: u32,
     /// The worker that answered this status (its index).
     #[serde(default)]
     pub worker: Option<u32>,
-    /// Connections open on each worker, by index.
+    /// Connections open on each worker, by index: one entry a worker (`workers`).
     #[serde(default)]
     pub worker_connections: Vec<u64>,
 }
@@ -442,7 +439,7 @@ mod tests {
                 r#""memory_locked":true,"residency":"on_demand","started":20261122090000,"uptime_secs":5,"#,
                 r#""connections_active":0,"connections_total":0,"requests_total":0,"limits":null,"rss_bytes":null,"#,
                 r#""handshakes":{"accepted":0,"retried":0,"ignored":0,"refused":0,"timed_out":0},"feed":null,"#,
-                r#""workers":0,"worker":null,"worker_connections":[]}"#
+                r#""worker":null,"worker_connections":[]}"#
             )
         );
         assert_eq!(serde_json::from_str::<StatusReport>(&text).unwrap(), report);

@@ -60,6 +60,14 @@ impl Lane {
             Lane::CatchUp => "elig-apply-late",
         }
     }
+
+    /// The metric's `lane` label.
+    fn label(self) -> &'static str {
+        match self {
+            Lane::Background => "background",
+            Lane::CatchUp => "catch_up",
+        }
+    }
 }
 
 /// The applier threads of one feed; they end when this is dropped.
@@ -68,12 +76,12 @@ pub struct Applier {
     background: crossbeam::channel::Sender<Job>,
     catch_up: crossbeam::channel::Sender<Job>,
     /// Batches applied on each lane: background, catch-up.
-    applied: Arc<[AtomicU64; 2]>,
+    applied: [AtomicU64; 2],
 }
 
 impl Applier {
     pub fn start(engine: Arc<Engine>) -> Applier {
-        Applier { background: spawn(Lane::Background, engine.clone()), catch_up: spawn(Lane::CatchUp, engine), applied: Arc::default() }
+        Applier { background: spawn(Lane::Background, engine.clone()), catch_up: spawn(Lane::CatchUp, engine), applied: Default::default() }
     }
 
     /// Apply one batch on `lane`'s thread. `Err` only when that thread is gone.
@@ -87,11 +95,7 @@ impl Applier {
         jobs.send((batch, done)).map_err(|_| format!("the feed's apply thread {} is gone", lane.thread_name()))?;
         let r = result.await.map_err(|_| format!("the feed's apply thread {} stopped while applying", lane.thread_name()))?;
         self.applied[lane as usize].fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("elig_feed_batches_applied_total", "lane" => match lane {
-            Lane::Background => "background",
-            Lane::CatchUp => "catch_up",
-        })
-        .increment(1);
+        metrics::counter!("elig_feed_batches_applied_total", "lane" => lane.label()).increment(1);
         Ok(r)
     }
 
@@ -128,15 +132,18 @@ fn spawn(lane: Lane, engine: Arc<Engine>) -> crossbeam::channel::Sender<Job> {
 mod tests {
     use super::*;
 
+    /// The nice value in a thread's `stat` line: field 19, the state (field
+    /// 3) being the first after the parenthesised name.
+    fn nice_in(stat: &str) -> Option<i64> {
+        stat.rsplit_once(") ")?.1.split(' ').nth(16)?.parse().ok()
+    }
+
     /// The nice value of this process's thread named `name`, from /proc.
     fn nice_of(name: &str) -> Option<i64> {
         for task in std::fs::read_dir("/proc/self/task").ok()? {
             let dir = task.ok()?.path();
             if std::fs::read_to_string(dir.join("comm")).ok()?.trim() == name {
-                let stat = std::fs::read_to_string(dir.join("stat")).ok()?;
-                // Fields after the parenthesised name: state is field 3, nice field 19.
-                let rest = stat.rsplit_once(") ")?.1;
-                return rest.split(' ').nth(16)?.parse().ok();
+                return nice_in(&std::fs::read_to_string(dir.join("stat")).ok()?);
             }
         }
         None
@@ -173,7 +180,6 @@ mod tests {
     }
 
     fn nice_of_this_thread() -> i64 {
-        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
-        stat.rsplit_once(") ").unwrap().1.split(' ').nth(16).unwrap().parse().unwrap()
+        nice_in(&std::fs::read_to_string("/proc/thread-self/stat").unwrap()).unwrap()
     }
 }

@@ -212,7 +212,7 @@ impl Watch {
                     st.snapshot_source = source;
                     st.store.pending = None;
                 });
-                self.prune(&self.feed.config().clone());
+                // Pruned at the next look, as after a swap by the operator.
                 Ok(())
             }
             Err(refusal) => {

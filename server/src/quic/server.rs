@@ -158,7 +158,7 @@ impl Server {
         // off nothing but the Initial itself is buffered for one.
         server_config.max_incoming(16 << 10).incoming_buffer_size(64 << 10).incoming_buffer_size_total(16 << 20);
         let workers = config.workers.clamp(1, workers::MAX_WORKERS);
-        let sockets = workers::bind(config.listen, &config.udp, workers, config.udp.steering)?;
+        let sockets = workers::bind(config.listen, &config.udp, workers)?;
         let local_addr = sockets[0].local_addr().map_err(|source| ServerError::Bind { addr: config.listen, source })?;
         // Initials from sockets that ignore their Retries are dropped before quinn (`initial_filter`).
         let blocked = Arc::new(Blocked::default());

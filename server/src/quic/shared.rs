@@ -64,7 +64,6 @@ impl Shared {
             rss_bytes: rss_bytes(),
             handshakes: self.handshake_counts(),
             feed: self.feed.as_ref().map(|f| f.status()),
-            workers: self.worker_connections.len() as u32,
             worker: None,
             worker_connections: self.worker_connections.iter().map(|c| c.load(Ordering::Relaxed)).collect(),
         }

@@ -67,10 +67,10 @@ pub fn default_workers() -> usize {
 }
 
 /// Bind one socket per worker on `addr`; with more than one, in one
-/// `SO_REUSEPORT` group steered as `steering` says. The sockets are
+/// `SO_REUSEPORT` group steered as `udp.steering` says. The sockets are
 /// returned in worker order, on one port (`addr`'s, or the one the kernel
 /// chose for port 0).
-pub fn bind(addr: SocketAddr, udp: &Udp, workers: usize, steering: Steering) -> Result<Vec<UdpSocket>, UdpError> {
+pub fn bind(addr: SocketAddr, udp: &Udp, workers: usize) -> Result<Vec<UdpSocket>, UdpError> {
     if workers <= 1 {
         return Ok(vec![udp::bind(addr, udp)?.0]);
     }
@@ -85,7 +85,7 @@ pub fn bind(addr: SocketAddr, udp: &Udp, workers: usize, steering: Steering) -> 
         at = socket.local_addr().map_err(|source| UdpError::Socket { addr: at, source })?;
         sockets.push(socket);
     }
-    if steering == Steering::ConnectionId {
+    if udp.steering == Steering::ConnectionId {
         steer_by_connection_id(&sockets[0], workers).map_err(|source| UdpError::Socket { addr: at, source })?;
     }
     Ok(sockets)
@@ -130,11 +130,6 @@ impl WorkerCids {
         let workers = workers.clamp(1, MAX_WORKERS);
         WorkerCids { worker: (worker % workers) as u8, workers: workers as u8 }
     }
-
-    /// The worker a connection ID of this server belongs to.
-    pub fn worker_of(cid: &[u8], workers: usize) -> Option<usize> {
-        cid.first().map(|b| usize::from(*b) % workers.max(1))
-    }
 }
 
 impl ConnectionIdGenerator for WorkerCids {
@@ -161,6 +156,11 @@ impl ConnectionIdGenerator for WorkerCids {
 mod tests {
     use super::*;
 
+    /// The worker a connection ID names, as the steering program reads it.
+    fn worker_of(cid: &[u8], workers: usize) -> Option<usize> {
+        cid.first().map(|b| usize::from(*b) % workers)
+    }
+
     #[test]
     fn every_connection_id_names_its_worker_and_stays_random() {
         for workers in [1, 2, 3, 7, 64] {
@@ -170,7 +170,7 @@ mod tests {
                     .map(|_| {
                         let cid = g.generate_cid();
                         assert_eq!(cid.len(), CID_LEN);
-                        assert_eq!(WorkerCids::worker_of(&cid, workers), Some(worker));
+                        assert_eq!(worker_of(&cid, workers), Some(worker));
                         cid[0]
                     })
                     .collect();
@@ -178,16 +178,16 @@ mod tests {
                 assert!(firsts.len() > (256 / workers).min(400) / 2, "{workers} workers, worker {worker}: {}", firsts.len());
             }
         }
-        assert_eq!(WorkerCids::worker_of(&[], 2), None);
+        assert_eq!(worker_of(&[], 2), None);
     }
 
     #[test]
     fn the_group_is_bound_on_one_port_and_refuses_an_address_in_use() {
         let udp = Udp { recv_buffer_bytes: 1 << 17, send_buffer_bytes: 1 << 17, ..Udp::default() };
-        let sockets = bind("127.0.0.1:0".parse().unwrap(), &udp, 3, Steering::ConnectionId).unwrap();
+        let sockets = bind("127.0.0.1:0".parse().unwrap(), &udp, 3).unwrap();
         let addr = sockets[0].local_addr().unwrap();
         assert!(sockets.iter().all(|s| s.local_addr().unwrap() == addr));
-        let err = bind(addr, &udp, 2, Steering::Hash).unwrap_err();
+        let err = bind(addr, &Udp { steering: Steering::Hash, ..udp }, 2).unwrap_err();
         assert!(err.to_string().starts_with(&format!("cannot bind UDP {addr}: ")), "{err}");
         assert_eq!(Steering::parse("hash"), Some(Steering::Hash));
         assert_eq!(Steering::parse(Steering::ConnectionId.name()), Some(Steering::ConnectionId));
@@ -199,7 +199,7 @@ mod tests {
     #[test]
     fn the_kernel_steers_by_the_connection_id() {
         let udp = Udp { recv_buffer_bytes: 1 << 17, send_buffer_bytes: 1 << 17, ..Udp::default() };
-        let sockets = bind("127.0.0.1:0".parse().unwrap(), &udp, 3, Steering::ConnectionId).unwrap();
+        let sockets = bind("127.0.0.1:0".parse().unwrap(), &udp, 3).unwrap();
         let addr = sockets[0].local_addr().unwrap();
         for s in &sockets {
             s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
