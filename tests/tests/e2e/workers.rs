@@ -17,10 +17,13 @@ async fn per_worker(op: &Client) -> Vec<u64> {
 }
 
 /// Open central connections until one sits on each worker; the operator's
-/// status tells on which worker each new one arrived.
-async fn one_on_each_worker(srv: &TestServer, op: &Client) -> Vec<Client> {
+/// status tells on which worker each new one arrived. The others are kept
+/// open too (returned after those): one closing would lower the counts
+/// while the next is opened.
+async fn one_on_each_worker(srv: &TestServer, op: &Client) -> (Vec<Client>, Vec<Client>) {
     let workers = op.status().await.unwrap().runtime.worker_connections.len();
     let mut on: Vec<Option<Client>> = (0..workers).map(|_| None).collect();
+    let mut spare = Vec::new();
     for _ in 0..64 {
         if on.iter().all(Option::is_some) {
             break;
@@ -35,9 +38,13 @@ async fn one_on_each_worker(srv: &TestServer, op: &Client) -> Vec<Client> {
         assert_eq!(grew.len(), 1, "one connection more, on one worker: {before:?} -> {after:?}");
         if on[grew[0]].is_none() {
             on[grew[0]] = Some(c);
+        } else {
+            spare.push(c);
         }
     }
-    on.into_iter().enumerate().map(|(w, c)| c.unwrap_or_else(|| panic!("no connection landed on worker {w} in 64 tries"))).collect()
+    let on =
+        on.into_iter().enumerate().map(|(w, c)| c.unwrap_or_else(|| panic!("no connection landed on worker {w} in 64 tries"))).collect();
+    (on, spare)
 }
 
 #[tokio::test]
@@ -48,7 +55,7 @@ async fn every_worker_sees_a_delta_and_a_status_names_its_worker() {
     let status = op.status().await.unwrap().runtime;
     assert_eq!(status.worker_connections.len(), 2, "two workers");
     assert!(status.worker.is_some_and(|i| i < 2), "{status:?}");
-    let clients = one_on_each_worker(&srv, &op).await;
+    let (clients, _spare) = one_on_each_worker(&srv, &op).await;
     for c in &clients {
         assert_ne!(c.lookup(new_card("700001").as_bytes()).await.unwrap().validity(), Some("1"));
     }
@@ -68,7 +75,7 @@ async fn every_worker_sees_a_delta_and_a_status_names_its_worker() {
 async fn a_connection_survives_its_clients_new_source_port() {
     let srv = TestServer::start().await;
     let op = srv.client(As::Operator).await;
-    let clients = one_on_each_worker(&srv, &op).await;
+    let (clients, _spare) = one_on_each_worker(&srv, &op).await;
     let query = fixture().keys.valid_card_query(fixture().keys.institution(), "rebind");
     let before = per_worker(&op).await;
     for round in 0..6 {
