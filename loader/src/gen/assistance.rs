@@ -7,9 +7,11 @@ use rand_chacha::ChaCha8Rng;
 
 use super::dates::month_bounds;
 use super::draw::{either, one_of, scramble};
+use super::error::GenError;
+use super::files::{ASSISTANCE, TICKETS};
 use super::names::FAMILY;
 use super::person::{Home, Member};
-use super::{Gen, GenError, ASSISTANCE, TICKETS};
+use super::state::Gen;
 
 pub(super) struct Assist {
     pub(super) start: NaiveDate,

@@ -4,12 +4,14 @@ use chrono::NaiveDate;
 use rand::Rng;
 
 use super::assistance::Assist;
+use super::cat::{Cat, CATS};
 use super::dates::{add_years, age_at, days, late_start, rand_date};
 use super::draw::weighted;
-use super::insurance::{Card, Cat, Qual, CATS};
+use super::error::GenError;
+use super::insurance::{Card, Qual};
 use super::names::FAMILY;
 use super::person::{Home, Member};
-use super::{Gen, GenError};
+use super::state::Gen;
 
 impl Gen {
     /// One household: its members share an address, an insurer and (employee or NHI) a card.

@@ -7,26 +7,34 @@
 //! (per-insurer and per-office counters run through bijections); with `defect_rate > 0` defective
 //! persons are added on purpose.
 
-use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use chrono::{Datelike, NaiveDate};
+use chrono::Datelike;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+pub use self::error::GenError;
+pub use self::files::FILES;
+
 use self::dates::date_of;
 use self::output::Out;
+use self::person::PROC_MOD;
 use self::pools::Pools;
+use self::state::{Gen, Seq};
 
 mod assistance;
+mod cat;
 mod dates;
 mod draw;
+mod error;
+mod files;
 mod household;
 mod insurance;
 mod names;
 mod output;
 mod person;
 mod pools;
+mod state;
 #[cfg(test)]
 mod tests;
 
@@ -60,57 +68,6 @@ pub struct GenSummary {
     pub institutions: usize,
     pub welfare_offices: usize,
 }
-
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum GenError {
-    #[error("export date {0} is not a date YYYYMMDD between 2018 and 2099")]
-    InvalidToday(u32),
-    #[error("defect rate {0} is not between 0 and 1")]
-    InvalidDefectRate(f64),
-    #[error("cannot write {}", path.display())]
-    Io { path: PathBuf, source: io::Error },
-    #[error("cannot write {}", path.display())]
-    Csv { path: PathBuf, source: csv::Error },
-}
-
-/// The files of the export and their columns, in the order written.
-#[rustfmt::skip]
-pub const FILES: [(&str, &[&str]); 11] = [
-    ("persons.csv", &["person_id", "name", "name_kana", "other_name", "other_name_kana", "sex", "birth_date", "address", "post_number"]),
-    ("certificates.csv", &["serial_number", "processing_number", "person_id", "valid_from", "valid_to"]),
-    ("revoked_certificates.csv", &["serial_number", "revoked_at"]),
-    ("insurance.csv", &[
-        "qualification_id", "person_id", "insurer_number", "card_symbol", "card_number", "branch_number",
-        "card_classification", "personal_family", "insured_name", "insurer_name", "qualification_date",
-        "disqualification_date", "reason_of_loss", "card_issue_date", "card_valid_from", "card_valid_to",
-        "contribution_ratio", "preschool",
-    ]),
-    ("elderly_certificates.csv", &["qualification_id", "issue_date", "valid_from", "valid_to", "contribution_ratio"]),
-    ("limit_certificates.csv", &["qualification_id", "classification", "category", "issue_date", "valid_from", "valid_to", "long_term_date"]),
-    ("specific_disease_certificates.csv", &["qualification_id", "category", "issue_date", "valid_from", "valid_to", "self_pay"]),
-    ("assistance.csv", &["assistance_id", "person_id", "payer_number", "recipient_number", "welfare_office", "start_date", "end_date"]),
-    ("tickets.csv", &[
-        "ticket_id", "assistance_id", "ticket_type", "treatment_month", "valid_from", "valid_to", "issue_number",
-        "institution_code", "institution_name", "treatment_type", "self_pay", "injury_name_1", "injury_name_2",
-        "injury_name_3", "single_or_combined", "social_insurance", "consistency_flag", "infectious_disease",
-        "elderly_medical_care", "prefectural_expenses", "prescriber_code", "prescriber_name", "district_contact",
-        "handling_contact", "remarks_1", "remarks_2", "remarks_3",
-    ]),
-    ("reference_numbers.csv", &["institution_code", "person_id", "reference_number"]),
-    ("consents.csv", &["institution_code", "person_id", "kind", "consented_at", "expires_at"]),
-];
-const PERSONS: usize = 0;
-const CERTS: usize = 1;
-const REVOKED: usize = 2;
-const INSURANCE: usize = 3;
-const ELDERLY: usize = 4;
-const LIMIT: usize = 5;
-const DISEASE: usize = 6;
-const ASSISTANCE: usize = 7;
-const TICKETS: usize = 8;
-const REFERENCES: usize = 9;
-const CONSENTS: usize = 10;
 
 /// Write the whole export into `out_dir` (created if needed).
 pub fn generate(opts: &GenOptions, out_dir: &Path) -> Result<GenSummary, GenError> {
@@ -150,32 +107,4 @@ pub fn generate_with_progress(opts: &GenOptions, out_dir: &Path, mut progress: i
         institutions,
         welfare_offices,
     })
-}
-
-/// Certificate processing numbers have 16 digits.
-const PROC_MOD: u64 = 10_000_000_000_000_000;
-
-/// Counters of everything written so far: the ids of each kind, and the summary's totals.
-#[derive(Default, Clone, Copy)]
-struct Seq {
-    person: u64,
-    household: u64,
-    qual: u64,
-    assist: u64,
-    ticket: u64,
-    cert: u64,
-    defects: u64,
-}
-
-/// The generator's state: one random stream, the pools, the writers and the counters.
-/// Its methods live in the submodules, one per kind of row.
-struct Gen {
-    rng: ChaCha8Rng,
-    today: NaiveDate,
-    defect_rate: f64,
-    pools: Pools,
-    serial_key: u64,
-    proc_off: u64,
-    out: Out,
-    seq: Seq,
 }

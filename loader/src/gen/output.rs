@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use chrono::NaiveDate;
 
 use super::dates::ymd;
-use super::{GenError, FILES};
+use super::error::GenError;
+use super::files::FILES;
 
 /// The fields of one row, kept in one reusable buffer.
 #[derive(Default)]

@@ -5,8 +5,13 @@ use rand::Rng;
 
 use super::dates::{add_years, cert_expiry, days, rand_date, timestamp};
 use super::draw::{mix, one_of, pick_cum, scramble};
+use super::error::GenError;
+use super::files::{CERTS, CONSENTS, PERSONS, REFERENCES, REVOKED};
 use super::names::{FAMILY, FEMALE, MALE, TOWNS};
-use super::{Gen, GenError, CERTS, CONSENTS, PERSONS, PROC_MOD, REFERENCES, REVOKED};
+use super::state::Gen;
+
+/// Certificate processing numbers have 16 digits.
+pub(super) const PROC_MOD: u64 = 10_000_000_000_000_000;
 
 #[derive(Clone)]
 pub(super) struct Member {

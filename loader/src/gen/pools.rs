@@ -4,8 +4,8 @@ use elig_engine::ids::with_check_digit;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use super::cat::{Cat, CATS};
 use super::draw::{cumulative, one_of, pick_cum};
-use super::insurance::{Cat, CATS};
 use super::names::{COMPANY_A, COMPANY_B, FAMILY, MINISTRIES, MUNI_A, MUNI_B, PREFS};
 
 pub(super) struct Pref {

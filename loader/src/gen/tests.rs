@@ -8,14 +8,12 @@ use elig_engine::ids;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::cat::Cat;
 use super::dates::{add_years, age_at, cert_expiry, date_of, days, elderly_start, month_bounds, school_entry, ymd};
 use super::draw::{pick_cum, scramble};
-use super::insurance::Cat;
+use super::files::{ASSISTANCE, CERTS, CONSENTS, DISEASE, ELDERLY, INSURANCE, LIMIT, PERSONS, REFERENCES, REVOKED, TICKETS};
 use super::pools::Pools;
-use super::{
-    generate, GenError, GenOptions, GenSummary, ASSISTANCE, CERTS, CONSENTS, DISEASE, ELDERLY, FILES, INSURANCE, LIMIT, PERSONS,
-    REFERENCES, REVOKED, TICKETS,
-};
+use super::{generate, GenError, GenOptions, GenSummary, FILES};
 
 const TODAY: u32 = 20261122;
 
