@@ -75,6 +75,12 @@ fn serial(s: &str) -> String {
     )
 }
 
+fn processing(p: &str) -> String {
+    format!(
+        r#"{{"MedicalInstitutionCode":"{CLINIC}","QualificationConfirmationDate":"20261122","ArbitraryIdentifier":"m-2","MyNumberCard":{{"ProcessingNumber":"{p}"}}}}"#
+    )
+}
+
 /// Decode by the XML declaration, as the clients do.
 fn decode(xml: &[u8]) -> String {
     let head = String::from_utf8_lossy(&xml[..xml.len().min(80)]).into_owned();
@@ -186,6 +192,11 @@ async fn every_lookup_kind_reads_as_real_clients_read_it_in_both_encodings() {
         assert_eq!(r.validity.as_deref(), Some("1"));
         assert_eq!(r.entries, [("01".to_string(), padded.clone()), ("A1".to_string(), "12130019".to_string())]);
         assert!(r.echoes.is_empty());
+        // My Number by processing number: the same person, the same entries; an unknown one has none.
+        let r = read(&xml(&ask(&c, &processing("1000000000000001")).await, sjis), sjis);
+        assert_eq!((r.validity.as_deref(), r.entries.len(), r.echoes.len()), (Some("1"), 2, 0));
+        let r = read(&xml(&ask(&c, &processing("1000000000000002")).await, sjis), sjis);
+        assert_eq!((r.validity.as_deref(), r.code, r.entries.len()), (Some("4"), None, 0));
         // Medical ticket: the payer number in InsurerNumber, with the consent flag.
         let r = read(&xml(&ask(&c, &ticket("1234566", "t-1")).await, sjis), sjis);
         assert_eq!((r.validity.as_deref(), r.echoes.clone()), (Some("1"), vec!["12130019".to_string()]));
@@ -216,6 +227,15 @@ async fn every_lookup_kind_reads_as_real_clients_read_it_in_both_encodings() {
         let fetched = c.tickets(&q).await.expect("fetch").collect().await.expect("units");
         let r = read(&xml(&fetched, sjis), sjis);
         assert_eq!((r.units, r.echoes.clone()), (1, vec!["12130019".to_string()]));
+        // A month with no delegated ticket: no unit, no wrapper; a refused fetch: its error, no unit.
+        let q = Client::tickets_query(Some(CLINIC), "202610", Some("20261122"));
+        let fetched = c.tickets(&q).await.expect("fetch").collect().await.expect("no units");
+        let r = read(&xml(&fetched, sjis), sjis);
+        assert_eq!((r.units, r.code, r.echoes.len()), (0, None, 0));
+        let q = Client::tickets_query(Some(CLINIC), "2026-11", Some("20261122"));
+        let fetched = c.tickets(&q).await.expect("fetch").collect().await.expect("a refused fetch");
+        let r = read(&xml(&fetched, sjis), sjis);
+        assert_eq!((r.units, r.code.is_some(), r.echoes.len()), (0, true, 0));
     }
 }
 
