@@ -277,3 +277,47 @@ fn a_delta_dry_run_is_an_operators_and_applies_nothing() {
     let s = run(&w.engine, &Role::Central, &encode(Kind::DeltaCheck, &good));
     assert_eq!(refusal(&s), "EP01");
 }
+
+/// A `MinimumDeltaSequence` newer than the node: the machine asks its driver
+/// to wait (`Step::Wait`), then answers from that seq or refuses `EN02`,
+/// never from before it. And a batch that contradicts the one applied under
+/// its seq is refused `ED04`.
+#[test]
+fn a_query_waits_for_the_delta_seq_it_asks_for() {
+    let w = elig_tests::Writable::fixture();
+    let keys = &fixture().keys;
+    let q = keys.valid_card_query(keys.institution(), "w");
+    let asking = |seq: u64| encode(Kind::Lookup, format!("{{\"MinimumDeltaSequence\":\"{seq}\",{}", &q[1..]).as_bytes());
+    let c = &Role::Central;
+
+    // Not there within the bound: refused, nothing answered.
+    let short = Limits { min_seq_wait_ms: 20, ..Limits::default() };
+    let s = run_with(&w.engine, c, &short, &asking(1));
+    assert_eq!(refusal(&s), "EN02");
+    assert!(s.outcomes.is_empty(), "no answer from before the seq asked for");
+
+    // The batch arrives while the query waits: answered from it.
+    let long = Limits { min_seq_wait_ms: 60_000, ..Limits::default() };
+    let b1 = elig_tests::batch(1, &[]);
+    let engine = &w.engine;
+    let s = std::thread::scope(|t| {
+        t.spawn(|| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            engine.apply(&b1).expect("batch 1")
+        });
+        run_with(engine, c, &long, &asking(1))
+    });
+    assert_eq!(kinds(&s), [Kind::Answer]);
+    let a: Answer = json(&s.frames[0]);
+    assert_eq!((code_of(&a), a.message_header.delta_sequence.as_str()), (None, "1"));
+    assert_eq!(s.outcomes[0].delta_seq, 1);
+
+    // Already there: answered at once, a seq not newer waits for nothing.
+    let s = run_with(&w.engine, c, &short, &asking(1));
+    assert_eq!(kinds(&s), [Kind::Answer]);
+
+    // Another batch under the applied seq: a conflict, not a duplicate.
+    let row = elig_tests::insurance_row("Q-W1", &keys.card_valid_person, &keys.card_valid.0, "W", "1");
+    let other = elig_tests::batch(1, &[elig_tests::upsert("insurance", row)]);
+    assert_eq!(refusal(&run(&w.engine, &Role::Operator, &encode(Kind::Delta, &other))), "ED04");
+}
