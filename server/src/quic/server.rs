@@ -136,6 +136,14 @@ impl Worker {
     }
 }
 
+/// What a client may send on a stream ahead of what the server has read
+/// (quinn's default is 1.25 MB). A bulk inquiry's items queued ahead are
+/// decrypted by the connection driver before its first item is answered:
+/// 1.25 MB of them held the first answer back (first item p50 10.4 ms
+/// against 4.2 ms with 256 KiB, same items/s, on a loaded 2-core host). It
+/// bounds a stream to 256 KiB per round trip: 12.8 MB/s at 20 ms.
+const STREAM_RECEIVE_WINDOW: u32 = 256 << 10;
+
 impl Server {
     /// Load the TLS material, bind, and start serving `engine`, which should
     /// have been opened with `config.delta_log` ([`state::open_engine`]):
@@ -148,6 +156,7 @@ impl Server {
         let mut transport = quinn::TransportConfig::default();
         transport.max_concurrent_bidi_streams(VarInt::from_u32(limits.max_streams_per_connection));
         transport.max_concurrent_uni_streams(VarInt::from_u32(0));
+        transport.stream_receive_window(VarInt::from_u32(STREAM_RECEIVE_WINDOW));
         let idle = quinn::IdleTimeout::try_from(limits.idle_timeout()).map_err(|_| ServerError::IdleTimeout(limits.idle_timeout()))?;
         transport.max_idle_timeout(Some(idle));
         udp::discover_mtu(&mut transport, config.udp.max_payload);

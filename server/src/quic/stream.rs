@@ -20,13 +20,18 @@ use crate::ops::metrics;
 /// a shutdown has begun.
 const SHUTDOWN_ACK_WAIT: Duration = Duration::from_secs(2);
 
-/// Bulk answers are written in batches of about this much: one write (a
+/// Bulk answers are written in batches of up to this much: one write (a
 /// connection lock and a driver wake-up) per answer was 18% of a bulk.
 const BULK_WRITE_BATCH: usize = 64 << 10;
 
-/// Items a bulk inquiry answers before it lets other tasks run: with frames
-/// already buffered and room to write, its loop never waits, and on the
-/// default single worker thread it would hold up every other request.
+/// The batch after the first answer, which is written alone (the caller's
+/// time to first item); each write doubles it up to [`BULK_WRITE_BATCH`].
+const BULK_FIRST_BATCH: usize = 4 << 10;
+
+/// Items a bulk inquiry answers at most before it lets other tasks run:
+/// with frames already buffered and room to write, its loop never waits,
+/// and on the default single worker thread it would hold up every other
+/// request (and the connection driver that sends its answers).
 const BULK_YIELD_EVERY: u64 = 64;
 
 /// The peer went away: nothing more can be sent.
@@ -95,29 +100,36 @@ async fn drive(machine: &mut Machine<'_>, recorder: &mut Recorder<'_>, io: Io<'_
     let mut reader = FrameReader::new();
     // An answer is about 1.1-1.2 KB: start above it, so it is not regrown.
     let mut out = Vec::with_capacity(2048);
+    // Items answered since this task last let others run.
     let mut items = 0u64;
+    // What the output may hold before it is sent while the next frame is
+    // already buffered: nothing at first, so the first answer leaves at once.
+    let mut batch = 0;
     let mut step = Step::Read;
     loop {
         step = match step {
             Step::Read => {
                 let in_bulk = machine.skipping().is_some();
                 if in_bulk {
-                    if items > 0 && items.is_multiple_of(BULK_YIELD_EVERY) {
+                    if items >= BULK_YIELD_EVERY {
                         tokio::task::yield_now().await;
+                        items = 0;
                     }
                     items += 1;
-                    if out.capacity() < BULK_WRITE_BATCH {
-                        out.reserve(BULK_WRITE_BATCH + (BULK_WRITE_BATCH >> 2));
-                    }
                 }
                 // Answers stream as computed: what is held is sent unless
-                // the next frame is already here (then it is batched).
-                if !out.is_empty() && (!reader.has_frame() || out.len() >= BULK_WRITE_BATCH) {
+                // the next frame is already here and the batch has room.
+                if !out.is_empty() && (!reader.has_frame() || out.len() >= batch) {
+                    // Handed over whole (no copy into quinn's buffer); the
+                    // next batch gets a buffer of its own.
+                    let next = if in_bulk { Vec::with_capacity(BULK_WRITE_BATCH + (BULK_WRITE_BATCH >> 2)) } else { Vec::new() };
+                    send.write_chunk(bytes::Bytes::from(std::mem::replace(&mut out, next))).await?;
                     if in_bulk {
-                        send.write_all(&out).await?;
-                        out.clear();
-                    } else {
-                        send.write_chunk(bytes::Bytes::from(std::mem::take(&mut out))).await?;
+                        batch = (batch * 2).clamp(BULK_FIRST_BATCH, BULK_WRITE_BATCH);
+                        // One thread: the driver sends this only once the
+                        // task waits, so let it run now.
+                        tokio::task::yield_now().await;
+                        items = 0;
                     }
                 }
                 let input = next_input(machine, &mut reader, recv, shared.limits.frame_timeout()).await?;
