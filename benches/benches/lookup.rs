@@ -221,22 +221,18 @@ fn family(c: &mut Criterion, family: KeyKind) {
         new != old
     });
     assert_eq!(differ.count(), 0, "rendered answers differ from the built ones");
-    g.bench_function("rendered/present", |b| {
-        let mut out = Vec::with_capacity(1 << 16);
-        cycle(b, &present, |q| {
-            out.clear();
-            rendered(&mut out, q);
-            out.len()
-        })
-    });
-    g.bench_function("built_serialised/present", |b| {
-        let mut out = Vec::with_capacity(1 << 16);
-        cycle(b, &present, |q| {
-            out.clear();
-            built(&mut out, q);
-            out.len()
-        })
-    });
+    type Write<'w> = &'w dyn Fn(&mut Vec<u8>, &Query);
+    let ways: [(&str, Write); 2] = [("rendered/present", &rendered), ("built_serialised/present", &built)];
+    for (name, write) in ways {
+        g.bench_function(name, |b| {
+            let mut out = Vec::with_capacity(1 << 16);
+            cycle(b, &present, |q| {
+                out.clear();
+                write(&mut out, q);
+                out.len()
+            })
+        });
+    }
     g.bench_function("document/present", |b| cycle(b, &keys.present, |d| view.answer_document(d.as_bytes(), clock)));
     // A bounded sample: with ELIG_BENCH_KEYS large, a delegated fetch's answers alone would fill memory.
     let answers: Vec<Answer> = present.iter().take(KEYS).map(|q| view.answer(q, clock)).collect();

@@ -7,33 +7,18 @@
 //! and every escape is met. A delegated fetch is checked whole (offline)
 //! and split into units and a summary (eligd's frames).
 
-use std::path::Path;
+mod common;
 
+use common::engine;
 use elig_engine::answer::Answer;
-use elig_engine::engine::Engine;
-use elig_engine::envelope::FORMAT_VERSION;
 use elig_engine::lookup::{hints, Clock, Reply, View};
 use elig_engine::model::ArchivedPersonRecord;
 use elig_engine::query::parse_query;
-use elig_engine::snapshot::Snapshot;
-use elig_engine::source::MemoryFiles;
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
 const NOW: u64 = 20261122100000;
 const CLINIC: &str = "1310000011";
-
-fn engine() -> Engine {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../loader/tests/golden/v{FORMAT_VERSION}"));
-    let files: MemoryFiles = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|f| {
-            let path = f.unwrap().path();
-            (path.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&path).unwrap())
-        })
-        .collect();
-    Engine::from_snapshot(Snapshot::from_memory(Path::new("golden"), &files).unwrap())
-}
 
 /// The reply's bytes against the struct's serde bytes, whole and split;
 /// the facts against the struct's. The validity or error code, for the
