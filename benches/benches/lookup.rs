@@ -28,8 +28,17 @@
 //! - `document/present`: `View::answer_document(&[u8], Clock)`, parse + answer.
 //! - `serialise/present`: `serde_json::to_vec(&Answer)` of the present answers.
 //!
+//! - `rendered/present`: answered and rendered to JSON, what eligd and
+//!   `elig-loader lookup` do: `View::reply(&Query, Clock)` rendered straight
+//!   from the records into a reused buffer (`Reply::render`), no struct.
+//! - `built_serialised/present`: the same bytes the old way, for the ratio
+//!   in one run: `View::answer` builds the `Answer` struct, then
+//!   `encode_json_into` serialises it with sonic-rs into a reused buffer
+//!   (what the server did before answers were rendered). Before timing,
+//!   both are checked to write the same frame for every sampled key.
+//!
 //! `document - engine` is the cost of parsing a query, `serialise` the cost of
-//! the JSON out; the sum is roughly what the server pays per lookup before I/O.
+//! the JSON out; `rendered` replaces `engine` + `serialise` on the request path.
 //!
 //! Run: `cargo bench -p elig-benches --bench lookup` (1 million persons by
 //! default; `ELIG_BENCH_PERSONS`, `ELIG_BENCH_SNAPSHOT`: see README.md).
@@ -51,6 +60,7 @@ use elig_engine::lookup::View;
 use elig_engine::model::ArchivedPersonRecord;
 use elig_engine::query::{Query, QueryKey};
 use elig_engine::snapshot::Snapshot;
+use elig_wire::frame::{encode_json_into, encode_with, Kind};
 
 struct Setup {
     engine: Engine,
@@ -200,6 +210,28 @@ fn family(c: &mut Criterion, family: KeyKind) {
                 });
             }
         }
+    }
+    // Both ways must write the same frames, or the ratio means nothing.
+    let rendered = |out: &mut Vec<u8>, q: &Query| encode_with(out, Kind::Answer, |out| view.reply(q, clock).render(out));
+    let built = |out: &mut Vec<u8>, q: &Query| encode_json_into(out, Kind::Answer, &view.answer(q, clock));
+    let differ = present.iter().take(KEYS).filter(|q| {
+        let (mut new, mut old) = (Vec::new(), Vec::new());
+        rendered(&mut new, q);
+        built(&mut old, q);
+        new != old
+    });
+    assert_eq!(differ.count(), 0, "rendered answers differ from the built ones");
+    type Write<'w> = &'w dyn Fn(&mut Vec<u8>, &Query);
+    let ways: [(&str, Write); 2] = [("rendered/present", &rendered), ("built_serialised/present", &built)];
+    for (name, write) in ways {
+        g.bench_function(name, |b| {
+            let mut out = Vec::with_capacity(1 << 16);
+            cycle(b, &present, |q| {
+                out.clear();
+                write(&mut out, q);
+                out.len()
+            })
+        });
     }
     g.bench_function("document/present", |b| cycle(b, &keys.present, |d| view.answer_document(d.as_bytes(), clock)));
     // A bounded sample: with ELIG_BENCH_KEYS large, a delegated fetch's answers alone would fill memory.

@@ -1,17 +1,32 @@
-//! Building result entries (`ResultOfQualificationConfirmation`,
-//! `MedicalTicketInfo`) from archived records.
+//! Filling the wire struct's result entries (`ResultOfQualificationConfirmation`,
+//! `MedicalTicketInfo`) from the entries of a [`Reply`](crate::reply::Reply),
+//! and the consent flags both writers read ([`Consents`]).
 //!
-//! An entry is about 1 KB of optional strings, so entries are filled in
-//! place (`fill_*` on a slot already in the answer's list) rather than built
-//! and moved; codes and dates are formatted on the stack, never through
-//! `format!`. This is the hot path of every lookup.
+//! The struct is what [`Reply::build`](crate::reply::Reply::build) makes
+//! for tests and the bench (the request path renders JSON instead,
+//! `render.rs`). An entry is about 1 KB of optional strings, so entries are
+//! filled in place (`fill_*` on a slot already in the answer's list) rather
+//! than built and moved.
 
 use crate::answer::*;
 use crate::model::*;
+use crate::reply::{Entry, Of};
 use crate::values::{code, date, digit, insurer, text, ts};
 
+/// One entry of a reply.
+pub(crate) fn fill(e: &mut ResultOfQualificationConfirmation, entry: &Entry<'_>) {
+    let p = entry.person;
+    match entry.of {
+        Of::Insurance { ins, consent, in_force } => fill_insurance(e, p, ins, consent, in_force),
+        Of::Assistance { asst, numbers, tickets } => {
+            let (tickets, requester) = tickets.of(asst);
+            fill_assistance(e, p, asst, numbers, tickets.iter().map(|t| ticket_info(t, requester)).collect())
+        }
+    }
+}
+
 /// The person's own data, common to every entry.
-pub(crate) fn fill_person(e: &mut ResultOfQualificationConfirmation, p: &ArchivedPersonRecord) {
+fn fill_person(e: &mut ResultOfQualificationConfirmation, p: &ArchivedPersonRecord) {
     e.name = text(&p.name);
     e.name_of_other = p.other_name.as_ref().and_then(|o| text(&o.name));
     e.name_kana = p.name_kana.text();
@@ -31,10 +46,8 @@ pub(crate) struct Consent {
     pub specific: bool,
 }
 
-/// An insurance entry. The limit flag describes the consent on every entry;
-/// the details it governs are shown only when `in_force` (`domain.md`
-/// section 5).
-pub(crate) fn fill_insurance(
+/// An insurance entry (see [`Of::Insurance`]).
+fn fill_insurance(
     e: &mut ResultOfQualificationConfirmation,
     p: &ArchivedPersonRecord,
     q: &ArchivedInsurance,
@@ -95,9 +108,8 @@ pub(crate) fn fill_insurance(
     }
 }
 
-/// An `A1` entry. `numbers` says whether payer and recipient numbers may be
-/// shown (only when a ticket delegates the requester, or the caller gave them).
-pub(crate) fn fill_assistance(
+/// An `A1` entry (see [`Of::Assistance`]).
+fn fill_assistance(
     e: &mut ResultOfQualificationConfirmation,
     p: &ArchivedPersonRecord,
     a: &ArchivedAssistance,
@@ -125,14 +137,7 @@ pub(crate) fn push_entry(list: &mut Vec<ResultOfQualificationConfirmation>, fill
     fill(&mut list[at]);
 }
 
-/// A list holding one entry filled by `fill`.
-pub(crate) fn one_entry(fill: impl FnOnce(&mut ResultOfQualificationConfirmation)) -> Vec<ResultOfQualificationConfirmation> {
-    let mut list = Vec::with_capacity(1);
-    push_entry(&mut list, fill);
-    list
-}
-
-pub(crate) fn ticket_info(t: &ArchivedTicket, requester: &str) -> MedicalTicketInfo {
+fn ticket_info(t: &ArchivedTicket, requester: &str) -> MedicalTicketInfo {
     let dispensing = t.ticket_type.as_str() == "02";
     MedicalTicketInfo {
         ticket_type: text(&t.ticket_type),
@@ -198,7 +203,7 @@ impl Consents {
     /// diagnosis, operation) say 0 none, 1 given, 2 expired; the
     /// limit-application and specific-disease flags are 1 while a consent
     /// has not expired, else 0 (`domain.md` section 5).
-    fn flag(&self, kind: ConsentKind) -> &'static str {
+    pub(crate) fn flag(&self, kind: ConsentKind) -> &'static str {
         match (self.given(kind), self.latest[kind as usize], kind) {
             (true, ..) => "1",
             (false, Some(_), ConsentKind::Pharmacy | ConsentKind::Checkup | ConsentKind::Diagnosis | ConsentKind::Operation) => "2",
@@ -212,9 +217,14 @@ impl Consents {
         self.latest[kind as usize].is_some_and(|(_, exp)| exp == 0 || self.now < exp)
     }
 
+    /// (consent time, viewing expiry) of one kind, 0 for none.
+    pub(crate) fn times(&self, kind: ConsentKind) -> (u64, u64) {
+        self.latest[kind as usize].unwrap_or_default()
+    }
+
     /// (flag, consent time, viewing expiry) of one kind.
     fn parts(&self, kind: ConsentKind) -> (Option<Str>, Option<Str>, Option<Str>) {
-        let (at, exp) = self.latest[kind as usize].unwrap_or_default();
+        let (at, exp) = self.times(kind);
         (Some(Str::const_new(self.flag(kind))), ts(at), ts(exp))
     }
 
@@ -246,6 +256,7 @@ impl Consents {
     }
 }
 
-pub(crate) fn reference_number(p: &ArchivedPersonRecord, institution: &str) -> Option<Str> {
-    p.reference_numbers.iter().find(|r| r.institution_code.is(institution)).map(|r| Str::from(r.reference_number.as_str()))
+/// The requesting institution's own reference number for the person.
+pub(crate) fn reference_number<'a>(p: &'a ArchivedPersonRecord, institution: &str) -> Option<&'a str> {
+    p.reference_numbers.iter().find(|r| r.institution_code.is(institution)).map(|r| r.reference_number.as_str())
 }

@@ -78,6 +78,30 @@ impl ArchivedKana {
         decode(self.0.as_str(), crate::values::text)
     }
 
+    /// Whether the text is empty (`text` gives `None`).
+    pub(crate) fn is_blank(&self) -> bool {
+        let stored = self.0.as_str();
+        stored.is_empty() || stored.strip_prefix(RAW) == Some("")
+    }
+
+    /// The text appended to `out` as [`decode`] reads it, through `escape`
+    /// (the renderer's JSON escaping) where it may need it: compact kana
+    /// are their three UTF-8 bytes, written without a decode buffer.
+    pub(crate) fn write_escaped(&self, out: &mut Vec<u8>, escape: fn(&mut Vec<u8>, &str)) {
+        let stored = self.0.as_str();
+        if let Some(raw) = stored.strip_prefix(RAW) {
+            return escape(out, raw);
+        }
+        for b in stored.bytes() {
+            if (BASE..=BASE + (LAST - FIRST) as u8).contains(&b) {
+                let c = FIRST + u32::from(b - BASE);
+                out.extend_from_slice(&[0xEF, 0x80 | ((c >> 6) & 0x3F) as u8, 0x80 | (c & 0x3F) as u8]);
+            } else {
+                escape(out, unmap(b).encode_utf8(&mut [0; 4]));
+            }
+        }
+    }
+
     /// The text, owned.
     pub fn to_text(&self) -> String {
         decode(self.0.as_str(), str::to_string)
@@ -102,6 +126,20 @@ mod tests {
             assert_eq!(e.len(), s.chars().count(), "{s}");
             assert!(e.bytes().all(|b| b == b' ' || (0x40..=0x7E).contains(&b)), "{e:?}");
             assert_eq!(decode(&e, str::to_string), s);
+        }
+    }
+
+    #[test]
+    fn kana_are_written_as_they_decode() {
+        for s in ["ﾔﾏﾀﾞ ﾀﾛｳ", "｡ﾟ", "", "ｱｲｳｴｵｶｷｸｹｺｻｼｽｾｿﾀﾁﾂﾃﾄﾅﾆﾇﾈﾉﾊﾋﾌﾍﾎﾏﾐﾑﾒﾓﾔﾕﾖﾗﾘﾙﾚﾛﾜｦﾝ", "ABC \"q\"", "\u{1}"]
+        {
+            let r = crate::model::PersonRecord { name_kana: s.into(), ..Default::default() };
+            let bytes = rkyv::to_bytes::<rkyv::rancor::Error>(&r).unwrap();
+            let a = rkyv::access::<crate::model::ArchivedPersonRecord, rkyv::rancor::Error>(&bytes).unwrap();
+            let mut out = Vec::new();
+            a.name_kana.write_escaped(&mut out, |out, s| out.extend_from_slice(s.as_bytes()));
+            assert_eq!(String::from_utf8(out).unwrap(), s);
+            assert_eq!(a.name_kana.is_blank(), a.name_kana.text().is_none(), "{s:?}");
         }
     }
 

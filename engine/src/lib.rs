@@ -27,6 +27,8 @@ pub mod model;
 pub mod overlay;
 pub mod query;
 pub mod rare;
+pub mod render;
+pub mod reply;
 pub mod residency;
 pub mod rows;
 pub mod snapshot;

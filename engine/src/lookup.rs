@@ -5,10 +5,9 @@
 //! stored key (`holds_*` below), so an answer never shows a record whose key
 //! differs from the key asked.
 
-use compact_str::ToCompactString;
 use smallvec::SmallVec;
 
-use crate::answer::*;
+use crate::answer::{Answer, Validity};
 use crate::entry::{self, Consent, Consents};
 pub use crate::hints::{hints, Hints};
 use crate::ids;
@@ -16,8 +15,9 @@ use crate::manifest::IndexName;
 use crate::model::*;
 use crate::overlay::Overlay;
 use crate::query::{codes, CardKey, Query, QueryError, QueryKey, TicketKey};
+use crate::reply::{delegating, Body, Echo, Entry, Head, List, Mine, Of, Tickets, Unit};
+pub use crate::reply::{Facts, Reply};
 use crate::snapshot::Snapshot;
-use crate::values;
 
 /// The clock of one request: `now` is `YYYYMMDDHHmmss` Japan time, used for
 /// certificate validity and consent expiry; `today` is its date.
@@ -94,24 +94,52 @@ impl<'a> View<'a> {
         self.overlay.and_then(|o| c.serial_number.with_text(|s| o.revoked(s, self.delta_seq))).unwrap_or(c.revoked_at.to_native())
     }
 
-    /// Answer one validated query.
-    pub fn answer(&self, q: &Query, clock: Clock) -> Answer {
-        let mut answer = match &q.key {
+    /// The reply to one validated query: the one place that decides what an
+    /// answer says. Render it ([`Reply::render`]) or build the wire struct.
+    pub fn reply<'r>(&self, q: &'r Query, clock: Clock) -> Reply<'r>
+    where
+        'a: 'r,
+    {
+        let body = match &q.key {
             QueryKey::CertificateSerial(s) => self.my_number(q, clock, IndexName::Serial, s),
             QueryKey::ProcessingNumber(s) => self.my_number(q, clock, IndexName::Processing, s),
             QueryKey::InsuranceCard(c) => self.card(q, c),
             QueryKey::MedicalTicket(t) => self.ticket(q, t),
             QueryKey::DelegatedTickets { month } => self.delegated(q, *month),
         };
-        self.fill_header(&mut answer.message_header, q, clock);
-        if matches!(q.key, QueryKey::DelegatedTickets { .. }) {
-            // Counts live in the header, so after it is set.
-            answer.count_units();
-        }
-        answer
+        // `ArbitraryFileIdentifier` names a request file, not a person: the
+        // query's `ArbitraryIdentifier` is echoed in the search info instead.
+        let my_number = matches!(q.key, QueryKey::CertificateSerial(_) | QueryKey::ProcessingNumber(_));
+        Reply { head: self.head(clock, q.date, &q.institution, my_number), body }
     }
 
-    /// Parse and answer one query document; a malformed one gets an error
+    /// The reply to a refused query: the error, the header naming the
+    /// requester of `hints`, and the search-info echo when the key could be
+    /// read whole. The one refusal path of `elig-loader lookup` and eligd.
+    pub fn refusal<'r>(&self, err: &'r QueryError, hints: &'r Hints, clock: Clock) -> Reply<'r>
+    where
+        'a: 'r,
+    {
+        let body = Body::Error { code: err.code, message: &err.message, echo: hints.echo.as_ref() };
+        Reply { head: self.head(clock, clock.today, &hints.institution, false), body }
+    }
+
+    /// Parse and render one query document into `out` (a malformed one gets
+    /// an error answer naming the field): `elig-loader lookup`.
+    pub fn render_document(&self, json: &[u8], clock: Clock, out: &mut Vec<u8>) -> Facts {
+        match crate::query::parse_query(json, clock.today) {
+            Ok(q) => self.reply(&q, clock).render_to(out),
+            Err(e) => self.refusal(&e, &hints(json), clock).render_to(out),
+        }
+    }
+
+    /// The answer to one query as the wire struct ([`Reply::build`]): for
+    /// tests and tools; eligd and `elig-loader lookup` render instead.
+    pub fn answer(&self, q: &Query, clock: Clock) -> Answer {
+        self.reply(q, clock).build()
+    }
+
+    /// [`View::answer`] of a query document; a malformed one gets an error
     /// answer naming the field.
     pub fn answer_document(&self, json: &[u8], clock: Clock) -> Answer {
         match crate::query::parse_query(json, clock.today) {
@@ -120,49 +148,30 @@ impl<'a> View<'a> {
         }
     }
 
-    /// The answer to a refused query: the error, the header naming the
-    /// requester of `hints`, and the search-info echo when the key could be
-    /// read whole. The one refusal path of `elig-loader lookup` and eligd.
+    /// [`View::refusal`] as the wire struct.
     pub fn refuse(&self, err: &QueryError, hints: &Hints, clock: Clock) -> Answer {
-        let mut a = error_answer(err);
-        a.message_body.qualification_confirm_search_info = hints.echo.clone();
-        let h = &mut a.message_header;
-        self.fill_base_header(h, clock);
-        h.medical_institution_code = hints.institution.to_compact_string();
-        h.qualification_confirmation_date = values::number(clock.today.into());
-        a
+        self.refusal(err, hints, clock).build()
     }
 
-    /// The header fields every answer has, filled in place (the header is
-    /// boxed: see `Answer`).
-    fn fill_base_header(&self, h: &mut MessageHeader, clock: Clock) {
-        h.process_execution_time = values::number(clock.now);
-        h.segment_of_result = Str::const_new("1");
-        h.character_code_identifier = Str::const_new("0");
-        h.reference_classification = Str::const_new("2");
-        h.snapshot_generation = self.snapshot.generation_text().clone();
-        h.delta_sequence = self.delta_seq.to_compact_string();
-    }
-
-    fn fill_header(&self, h: &mut MessageHeader, q: &Query, clock: Clock) {
-        self.fill_base_header(h, clock);
-        h.qualification_confirmation_date = values::number(q.date.into());
-        h.medical_institution_code = Str::from(q.institution.as_str());
-        // `ArbitraryFileIdentifier` names a request file, not a person: the
-        // query's `ArbitraryIdentifier` is echoed in the search info instead.
-        if matches!(q.key, QueryKey::CertificateSerial(_) | QueryKey::ProcessingNumber(_)) {
-            h.reference_classification = Str::const_new("1");
-        }
+    fn head<'r>(&self, clock: Clock, date: u32, institution: &'r str, my_number: bool) -> Head<'r>
+    where
+        'a: 'r,
+    {
+        let generation = self.snapshot.generation_text().as_str();
+        Head { now: clock.now, date, institution, my_number, generation, delta_seq: self.delta_seq }
     }
 
     // ---- My Number card -------------------------------------------------
 
-    fn my_number(&self, q: &Query, clock: Clock, name: IndexName, key: &str) -> Answer {
+    fn my_number<'r>(&self, q: &'r Query, clock: Clock, name: IndexName, key: &str) -> Body<'r>
+    where
+        'a: 'r,
+    {
         let serial = name == IndexName::Serial;
         let is_link = |c: &ArchivedCertificate| if serial { c.serial_number == key } else { c.processing_number == key };
         let persons = self.find(name, key, |p| p.certificates.iter().any(is_link));
         let person = match persons.as_slice() {
-            [] => return validity_only(Validity::NotFound, None),
+            [] => return found(Validity::NotFound, List::default(), None),
             [one] => *one,
             _ => {
                 return cert_error(
@@ -183,59 +192,16 @@ impl<'a> View<'a> {
         if !current {
             return cert_error(codes::CERT_NOT_VALID, "the card's certificate is expired or not yet valid");
         }
-        self.person_answer(person, q, clock)
-    }
-
-    /// Everything of the person in force on the date, side by side.
-    fn person_answer(&self, p: &ArchivedPersonRecord, q: &Query, clock: Clock) -> Answer {
-        let inst = q.institution.as_str();
-        let d = q.date;
-        let consents = Consents::of(p, inst, clock.now);
-        let consent = Consent { limit: consents.given(ConsentKind::Limit), specific: consents.given(ConsentKind::SpecificDisease) };
-        let mut list = Vec::with_capacity(2);
-        for ins in p.insurance.iter().filter(|i| insurance_in_force(i, d)) {
-            entry::push_entry(&mut list, |e| entry::fill_insurance(e, p, ins, consent, true));
-        }
-        let insured = !list.is_empty();
-        let mut delegated_any = false;
-        let mut assisted = false;
-        for a in p.assistance.iter().filter(|a| assistance_in_force(a, d)) {
-            assisted = true;
-            let tickets = delegating_tickets(a, inst, d / 100);
-            let numbers = !tickets.is_empty();
-            delegated_any |= numbers;
-            entry::push_entry(&mut list, |e| entry::fill_assistance(e, p, a, numbers, tickets));
-        }
-        let validity = if list.is_empty() {
-            if !push_reference(&mut list, p, d, consent) {
-                return validity_only(Validity::NotFound, None);
-            }
-            Validity::Invalid
-        } else if assisted && !delegated_any && !insured {
-            Validity::NotDelegated
-        } else {
-            Validity::Valid
-        };
-        let reference = entry::reference_number(p, inst);
-        for e in &mut list {
-            consents.fill(e);
-            e.reference_number = reference.clone();
-        }
-        with_list(validity, list, None)
+        person_reply(person, q, clock)
     }
 
     // ---- insurance card -------------------------------------------------
 
-    fn card(&self, q: &Query, c: &CardKey) -> Answer {
-        let echo = SearchInfo {
-            insurer_number: values::insurer(&c.insurer),
-            insured_card_symbol: values::text(&c.symbol),
-            insured_identification_number: Some(Str::from(c.number.as_str())),
-            insured_branch_number: values::text(&c.branch),
-            birthdate: Some(values::number(c.birth_date.into())),
-            limit_application_certificate_related_cons_flg: Some(if c.limit_consent { "1" } else { "0" }.into()),
-            arbitrary_identifier: q.arbitrary_id.as_deref().map(Str::from),
-        };
+    fn card<'r>(&self, q: &'r Query, c: &'r CardKey) -> Body<'r>
+    where
+        'a: 'r,
+    {
+        let echo = Some(Echo::Card { key: c, arbitrary: q.arbitrary_id.as_deref() });
         let key = ids::insurance_key(&c.insurer, &c.symbol, &c.number, &c.branch);
         let matches = |i: &ArchivedInsurance| {
             i.insurer_number == c.insurer.as_str()
@@ -246,69 +212,65 @@ impl<'a> View<'a> {
         let persons = self.find(IndexName::Insurance, &key, |p| p.insurance.iter().any(matches));
         let born: Persons = persons.into_iter().filter(|p| p.birth_date == c.birth_date).collect();
         let p = match born.as_slice() {
-            [] => return validity_only(Validity::NotFound, Some(echo)),
+            [] => return found(Validity::NotFound, List::default(), echo),
             [one] => *one,
-            _ => return validity_only(Validity::SeveralMatch, Some(echo)),
+            _ => return found(Validity::SeveralMatch, List::default(), echo),
         };
         // The card path has no specific-disease consent; the limit consent is the request's.
         let consent = Consent { limit: c.limit_consent, specific: false };
         let d = q.date;
+        let insurance = |ins, in_force| one(p, Of::Insurance { ins, consent, in_force });
         if let Some(ins) = p.insurance.iter().rfind(|i| matches(i) && insurance_in_force(i, d)) {
-            return with_list(Validity::Valid, entry::one_entry(|e| entry::fill_insurance(e, p, ins, consent, true)), Some(echo));
+            return found(Validity::Valid, insurance(ins, true), echo);
         }
         let held: SmallVec<[&ArchivedInsurance; 2]> = p.insurance.iter().filter(|i| matches(i)).collect();
         let Some(lost) = reference(d, held.iter().map(|i| insurance_span(i))).map(|at| held[at]) else {
-            return validity_only(Validity::NotFound, Some(echo));
+            return found(Validity::NotFound, List::default(), echo);
         };
         let validity = if has_other_in_force(p, d, |i| matches(i), |_| false) { Validity::InvalidNewExists } else { Validity::Invalid };
-        with_list(validity, entry::one_entry(|e| entry::fill_insurance(e, p, lost, consent, false)), Some(echo))
+        found(validity, insurance(lost, false), echo)
     }
 
     // ---- medical ticket -------------------------------------------------
 
-    fn ticket(&self, q: &Query, t: &TicketKey) -> Answer {
-        let echo = SearchInfo {
-            insurer_number: Some(Str::from(t.payer.as_str())),
-            insured_identification_number: Some(Str::from(t.recipient.as_str())),
-            birthdate: Some(values::number(t.birth_date.into())),
-            // A ticket query has no consent flag; real clients need one.
-            limit_application_certificate_related_cons_flg: Some(Str::const_new("0")),
-            arbitrary_identifier: q.arbitrary_id.as_deref().map(Str::from),
-            ..Default::default()
-        };
+    fn ticket<'r>(&self, q: &'r Query, t: &'r TicketKey) -> Body<'r>
+    where
+        'a: 'r,
+    {
+        let echo = Some(Echo::Ticket { key: t, arbitrary: q.arbitrary_id.as_deref() });
         let key = ids::assistance_key(&t.payer, &t.recipient);
         let matches = |a: &ArchivedAssistance| a.payer_number == t.payer.as_str() && a.recipient_number == t.recipient.as_str();
         let persons = self.find(IndexName::Assistance, &key, |p| p.assistance.iter().any(matches));
         let born: Persons = persons.into_iter().filter(|p| p.birth_date == t.birth_date).collect();
         let p = match born.as_slice() {
-            [] => return validity_only(Validity::NotFound, Some(echo)),
+            [] => return found(Validity::NotFound, List::default(), echo),
             [one] => *one,
-            _ => return validity_only(Validity::SeveralMatch, Some(echo)),
+            _ => return found(Validity::SeveralMatch, List::default(), echo),
         };
         let d = q.date;
+        let assistance = |asst, numbers, tickets| one(p, Of::Assistance { asst, numbers, tickets });
         if let Some(a) = p.assistance.iter().rfind(|a| matches(a) && assistance_in_force(a, d)) {
-            let tickets = delegating_tickets(a, &q.institution, d / 100);
-            if tickets.is_empty() {
+            let (institution, month) = (q.institution.as_str(), d / 100);
+            if delegating(a, institution, month).next().is_none() {
                 // 未委託: basic data and welfare office, numbers withheld.
-                return with_list(
-                    Validity::NotDelegated,
-                    entry::one_entry(|e| entry::fill_assistance(e, p, a, false, Vec::new())),
-                    Some(echo),
-                );
+                return found(Validity::NotDelegated, assistance(a, false, Tickets::None), echo);
             }
-            return with_list(Validity::Valid, entry::one_entry(|e| entry::fill_assistance(e, p, a, true, tickets)), Some(echo));
+            return found(Validity::Valid, assistance(a, true, Tickets::Delegating { institution, month }), echo);
         }
         let held: SmallVec<[&ArchivedAssistance; 2]> = p.assistance.iter().filter(|a| matches(a)).collect();
         let Some(lost) = reference(d, held.iter().map(|a| assistance_span(a))).map(|at| held[at]) else {
-            return validity_only(Validity::NotFound, Some(echo));
+            return found(Validity::NotFound, List::default(), echo);
         };
         let validity = if has_other_in_force(p, d, |_| false, |a| matches(a)) { Validity::InvalidNewExists } else { Validity::Invalid };
-        with_list(validity, entry::one_entry(|e| entry::fill_assistance(e, p, lost, true, Vec::new())), Some(echo))
+        found(validity, assistance(lost, true, Tickets::None), echo)
     }
 
     // ---- delegated-ticket fetch ------------------------------------------
 
-    fn delegated(&self, q: &Query, month: u32) -> Answer {
+    fn delegated<'r>(&self, q: &'r Query, month: u32) -> Body<'r>
+    where
+        'a: 'r,
+    {
         let inst = q.institution.as_str();
         let key = ids::ticket_key(inst, month);
         let delegates = |t: &ArchivedTicket| t.institution_code == inst && t.treatment_month == month;
@@ -318,41 +280,66 @@ impl<'a> View<'a> {
             for a in p.assistance.iter() {
                 let validity = if assistance_in_force(a, q.date) { Validity::Valid } else { Validity::Invalid };
                 for t in a.tickets.iter().filter(|t| delegates(t)) {
-                    units.push(BulkConfirmUnit {
-                        qualification_confirm_search_info: Some(SearchInfo {
-                            insurer_number: Some(Str::from(a.payer_number.as_str())),
-                            insured_identification_number: Some(Str::from(a.recipient_number.as_str())),
-                            birthdate: values::date(p.birth_date.to_native()),
-                            limit_application_certificate_related_cons_flg: Some(Str::const_new("0")),
-                            arbitrary_identifier: q.arbitrary_id.as_deref().map(Str::from),
-                            ..Default::default()
-                        }),
-                        processing_result_status: Str::const_new("1"),
-                        qualification_validity: Some(Str::const_new(validity.code())),
-                        result_of_qualification_confirmation: Some({
-                            let mut e = ResultOfQualificationConfirmation::default();
-                            entry::fill_assistance(&mut e, p, a, true, vec![entry::ticket_info(t, inst)]);
-                            e
-                        }),
-                        reference_number: entry::reference_number(p, inst),
-                        ..Default::default()
+                    let tickets = Tickets::One { ticket: t, requester: inst };
+                    units.push(Unit {
+                        entry: Entry { person: p, of: Of::Assistance { asst: a, numbers: true, tickets } },
+                        asst: a,
+                        validity,
+                        reference: entry::reference_number(p, inst),
+                        arbitrary: q.arbitrary_id.as_deref(),
                     });
                 }
             }
         }
         // Stable order for callers that diff two fetches.
-        fn order(u: &BulkConfirmUnit) -> (&str, &str) {
-            match &u.qualification_confirm_search_info {
-                Some(s) => (s.insurer_number.as_deref().unwrap_or(""), s.insured_identification_number.as_deref().unwrap_or("")),
-                None => ("", ""),
-            }
+        fn order<'u>(u: &'u Unit<'_>) -> (&'u str, &'u str) {
+            (u.asst.payer_number.as_str(), u.asst.recipient_number.as_str())
         }
         units.sort_by(|x, y| order(x).cmp(&order(y)));
-        let mut answer = Answer::default();
-        answer.message_body.processing_result_status = Str::const_new("1");
-        answer.message_body.bulk_confirm_unit_list = units;
-        answer
+        Body::Units(units)
     }
+}
+
+/// Everything of the person in force on the date, side by side.
+fn person_reply<'r>(p: &'r ArchivedPersonRecord, q: &'r Query, clock: Clock) -> Body<'r> {
+    let inst = q.institution.as_str();
+    let d = q.date;
+    let consents = Consents::of(p, inst, clock.now);
+    let consent = Consent { limit: consents.given(ConsentKind::Limit), specific: consents.given(ConsentKind::SpecificDisease) };
+    let mut list = List::default();
+    for ins in p.insurance.iter().filter(|i| insurance_in_force(i, d)) {
+        list.entries.push(Entry { person: p, of: Of::Insurance { ins, consent, in_force: true } });
+    }
+    let insured = !list.entries.is_empty();
+    let mut delegated_any = false;
+    let mut assisted = false;
+    for asst in p.assistance.iter().filter(|a| assistance_in_force(a, d)) {
+        assisted = true;
+        let numbers = delegating(asst, inst, d / 100).next().is_some();
+        delegated_any |= numbers;
+        let tickets = if numbers { Tickets::Delegating { institution: inst, month: d / 100 } } else { Tickets::None };
+        list.entries.push(Entry { person: p, of: Of::Assistance { asst, numbers, tickets } });
+    }
+    let validity = if list.entries.is_empty() {
+        let Some(shown) = reference_entry(p, d, consent) else {
+            return found(Validity::NotFound, List::default(), None);
+        };
+        list.entries.push(shown);
+        Validity::Invalid
+    } else if assisted && !delegated_any && !insured {
+        Validity::NotDelegated
+    } else {
+        Validity::Valid
+    };
+    list.mine = Some(Mine { consents, reference: entry::reference_number(p, inst) });
+    found(validity, list, None)
+}
+
+/// A list of one entry.
+fn one<'r>(person: &'r ArchivedPersonRecord, of: Of<'r>) -> List<'r> {
+    let mut list = List::default();
+    list.entries.push(Entry { person, of });
+    list
 }
 
 /// In force on `d`: started, and not yet lost (the loss date itself is not covered).
@@ -367,14 +354,6 @@ pub fn assistance_in_force(a: &ArchivedAssistance, d: u32) -> bool {
     a.start_date.to_native() <= d && (end == 0 || d <= end)
 }
 
-fn delegating_tickets(a: &ArchivedAssistance, institution: &str, month: u32) -> Vec<MedicalTicketInfo> {
-    a.tickets
-        .iter()
-        .filter(|t| t.institution_code == institution && t.treatment_month == month)
-        .map(|t| entry::ticket_info(t, institution))
-        .collect()
-}
-
 fn has_other_in_force(
     p: &ArchivedPersonRecord,
     d: u32,
@@ -386,20 +365,16 @@ fn has_other_in_force(
 }
 
 /// The qualification a code-2 My Number answer shows as reference
-/// information (see [`reference`]), pushed on `list`; false when the person
-/// has none at all.
-fn push_reference(list: &mut Vec<ResultOfQualificationConfirmation>, p: &ArchivedPersonRecord, d: u32, consent: Consent) -> bool {
+/// information (see [`reference`]); `None` when the person has none at all.
+fn reference_entry<'r>(p: &'r ArchivedPersonRecord, d: u32, consent: Consent) -> Option<Entry<'r>> {
     let insurance = p.insurance.iter().map(insurance_span);
     let assistance = p.assistance.iter().map(assistance_span);
-    let Some(at) = reference(d, insurance.chain(assistance)) else { return false };
-    match p.insurance.get(at) {
-        Some(i) => entry::push_entry(list, |e| entry::fill_insurance(e, p, i, consent, false)),
-        None => {
-            let Some(a) = p.assistance.get(at - p.insurance.len()) else { return false };
-            entry::push_entry(list, |e| entry::fill_assistance(e, p, a, false, Vec::new()))
-        }
-    }
-    true
+    let at = reference(d, insurance.chain(assistance))?;
+    let of = match p.insurance.get(at) {
+        Some(ins) => Of::Insurance { ins, consent, in_force: false },
+        None => Of::Assistance { asst: p.assistance.get(at - p.insurance.len())?, numbers: false, tickets: Tickets::None },
+    };
+    Some(Entry { person: p, of })
 }
 
 fn insurance_span(i: &ArchivedInsurance) -> Span {
@@ -461,35 +436,11 @@ pub fn reference(d: u32, spans: impl IntoIterator<Item = Span>) -> Option<usize>
     ended.or(next).map(|(at, _)| at)
 }
 
-fn with_list(v: Validity, list: Vec<ResultOfQualificationConfirmation>, echo: Option<SearchInfo>) -> Answer {
-    let mut a = validity_only(v, echo);
-    a.message_body.result_list = list;
-    a
-}
-
-fn validity_only(v: Validity, echo: Option<SearchInfo>) -> Answer {
-    let mut a = Answer::default();
-    a.message_body.processing_result_status = Str::const_new("1");
-    a.message_body.qualification_validity = Some(Str::const_new(v.code()));
-    a.message_body.qualification_confirm_search_info = echo;
-    a
+fn found<'r>(validity: Validity, list: List<'r>, echo: Option<Echo<'r>>) -> Body<'r> {
+    Body::Found { validity, list, echo }
 }
 
 /// A certificate that cannot be used: an error body with a fixed message.
-fn cert_error(code: &'static str, message: &'static str) -> Answer {
-    let mut a = Answer::default();
-    a.message_body.processing_result_status = Str::const_new("2");
-    a.message_body.processing_result_code = Some(Str::const_new(code));
-    a.message_body.processing_result_message = Some(Str::const_new(message));
-    a
-}
-
-/// An answer whose body reports `e` for this query.
-fn error_answer(e: &QueryError) -> Answer {
-    let mut a = Answer::default();
-    let body = &mut a.message_body;
-    body.processing_result_status = Str::const_new("2");
-    body.processing_result_code = Some(e.code.into());
-    body.processing_result_message = Some(Str::from(e.message.as_str()));
-    a
+fn cert_error<'r>(code: &'static str, message: &'static str) -> Body<'r> {
+    Body::Error { code, message, echo: None }
 }

@@ -15,18 +15,25 @@ pub fn ts(t: u64) -> Option<Str> {
     (t != 0).then(|| number(t))
 }
 
-/// A number as its decimal text. Dates (8 digits) and times (14 digits),
-/// most values of an answer, take a fixed-width path with no digit count
-/// and no length-dependent copy.
+/// A number as its decimal text.
 pub fn number(n: u64) -> Str {
-    fn fixed<const N: usize>(mut n: u64) -> Str {
-        const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
-            2021222324252627282930313233343536373839\
-            4041424344454647484950515253545556575859\
-            6061626364656667686970717273747576777879\
-            8081828384858687888990919293949596979899";
-        let mut out = [b'0'; N];
-        let mut i = N;
+    Str::from(decimal(n, &mut [0; 20]))
+}
+
+/// The decimal text of `n`, written into `buf`. Dates (8 digits) and times
+/// (14 digits), most values of an answer, take a fixed-width path with no
+/// digit count and no length-dependent copy. Shared by the answer struct
+/// and the JSON renderer (`render.rs`), so both write the same digits.
+#[inline]
+pub fn decimal(n: u64, buf: &mut [u8; 20]) -> &str {
+    const PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+        2021222324252627282930313233343536373839\
+        4041424344454647484950515253545556575859\
+        6061626364656667686970717273747576777879\
+        8081828384858687888990919293949596979899";
+    #[inline]
+    fn fixed(mut n: u64, out: &mut [u8]) {
+        let mut i = out.len();
         while i >= 2 {
             let r = (n % 100) as usize * 2;
             n /= 100;
@@ -36,14 +43,23 @@ pub fn number(n: u64) -> Str {
         if i == 1 {
             out[0] = b'0' + (n % 10) as u8;
         }
-        // ASCII digits: never fails.
-        std::str::from_utf8(&out).map(Str::from).unwrap_or_default()
     }
-    match n {
-        10_000_000..=99_999_999 => fixed::<8>(n),
-        10_000_000_000_000..=99_999_999_999_999 => fixed::<14>(n),
-        _ => n.to_compact_string(),
-    }
+    let len = match n {
+        10_000_000..=99_999_999 => 8,
+        10_000_000_000_000..=99_999_999_999_999 => 14,
+        _ => {
+            let mut len = 1;
+            let mut m = n / 10;
+            while m > 0 {
+                len += 1;
+                m /= 10;
+            }
+            len
+        }
+    };
+    fixed(n, &mut buf[..len]);
+    // ASCII digits: never fails.
+    std::str::from_utf8(&buf[..len]).unwrap_or_default()
 }
 
 pub fn text(s: &str) -> Option<Str> {
@@ -59,7 +75,7 @@ pub fn insurer(s: &str) -> Option<Str> {
         0 => None,
         6 => {
             let mut out = Str::with_capacity(8);
-            out.push_str("  ");
+            out.push_str(INSURER_PAD);
             out.push_str(s);
             Some(out)
         }
@@ -67,12 +83,21 @@ pub fn insurer(s: &str) -> Option<Str> {
     }
 }
 
+/// What [`insurer`] puts before a 6-digit number.
+pub const INSURER_PAD: &str = "  ";
+
 /// A code zero-padded to `width` digits, at most 3 (`01`, `030`); absent for 0.
 pub fn code(n: u8, width: usize) -> Option<Str> {
+    code_text(n, width, &mut [0; 3]).map(Str::from)
+}
+
+/// The text of [`code`], written into `buf`.
+#[inline]
+pub fn code_text(n: u8, width: usize, buf: &mut [u8; 3]) -> Option<&str> {
     if n == 0 {
         return None;
     }
-    let digits = [b'0' + n / 100, b'0' + n / 10 % 10, b'0' + n % 10];
+    *buf = [b'0' + n / 100, b'0' + n / 10 % 10, b'0' + n % 10];
     let needed = if n >= 100 {
         3
     } else if n >= 10 {
@@ -82,10 +107,11 @@ pub fn code(n: u8, width: usize) -> Option<Str> {
     };
     let len = width.clamp(needed, 3);
     // ASCII digits: never fails.
-    std::str::from_utf8(&digits[3 - len..]).ok().map(Str::from)
+    std::str::from_utf8(&buf[3 - len..]).ok()
 }
 
-/// A one-digit code (sex, personal/family) as a constant string.
+/// A one-digit code (sex, personal/family) as a constant string; any
+/// other `u8` as its decimal text (as [`decimal`] writes it).
 pub fn digit(n: u8) -> Str {
     const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
     match DIGITS.get(usize::from(n)) {

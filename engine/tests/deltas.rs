@@ -2,28 +2,14 @@
 //! acknowledges, and every refusal as a typed error with its line, seq,
 //! field and value. No loader, no files.
 
-use std::path::Path;
+mod common;
 
+use common::engine;
 use elig_engine::delta::{BatchError, LineError};
-use elig_engine::engine::{DeltaError, Engine};
-use elig_engine::envelope::FORMAT_VERSION;
+use elig_engine::engine::DeltaError;
 use elig_engine::overlay::ApplyError;
-use elig_engine::snapshot::Snapshot;
-use elig_engine::source::MemoryFiles;
 use elig_engine::table::Table;
 use elig_wire::report::DeltaAck;
-
-fn engine() -> Engine {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../loader/tests/golden/v{FORMAT_VERSION}"));
-    let files: MemoryFiles = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|f| {
-            let path = f.unwrap().path();
-            (path.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&path).unwrap())
-        })
-        .collect();
-    Engine::from_snapshot(Snapshot::from_memory(Path::new("golden"), &files).unwrap())
-}
 
 fn batch(seq: u64, lines: &[&str]) -> Vec<u8> {
     let mut text = format!("{{\"seq\": {seq}, \"created\": \"20261122101500\"}}\n");

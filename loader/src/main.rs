@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
+use elig_engine::answer::Status;
 use elig_engine::lookup::{Clock, View};
 use elig_engine::snapshot::{read_manifest, Snapshot};
 use elig_loader::compile::{compile, CompileOptions};
@@ -287,14 +288,18 @@ fn print_files(m: &elig_engine::manifest::Manifest) {
     println!("  {:36} {:>14} bytes", "total", total);
 }
 
-/// One JSON document in, one answer out; otherwise JSON Lines in, one answer
-/// line per query line (blank lines skipped), and counts on standard error.
+/// One JSON document in, one answer out (indented); otherwise JSON Lines in,
+/// one answer line per query line (blank lines skipped), and counts on
+/// standard error. Answers are rendered straight from the snapshot.
 fn lookup(view: &View, input: &[u8], clock: Clock) -> Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut answer = Vec::new();
     if serde_json::from_slice::<serde_json::Value>(input).is_ok() {
-        let answer = view.answer_document(input, clock);
-        serde_json::to_writer_pretty(&mut out, &answer)?;
+        view.render_document(input, clock, &mut answer);
+        let mut indented = Vec::with_capacity(answer.len() * 2);
+        elig_engine::render::pretty(&answer, &mut indented);
+        out.write_all(&indented)?;
         writeln!(out)?;
         return Ok(());
     }
@@ -304,14 +309,13 @@ fn lookup(view: &View, input: &[u8], clock: Clock) -> Result<()> {
         if line.trim().is_empty() {
             continue;
         }
-        let answer = view.answer_document(line.as_bytes(), clock);
-        if answer.is_error() {
-            errors += 1;
-        } else {
-            normal += 1;
+        answer.clear();
+        match view.render_document(line.as_bytes(), clock, &mut answer).status {
+            Status::Error => errors += 1,
+            Status::Normal => normal += 1,
         }
-        serde_json::to_writer(&mut out, &answer)?;
-        writeln!(out)?;
+        answer.push(b'\n');
+        out.write_all(&answer)?;
     }
     out.flush()?;
     let n = normal + errors;

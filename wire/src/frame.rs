@@ -203,27 +203,37 @@ pub fn encode_into(out: &mut Vec<u8>, kind: Kind, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
+/// Append one frame whose payload `write` appends to `out` (no payload
+/// copy): the answers eligd renders straight into its output buffer.
+pub fn encode_with<R>(out: &mut Vec<u8>, kind: Kind, write: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    let at = out.len();
+    out.extend_from_slice(&[0, 0, 0, 0, kind as u8]);
+    let r = write(out);
+    let len = u32::try_from(out.len() - at - HEADER_LEN).unwrap_or(u32::MAX);
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    r
+}
+
 /// Append one frame whose payload is `value` as JSON, serialised straight
 /// into `out` (no payload copy). Bytes as [`Frame::json`] then [`encode_into`].
 pub fn encode_json_into<T: Serialize>(out: &mut Vec<u8>, kind: Kind, value: &T) {
-    let at = out.len();
-    out.extend_from_slice(&[0, 0, 0, 0, kind as u8]);
-    // Serialising our own plain structs cannot fail; as with `Frame::json`,
-    // a failure would leave an empty payload. The frames of the request
-    // path (answers, ticket units, summaries) are written by
-    // sonic-rs, in about 60% of serde_json's time (1.08 against 1.72 µs for
-    // a card answer, `lookup` bench at 1M) and with the same bytes, which
-    // tests hold equal for each of those payloads. Operator reports keep
-    // serde_json (`#[serde(flatten)]`, and no hot path).
-    let written = match kind {
-        Kind::Answer | Kind::Unit | Kind::Summary => sonic_rs::to_writer(&mut *out, value).is_ok(),
-        _ => serde_json::to_writer(&mut *out, value).is_ok(),
-    };
-    if !written {
-        out.truncate(at + HEADER_LEN);
-    }
-    let len = u32::try_from(out.len() - at - HEADER_LEN).unwrap_or(u32::MAX);
-    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    encode_with(out, kind, |out| {
+        let at = out.len();
+        // Serialising our own plain structs cannot fail; as with `Frame::json`,
+        // a failure would leave an empty payload. Summaries of bulk
+        // inquiries are written by sonic-rs, with the same bytes as
+        // serde_json (tests hold them equal for answers, units and
+        // summaries); answers and ticket units are rendered by the engine
+        // (`encode_with`). Operator reports keep serde_json
+        // (`#[serde(flatten)]`, and no hot path).
+        let written = match kind {
+            Kind::Answer | Kind::Unit | Kind::Summary => sonic_rs::to_writer(&mut *out, value).is_ok(),
+            _ => serde_json::to_writer(&mut *out, value).is_ok(),
+        };
+        if !written {
+            out.truncate(at);
+        }
+    })
 }
 
 /// One frame whose payload is `value` as JSON, encoded.

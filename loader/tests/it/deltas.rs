@@ -45,7 +45,7 @@ pub fn del(table: &str, key: Value) -> Value {
 }
 
 pub fn ask(engine: &Engine, q: &Value) -> Answer {
-    engine.pin().view().answer_document(q.to_string().as_bytes(), Clock::at(NOW))
+    rendered_as_built(&engine.pin().view(), q)
 }
 
 pub fn code(engine: &Engine, q: &Value) -> String {

@@ -169,12 +169,24 @@ pub fn build(export: &Export) -> Compiled {
 
 impl Compiled {
     pub fn ask(&self, query: serde_json::Value) -> Answer {
-        View::new(&self.snapshot).answer_document(query.to_string().as_bytes(), Clock::at(NOW))
+        rendered_as_built(&View::new(&self.snapshot), &query)
     }
 
     pub fn path(&self) -> PathBuf {
         self.summary.out.clone()
     }
+}
+
+/// The answer to `query` as the wire struct, after checking that the
+/// rendered answer (what eligd sends, `elig-loader lookup` prints) is its
+/// serde JSON byte for byte: every test asking through here checks that.
+pub fn rendered_as_built(view: &View<'_>, query: &serde_json::Value) -> Answer {
+    let doc = query.to_string();
+    let answer = view.answer_document(doc.as_bytes(), Clock::at(NOW));
+    let mut rendered = Vec::new();
+    view.render_document(doc.as_bytes(), Clock::at(NOW), &mut rendered);
+    assert_eq!(String::from_utf8_lossy(&rendered), String::from_utf8_lossy(&serde_json::to_vec(&answer).unwrap()), "{doc}");
+    answer
 }
 
 /// Edit a snapshot's manifest and write it back with a fresh checksum, as a

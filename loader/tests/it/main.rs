@@ -3,6 +3,7 @@
 mod deltas;
 mod fixture;
 mod lookups;
+mod offline;
 mod oracle;
 mod residency;
 mod rules;

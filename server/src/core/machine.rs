@@ -14,9 +14,9 @@
 //! states in one answer.
 
 use elig_engine::engine::Engine;
-use elig_engine::lookup::Clock;
+use elig_engine::lookup::{Clock, Reply};
 use elig_wire::codes;
-use elig_wire::frame::{encode_json_into, FrameError, Kind};
+use elig_wire::frame::{encode_json_into, encode_with, FrameError, Kind};
 use elig_wire::reader::{FrameReader, Next, Step as Decoded};
 use elig_wire::report::Limits;
 use elig_wire::request::{BulkBegin, ErrorBody, SwapRequest};
@@ -182,15 +182,13 @@ impl<'a> Machine<'a> {
                 self.refuse(Refusal::new(codes::MALFORMED_FRAME, "empty request stream: send one request frame"), out)
             }
             (State::Bulk(mut bulk), Input::Frame(Kind::BulkItem)) => {
-                let (answer, o) = bulk.item(self.role, payload, self.clock);
+                let o = bulk.item(self.role, payload, self.clock, |r| answer_frame(out, r));
                 record.query(&o);
-                encode_json_into(out, Kind::Answer, &answer);
                 self.after_item(bulk)
             }
             (State::Bulk(mut bulk), Input::Oversized { kind: Kind::BulkItem, len, max }) => {
-                let (answer, o) = bulk.oversized(self.role, len, max, self.clock);
+                let o = bulk.oversized(self.role, len, max, self.clock, |r| answer_frame(out, r));
                 record.query(&o);
-                encode_json_into(out, Kind::Answer, &answer);
                 self.after_item(bulk)
             }
             (State::Bulk(_), Input::Frame(other) | Input::Oversized { kind: other, .. }) => self.refuse(
@@ -319,18 +317,18 @@ impl<'a> Machine<'a> {
         let gen = self.engine.pin();
         let view = gen.view();
         if kind == Kind::Lookup {
-            let (answer, o) = answer_parsed(&view, gen.id(), payload, self.clock, Request::Lookup, parsed);
+            let o = answer_parsed(&view, gen.id(), payload, self.clock, Request::Lookup, parsed, |r| answer_frame(out, r));
             self.answered(&o, record);
-            encode_json_into(out, Kind::Answer, &answer);
         } else {
-            let (mut answer, o) = answer_parsed(&view, gen.id(), payload, self.clock, Request::Tickets, parsed);
+            let o = answer_parsed(&view, gen.id(), payload, self.clock, Request::Tickets, parsed, |r| {
+                // The units, then the summary: the answer without its units,
+                // with the counts in its header.
+                for at in 0..r.units() {
+                    encode_with(out, Kind::Unit, |out| r.render_unit(at, out));
+                }
+                encode_with(out, Kind::Summary, |out| r.render_summary(out));
+            });
             self.answered(&o, record);
-            // The units, then the summary: the answer without its units,
-            // with the counts in its header.
-            for unit in std::mem::take(&mut answer.message_body.bulk_confirm_unit_list) {
-                encode_json_into(out, Kind::Unit, &unit);
-            }
-            encode_json_into(out, Kind::Summary, &answer);
         }
         self.state = State::Answered(kind);
         Step::Read
@@ -410,6 +408,11 @@ fn swap_dir(payload: &[u8]) -> Result<String, Refusal> {
         ));
     }
     Ok(req.snapshot_dir)
+}
+
+/// An `Answer` frame of a reply, rendered straight into `out`.
+fn answer_frame(out: &mut Vec<u8>, reply: &Reply<'_>) {
+    encode_with(out, Kind::Answer, |out| reply.render(out));
 }
 
 /// The frame-order rule after a one-frame request (`lookup`, `tickets`,

@@ -6,9 +6,9 @@
 
 use std::sync::Arc;
 
-use elig_engine::answer::{Answer, Status, Str};
+use elig_engine::answer::{Status, Str};
 use elig_engine::engine::Generation;
-use elig_engine::lookup::{hints, Clock, Hints, View};
+use elig_engine::lookup::{hints, Clock, Hints, Reply, View};
 use elig_engine::query::{parse_query, parse_query_for, Query, QueryError, QueryKey};
 use elig_wire::codes;
 use elig_wire::report::BulkSummary;
@@ -31,20 +31,9 @@ pub(crate) fn view(gen: &Generation, delta_seq: u64) -> View<'_> {
     View { snapshot: &gen.snapshot, overlay: Some(&gen.overlay), delta_seq }
 }
 
-/// Answer one query document.
-pub(crate) fn answer_one(
-    view: &View<'_>,
-    generation: u64,
-    role: &Role,
-    raw: &[u8],
-    clock: Clock,
-    request: Request,
-    accept: Accept,
-) -> (Answer, Outcome) {
-    answer_parsed(view, generation, raw, clock, request, checked_query(role, raw, clock, accept))
-}
-
-/// Answer a query document `raw` as [`checked_query`] read it.
+/// Answer a query document `raw` as [`checked_query`] read it: the reply
+/// (answer or refusal) goes to `emit`, which renders it (the machine frames
+/// it; no answer struct is built), and its outcome is returned.
 pub(crate) fn answer_parsed(
     view: &View<'_>,
     generation: u64,
@@ -52,7 +41,8 @@ pub(crate) fn answer_parsed(
     clock: Clock,
     request: Request,
     parsed: Result<Query, Box<Rejected>>,
-) -> (Answer, Outcome) {
+    emit: impl FnOnce(&Reply<'_>),
+) -> Outcome {
     let mut outcome = Outcome {
         request,
         asked: Asked::Malformed,
@@ -70,32 +60,36 @@ pub(crate) fn answer_parsed(
         Ok(q) => q,
         Err(rejected) => {
             let Rejected { error, hints, asked } = *rejected;
-            let answer = view.refuse(&error, &hints, clock);
+            emit(&view.refusal(&error, &hints, clock));
             outcome.asked = asked;
             outcome.institution = hints.institution;
-            outcome.code = Some(Str::from(error.code));
-            return (answer, outcome);
+            outcome.code = Some(Str::const_new(error.code));
+            return outcome;
         }
     };
     if let Some(min) = query.min_delta_seq.filter(|min| *min > view.delta_seq) {
         // Never an answer from before the seq the caller asked for.
         let error = QueryError { code: codes::BEHIND, field: "MinimumDeltaSequence".into(), message: behind_message(min, view.delta_seq) };
-        let answer = view.refuse(&error, &hints(raw), clock);
+        emit(&view.refusal(&error, &hints(raw), clock));
         outcome.asked = Asked::Key(query.key.key_kind());
         outcome.institution = query.institution;
-        outcome.code = Some(Str::from(error.code));
-        return (answer, outcome);
+        outcome.code = Some(Str::const_new(error.code));
+        return outcome;
     }
-    let answer = view.answer(&query, clock);
+    let reply = view.reply(&query, clock);
+    emit(&reply);
+    let facts = reply.facts();
     let kind = query.key.key_kind();
     outcome.asked = Asked::Key(kind);
-    outcome.institution = query.institution;
     outcome.key = Some(query.key.key_text());
-    outcome.status = answer.status();
-    outcome.validity = answer.validity_code();
-    outcome.code = answer.message_body.processing_result_code.clone();
+    outcome.status = facts.status;
+    outcome.validity = facts.validity;
+    outcome.code = facts.code.map(Str::const_new);
     outcome.certificate_check = kind.checks_certificate();
-    (answer, outcome)
+    // The reply borrows the query.
+    drop(reply);
+    outcome.institution = query.institution;
+    outcome
 }
 
 /// Why a node answers `EN02` (retryable): the seq asked for and its own.
@@ -194,18 +188,20 @@ impl Bulk {
         Refusal::new(codes::BULK_COUNT, format!("more items than the {} declared", self.declared))
     }
 
-    /// Answer the next item (the caller checked that one is expected).
-    pub(crate) fn item(&mut self, role: &Role, query: &[u8], clock: Clock) -> (Answer, Outcome) {
+    /// Answer the next item (the caller checked that one is expected): its
+    /// reply to `emit`.
+    pub(crate) fn item(&mut self, role: &Role, query: &[u8], clock: Clock, emit: impl FnOnce(&Reply<'_>)) -> Outcome {
         let view = view(&self.gen, self.delta_seq);
-        let (answer, mut outcome) = answer_one(&view, self.summary.generation, role, query, clock, Request::Bulk, Accept::CardData);
-        outcome.item = Some(self.count(answer.is_error()));
-        (answer, outcome)
+        let parsed = checked_query(role, query, clock, Accept::CardData);
+        let mut outcome = answer_parsed(&view, self.summary.generation, query, clock, Request::Bulk, parsed, emit);
+        outcome.item = Some(self.count(outcome.status == Status::Error));
+        outcome
     }
 
     /// Answer, in its place, an item whose frame of `len` bytes was over
     /// the `max` a frame may have: its payload was skipped unread, so the
     /// answer is an error naming the sizes and the bulk goes on.
-    pub(crate) fn oversized(&mut self, role: &Role, len: usize, max: usize, clock: Clock) -> (Answer, Outcome) {
+    pub(crate) fn oversized(&mut self, role: &Role, len: usize, max: usize, clock: Clock, emit: impl FnOnce(&Reply<'_>)) -> Outcome {
         let error = QueryError::new(
             codes::FRAME_TOO_LARGE,
             "",
@@ -217,8 +213,8 @@ impl Bulk {
         let institution = role.institution().unwrap_or_default().to_string();
         // Nothing of the item was read: no echo.
         let hints = Hints { institution: institution.clone(), ..Hints::default() };
-        let answer = view(&self.gen, self.delta_seq).refuse(&error, &hints, clock);
-        let outcome = Outcome {
+        emit(&view(&self.gen, self.delta_seq).refusal(&error, &hints, clock));
+        Outcome {
             request: Request::Bulk,
             asked: Asked::Malformed,
             institution,
@@ -230,8 +226,7 @@ impl Bulk {
             code: Some(Str::from(codes::FRAME_TOO_LARGE)),
             item: Some(self.count(true)),
             certificate_check: false,
-        };
-        (answer, outcome)
+        }
     }
 
     /// Count one answered item; its position.
