@@ -8,9 +8,10 @@
 //! filled in place (`fill_*` on a slot already in the answer's list) rather
 //! than built and moved.
 
+use smallvec::SmallVec;
+
 use crate::answer::*;
 use crate::model::*;
-use crate::reply::{Entry, Of};
 use crate::values::{code, date, digit, insurer, text, ts};
 
 /// One entry of a reply.
@@ -259,4 +260,53 @@ impl Consents {
 /// The requesting institution's own reference number for the person.
 pub(crate) fn reference_number<'a>(p: &'a ArchivedPersonRecord, institution: &str) -> Option<&'a str> {
     p.reference_numbers.iter().find(|r| r.institution_code.is(institution)).map(|r| r.reference_number.as_str())
+}
+
+/// One `ResultOfQualificationConfirmation`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Entry<'a> {
+    pub person: &'a ArchivedPersonRecord,
+    pub of: Of<'a>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Of<'a> {
+    /// The limit flag describes the consent on every entry; the details it
+    /// governs are shown only when `in_force` (`domain.md` section 5).
+    Insurance { ins: &'a ArchivedInsurance, consent: Consent, in_force: bool },
+    /// `numbers`: payer and recipient numbers may be shown (a ticket
+    /// delegates the requester, or the caller gave them).
+    Assistance { asst: &'a ArchivedAssistance, numbers: bool, tickets: Tickets<'a> },
+}
+
+/// The tickets an assistance entry lists (`PublicExpenseResultList`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Tickets<'a> {
+    None,
+    /// Those delegating `institution` (the requester) for `month`.
+    Delegating {
+        institution: &'a str,
+        month: u32,
+    },
+    /// One ticket of a delegated fetch, asked by `requester`.
+    One {
+        ticket: &'a ArchivedTicket,
+        requester: &'a str,
+    },
+}
+
+impl<'a> Tickets<'a> {
+    /// The tickets of `asst`, and who asked (for `DesignatedMedicalInstitutionFlag`).
+    pub fn of(self, asst: &'a ArchivedAssistance) -> (SmallVec<[&'a ArchivedTicket; 2]>, &'a str) {
+        match self {
+            Tickets::None => (SmallVec::new(), ""),
+            Tickets::Delegating { institution, month } => (delegating(asst, institution, month).collect(), institution),
+            Tickets::One { ticket, requester } => (SmallVec::from_slice(&[ticket]), requester),
+        }
+    }
+}
+
+/// The tickets of `a` delegating `institution` for `month`.
+pub(crate) fn delegating<'a>(a: &'a ArchivedAssistance, institution: &'a str, month: u32) -> impl Iterator<Item = &'a ArchivedTicket> {
+    a.tickets.iter().filter(move |t| t.institution_code == institution && t.treatment_month == month)
 }

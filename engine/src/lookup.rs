@@ -9,13 +9,14 @@ use smallvec::SmallVec;
 
 use crate::answer::{Answer, Validity};
 use crate::entry::{self, Consent, Consents};
+use crate::entry::{delegating, Entry, Of, Tickets};
 pub use crate::hints::{hints, Hints};
 use crate::ids;
 use crate::manifest::IndexName;
 use crate::model::*;
 use crate::overlay::Overlay;
 use crate::query::{codes, CardKey, Query, QueryError, QueryKey, TicketKey};
-use crate::reply::{delegating, Body, Echo, Entry, Head, List, Mine, Of, Tickets, Unit};
+use crate::reply::{Body, Echo, Head, List, Mine, Unit};
 pub use crate::reply::{Facts, Reply};
 use crate::snapshot::Snapshot;
 

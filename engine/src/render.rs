@@ -10,8 +10,9 @@
 //! address written as its two parts: each straight into the buffer.
 
 use crate::answer::{SearchInfo, Status};
+use crate::entry::{Entry, Of};
 use crate::model::*;
-use crate::reply::{Body, Echo, Entry, Facts, Head, List, Mine, Of, Reply, Unit};
+use crate::reply::{Body, Echo, Facts, Head, List, Mine, Reply, Unit};
 use crate::values;
 
 /// `"Key":`, the key as serde names the field.

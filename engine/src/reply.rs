@@ -11,7 +11,7 @@
 use smallvec::SmallVec;
 
 use crate::answer::*;
-use crate::entry::{self, Consent, Consents};
+use crate::entry::{self, Consents, Entry};
 use crate::model::*;
 use crate::query::{CardKey, TicketKey};
 use crate::values;
@@ -71,55 +71,6 @@ pub(crate) struct List<'a> {
 pub(crate) struct Mine<'a> {
     pub consents: Consents,
     pub reference: Option<&'a str>,
-}
-
-/// One `ResultOfQualificationConfirmation`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Entry<'a> {
-    pub person: &'a ArchivedPersonRecord,
-    pub of: Of<'a>,
-}
-
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Of<'a> {
-    /// The limit flag describes the consent on every entry; the details it
-    /// governs are shown only when `in_force` (`domain.md` section 5).
-    Insurance { ins: &'a ArchivedInsurance, consent: Consent, in_force: bool },
-    /// `numbers`: payer and recipient numbers may be shown (a ticket
-    /// delegates the requester, or the caller gave them).
-    Assistance { asst: &'a ArchivedAssistance, numbers: bool, tickets: Tickets<'a> },
-}
-
-/// The tickets an assistance entry lists (`PublicExpenseResultList`).
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Tickets<'a> {
-    None,
-    /// Those delegating `institution` (the requester) for `month`.
-    Delegating {
-        institution: &'a str,
-        month: u32,
-    },
-    /// One ticket of a delegated fetch, asked by `requester`.
-    One {
-        ticket: &'a ArchivedTicket,
-        requester: &'a str,
-    },
-}
-
-impl<'a> Tickets<'a> {
-    /// The tickets of `asst`, and who asked (for `DesignatedMedicalInstitutionFlag`).
-    pub fn of(self, asst: &'a ArchivedAssistance) -> (SmallVec<[&'a ArchivedTicket; 2]>, &'a str) {
-        match self {
-            Tickets::None => (SmallVec::new(), ""),
-            Tickets::Delegating { institution, month } => (delegating(asst, institution, month).collect(), institution),
-            Tickets::One { ticket, requester } => (SmallVec::from_slice(&[ticket]), requester),
-        }
-    }
-}
-
-/// The tickets of `a` delegating `institution` for `month`.
-pub(crate) fn delegating<'a>(a: &'a ArchivedAssistance, institution: &'a str, month: u32) -> impl Iterator<Item = &'a ArchivedTicket> {
-    a.tickets.iter().filter(move |t| t.institution_code == institution && t.treatment_month == month)
 }
 
 /// The search-info echo of a card-data query.

@@ -250,8 +250,9 @@ pub struct Config {
     pub feed: Option<crate::ops::feed::FeedConfig>,
 }
 
+use crate::quic::udp::Steering;
 pub use crate::quic::udp::{Udp, DEFAULT_UDP_BUFFER_BYTES};
-use crate::quic::workers::{default_workers, Steering, MAX_WORKERS};
+use crate::quic::workers::{default_workers, MAX_WORKERS};
 
 #[derive(Debug, Clone)]
 pub struct TlsPaths {

@@ -193,17 +193,33 @@ pub fn engine(gen: &elig_engine::engine::Generation) {
     gauge!("elig_snapshot_memory_locked").set(if gen.snapshot.memory_locked() { 1.0 } else { 0.0 });
 }
 
+/// What came of one delta batch or swap an operator sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// A batch applied, or a swap done.
+    Done,
+    /// A batch already applied (acknowledged again, nothing changed).
+    Duplicate,
+    Refused,
+}
+
 /// One delta batch answered: `applied`, `duplicate` or `refused`.
-pub fn delta_batch(outcome: &'static str, rows: u64) {
-    counter!("elig_delta_batches_total", "outcome" => outcome).increment(1);
-    if outcome == "applied" {
+pub fn delta_batch(outcome: Change, rows: u64) {
+    let label = match outcome {
+        Change::Done => "applied",
+        Change::Duplicate => "duplicate",
+        Change::Refused => "refused",
+    };
+    counter!("elig_delta_batches_total", "outcome" => label).increment(1);
+    if outcome == Change::Done {
         counter!("elig_delta_rows_total").increment(rows);
     }
 }
 
 /// One swap answered: `done` or `refused`.
-pub fn swap(outcome: &'static str) {
-    counter!("elig_swaps_total", "outcome" => outcome).increment(1);
+pub fn swap(outcome: Change) {
+    let label = if outcome == Change::Refused { "refused" } else { "done" };
+    counter!("elig_swaps_total", "outcome" => label).increment(1);
 }
 
 /// The delta feed of a node that follows the stream (`feed.rs`).

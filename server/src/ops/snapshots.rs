@@ -24,7 +24,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::core::operator;
 use crate::ops::feed::{Feed, FeedConfig};
-use crate::ops::{metrics, state};
+use crate::ops::metrics::{self, Change};
+use crate::ops::state;
 
 /// How a node with `[feed]` and no readable local snapshot got one.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -201,7 +202,7 @@ impl Watch {
         metrics::engine(&self.engine.pin());
         match result {
             Ok(r) => {
-                metrics::swap("done");
+                metrics::swap(Change::Done);
                 tracing::info!(
                     generation = r.generation, previous = r.previous_generation, snapshot = %r.snapshot_dir,
                     replayed = r.replayed, total_ms = r.total_ms, "swapped to the newer snapshot from the store"
@@ -216,7 +217,7 @@ impl Watch {
                 Ok(())
             }
             Err(refusal) => {
-                metrics::swap("refused");
+                metrics::swap(Change::Refused);
                 Err(self.refuse(generation, format!("swap to generation {generation} refused: {}: {}", refusal.code, refusal.message)))
             }
         }

@@ -14,7 +14,7 @@ use quinn::{RecvStream, SendStream, VarInt};
 
 use super::shared::{OnWorker, Recorder, Shared};
 use crate::core::{operator, Ending, Input, Job, Machine, Refusal, Report, Request, Role, Step};
-use crate::ops::metrics;
+use crate::ops::metrics::{self, Change};
 
 /// How long a finished response waits for the peer's acknowledgement once
 /// a shutdown has begun.
@@ -202,11 +202,11 @@ async fn run_job(shared: &Arc<Shared>, job: Job, peer: SocketAddr, worker: usize
     metrics::engine(&shared.engine.pin());
     match (&result, is_delta) {
         (Ok(Report::Delta(ack)), _) => {
-            metrics::delta_batch(if ack.duplicate { "duplicate" } else { "applied" }, ack.rows);
+            metrics::delta_batch(if ack.duplicate { Change::Duplicate } else { Change::Done }, ack.rows);
             tracing::info!(%peer, seq = ack.seq, duplicate = ack.duplicate, rows = ack.rows, generation = ack.generation, "delta batch acknowledged");
         }
         (Ok(Report::Swap(r)), _) => {
-            metrics::swap("done");
+            metrics::swap(Change::Done);
             tracing::info!(
                 %peer, generation = r.generation, previous = r.previous_generation, snapshot = %r.snapshot_dir,
                 replayed = r.replayed, total_ms = r.total_ms, "swapped in a new snapshot"
@@ -222,10 +222,10 @@ async fn run_job(shared: &Arc<Shared>, job: Job, peer: SocketAddr, worker: usize
 /// A delta batch or a swap refused: counted and logged.
 fn refused_change(is_delta: bool, r: &Refusal, peer: SocketAddr) {
     if is_delta {
-        metrics::delta_batch("refused", 0);
+        metrics::delta_batch(Change::Refused, 0);
         tracing::info!(%peer, code = r.code, message = %r.message, "delta batch refused");
     } else {
-        metrics::swap("refused");
+        metrics::swap(Change::Refused);
         tracing::warn!(%peer, code = r.code, message = %r.message, "swap refused; the live snapshot keeps serving");
     }
 }

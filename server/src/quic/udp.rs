@@ -18,6 +18,33 @@ pub enum UdpError {
     Socket { addr: SocketAddr, source: std::io::Error },
 }
 
+/// How the kernel picks a worker's socket for a packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Steering {
+    /// By the connection ID (the BPF program): connections survive a new client address.
+    #[default]
+    ConnectionId,
+    /// By the kernel's hash of the addresses.
+    Hash,
+}
+
+impl Steering {
+    pub fn parse(s: &str) -> Option<Steering> {
+        match s {
+            "connection_id" => Some(Steering::ConnectionId),
+            "hash" => Some(Steering::Hash),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Steering::ConnectionId => "connection_id",
+            Steering::Hash => "hash",
+        }
+    }
+}
+
 /// Settings of the server's UDP socket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Udp {
@@ -28,7 +55,7 @@ pub struct Udp {
     /// Largest UDP payload MTU discovery may reach (and this endpoint accepts).
     pub max_payload: u16,
     /// How packets find their worker ([`super::workers`]).
-    pub steering: super::workers::Steering,
+    pub steering: Steering,
 }
 
 /// Default UDP socket buffers asked for, each way.
@@ -40,7 +67,7 @@ impl Default for Udp {
             recv_buffer_bytes: DEFAULT_UDP_BUFFER_BYTES,
             send_buffer_bytes: DEFAULT_UDP_BUFFER_BYTES,
             max_payload: DEFAULT_MAX_UDP_PAYLOAD,
-            steering: super::workers::Steering::default(),
+            steering: Steering::default(),
         }
     }
 }

@@ -27,39 +27,12 @@ use std::time::Duration;
 use quinn::{ConnectionId, ConnectionIdGenerator};
 use rand::RngCore;
 
-use super::udp::{self, Udp, UdpError};
+use super::udp::{self, Steering, Udp, UdpError};
 
 /// Connection IDs this server issues, in bytes.
 pub const CID_LEN: usize = 8;
 /// Most workers one server runs (the first byte of a connection ID names one).
 pub const MAX_WORKERS: usize = 64;
-
-/// How the kernel picks a worker's socket for a packet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Steering {
-    /// By the connection ID (the BPF program): connections survive a new client address.
-    #[default]
-    ConnectionId,
-    /// By the kernel's hash of the addresses.
-    Hash,
-}
-
-impl Steering {
-    pub fn parse(s: &str) -> Option<Steering> {
-        match s {
-            "connection_id" => Some(Steering::ConnectionId),
-            "hash" => Some(Steering::Hash),
-            _ => None,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Steering::ConnectionId => "connection_id",
-            Steering::Hash => "hash",
-        }
-    }
-}
 
 /// The workers to run by default: the cores this process may use.
 pub fn default_workers() -> usize {
