@@ -525,8 +525,18 @@ const ESCAPE: [u8; 256] = {
 pub(crate) fn escape(out: &mut Vec<u8>, s: &str) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
+    // Most values need no escape: skip eight bytes at a time to the first
+    // word that may (the byte loop was the renderer's hottest part).
+    let mut clean = 0;
+    for word in bytes.chunks_exact(8) {
+        if may_escape(u64::from_le_bytes([word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7]])) {
+            break;
+        }
+        clean += 8;
+    }
+    // The run not yet written starts at 0; escapes are sought from `clean`.
     let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    for (i, &b) in bytes.iter().enumerate().skip(clean) {
         let e = ESCAPE[usize::from(b)];
         if e == 0 {
             continue;
@@ -539,6 +549,20 @@ pub(crate) fn escape(out: &mut Vec<u8>, s: &str) {
         start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
+}
+
+/// Whether a word of eight bytes holds one that [`ESCAPE`] escapes (a
+/// control character, `"` or `\`): the "has a byte less than n" and "has
+/// a zero byte" bit tricks, exact for the question whether any does.
+#[inline]
+fn may_escape(word: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let below = |w: u64, n: u8| w.wrapping_sub(ONES * u64::from(n)) & !w & HIGH;
+    let control = below(word, 0x20);
+    let quote = below(word ^ (ONES * u64::from(b'"')), 1);
+    let backslash = below(word ^ (ONES * u64::from(b'\\')), 1);
+    control | quote | backslash != 0
 }
 
 /// Compact JSON re-indented as serde_json's pretty printer writes it (two
@@ -603,11 +627,19 @@ mod tests {
     #[test]
     fn strings_are_escaped_as_serde_json_escapes_them() {
         let all: String = (0u8..0x80).map(char::from).collect();
-        for s in [all.as_str(), "", "山田　太郎", "ﾔﾏﾀﾞ \"q\" \\ /", "\u{2028}\u{2029}\u{7f}●", "end\\"] {
+        let mut texts = vec![all.clone(), String::new(), "山田　太郎".into(), "ﾔﾏﾀﾞ \"q\" \\ /".into(), "\u{2028}\u{2029}\u{7f}●".into()];
+        // Every byte that escapes, and some that do not, at every place in
+        // and after the words the fast path skips.
+        for c in (0u8..0x80).map(char::from).chain(['●', 'ｱ', '\u{ff}']) {
+            for at in 0..20 {
+                texts.push(format!("{}{c}{}", "ab山".repeat(at / 3) + &"x".repeat(at % 3), "yz".repeat(at % 5)));
+            }
+        }
+        for s in &texts {
             let mut out = vec![b'"'];
             escape(&mut out, s);
             out.push(b'"');
-            assert_eq!(out, serde_json::to_vec(s).unwrap(), "{s:?}");
+            assert_eq!(String::from_utf8_lossy(&out), serde_json::to_string(s).unwrap(), "{s:?}");
         }
     }
 
