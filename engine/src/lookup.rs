@@ -128,10 +128,7 @@ impl<'a> View<'a> {
     /// Parse and render one query document into `out` (a malformed one gets
     /// an error answer naming the field): `elig-loader lookup`.
     pub fn render_document(&self, json: &[u8], clock: Clock, out: &mut Vec<u8>) -> Facts {
-        match crate::query::parse_query(json, clock.today) {
-            Ok(q) => self.reply(&q, clock).render_to(out),
-            Err(e) => self.refusal(&e, &hints(json), clock).render_to(out),
-        }
+        self.document(json, clock, |r| r.render_to(out))
     }
 
     /// The answer to one query as the wire struct ([`Reply::build`]): for
@@ -143,15 +140,15 @@ impl<'a> View<'a> {
     /// [`View::answer`] of a query document; a malformed one gets an error
     /// answer naming the field.
     pub fn answer_document(&self, json: &[u8], clock: Clock) -> Answer {
-        match crate::query::parse_query(json, clock.today) {
-            Ok(q) => self.answer(&q, clock),
-            Err(e) => self.refuse(&e, &hints(json), clock),
-        }
+        self.document(json, clock, |r| r.build())
     }
 
-    /// [`View::refusal`] as the wire struct.
-    pub fn refuse(&self, err: &QueryError, hints: &Hints, clock: Clock) -> Answer {
-        self.refusal(err, hints, clock).build()
+    /// The reply to a query document, or to its refusal, handed to `f`.
+    fn document<R>(&self, json: &[u8], clock: Clock, f: impl FnOnce(&Reply<'_>) -> R) -> R {
+        match crate::query::parse_query(json, clock.today) {
+            Ok(q) => f(&self.reply(&q, clock)),
+            Err(e) => f(&self.refusal(&e, &hints(json), clock)),
+        }
     }
 
     fn head<'r>(&self, clock: Clock, date: u32, institution: &'r str, my_number: bool) -> Head<'r>

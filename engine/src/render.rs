@@ -565,64 +565,9 @@ fn may_escape(word: u64) -> bool {
     control | quote | backslash != 0
 }
 
-/// Compact JSON re-indented as serde_json's pretty printer writes it (two
-/// spaces, `"key": value`, `{}` and `[]` when empty): `elig-loader lookup`
-/// prints one answer so. `compact` must be JSON as [`Reply::render`] writes
-/// it (no whitespace outside strings).
-pub fn pretty(compact: &[u8], out: &mut Vec<u8>) {
-    let mut depth = 0usize;
-    let (mut in_string, mut escaped) = (false, false);
-    let newline = |out: &mut Vec<u8>, depth: usize| {
-        out.push(b'\n');
-        out.resize(out.len() + 2 * depth, b' ');
-    };
-    let mut bytes = compact.iter().copied().peekable();
-    while let Some(b) = bytes.next() {
-        if in_string {
-            out.push(b);
-            match (escaped, b) {
-                (true, _) => escaped = false,
-                (false, b'\\') => escaped = true,
-                (false, b'"') => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => {
-                in_string = true;
-                out.push(b);
-            }
-            b'{' | b'[' => {
-                out.push(b);
-                let close = if b == b'{' { b'}' } else { b']' };
-                if bytes.peek() == Some(&close) {
-                    bytes.next();
-                    out.push(close);
-                } else {
-                    depth += 1;
-                    newline(out, depth);
-                }
-            }
-            b'}' | b']' => {
-                depth = depth.saturating_sub(1);
-                newline(out, depth);
-                out.push(b);
-            }
-            b',' => {
-                out.push(b);
-                newline(out, depth);
-            }
-            b':' => out.extend_from_slice(b": "),
-            _ => out.push(b),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::answer::{Answer, ElderlyRecipientCertificateInfo, ResultOfQualificationConfirmation, Str};
 
     #[test]
     fn strings_are_escaped_as_serde_json_escapes_them() {
@@ -641,22 +586,5 @@ mod tests {
             out.push(b'"');
             assert_eq!(String::from_utf8_lossy(&out), serde_json::to_string(s).unwrap(), "{s:?}");
         }
-    }
-
-    #[test]
-    fn pretty_is_serde_jsons_pretty() {
-        let mut a = Answer::default();
-        a.message_header.medical_institution_code = Str::from("a \"{[,:]}\" \\\" b");
-        a.message_body.processing_result_status = "1".into();
-        let empty = ResultOfQualificationConfirmation {
-            elderly_recipient_certificate_info: Some(ElderlyRecipientCertificateInfo::default()),
-            specific_diseases_certificate_list: Some(Vec::new()),
-            ..Default::default()
-        };
-        let full = ResultOfQualificationConfirmation { name: Some("x: [y]".into()), address: Some("{".into()), ..Default::default() };
-        a.message_body.result_list = vec![empty, full];
-        let mut out = Vec::new();
-        pretty(&serde_json::to_vec(&a).unwrap(), &mut out);
-        assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string_pretty(&a).unwrap());
     }
 }

@@ -297,9 +297,9 @@ fn lookup(view: &View, input: &[u8], clock: Clock) -> Result<()> {
     let mut answer = Vec::new();
     if serde_json::from_slice::<serde_json::Value>(input).is_ok() {
         view.render_document(input, clock, &mut answer);
-        let mut indented = Vec::with_capacity(answer.len() * 2);
-        elig_engine::render::pretty(&answer, &mut indented);
-        out.write_all(&indented)?;
+        // Indented as serde_json indents: the rendered bytes re-read, not rebuilt.
+        let mut pretty = serde_json::Serializer::pretty(&mut out);
+        serde_transcode::transcode(&mut serde_json::Deserializer::from_slice(&answer), &mut pretty)?;
         writeln!(out)?;
         return Ok(());
     }
