@@ -1,6 +1,7 @@
 //! Filling the wire struct's result entries (`ResultOfQualificationConfirmation`,
 //! `MedicalTicketInfo`) from the entries of a [`Reply`](crate::reply::Reply),
-//! and the consent flags both writers read ([`Consents`]).
+//! the pieces of an entry that a reply holds ([`Entry`], [`Of`], [`Tickets`]), and the consent
+//! flags both writers read ([`Consents`]).
 //!
 //! The struct is what [`Reply::build`](crate::reply::Reply::build) makes
 //! for tests and the bench (the request path renders JSON instead,
