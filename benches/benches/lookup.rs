@@ -25,6 +25,7 @@
 //! - `engine_find/*`, `baseline_get/*`: the index probe alone (hash, slot,
 //!   full-key check against the mapped record) against `HashMap::get`, with
 //!   no answer built: what the lookup itself costs.
+//! - `parse/present`: `parse_query` of the query documents alone.
 //! - `document/present`: `View::answer_document(&[u8], Clock)`, parse + answer.
 //! - `serialise/present`: `serde_json::to_vec(&Answer)` of the present answers.
 //!
@@ -53,12 +54,12 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Bencher, Criterion, Throughput};
 use elig_benches::baseline::Baseline;
-use elig_benches::{bench_snapshot, clock, index_key, keys_per_family, parse_all, sample_keys, KeyKind, Keys, KEYS, SEED};
+use elig_benches::{bench_snapshot, clock, index_key, keys_per_family, parse_all, sample_keys, KeyKind, Keys, KEYS, SEED, TODAY};
 use elig_engine::answer::Answer;
 use elig_engine::engine::Engine;
 use elig_engine::lookup::View;
 use elig_engine::model::ArchivedPersonRecord;
-use elig_engine::query::{Query, QueryKey};
+use elig_engine::query::{parse_query, Query, QueryKey};
 use elig_engine::snapshot::Snapshot;
 use elig_wire::frame::{encode_json_into, encode_with, Kind};
 
@@ -233,6 +234,7 @@ fn family(c: &mut Criterion, family: KeyKind) {
             })
         });
     }
+    g.bench_function("parse/present", |b| cycle(b, &keys.present, |d| parse_query(d.as_bytes(), TODAY)));
     g.bench_function("document/present", |b| cycle(b, &keys.present, |d| view.answer_document(d.as_bytes(), clock)));
     // A bounded sample: with ELIG_BENCH_KEYS large, a delegated fetch's answers alone would fill memory.
     let answers: Vec<Answer> = present.iter().take(KEYS).map(|q| view.answer(q, clock)).collect();

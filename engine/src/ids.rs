@@ -37,11 +37,16 @@ fn fold_width(s: &str) -> String {
 /// `trim` already drops U+3000 at the ends, and folding never turns a
 /// character left inside into whitespace at an end.
 pub fn clean(s: &str) -> String {
+    cleaned(s).into_owned()
+}
+
+/// [`clean`] without a copy when nothing needs folding (ASCII text).
+fn cleaned(s: &str) -> std::borrow::Cow<'_, str> {
     let t = s.trim();
     if t.is_ascii() {
-        t.to_owned()
+        std::borrow::Cow::Borrowed(t)
     } else {
-        fold_width(t)
+        std::borrow::Cow::Owned(fold_width(t))
     }
 }
 
@@ -173,7 +178,7 @@ pub fn certificate_key(field: &'static str, raw: &str) -> Result<String, FieldEr
 
 /// A date `YYYYMMDD` as a number; `0` never comes back (absent is handled by callers).
 pub fn date(field: &'static str, raw: &str) -> Result<u32, FieldError> {
-    let v = clean(raw);
+    let v = cleaned(raw);
     let bad = || FieldError::new(field, raw, "must be a date YYYYMMDD");
     if v.len() != 8 || !all_digits(&v) {
         return Err(bad());
@@ -188,7 +193,7 @@ pub fn date(field: &'static str, raw: &str) -> Result<u32, FieldError> {
 
 /// A month `YYYYMM` as a number.
 pub fn month(field: &'static str, raw: &str) -> Result<u32, FieldError> {
-    let v = clean(raw);
+    let v = cleaned(raw);
     let bad = || FieldError::new(field, raw, "must be a month YYYYMM");
     if v.len() != 6 || !all_digits(&v) {
         return Err(bad());
@@ -202,7 +207,7 @@ pub fn month(field: &'static str, raw: &str) -> Result<u32, FieldError> {
 
 /// A timestamp `YYYYMMDDHHmmss` as a number.
 pub fn timestamp(field: &'static str, raw: &str) -> Result<u64, FieldError> {
-    let v = clean(raw);
+    let v = cleaned(raw);
     let bad = || FieldError::new(field, raw, "must be a timestamp YYYYMMDDHHmmss");
     if v.len() != 14 || !all_digits(&v) {
         return Err(bad());
