@@ -221,6 +221,7 @@ fn main() {
             generation: None,
             today: Some(TODAY),
             retain_lost_days: None,
+            threads: elig_loader::compile::default_threads(),
         };
         elig_loader::fold::fold(&opts).unwrap_or_else(|e| panic!("fold: {e}"));
         println!("  folded into a new snapshot in {:.1?}", t.elapsed());

@@ -152,6 +152,7 @@ pub fn successors(base: &Path, count: usize) -> Vec<PathBuf> {
                     generation: Some(generation),
                     today: Some(TODAY),
                     retain_lost_days: None,
+                    threads: elig_loader::compile::default_threads(),
                 };
                 fold(&opts).unwrap_or_else(|e| panic!("folding {}: {e}", out.display()));
                 eprintln!("bench data: folded in {:.1?}", t.elapsed());

@@ -41,6 +41,9 @@ pub struct CompileOptions {
     /// Where rejected rows go; defaults to `<out>.rejects.csv` beside the snapshot.
     pub rejects: Option<PathBuf>,
     pub progress: bool,
+    /// Threads that work, this one included (at least 1; default: the
+    /// cores available). The output is the same for any count.
+    pub threads: usize,
 }
 
 impl CompileOptions {
@@ -58,8 +61,14 @@ impl CompileOptions {
             today: None,
             rejects: None,
             progress: false,
+            threads: default_threads(),
         }
     }
+}
+
+/// The cores available to this process (1 when that cannot be told).
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
 /// What a compile did.
@@ -300,7 +309,7 @@ fn run(
     reject_reasons.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
 
     // Pass 2: one shard at a time.
-    let mut writer = SnapshotWriter::new(staging, retention_cutoff(today, opts.retain_lost_days))?;
+    let mut writer = SnapshotWriter::new(staging, retention_cutoff(today, opts.retain_lost_days), opts.threads)?;
     let shard_count = (persons as usize).div_ceil(SHARD_PERSONS as usize).max(1);
     for shard in 0..shard_count {
         let base = shard as u32 * SHARD_PERSONS;

@@ -27,6 +27,8 @@ pub struct FoldOptions {
     pub today: Option<u32>,
     /// Defaults to the base snapshot's retention.
     pub retain_lost_days: Option<u32>,
+    /// Threads that work, this one included (`CompileOptions::threads`).
+    pub threads: usize,
 }
 
 pub fn fold(opts: &FoldOptions) -> Result<CompileSummary, CompileError> {
@@ -50,7 +52,7 @@ pub fn fold(opts: &FoldOptions) -> Result<CompileSummary, CompileError> {
     let gen = engine.pin();
     let staging = Staging::begin(&opts.out, generation)?;
     let result = (|| {
-        let mut writer = SnapshotWriter::new(&staging, retention_cutoff(today, retain_days))?;
+        let mut writer = SnapshotWriter::new(&staging, retention_cutoff(today, retain_days), opts.threads)?;
         for (idx, p) in gen.snapshot.iter_persons() {
             match gen.overlay.latest_of_record(idx) {
                 Some(None) => {}

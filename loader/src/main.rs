@@ -83,6 +83,10 @@ enum Command {
         /// Rejected rows file (default: <out>.rejects.csv).
         #[arg(long)]
         rejects: Option<PathBuf>,
+        /// Threads that work, at least 1 (default: the cores available);
+        /// the snapshot, rejects and anomalies are the same for any count.
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        threads: Option<u16>,
     },
     /// Check every checksum and archive of a snapshot.
     Verify {
@@ -162,9 +166,22 @@ fn run(cli: Cli) -> Result<()> {
             }
             println!("{} persons in {:.1?}", summary.persons, started.elapsed());
         }
-        Command::Compile { input, base, deltas, out, encoding, max_reject_ratio, retain_lost_days, generation, today, rejects } => {
+        Command::Compile {
+            input,
+            base,
+            deltas,
+            out,
+            encoding,
+            max_reject_ratio,
+            retain_lost_days,
+            generation,
+            today,
+            rejects,
+            threads,
+        } => {
+            let threads = threads.map_or_else(elig_loader::compile::default_threads, usize::from);
             if let (Some(base), Some(deltas)) = (base, deltas) {
-                let s = fold(&FoldOptions { base, deltas, out, generation, today, retain_lost_days })?;
+                let s = fold(&FoldOptions { base, deltas, out, generation, today, retain_lost_days, threads })?;
                 println!("snapshot   {} (generation {})", s.out.display(), s.manifest.generation);
                 println!("batches    {} applied, delta sequence {}", s.rows_read, s.manifest.delta_seq);
                 println!("anomalies  {}", s.anomalies.len());
@@ -184,6 +201,7 @@ fn run(cli: Cli) -> Result<()> {
                 today,
                 rejects,
                 progress: true,
+                threads,
                 ..CompileOptions::new(input, out)
             };
             let s = compile(&opts)?;

@@ -38,47 +38,90 @@ pub struct SnapshotWriter<'a> {
     counts: Counts,
 }
 
-/// Archives and writes full shards on a thread of its own, one at a time
-/// in order, while the next shard is assembled: the two halves of pass 2
-/// on two cores, at the cost of one more shard of records in memory.
+/// Archives and writes full shards while the next shard is assembled: on
+/// `threads - 1` threads of their own (each holding one shard of records
+/// while it works), or on the caller's thread when `threads` is 1. Each
+/// shard is a file of its own, so the order they finish in changes nothing;
+/// their entries are returned in shard order.
 struct Archiver {
+    staging: Staging,
     send: Option<Sender<(usize, Vec<PersonRecord>)>>,
-    done: Receiver<Result<FileEntry, PublishError>>,
-    thread: Option<std::thread::JoinHandle<()>>,
+    done: Receiver<(usize, Result<FileEntry, PublishError>)>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+    /// Entries by shard, as they come back.
+    entries: Vec<Option<FileEntry>>,
     sent: usize,
 }
 
+impl Drop for Archiver {
+    /// No thread writes into a staging directory that is being abandoned.
+    fn drop(&mut self) {
+        self.send = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
+}
+
+fn archive(staging: &Staging, shard: usize, records: Vec<PersonRecord>) -> Result<FileEntry, PublishError> {
+    let len = records.len() as u64;
+    let payload = archive_shard(&PersonShard { records });
+    staging.write_sealed(&shard_file_name(shard), &payload, FileKind::PersonShard, len)
+}
+
 impl Archiver {
-    fn start(staging: Staging) -> Result<Archiver, CompileError> {
-        // Rendezvous: at most one shard waits while one is archived.
+    fn start(staging: Staging, threads: usize) -> Result<Archiver, CompileError> {
+        // Rendezvous: a shard is handed over only to an idle thread.
         let (send, work) = bounded::<(usize, Vec<PersonRecord>)>(0);
         let (report, done) = unbounded();
-        let thread = std::thread::Builder::new()
-            .name("shard-archiver".into())
-            .spawn(move || {
-                for (shard, records) in work {
-                    let len = records.len() as u64;
-                    let payload = archive_shard(&PersonShard { records });
-                    let written = staging.write_sealed(&shard_file_name(shard), &payload, FileKind::PersonShard, len);
-                    let failed = written.is_err();
-                    let _ = report.send(written);
-                    if failed {
-                        return;
+        let mut handles = Vec::new();
+        for n in 1..threads.max(1) {
+            let (work, report, staging) = (work.clone(), report.clone(), staging.clone());
+            let handle = std::thread::Builder::new()
+                .name(format!("shard-archiver-{n}"))
+                .spawn(move || {
+                    for (shard, records) in work {
+                        let written = archive(&staging, shard, records);
+                        let failed = written.is_err();
+                        let _ = report.send((shard, written));
+                        if failed {
+                            return;
+                        }
                     }
-                }
-            })
-            .map_err(|source| CompileError::Io { path: PathBuf::from("shard-archiver thread"), source })?;
-        Ok(Archiver { send: Some(send), done, thread: Some(thread), sent: 0 })
+                })
+                .map_err(|source| CompileError::Io { path: PathBuf::from("shard-archiver thread"), source })?;
+            handles.push(handle);
+        }
+        let send = (!handles.is_empty()).then_some(send);
+        Ok(Archiver { staging, send, done, threads: handles, entries: Vec::new(), sent: 0 })
     }
 
-    /// Hand a full shard over (waits while the previous one is archived).
+    /// Hand a full shard over (waits until a thread is free), or archive it
+    /// here with no threads. Stops at the first write error.
     fn shard(&mut self, records: Vec<PersonRecord>) -> Result<(), CompileError> {
-        let sent = self.send.as_ref().is_some_and(|s| s.send((self.sent, records)).is_ok());
+        let shard = self.sent;
         self.sent += 1;
+        let Some(send) = &self.send else {
+            let entry = archive(&self.staging, shard, records)?;
+            self.entries.push(Some(entry));
+            return Ok(());
+        };
+        let sent = send.send((shard, records)).is_ok();
+        self.collect()?;
         if !sent {
-            // The thread stopped on a write error, which `finish` reports;
-            // this shard was not written, so `finish` cannot succeed.
+            // Every thread stopped; `finish` names the error, or the shard.
             return self.finish().map(|_| ());
+        }
+        Ok(())
+    }
+
+    /// Take the entries reported so far; the first error ends the compile.
+    fn collect(&mut self) -> Result<(), CompileError> {
+        for (shard, written) in self.done.try_iter() {
+            if self.entries.len() <= shard {
+                self.entries.resize(shard + 1, None);
+            }
+            self.entries[shard] = Some(written?);
         }
         Ok(())
     }
@@ -86,22 +129,28 @@ impl Archiver {
     /// Every shard's entry, in order, or the first write error.
     fn finish(&mut self) -> Result<Vec<FileEntry>, CompileError> {
         self.send = None;
-        if let Some(t) = self.thread.take() {
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
-        let entries = self.done.try_iter().collect::<Result<Vec<_>, _>>()?;
-        if entries.len() != self.sent {
-            let path = PathBuf::from(shard_file_name(entries.len()));
-            return Err(CompileError::Io { path, source: std::io::Error::other("the shard archiver thread stopped") });
+        self.collect()?;
+        self.entries.resize(self.sent, None);
+        let mut entries = Vec::with_capacity(self.sent);
+        for (shard, entry) in self.entries.drain(..).enumerate() {
+            let Some(entry) = entry else {
+                let path = PathBuf::from(shard_file_name(shard));
+                return Err(CompileError::Io { path, source: std::io::Error::other("the shard archiver thread stopped") });
+            };
+            entries.push(entry);
         }
         Ok(entries)
     }
 }
 
 impl<'a> SnapshotWriter<'a> {
-    /// `cutoff`: lost qualifications older than this date are dropped.
-    pub fn new(staging: &'a Staging, cutoff: u32) -> Result<Self, CompileError> {
-        let archiver = Archiver::start(staging.clone())?;
+    /// `cutoff`: lost qualifications older than this date are dropped;
+    /// `threads`: how many threads work, the caller's included.
+    pub fn new(staging: &'a Staging, cutoff: u32, threads: usize) -> Result<Self, CompileError> {
+        let archiver = Archiver::start(staging.clone(), threads)?;
         Ok(SnapshotWriter {
             staging,
             cutoff,
@@ -254,5 +303,52 @@ impl Counts {
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
         .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Shards of 0..7 records with distinct ids, through `threads` threads.
+    fn archived(threads: usize) -> Vec<FileEntry> {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = Staging::begin(&dir.path().join("snap"), 1).unwrap();
+        let mut archiver = Archiver::start(staging.clone(), threads).unwrap();
+        for shard in 0..7usize {
+            let records = (0..shard)
+                .map(|i| PersonRecord { person_id: format!("P{shard}-{i}"), name: "x".into(), ..PersonRecord::default() })
+                .collect();
+            archiver.shard(records).unwrap();
+        }
+        let entries = archiver.finish().unwrap();
+        staging.abandon();
+        entries
+    }
+
+    #[test]
+    fn shards_come_back_in_order_for_any_thread_count() {
+        let one = archived(1);
+        let names: Vec<String> = (0..7).map(shard_file_name).collect();
+        assert_eq!(one.iter().map(|e| e.file.clone()).collect::<Vec<_>>(), names);
+        assert_eq!(one.iter().map(|e| e.count).collect::<Vec<_>>(), (0..7).collect::<Vec<u64>>());
+        for threads in [2, 4] {
+            assert_eq!(archived(threads), one, "{threads} threads");
+        }
+    }
+
+    #[test]
+    fn a_shard_that_cannot_be_written_fails_the_compile() {
+        let dir = tempfile::tempdir().unwrap();
+        let staging = Staging::begin(&dir.path().join("snap"), 1).unwrap();
+        for threads in [1, 3] {
+            let mut archiver = Archiver::start(staging.clone(), threads).unwrap();
+            // The staging directory goes away under the archiver.
+            std::fs::remove_dir_all(&staging.tmp).unwrap();
+            let result = (0..4).try_for_each(|_| archiver.shard(vec![PersonRecord::default()])).and_then(|_| archiver.finish());
+            let e = result.expect_err("writing into a removed directory fails");
+            assert!(e.to_string().contains("persons-0"), "{threads} threads: {e}");
+            std::fs::create_dir_all(&staging.tmp).unwrap();
+        }
     }
 }

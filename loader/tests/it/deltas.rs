@@ -329,6 +329,7 @@ pub fn batch_one_folded() -> Folded {
         generation: Some(2),
         today: Some(20261122),
         retain_lost_days: None,
+        threads: elig_loader::compile::default_threads(),
     })
     .unwrap();
     Folded { c, dir, log, engine, folded, summary }

@@ -1,7 +1,7 @@
 //! Every loader rule with its message (contract.md section 1).
 
 use crate::fixture::*;
-use elig_loader::compile::CompileError;
+use elig_loader::compile::{CompileError, CompileOptions};
 use elig_loader::export::ExportError;
 
 fn base() -> Export {
@@ -434,4 +434,50 @@ fn an_empty_file_is_reported_as_empty_and_a_bom_is_skipped() {
     assert!(err.ends_with("persons.csv: the file is empty (0 bytes); an export file starts with a header row naming its columns"), "{err}");
     let (_d, r) = compile_patched(&base(), elig_loader::export::Encoding::Utf8, same, |b| [b"\xef\xbb\xbf".as_slice(), &b].concat());
     assert_eq!(r.expect("a UTF-8 BOM is no column").manifest.persons, 1);
+}
+
+/// A generated export with defects (anomalies) and rejected rows, compiled
+/// with one thread and with several: the same snapshot, rejects, anomalies
+/// and summary.
+#[test]
+fn compile_output_is_the_same_with_one_thread_and_with_several() {
+    let dir = tempfile::tempdir().unwrap();
+    let export = dir.path().join("export");
+    let opts = elig_loader::gen::GenOptions { defect_rate: 0.02, ..elig_loader::gen::GenOptions::new(3_000, 11, 20261122) };
+    elig_loader::gen::generate(&opts, &export).unwrap();
+    // Rows repeated at the end of two files: rejected as duplicate keys.
+    for file in ["persons.csv", "insurance.csv"] {
+        let path = export.join(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        let repeated: String = text.lines().skip(1).step_by(97).map(|l| format!("{l}\n")).collect();
+        std::fs::write(&path, text + &repeated).unwrap();
+    }
+    let run = |threads: usize| {
+        let out = dir.path().join(format!("snap-{threads}"));
+        let s = elig_loader::compile::compile(&CompileOptions {
+            today: Some(20261122),
+            generation: Some(1),
+            max_reject_ratio: 0.5,
+            threads,
+            ..CompileOptions::new(&export, &out)
+        })
+        .unwrap();
+        let files: Vec<(String, Vec<u8>)> = s
+            .manifest
+            .shards
+            .iter()
+            .chain(s.manifest.indexes.iter().map(|(_, e)| e))
+            .map(|e| e.file.clone())
+            .chain(["anomalies.csv".to_string()])
+            .map(|f| (f.clone(), std::fs::read(out.join(&f)).unwrap()))
+            .collect();
+        let rejects = std::fs::read(&s.rejects_file).unwrap();
+        let anomalies: Vec<(String, Vec<String>)> = s.anomalies.iter().map(|a| (a.kind.clone(), a.person_ids.clone())).collect();
+        (files, rejects, anomalies, s.rows_read, s.rejected, s.reject_reasons, s.dropped_by_retention, s.manifest.counts)
+    };
+    let one = run(1);
+    assert!(one.4 > 0 && !one.2.is_empty(), "the export must have rejects and anomalies: {} rejected, {:?}", one.4, one.2);
+    for threads in [2, 3] {
+        assert!(run(threads) == one, "compile with {threads} threads differs from one thread");
+    }
 }

@@ -159,6 +159,7 @@ pub fn samples(dir: &Path, gen: &Generation, today: u32, institution: &str) -> R
             generation: Some(generation),
             today: Some(today),
             retain_lost_days: None,
+            threads: elig_loader::compile::default_threads(),
         })?;
         let _ = std::fs::remove_file(&empty);
     }
