@@ -11,7 +11,8 @@ use crossbeam::channel::{bounded, unbounded, Receiver, Sender};
 use elig_engine::envelope::FileKind;
 use elig_engine::manifest::{shard_file_name, FileEntry, IndexName};
 use elig_engine::model::{PersonRecord, PersonShard, SHARD_PERSONS};
-use elig_engine::snapshot::{archive_index, archive_shard};
+use elig_engine::snapshot::{archive_index, archive_shard_in};
+use rkyv::util::AlignedVec;
 
 use crate::error::CompileError;
 use crate::index_builder::IndexBuilder;
@@ -50,6 +51,8 @@ struct Archiver {
     threads: Vec<std::thread::JoinHandle<()>>,
     /// Entries by shard, as they come back.
     entries: Vec<Option<FileEntry>>,
+    /// The archive buffer when shards are archived on the caller's thread.
+    buffer: AlignedVec,
     sent: usize,
 }
 
@@ -63,10 +66,14 @@ impl Drop for Archiver {
     }
 }
 
-fn archive(staging: &Staging, shard: usize, records: Vec<PersonRecord>) -> Result<FileEntry, PublishError> {
+/// Archive and write one shard, in `buffer` (kept for the next shard).
+fn archive(staging: &Staging, shard: usize, records: Vec<PersonRecord>, buffer: &mut AlignedVec) -> Result<FileEntry, PublishError> {
     let len = records.len() as u64;
-    let payload = archive_shard(&PersonShard { records });
-    staging.write_sealed(&shard_file_name(shard), &payload, FileKind::PersonShard, len)
+    let shard_records = PersonShard { records };
+    *buffer = archive_shard_in(&shard_records, std::mem::take(buffer));
+    // Freed before the write, not held while the file is written.
+    drop(shard_records);
+    staging.write_sealed(&shard_file_name(shard), buffer, FileKind::PersonShard, len)
 }
 
 impl Archiver {
@@ -80,8 +87,9 @@ impl Archiver {
             let handle = std::thread::Builder::new()
                 .name(format!("shard-archiver-{n}"))
                 .spawn(move || {
+                    let mut buffer = AlignedVec::new();
                     for (shard, records) in work {
-                        let written = archive(&staging, shard, records);
+                        let written = archive(&staging, shard, records, &mut buffer);
                         let failed = written.is_err();
                         let _ = report.send((shard, written));
                         if failed {
@@ -93,7 +101,7 @@ impl Archiver {
             handles.push(handle);
         }
         let send = (!handles.is_empty()).then_some(send);
-        Ok(Archiver { staging, send, done, threads: handles, entries: Vec::new(), sent: 0 })
+        Ok(Archiver { staging, send, done, threads: handles, entries: Vec::new(), buffer: AlignedVec::new(), sent: 0 })
     }
 
     /// Hand a full shard over (waits until a thread is free), or archive it
@@ -102,7 +110,7 @@ impl Archiver {
         let shard = self.sent;
         self.sent += 1;
         let Some(send) = &self.send else {
-            let entry = archive(&self.staging, shard, records)?;
+            let entry = archive(&self.staging, shard, records, &mut self.buffer)?;
             self.entries.push(Some(entry));
             return Ok(());
         };
